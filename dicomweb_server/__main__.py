@@ -1,0 +1,3 @@
+from dicomweb_server.cli import main
+
+raise SystemExit(main())

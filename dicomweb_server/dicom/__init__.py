@@ -1,0 +1,1 @@
+"""The pure DICOM core: no I/O policy, no web, no database, no settings."""

@@ -1,0 +1,311 @@
+"""Turn one received part into the PS3.10 file we store and everything we index about it.
+
+The object is kept byte for byte, with the two exceptions the conformance notes list:
+- a bare data set (no preamble, no `DICM`, or no File Meta Information) is completed, its
+  data set bytes unchanged, so every retrieve returns a valid PS3.10 file (PS3.10 7.1);
+- Implicit VR Little Endian and Explicit VR Big Endian, which PS3.18 8.7.3 forbids on the
+  web, are converted once, here, to Explicit VR Little Endian; frame offsets are taken from
+  the converted bytes, which are the bytes we serve.
+"""
+
+from __future__ import annotations
+
+import mmap
+import shutil
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import dcmwrite, write_file_meta_info
+
+from dicomweb_server.dicom import uids
+from dicomweb_server.dicom.errors import ObjectRejected
+from dicomweb_server.dicom.frames import (
+    FrameLayoutError,
+    ImageGeometry,
+    Ranges,
+    encapsulated_frames,
+    native_frames,
+)
+from dicomweb_server.dicom.scan import PIXEL_DATA_TAGS, ScanResult, scan_dataset
+
+# PS3.18 Table I.2-2 failure reasons.
+CANNOT_UNDERSTAND = 0xC000
+DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
+
+# Values longer than this stay on disk while the header is parsed.
+_DEFER_SIZE = 64 * 1024
+_PREAMBLE = b"\x00" * 128
+_SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+_REQUIRED_UIDS = (
+    ("SOPClassUID", "SOP Class UID (0008,0016)"),
+    ("SOPInstanceUID", "SOP Instance UID (0008,0018)"),
+    ("StudyInstanceUID", "Study Instance UID (0020,000D)"),
+    ("SeriesInstanceUID", "Series Instance UID (0020,000E)"),
+)
+
+
+@dataclass
+class PreparedInstance:
+    """A received object made ready to store: the file and what the index keeps of it."""
+
+    path: Path
+    size: int
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    header: Dataset
+    scan: ScanResult
+    frames: list[Ranges] | None
+    frames_error: str | None
+    number_of_frames: int
+    coercions: list[str] = field(default_factory=list)
+
+
+def peek_uids(path: Path) -> tuple[str | None, str | None]:
+    """SOP Class and Instance UIDs of a part, as far as they can be read (for failure reports)."""
+    try:
+        ds = dcmread(path, stop_before_pixels=True, force=True, specific_tags=[0x00080016,
+                                                                               0x00080018])
+        return _text(ds.get("SOPClassUID")), _text(ds.get("SOPInstanceUID"))
+    except Exception:  # noqa: BLE001 - a best-effort look at a part already rejected
+        return None, None
+
+
+def prepare_instance(src: Path, workdir: Path, bulk_data_threshold: int) -> PreparedInstance:
+    """Check and complete one received object. Raises ObjectRejected with the reason."""
+    with src.open("rb") as fp:
+        head = fp.read(136)
+    has_preamble = head[128:132] == b"DICM"
+    if not has_preamble and not _looks_like_dicom(head):
+        raise ObjectRejected(
+            CANNOT_UNDERSTAND,
+            "the part is not a DICOM object: no 'DICM' prefix and it does not begin with a "
+            "DICOM data element",
+        )
+    header = _read_header(src, force=not has_preamble)
+    study, series, sop_instance, sop_class = _required_uids(header)
+    meta = getattr(header, "file_meta", None)
+    declared_ts = _text(meta.get("TransferSyntaxUID")) if meta is not None else None
+    implicit, little = header.original_encoding
+    if declared_ts is None:
+        if implicit:
+            encoded_ts = uids.IMPLICIT_VR_LITTLE_ENDIAN
+        else:
+            encoded_ts = uids.EXPLICIT_VR_LITTLE_ENDIAN if little else uids.EXPLICIT_VR_BIG_ENDIAN
+    else:
+        encoded_ts = declared_ts
+    if not uids.is_valid_uid(encoded_ts):
+        raise ObjectRejected(
+            TRANSFER_SYNTAX_NOT_SUPPORTED, f"transfer syntax {encoded_ts!r} is not a valid UID"
+        )
+
+    coercions: list[str] = []
+    dst = workdir / (src.name + ".prepared")
+    if encoded_ts in uids.NOT_ALLOWED_ON_THE_WEB:
+        _convert_to_explicit_little(src, dst, force=not has_preamble, sop_class=sop_class,
+                                    sop_instance=sop_instance)
+        coercions.append(f"converted from transfer syntax {encoded_ts} to Explicit VR Little "
+                         "Endian (PS3.18 8.7.3)")
+        stored_ts = uids.EXPLICIT_VR_LITTLE_ENDIAN
+        path = dst
+        header = _read_header(path, force=False)
+    elif not has_preamble or declared_ts is None:
+        _complete_file(src, dst, encoded_ts, sop_class, sop_instance)
+        coercions.append("File Meta Information added (PS3.10 7.1)")
+        stored_ts = encoded_ts
+        path = dst
+    else:
+        stored_ts = encoded_ts
+        path = src
+
+    size = path.stat().st_size
+    with path.open("rb") as fp:
+        buf = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) if size else None
+        try:
+            view: bytes | mmap.mmap = buf if buf is not None else b""
+            start = _dataset_start(view)
+            if stored_ts == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+                # The data set is deflated: nothing in it can be addressed by byte offset.
+                scan = ScanResult()
+            else:
+                scan = scan_dataset(view, start, bulk_data_threshold)
+            if scan.fragments is not None and declared_ts is None:
+                raise ObjectRejected(
+                    TRANSFER_SYNTAX_NOT_SUPPORTED,
+                    "encapsulated Pixel Data without File Meta Information: the transfer "
+                    "syntax of the compressed pixels is unknown",
+                )
+            frames, frames_error, count = _frames(header, scan, view)
+        finally:
+            if buf is not None:
+                buf.close()
+    return PreparedInstance(
+        path=path, size=size, study_uid=study, series_uid=series,
+        sop_instance_uid=sop_instance, sop_class_uid=sop_class, transfer_syntax_uid=stored_ts,
+        header=header, scan=scan, frames=frames, frames_error=frames_error,
+        number_of_frames=count, coercions=coercions,
+    )
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip("\x00 ")
+    return text or None
+
+
+def _looks_like_dicom(head: bytes) -> bool:
+    """A bare data set or File Meta group begins with an even group up to 0x0008."""
+    if head[:4] == b"DICM":
+        return True
+    if len(head) < 8:
+        return False
+    group_le = struct.unpack_from("<H", head)[0]
+    group_be = struct.unpack_from(">H", head)[0]
+    return group_le in (0x0002, 0x0008) or group_be == 0x0008
+
+
+def _read_header(path: Path, force: bool) -> Dataset:
+    try:
+        return dcmread(path, stop_before_pixels=True, defer_size=_DEFER_SIZE, force=force)
+    except (InvalidDicomError, EOFError, OSError, ValueError, struct.error, KeyError,
+            NotImplementedError, OverflowError, TypeError) as exc:
+        raise ObjectRejected(CANNOT_UNDERSTAND, f"the DICOM object cannot be parsed: {exc}")\
+            from exc
+
+
+def _required_uids(header: Dataset) -> tuple[str, str, str, str]:
+    found: dict[str, str] = {}
+    for keyword, label in _REQUIRED_UIDS:
+        try:
+            value = _text(header.get(keyword))
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ObjectRejected(CANNOT_UNDERSTAND, f"{label} cannot be read: {exc}") from exc
+        if value is None:
+            raise ObjectRejected(DATASET_DOES_NOT_MATCH_SOP_CLASS, f"{label} is missing")
+        if not uids.is_valid_uid(value):
+            raise ObjectRejected(
+                DATASET_DOES_NOT_MATCH_SOP_CLASS, f"{label} {value!r} is not a valid UID"
+            )
+        found[keyword] = value
+    return (found["StudyInstanceUID"], found["SeriesInstanceUID"], found["SOPInstanceUID"],
+            found["SOPClassUID"])
+
+
+def _file_meta_bytes(transfer_syntax: str, sop_class: str, sop_instance: str) -> bytes:
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = uids.IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = uids.IMPLEMENTATION_VERSION_NAME
+    out = DicomBytesIO()
+    write_file_meta_info(out, meta, enforce_standard=True)
+    return _PREAMBLE + b"DICM" + out.getvalue()
+
+
+def _meta_group_end(buf: bytes | mmap.mmap, pos: int) -> int:
+    """Skip File Meta elements (group 0002, always Explicit VR Little Endian) from `pos`."""
+    while pos + 8 <= len(buf) and struct.unpack_from("<H", buf, pos)[0] == 0x0002:
+        vr = bytes(buf[pos + 4 : pos + 6])
+        if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
+            pos += 12 + struct.unpack_from("<I", buf, pos + 8)[0]
+        else:
+            pos += 8 + struct.unpack_from("<H", buf, pos + 6)[0]
+    return pos
+
+
+def _dataset_start(buf: bytes | mmap.mmap) -> int:
+    start = 132 if bytes(buf[128:132]) == b"DICM" else (4 if bytes(buf[:4]) == b"DICM" else 0)
+    return _meta_group_end(buf, start)
+
+
+def _complete_file(src: Path, dst: Path, ts: str, sop_class: str, sop_instance: str) -> None:
+    """Write preamble, `DICM` and File Meta, then the received data set bytes unchanged."""
+    with src.open("rb") as fin:
+        head = fin.read(1024 * 1024)
+        start = _dataset_start(head)
+        fin.seek(start)
+        with dst.open("wb") as fout:
+            fout.write(_file_meta_bytes(ts, sop_class, sop_instance))
+            shutil.copyfileobj(fin, fout, 1024 * 1024)
+
+
+def _convert_to_explicit_little(
+    src: Path, dst: Path, *, force: bool, sop_class: str, sop_instance: str
+) -> None:
+    try:
+        ds = dcmread(src, force=force)
+        implicit, little = ds.original_encoding
+        if not little:
+            _swap_binary_words(ds)
+        ds.preamble = None
+        ds.file_meta = FileMetaDataset()
+        with dst.open("wb") as fout:
+            fout.write(_file_meta_bytes(uids.EXPLICIT_VR_LITTLE_ENDIAN, sop_class, sop_instance))
+            _write_dataset(fout, ds)
+    except ObjectRejected:
+        raise
+    except (InvalidDicomError, EOFError, OSError, ValueError, struct.error, KeyError,
+            NotImplementedError, OverflowError, TypeError, AttributeError) as exc:
+        raise ObjectRejected(
+            CANNOT_UNDERSTAND, f"the object cannot be converted to Explicit VR Little Endian: "
+            f"{exc}"
+        ) from exc
+
+
+def _write_dataset(fout: BinaryIO, ds: Dataset) -> None:
+    dcmwrite(fout, ds, implicit_vr=False, little_endian=True, force_encoding=True)
+
+
+def _swap_binary_words(ds: Dataset) -> None:
+    """Big to little endian for the binary VRs pydicom leaves as raw bytes."""
+    bits = int(ds.get("BitsAllocated") or 16)
+    for elem in ds.iterall():
+        vr = str(elem.VR)
+        if not isinstance(elem.value, bytes):
+            continue
+        width = _SWAP_WIDTH.get(vr)
+        if elem.tag in PIXEL_DATA_TAGS and bits in (16, 32, 64) and vr != "OB":
+            width = bits // 8
+        if width and len(elem.value) % width == 0:
+            elem.value = np.frombuffer(elem.value, dtype=f">u{width}").byteswap().tobytes()
+
+
+def _frames(
+    header: Dataset, scan: ScanResult, buf: bytes | mmap.mmap
+) -> tuple[list[Ranges] | None, str | None, int]:
+    if scan.pixel_vr is None:
+        return None, None, 0
+    try:
+        count = int(header.get("NumberOfFrames") or 1)
+        geometry = ImageGeometry(
+            rows=int(header.get("Rows") or 0),
+            columns=int(header.get("Columns") or 0),
+            samples_per_pixel=int(header.get("SamplesPerPixel") or 1),
+            bits_allocated=int(header.get("BitsAllocated") or 0),
+            number_of_frames=count,
+        )
+    except (ValueError, TypeError) as exc:
+        return None, f"the image attributes cannot be read: {exc}", 0
+    if count < 1:
+        return None, f"Number of Frames is {count}", 0
+    try:
+        if scan.fragments is not None:
+            return encapsulated_frames(scan, count, buf), None, count
+        if scan.pixel_value is None:
+            return None, "no Pixel Data value", count
+        return native_frames(scan.pixel_value, geometry), None, count
+    except FrameLayoutError as exc:
+        return None, str(exc), count

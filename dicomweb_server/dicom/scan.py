@@ -1,0 +1,219 @@
+"""Walk the encoded data set without decoding values: where each large value lives.
+
+Run once at ingest over the stored bytes (Explicit VR Little Endian encoding, PS3.5 7.1.2),
+it yields the byte offset and length of every binary value worth a BulkDataURI and of each
+Pixel Data fragment (PS3.5 A.4), so that retrieving a frame or bulk data later is one ranged
+read. It also proves the encoding is complete: a value running past the end is a truncated
+object.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from dicomweb_server.dicom.errors import ObjectRejected
+
+CANNOT_UNDERSTAND = 0xC000
+
+PIXEL_DATA = 0x7FE00010
+FLOAT_PIXEL_DATA = 0x7FE00008
+DOUBLE_FLOAT_PIXEL_DATA = 0x7FE00009
+PIXEL_DATA_TAGS = frozenset({PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA})
+
+ITEM = 0xFFFEE000
+ITEM_DELIMITATION = 0xFFFEE00D
+SEQUENCE_DELIMITATION = 0xFFFEE0DD
+UNDEFINED_LENGTH = 0xFFFFFFFF
+
+# PS3.5 Table 7.1-1: VRs with a 2-byte reserved field and a 4-byte length.
+LONG_LENGTH_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+_MAX_DEPTH = 32
+
+_U16U16 = struct.Struct("<HH")
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class BulkValue:
+    vr: str
+    offset: int
+    length: int
+
+
+@dataclass
+class ScanResult:
+    """What the walk found. Paths are tags (8 hex) and item indexes joined by '/'."""
+
+    bulk: dict[str, BulkValue] = field(default_factory=dict)
+    pixel_vr: str | None = None
+    # Native pixel data: one value. Encapsulated: the fragments after the Basic Offset Table.
+    pixel_value: tuple[int, int] | None = None
+    fragments: list[tuple[int, int]] | None = None
+    basic_offset_table: list[int] = field(default_factory=list)
+    # File offset of the first fragment's Item tag: Basic Offset Table values count from here.
+    first_fragment_item: int = 0
+
+
+def tag_path(parts: tuple[int | str, ...]) -> str:
+    return "/".join(f"{p:08X}" if isinstance(p, int) else p for p in parts)
+
+
+class _Walker:
+    def __init__(self, buf: memoryview | bytes, threshold: int, result: ScanResult) -> None:
+        self.buf = buf
+        self.end = len(buf)
+        self.threshold = threshold
+        self.result = result
+
+    def _need(self, pos: int, count: int) -> None:
+        if pos + count > self.end:
+            raise ObjectRejected(
+                CANNOT_UNDERSTAND,
+                f"the object is truncated: {count} bytes expected at offset {pos}, "
+                f"the object ends at {self.end}",
+            )
+
+    def _tag(self, pos: int) -> int:
+        self._need(pos, 4)
+        group, element = _U16U16.unpack_from(self.buf, pos)
+        return int((group << 16) | element)
+
+    def dataset(
+        self, pos: int, end: int | None, path: tuple[int | str, ...], implicit: bool, depth: int
+    ) -> int:
+        """Walk a data set from `pos` up to `end` (or an Item Delimitation when `end` is None).
+
+        Returns the position after the data set (after its delimiter, if any).
+        """
+        if depth > _MAX_DEPTH:
+            raise ObjectRejected(CANNOT_UNDERSTAND, "sequences are nested too deeply")
+        limit = self.end if end is None else end
+        while pos < limit:
+            tag = self._tag(pos)
+            if tag == ITEM_DELIMITATION:
+                if end is not None:
+                    raise ObjectRejected(CANNOT_UNDERSTAND, f"unexpected delimiter at {pos}")
+                return pos + 8
+            if tag in (ITEM, SEQUENCE_DELIMITATION):
+                raise ObjectRejected(CANNOT_UNDERSTAND, f"unexpected item tag at offset {pos}")
+            pos = self.element(pos, tag, path, implicit, depth)
+        if end is None and depth > 0:
+            raise ObjectRejected(CANNOT_UNDERSTAND, "an item has no delimiter: object truncated")
+        if pos > limit:
+            raise ObjectRejected(CANNOT_UNDERSTAND, "an element runs past the end of its item")
+        return pos
+
+    def element(
+        self, pos: int, tag: int, path: tuple[int | str, ...], implicit: bool, depth: int
+    ) -> int:
+        if implicit:
+            self._need(pos, 8)
+            vr = b"UN"
+            length = _U32.unpack_from(self.buf, pos + 4)[0]
+            value = pos + 8
+        else:
+            self._need(pos, 8)
+            vr = bytes(self.buf[pos + 4 : pos + 6])
+            if vr in LONG_LENGTH_VRS:
+                self._need(pos, 12)
+                length = _U32.unpack_from(self.buf, pos + 8)[0]
+                value = pos + 12
+            elif vr.isalpha() and vr.isupper():
+                length = _U16.unpack_from(self.buf, pos + 6)[0]
+                value = pos + 8
+            else:
+                raise ObjectRejected(
+                    CANNOT_UNDERSTAND,
+                    f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) at offset {pos} has no valid "
+                    "VR: the data set is not Explicit VR Little Endian",
+                )
+        here = (*path, tag)
+        if length == UNDEFINED_LENGTH:
+            if tag == PIXEL_DATA and depth == 0:
+                after = self.encapsulated(value, vr.decode("ascii"))
+                self.result.bulk[tag_path(here)] = BulkValue(
+                    vr.decode("ascii"), value, after - value
+                )
+                return after
+            if vr in (b"SQ", b"UN"):
+                # PS3.5 6.2.2: UN of undefined length is encoded as Implicit VR Little Endian.
+                return self.sequence(value, None, here, implicit or vr == b"UN", depth)
+            raise ObjectRejected(
+                CANNOT_UNDERSTAND, f"undefined length on a {vr.decode('ascii', 'replace')} value"
+            )
+        self._need(value, length)
+        if vr == b"SQ":
+            self.sequence(value, value + length, here, implicit, depth)
+        elif tag in PIXEL_DATA_TAGS and depth == 0:
+            self.result.pixel_vr = vr.decode("ascii")
+            self.result.pixel_value = (value, length)
+            self.result.bulk[tag_path(here)] = BulkValue(vr.decode("ascii"), value, length)
+        elif not implicit and vr.decode("ascii") in BINARY_VRS and length > self.threshold:
+            self.result.bulk[tag_path(here)] = BulkValue(vr.decode("ascii"), value, length)
+        return value + length
+
+    def sequence(
+        self, pos: int, end: int | None, path: tuple[int | str, ...], implicit: bool, depth: int
+    ) -> int:
+        index = 0
+        limit = self.end if end is None else end
+        while pos < limit:
+            tag = self._tag(pos)
+            self._need(pos, 8)
+            length = _U32.unpack_from(self.buf, pos + 4)[0]
+            if tag == SEQUENCE_DELIMITATION:
+                return pos + 8
+            if tag != ITEM:
+                raise ObjectRejected(CANNOT_UNDERSTAND, f"expected an item at offset {pos}")
+            item_path = (*path, str(index))
+            if length == UNDEFINED_LENGTH:
+                pos = self.dataset(pos + 8, None, item_path, implicit, depth + 1)
+            else:
+                self._need(pos + 8, length)
+                self.dataset(pos + 8, pos + 8 + length, item_path, implicit, depth + 1)
+                pos = pos + 8 + length
+            index += 1
+        if end is None:
+            raise ObjectRejected(CANNOT_UNDERSTAND, "a sequence has no delimiter: truncated")
+        return pos
+
+    def encapsulated(self, pos: int, vr: str) -> int:
+        """PS3.5 A.4: a Basic Offset Table item, then one item per fragment."""
+        result = self.result
+        result.pixel_vr = vr
+        fragments: list[tuple[int, int]] = []
+        first = True
+        while True:
+            tag = self._tag(pos)
+            self._need(pos, 8)
+            length = _U32.unpack_from(self.buf, pos + 4)[0]
+            if tag == SEQUENCE_DELIMITATION:
+                pos += 8
+                break
+            if tag != ITEM or length == UNDEFINED_LENGTH:
+                raise ObjectRejected(CANNOT_UNDERSTAND, f"bad Pixel Data item at offset {pos}")
+            self._need(pos + 8, length)
+            if first:
+                count = length // 4
+                result.basic_offset_table = list(
+                    struct.unpack_from(f"<{count}I", self.buf, pos + 8)
+                )
+                result.first_fragment_item = pos + 8 + length
+                first = False
+            else:
+                fragments.append((pos + 8, length))
+            pos += 8 + length
+        result.fragments = fragments
+        return pos
+
+
+def scan_dataset(buf: memoryview | bytes, start: int, threshold: int) -> ScanResult:
+    """Walk the Explicit VR Little Endian data set that begins at `start` and runs to the end."""
+    result = ScanResult()
+    _Walker(buf, threshold, result).dataset(start, len(buf), (), False, 0)
+    return result

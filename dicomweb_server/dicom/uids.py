@@ -1,0 +1,47 @@
+"""UIDs (PS3.5 9.1), the transfer syntaxes we know, and blob keys derived from UIDs."""
+
+from __future__ import annotations
+
+import re
+
+from dicomweb_server.dicom.errors import InvalidUID
+
+# PS3.5 9.1: components of digits separated by '.', no leading zero in a component, <= 64 chars.
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
+EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
+DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
+EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+
+# PS3.18 8.7.3: these two may not be used on the web; objects received in them are
+# converted to Explicit VR Little Endian at ingest.
+NOT_ALLOWED_ON_THE_WEB = frozenset({IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN})
+
+NATIVE_TRANSFER_SYNTAXES = frozenset(
+    {IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN,
+     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN}
+)
+
+# Our implementation identity in File Meta Information (PS3.10 7.1).
+IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1543.1.1"
+IMPLEMENTATION_VERSION_NAME = "DICOMWEB_PY_01"
+
+
+def is_valid_uid(value: str) -> bool:
+    return 0 < len(value) <= 64 and _UID.match(value) is not None
+
+
+def require_uid(value: str, what: str = "UID") -> str:
+    """Return `value` if it is a valid UID, else raise InvalidUID naming `what`."""
+    if not is_valid_uid(value):
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        raise InvalidUID(f"{what} {shown!r} is not a valid DICOM UID (PS3.5 9.1)")
+    return value
+
+
+def blob_key(study_uid: str, series_uid: str, instance_uid: str) -> str:
+    """The object's key in the blob store; only ever built from validated UIDs."""
+    for uid in (study_uid, series_uid, instance_uid):
+        require_uid(uid)
+    return f"{study_uid}/{series_uid}/{instance_uid}.dcm"
