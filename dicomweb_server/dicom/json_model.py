@@ -62,7 +62,7 @@ def _convert(
             continue
         key = f"{tag:08X}"
         raw = ds.get_item(tag)
-        vr = str(raw.VR if isinstance(raw, DataElement) else raw.vr or "UN")
+        vr = str(raw.VR or "UN")
         here = (*path, tag)
         if vr in BINARY_VRS and tag_path(here) in bulk:
             out[key] = {"vr": vr, "BulkDataURI": uri(tag_path(here))}

@@ -1,0 +1,84 @@
+"""create_app(container) -> the ASGI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from dicomweb_server.container import Container, build_container, upgrade_database
+from dicomweb_server.settings import Settings
+from dicomweb_server.web.errors import HANDLERS
+from dicomweb_server.web.routes import DICOMWEB_ROUTES
+
+log = logging.getLogger("dicomweb_server")
+
+EXPOSED_HEADERS = ["Content-Type", "Content-Length", "Content-Location", "Warning", "Link"]
+
+
+def openapi_text() -> str:
+    """The HTTP contract: packaged in a wheel, beside the package in a checkout."""
+    packaged = resources.files("dicomweb_server").joinpath("_data/openapi.yaml")
+    if packaged.is_file():
+        return packaged.read_text("utf-8")
+    return (Path(__file__).resolve().parents[1] / "openapi" / "openapi.yaml").read_text("utf-8")
+
+
+def create_app(container: Container) -> Starlette:
+    settings = container.settings
+    spec = openapi_text()
+
+    async def openapi(_request: Request) -> Response:
+        return Response(spec, media_type="application/yaml")
+
+    async def health(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    routes = [
+        Route("/openapi.yaml", openapi, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+    ]
+    if settings.base_path:
+        routes.append(Mount(settings.base_path, routes=DICOMWEB_ROUTES))
+    else:
+        routes.extend(DICOMWEB_ROUTES)
+    middleware = []
+    if settings.cors_origins:
+        middleware.append(Middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=EXPOSED_HEADERS,
+        ))
+    app = Starlette(routes=routes, middleware=middleware,
+                    exception_handlers=HANDLERS)  # type: ignore[arg-type]
+    app.state.container = container
+    return app
+
+
+def create_app_from_settings() -> Starlette:
+    """Factory for `uvicorn --factory`: settings from the environment, schema upgraded."""
+    settings = Settings()
+    upgrade_database(settings)
+    container = build_container(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            container.close()
+
+    app = create_app(container)
+    app.router.lifespan_context = lifespan
+    return app

@@ -1,0 +1,64 @@
+"""Objects as files under one folder; keys are relative paths built from validated UIDs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+
+class FilesystemBlobStore:
+    def __init__(self, root: Path) -> None:
+        self._root = root.resolve()
+        self._root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self._root / key).resolve()
+        # Keys come from validated UIDs; this guards the invariant all the same.
+        if not path.is_relative_to(self._root) or path == self._root:
+            raise ValueError(f"blob key {key!r} leaves the store")
+        return path
+
+    def put_file(self, key: str, path: Path) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("rb") as fp:
+            os.fsync(fp.fileno())
+        try:
+            os.replace(path, target)
+        except OSError:
+            # Another file system: copy, then move into place atomically.
+            partial = target.with_name(target.name + ".partial")
+            shutil.copyfile(path, partial)
+            os.replace(partial, target)
+            path.unlink(missing_ok=True)
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes:
+        with self._path(key).open("rb") as fp:
+            fp.seek(offset)
+            return fp.read(length)
+
+    def iter_range(
+        self, key: str, offset: int = 0, length: int | None = None, chunk_size: int = 1 << 20
+    ) -> Iterator[bytes]:
+        with self._path(key).open("rb", buffering=0) as fp:
+            fp.seek(offset)
+            remaining = length
+            while remaining is None or remaining > 0:
+                size = chunk_size if remaining is None else min(chunk_size, remaining)
+                chunk = fp.read(size)
+                if not chunk:
+                    if remaining:
+                        raise OSError(f"object {key} is shorter than its index says")
+                    return
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def check(self) -> None:
+        if not os.access(self._root, os.W_OK):
+            raise OSError(f"the object folder {self._root} is not writable")

@@ -1,0 +1,57 @@
+"""The composition root: reads Settings, builds the adapters and the services.
+
+This is the only module that knows which index and blob store are in use; swapping SQLite
+for PostgreSQL is a change of `DICOMWEB_DATABASE_URL`, never of code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from dicomweb_server.blobs.filesystem import FilesystemBlobStore
+from dicomweb_server.index.sql import migrate
+from dicomweb_server.index.sql.engine import make_engine
+from dicomweb_server.index.sql.repository import SqlIndex
+from dicomweb_server.services.retrieve import RetrieveService
+from dicomweb_server.services.search import SearchService
+from dicomweb_server.services.store import StoreService
+from dicomweb_server.settings import Settings
+
+
+@dataclass
+class Container:
+    settings: Settings
+    store: StoreService
+    search: SearchService
+    retrieve: RetrieveService
+    checks: dict[str, Callable[[], None]]
+    engine: Engine
+    _closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for closer in self._closers:
+            closer()
+
+
+def upgrade_database(settings: Settings) -> None:
+    """Create or upgrade the index schema with the Alembic migrations."""
+    migrate.upgrade(settings.resolved_database_url)
+
+
+def build_container(settings: Settings) -> Container:
+    engine = make_engine(settings.resolved_database_url, settings.db_pool_size)
+    index = SqlIndex(engine)
+    blobs = FilesystemBlobStore(settings.resolved_blob_dir)
+    return Container(
+        settings=settings,
+        store=StoreService(index, blobs, settings.resolved_spool_dir,
+                           settings.bulk_data_threshold),
+        search=SearchService(index, settings.qido_max_limit),
+        retrieve=RetrieveService(index, blobs),
+        checks={"database": index.check, "blob store": blobs.check},
+        engine=engine,
+        _closers=[engine.dispose],
+    )

@@ -1,0 +1,1 @@
+"""The metadata index on SQLAlchemy 2: SQLite (embedded default) and PostgreSQL."""

@@ -1,0 +1,93 @@
+"""Tables of the index. The Alembic migrations build exactly this (a test checks no drift)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite only gives an auto-increment rowid to INTEGER PRIMARY KEY.
+Key = BigInteger().with_variant(Integer(), "sqlite")
+
+studies = Table(
+    "studies",
+    metadata,
+    Column("pk", Key, primary_key=True, autoincrement=True),
+    Column("study_instance_uid", String(64), nullable=False, unique=True),
+    Column("patient_id", Text),
+    Column("patient_name", Text),  # Alphabetic group, upper-cased for case-insensitive matching
+    Column("patient_birth_date", String(8)),
+    Column("patient_sex", Text),
+    Column("study_date", String(8)),
+    Column("study_time", String(16)),
+    Column("accession_number", Text),
+    Column("study_id", Text),
+    Column("study_description", Text),
+    Column("referring_physician_name", Text),
+    Column("modalities_in_study", Text, nullable=False, server_default=""),
+    Column("sop_classes_in_study", Text, nullable=False, server_default=""),
+    Column("number_of_series", Integer, nullable=False, server_default="0"),
+    Column("number_of_instances", Integer, nullable=False, server_default="0"),
+    Column("attributes", Text, nullable=False),  # DICOM JSON of the study-level attributes
+    Index(None, "patient_id"),
+    Index(None, "patient_name"),
+    Index(None, "study_date"),
+    Index(None, "accession_number"),
+)
+
+series = Table(
+    "series",
+    metadata,
+    Column("pk", Key, primary_key=True, autoincrement=True),
+    Column("study_pk", Key, ForeignKey("studies.pk", ondelete="CASCADE"), nullable=False),
+    Column("series_instance_uid", String(64), nullable=False, unique=True),
+    Column("modality", Text),
+    Column("series_number", Integer),
+    Column("series_description", Text),
+    Column("performed_procedure_step_start_date", String(8)),
+    Column("performed_procedure_step_start_time", String(16)),
+    Column("number_of_instances", Integer, nullable=False, server_default="0"),
+    Column("attributes", Text, nullable=False),
+    Index(None, "study_pk", "series_number"),
+    Index(None, "modality"),
+)
+
+instances = Table(
+    "instances",
+    metadata,
+    Column("pk", Key, primary_key=True, autoincrement=True),
+    Column("series_pk", Key, ForeignKey("series.pk", ondelete="CASCADE"), nullable=False),
+    Column("study_pk", Key, ForeignKey("studies.pk", ondelete="CASCADE"), nullable=False),
+    Column("sop_instance_uid", String(64), nullable=False, unique=True),
+    Column("sop_class_uid", String(64), nullable=False),
+    Column("instance_number", Integer),
+    Column("transfer_syntax_uid", String(64), nullable=False),
+    Column("blob_key", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("number_of_frames", Integer, nullable=False, server_default="0"),
+    Column("attributes", Text, nullable=False),  # the instance-level QIDO return keys
+    Column("metadata", Text, nullable=False),  # full DICOM JSON, BulkDataURIs root-relative
+    Column("frames", Text),  # JSON: per frame a flat list offset, length, offset, length ...
+    Column("frames_error", Text),
+    Column("bulk_data", Text, nullable=False),  # JSON: tag path -> [offset, length]
+    Index(None, "series_pk", "instance_number"),
+    Index(None, "study_pk"),
+    Index(None, "sop_class_uid"),
+)

@@ -1,0 +1,1 @@
+"""Use cases of the archive: store, search, retrieve. No HTTP, no SQL."""

@@ -1,0 +1,138 @@
+"""The ports the services need, one per transaction group, implemented by the adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from dicomweb_server.dicom.attributes import Level
+from dicomweb_server.dicom.matching import Match
+
+JsonDict = dict[str, Any]
+
+
+class BlobStore(Protocol):
+    """Where stored objects live, addressed by key."""
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Store the local file at `path` under `key`, taking ownership of the file."""
+
+    def read_range(self, key: str, offset: int, length: int) -> bytes: ...
+
+    def iter_range(
+        self, key: str, offset: int = 0, length: int | None = None, chunk_size: int = 1 << 20
+    ) -> Iterator[bytes]:
+        """The bytes of `key` from `offset`, `length` of them (all when None), in chunks."""
+
+    def delete(self, key: str) -> None: ...
+
+    def check(self) -> None:
+        """Raise if the store cannot be used."""
+
+
+@dataclass(frozen=True)
+class NewInstance:
+    """Everything the index keeps of one instance, computed once at ingest."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    blob_key: str
+    size: int
+    study_attributes: JsonDict
+    series_attributes: JsonDict
+    instance_attributes: JsonDict
+    metadata: str
+    frames: list[list[tuple[int, int]]] | None
+    frames_error: str | None
+    number_of_frames: int
+    bulk_data: dict[str, tuple[int, int]]
+
+
+class AddOutcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"  # same SOP Instance UID already stored in the same series
+    CONFLICT = "conflict"  # a UID already belongs elsewhere in the hierarchy
+
+
+@dataclass(frozen=True)
+class AddResult:
+    outcome: AddOutcome
+    message: str = ""
+
+
+class StoreIndex(Protocol):
+    def add_instance(self, instance: NewInstance) -> AddResult:
+        """Index one instance and update its study and series aggregates atomically."""
+
+
+@dataclass
+class SearchResult:
+    """One match of a search: the attributes the index keeps for each level."""
+
+    study_uid: str
+    series_uid: str | None
+    sop_instance_uid: str | None
+    attributes: dict[Level, JsonDict]
+    computed: JsonDict = field(default_factory=dict)
+    metadata: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    level: Level
+    matches: Sequence[Match]
+    study_uid: str | None = None
+    series_uid: str | None = None
+    limit: int = 100
+    offset: int = 0
+    with_metadata: bool = False
+
+
+class SearchIndex(Protocol):
+    def matchable(self, level: Level) -> frozenset[int]:
+        """Tags the index can match on in a query at `level`."""
+
+    def search(self, query: SearchQuery) -> list[SearchResult]: ...
+
+    def exists(self, study_uid: str, series_uid: str | None = None) -> bool: ...
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    blob_key: str
+    size: int
+
+
+@dataclass(frozen=True)
+class StoredPixels:
+    instance: StoredInstance
+    frames: list[list[tuple[int, int]]] | None
+    frames_error: str | None
+    number_of_frames: int
+    bulk_data: dict[str, tuple[int, int]]
+
+
+class RetrieveIndex(Protocol):
+    def instances(
+        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+    ) -> list[StoredInstance]:
+        """Stored instances in the scope, ordered by series then instance number."""
+
+    def metadata(
+        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+    ) -> list[str]:
+        """The stored DICOM JSON texts of the instances in the scope."""
+
+    def pixels(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> StoredPixels | None:
+        ...

@@ -1,0 +1,128 @@
+"""Retrieve (WADO-RS, PS3.18 10.4): instances, metadata, frames and bulk data.
+
+Nothing here opens an object to parse it: instances stream from the blob store, metadata is
+the JSON kept at ingest, and frames and bulk data are byte ranges found at ingest.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from dicomweb_server.dicom import uids
+from dicomweb_server.dicom.scan import PIXEL_DATA
+from dicomweb_server.services.errors import InvalidRequest, NotAcceptable, NotFound
+from dicomweb_server.services.ports import (
+    BlobStore,
+    RetrieveIndex,
+    StoredInstance,
+    StoredPixels,
+)
+
+Ranges = list[tuple[int, int]]
+_FRAME_LIST = re.compile(r"^\d+(,\d+)*$")
+_BULK_PATH = re.compile(r"^[0-9A-F]{8}(/\d+/[0-9A-F]{8})*$")
+
+
+@dataclass(frozen=True)
+class ByteParts:
+    """Parts of a multipart response, each a list of byte ranges of one stored object."""
+
+    instance: StoredInstance
+    parts: list[Ranges]
+    # The transfer syntax the bytes are encoded in (native pixel data: Explicit VR LE).
+    transfer_syntax_uid: str
+
+
+def parse_frame_numbers(text: str) -> list[int]:
+    """PS3.18 10.4.1.1.3: a comma-separated list of frame numbers, counted from 1."""
+    if not _FRAME_LIST.match(text):
+        raise InvalidRequest(f"frame list {text!r} is not comma-separated frame numbers")
+    numbers = [int(n) for n in text.split(",")]
+    if any(n < 1 for n in numbers):
+        raise InvalidRequest("frame numbers start at 1")
+    return numbers
+
+
+class RetrieveService:
+    def __init__(self, index: RetrieveIndex, blobs: BlobStore) -> None:
+        self._index = index
+        self._blobs = blobs
+
+    def instances(
+        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+    ) -> list[StoredInstance]:
+        found = self._index.instances(study_uid, series_uid, sop_instance_uid)
+        if not found:
+            raise NotFound(_missing(study_uid, series_uid, sop_instance_uid))
+        return found
+
+    def metadata(
+        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+    ) -> list[str]:
+        found = self._index.metadata(study_uid, series_uid, sop_instance_uid)
+        if not found:
+            raise NotFound(_missing(study_uid, series_uid, sop_instance_uid))
+        return found
+
+    def stream(self, instance: StoredInstance, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        return self._blobs.iter_range(instance.blob_key, chunk_size=chunk_size)
+
+    def stream_ranges(self, key: str, ranges: Ranges) -> Iterator[bytes]:
+        for offset, length in ranges:
+            yield from self._blobs.iter_range(key, offset, length)
+
+    def frames(
+        self, study_uid: str, series_uid: str, sop_instance_uid: str, numbers: list[int]
+    ) -> ByteParts:
+        pixels = self._pixels(study_uid, series_uid, sop_instance_uid)
+        if pixels.frames is None:
+            if pixels.frames_error is None:
+                raise NotFound(f"instance {sop_instance_uid} has no Pixel Data")
+            raise NotAcceptable(
+                f"the frames of instance {sop_instance_uid} cannot be served: "
+                f"{pixels.frames_error}"
+            )
+        count = len(pixels.frames)
+        beyond = [n for n in numbers if n > count]
+        if beyond:
+            raise NotFound(
+                f"instance {sop_instance_uid} has {count} frame(s); no frame {beyond[0]}"
+            )
+        return ByteParts(
+            pixels.instance, [pixels.frames[n - 1] for n in numbers],
+            pixels.instance.transfer_syntax_uid,
+        )
+
+    def bulk_data(
+        self, study_uid: str, series_uid: str, sop_instance_uid: str, path: str
+    ) -> ByteParts:
+        if not _BULK_PATH.match(path):
+            raise InvalidRequest(f"bulk data path {path!r} is not a tag path")
+        pixels = self._pixels(study_uid, series_uid, sop_instance_uid)
+        value = pixels.bulk_data.get(path)
+        if value is None:
+            raise NotFound(f"instance {sop_instance_uid} has no bulk data at {path}")
+        ts = pixels.instance.transfer_syntax_uid
+        if path == f"{PIXEL_DATA:08X}" and ts not in uids.NATIVE_TRANSFER_SYNTAXES:
+            # Encapsulated Pixel Data: one part per frame, in the stored transfer syntax.
+            if pixels.frames is None:
+                raise NotAcceptable(f"the Pixel Data frames cannot be located: "
+                                    f"{pixels.frames_error}")
+            return ByteParts(pixels.instance, list(pixels.frames), ts)
+        return ByteParts(pixels.instance, [[value]], uids.EXPLICIT_VR_LITTLE_ENDIAN)
+
+    def _pixels(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> StoredPixels:
+        pixels = self._index.pixels(study_uid, series_uid, sop_instance_uid)
+        if pixels is None:
+            raise NotFound(_missing(study_uid, series_uid, sop_instance_uid))
+        return pixels
+
+
+def _missing(study: str, series: str | None, instance: str | None) -> str:
+    if instance is not None:
+        return f"no instance {instance} in series {series} of study {study} is stored"
+    if series is not None:
+        return f"no series {series} in study {study} is stored"
+    return f"no study {study} is stored"

@@ -1,0 +1,120 @@
+"""Search (QIDO-RS, PS3.18 10.6): match, then build each result's DICOM JSON.
+
+Results come from the index alone: the attributes kept on study, series and instance rows,
+plus the computed attributes (counts, ModalitiesInStudy, RetrieveURL).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from dicomweb_server.dicom import attributes as a
+from dicomweb_server.dicom.attributes import Level, RETURN_KEYS, keyword_of, levels_above
+from dicomweb_server.dicom.matching import MatchKind, SearchRequest
+from dicomweb_server.services.errors import NotFound
+from dicomweb_server.services.ports import JsonDict, SearchIndex, SearchQuery, SearchResult
+
+# PS3.18 10.6.1: "ONLINE", every stored instance is available for immediate retrieval.
+_ONLINE = {"vr": "CS", "Value": ["ONLINE"]}
+
+
+@dataclass
+class SearchResponse:
+    results: list[JsonDict]
+    warnings: list[str] = field(default_factory=list)
+
+
+class SearchService:
+    def __init__(self, index: SearchIndex, max_limit: int) -> None:
+        self._index = index
+        self._max_limit = max_limit
+
+    def search(
+        self,
+        level: Level,
+        request: SearchRequest,
+        base_url: str,
+        study_uid: str | None = None,
+        series_uid: str | None = None,
+    ) -> SearchResponse:
+        if study_uid is not None and not self._index.exists(study_uid, series_uid):
+            what = "series" if series_uid else "study"
+            raise NotFound(f"no {what} {series_uid or study_uid} is stored")
+        warnings = list(request.warnings)
+        matchable = self._index.matchable(level)
+        matches = []
+        for match in request.matches:
+            if match.kind is MatchKind.UNIVERSAL or match.tag in matchable:
+                if match.kind is not MatchKind.UNIVERSAL:
+                    matches.append(match)
+            else:
+                warnings.append(
+                    f"matching on {keyword_of(match.tag)} is not supported at the {level} "
+                    "level; the key was ignored"
+                )
+        limit = self._max_limit if request.limit is None else request.limit
+        if limit > self._max_limit:
+            warnings.append(f"limit {limit} is above the maximum of {self._max_limit}")
+            limit = self._max_limit
+        wanted = self._wanted(level, request, study_uid, series_uid)
+        needs_metadata = level is Level.INSTANCE and (
+            request.include_all
+            or any(a.level_of(t) is Level.INSTANCE and t not in wanted.stored_instance_keys
+                   for t in wanted.tags)
+        )
+        results = self._index.search(
+            SearchQuery(level=level, matches=matches, study_uid=study_uid,
+                        series_uid=series_uid, limit=limit, offset=request.offset,
+                        with_metadata=needs_metadata)
+        )
+        return SearchResponse(
+            [self._render(level, r, wanted, request.include_all, base_url) for r in results],
+            warnings,
+        )
+
+    def _wanted(
+        self, level: Level, request: SearchRequest, study_uid: str | None, series_uid: str | None
+    ) -> _Wanted:
+        tags: set[int] = set(RETURN_KEYS[level])
+        # Across the archive, results carry the return keys of the levels above them too.
+        if level is Level.SERIES and study_uid is None:
+            tags |= set(RETURN_KEYS[Level.STUDY])
+        if level is Level.INSTANCE:
+            if study_uid is None:
+                tags |= set(RETURN_KEYS[Level.STUDY])
+            if series_uid is None:
+                tags |= set(RETURN_KEYS[Level.SERIES])
+        tags |= request.include_fields
+        tags |= {m.tag for m in request.matches}
+        return _Wanted(tags, frozenset(RETURN_KEYS[Level.INSTANCE]))
+
+    def _render(
+        self, level: Level, result: SearchResult, wanted: _Wanted, include_all: bool,
+        base_url: str,
+    ) -> JsonDict:
+        merged: dict[str, Any] = {}
+        for lv in levels_above(level):
+            merged.update(result.attributes.get(lv, {}))
+        if result.metadata is not None:
+            merged.update(orjson.loads(result.metadata))
+        merged.update(result.computed)
+        merged[f"{a.INSTANCE_AVAILABILITY:08X}"] = _ONLINE
+        url = f"{base_url}/studies/{result.study_uid}"
+        if level is not Level.STUDY:
+            url += f"/series/{result.series_uid}"
+        if level is Level.INSTANCE:
+            url += f"/instances/{result.sop_instance_uid}"
+        merged[f"{a.RETRIEVE_URL:08X}"] = {"vr": "UR", "Value": [url]}
+        if include_all:
+            return dict(sorted(merged.items()))
+        keys = sorted(f"{t:08X}" for t in wanted.tags)
+        return {k: merged[k] for k in keys if k in merged}
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    tags: set[int]
+    stored_instance_keys: frozenset[int]

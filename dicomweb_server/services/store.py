@@ -1,0 +1,185 @@
+"""Store Instances (PS3.18 10.5): check, keep and index each received object.
+
+Each instance is stored whole or not at all: the object is written to the blob store under a
+fresh key first, then indexed in one transaction; if indexing does not happen the object is
+removed again. A failure of one instance is an outcome, not an exception (PS3.18 I.2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import orjson
+
+from dicomweb_server.dicom import uids
+from dicomweb_server.dicom.attributes import Level, RETURN_KEYS, keeps_at
+from dicomweb_server.dicom.errors import ObjectRejected
+from dicomweb_server.dicom.json_model import dataset_to_json
+from dicomweb_server.dicom.parse import PreparedInstance, peek_uids, prepare_instance
+from dicomweb_server.dicom.scan import PIXEL_DATA_TAGS
+from dicomweb_server.services.ports import AddOutcome, BlobStore, NewInstance, StoreIndex
+
+log = logging.getLogger(__name__)
+
+# PS3.18 Table I.2-2 failure reasons used here.
+PROCESSING_FAILURE = 0x0110
+DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+
+
+@dataclass(frozen=True)
+class InstanceOutcome:
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    failure_reason: int | None = None
+    warning_reason: int | None = None
+    message: str = ""
+
+    @property
+    def stored(self) -> bool:
+        return self.failure_reason is None
+
+
+@dataclass
+class StoreResult:
+    outcomes: list[InstanceOutcome] = field(default_factory=list)
+    # Set when the request body itself could not be read to the end.
+    request_error: str | None = None
+
+
+def response_status(result: StoreResult) -> int:
+    """PS3.18 Table 10.5.3-1, from the per-instance outcomes alone."""
+    stored = [o for o in result.outcomes if o.stored]
+    failed = [o for o in result.outcomes if not o.stored]
+    warned = [o for o in stored if o.warning_reason is not None]
+    if not stored:
+        # Nothing stored: a request we could not read is bad syntax, otherwise a conflict.
+        return 400 if result.request_error is not None or not failed else 409
+    if failed or warned or result.request_error is not None:
+        return 202
+    return 200
+
+
+def bulk_data_path(study: str, series: str, instance: str, path: str) -> str:
+    """Root-relative BulkDataURI; the web layer prefixes the base URL when serving."""
+    return f"/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path}"
+
+
+class StoreService:
+    def __init__(
+        self, index: StoreIndex, blobs: BlobStore, spool_dir: Path, bulk_data_threshold: int
+    ) -> None:
+        self._index = index
+        self._blobs = blobs
+        self._spool_dir = spool_dir
+        self._threshold = bulk_data_threshold
+        spool_dir.mkdir(parents=True, exist_ok=True)
+
+    def open_spool(self) -> tuple[Path, IO[bytes]]:
+        """A new temporary file for one request part, on the spool's file system."""
+        fd, name = tempfile.mkstemp(prefix="part-", suffix=".dcm", dir=self._spool_dir)
+        return Path(name), os.fdopen(fd, "wb")
+
+    def store_parts(
+        self, parts: Sequence[Path], study_uid: str | None = None
+    ) -> list[InstanceOutcome]:
+        return [self.store(part, study_uid) for part in parts]
+
+    def store(self, part: Path, study_uid: str | None = None) -> InstanceOutcome:
+        """Store the object in the spooled file `part`; the file is consumed."""
+        prepared_path: Path | None = None
+        try:
+            try:
+                prepared = prepare_instance(part, self._spool_dir, self._threshold)
+            except ObjectRejected as exc:
+                sop_class, sop_instance = peek_uids(part)
+                return InstanceOutcome(sop_class, sop_instance, failure_reason=exc.failure_reason,
+                                       message=exc.message)
+            prepared_path = prepared.path
+            outcome = InstanceOutcome(
+                prepared.sop_class_uid, prepared.sop_instance_uid, prepared.study_uid,
+                prepared.series_uid,
+            )
+            if study_uid is not None and prepared.study_uid != study_uid:
+                # PS3.18 10.5.1: instances posted to a study must belong to it.
+                return _failed(
+                    outcome, DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                    f"Study Instance UID {prepared.study_uid} does not match the study "
+                    f"{study_uid} of the request URL",
+                )
+            return self._keep(prepared, outcome)
+        finally:
+            for path in {part, prepared_path}:
+                if path is not None:
+                    path.unlink(missing_ok=True)
+
+    def _keep(self, prepared: PreparedInstance, outcome: InstanceOutcome) -> InstanceOutcome:
+        study, series, instance = (prepared.study_uid, prepared.series_uid,
+                                   prepared.sop_instance_uid)
+        header_bulk = {p for p in prepared.scan.bulk if int(p[:8], 16) not in PIXEL_DATA_TAGS}
+        pixel_bulk = {
+            p: v.vr for p, v in prepared.scan.bulk.items() if int(p[:8], 16) in PIXEL_DATA_TAGS
+        }
+        metadata = dataset_to_json(
+            prepared.header,
+            header_bulk,
+            lambda path: bulk_data_path(study, series, instance, path),
+            extra_bulk=pixel_bulk,
+        )
+        levels = _split_levels(metadata)
+        key = uids.blob_key(study, series, instance).removesuffix(".dcm")
+        key = f"{key}.{secrets.token_hex(8)}.dcm"
+        record = NewInstance(
+            study_uid=study, series_uid=series, sop_instance_uid=instance,
+            sop_class_uid=prepared.sop_class_uid,
+            transfer_syntax_uid=prepared.transfer_syntax_uid, blob_key=key, size=prepared.size,
+            study_attributes=levels[Level.STUDY], series_attributes=levels[Level.SERIES],
+            instance_attributes=levels[Level.INSTANCE],
+            metadata=orjson.dumps(metadata).decode("utf-8"),
+            frames=prepared.frames, frames_error=prepared.frames_error,
+            number_of_frames=prepared.number_of_frames,
+            bulk_data={p: (v.offset, v.length) for p, v in prepared.scan.bulk.items()},
+        )
+        self._blobs.put_file(key, prepared.path)
+        try:
+            added = self._index.add_instance(record)
+        except BaseException:
+            self._blobs.delete(key)
+            raise
+        if added.outcome is AddOutcome.STORED:
+            return outcome
+        self._blobs.delete(key)
+        if added.outcome is AddOutcome.DUPLICATE:
+            # The first copy is kept (the conformance notes: duplicate policy "ignore").
+            return outcome
+        return _failed(outcome, DATASET_DOES_NOT_MATCH_SOP_CLASS, added.message)
+
+
+def _failed(outcome: InstanceOutcome, reason: int, message: str) -> InstanceOutcome:
+    return InstanceOutcome(
+        outcome.sop_class_uid, outcome.sop_instance_uid, outcome.study_uid, outcome.series_uid,
+        failure_reason=reason, message=message,
+    )
+
+
+def _split_levels(metadata: dict[str, object]) -> dict[Level, dict[str, object]]:
+    """The study and series rows keep their level's attributes; instances their return keys."""
+    instance_keys = {f"{t:08X}" for t in RETURN_KEYS[Level.INSTANCE]}
+    out: dict[Level, dict[str, object]] = {level: {} for level in Level}
+    for key, value in metadata.items():
+        tag = int(key, 16)
+        for level in (Level.STUDY, Level.SERIES):
+            if keeps_at(tag, level):
+                out[level][key] = value
+        if key in instance_keys:
+            out[Level.INSTANCE][key] = value
+    return out

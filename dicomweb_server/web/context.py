@@ -1,0 +1,56 @@
+"""What every route needs from the request: the services, the base URL, validated UIDs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import orjson
+from starlette.requests import Request
+
+from dicomweb_server.dicom import uids
+
+if TYPE_CHECKING:
+    from dicomweb_server.container import Container
+
+
+def container(request: Request) -> Container:
+    return request.app.state.container  # type: ignore[no-any-return]
+
+
+def base_url(request: Request) -> str:
+    """The absolute URL of the DICOMweb root, as the client reached it.
+
+    A configured public base URL wins (behind a proxy). Otherwise the Host header, keeping
+    the port the request arrived on when Host lacks one (some clients omit it).
+    """
+    settings = container(request).settings
+    if settings.public_base_url:
+        return settings.public_base_url.rstrip("/")
+    scheme = request.url.scheme
+    host = request.headers.get("host", "")
+    server = request.scope.get("server")
+    if host and ":" not in host.rsplit("]", 1)[-1] and server is not None:
+        port = server[1]
+        if port and (scheme, port) not in (("http", 80), ("https", 443)):
+            host = f"{host}:{port}"
+    if not host and server is not None:
+        host = f"{server[0]}:{server[1]}"
+    url = f"{scheme}://{host}{settings.base_path}"
+    # The URL ends up inside JSON texts by plain substitution: keep it free of JSON specials.
+    return orjson.dumps(url).decode()[1:-1]
+
+
+def path_uid(request: Request, name: str) -> str:
+    labels = {"study": "Study Instance UID", "series": "Series Instance UID",
+              "instance": "SOP Instance UID"}
+    return uids.require_uid(request.path_params[name], labels[name])
+
+
+def json_bytes_with_base(texts: list[str], base: str) -> bytes:
+    """Join stored DICOM JSON texts into an array, making BulkDataURIs absolute.
+
+    Stored BulkDataURIs are root-relative; the key `"BulkDataURI":"` can only occur as a key
+    in JSON text (a quote inside a string is escaped), so a plain substitution is exact.
+    """
+    joined = "[" + ",".join(texts) + "]"
+    return joined.replace('"BulkDataURI":"', f'"BulkDataURI":"{base}').encode("utf-8")

@@ -1,0 +1,62 @@
+"""Every domain error mapped to its HTTP status, in one place.
+
+Bodies are JSON `{"error": reason}`; an unexpected error is logged with its request id and
+answers 500 with no internals.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from dicomweb_server.dicom.errors import InvalidQuery, InvalidUID
+from dicomweb_server.services import errors as e
+from dicomweb_server.web.multipart import MultipartError
+
+log = logging.getLogger("dicomweb_server.web")
+
+STATUS: dict[type[Exception], int] = {
+    e.InvalidRequest: 400,
+    InvalidQuery: 400,
+    InvalidUID: 400,
+    MultipartError: 400,
+    e.NotFound: 404,
+    e.NotAcceptable: 406,
+    e.UnsupportedMediaType: 415,
+    e.Unavailable: 503,
+}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def domain_error(_request: Request, exc: Exception) -> Response:
+    for kind, status in STATUS.items():
+        if isinstance(exc, kind):
+            headers = {"Retry-After": "5"} if status == 503 else None
+            return error_response(status, str(exc), headers)
+    return await unexpected_error(_request, exc)
+
+
+async def http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    log.error("unexpected error on %s %s [request %s]", request.method, request.url.path,
+              request_id, exc_info=exc)
+    return error_response(500, f"internal error; request id {request_id}")
+
+
+HANDLERS = {
+    **{kind: domain_error for kind in STATUS},
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}

@@ -1,0 +1,146 @@
+"""multipart/related (RFC 2387) in both directions, streamed.
+
+Reading: python-multipart's low-level parser is fed the request body chunk by chunk; each
+part goes straight to a spool file, so memory stays flat whatever the body's size.
+Writing: parts are emitted as an iterator of byte chunks with a precomputed Content-Length.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser
+
+SpoolFactory = Callable[[], tuple[Path, IO[bytes]]]
+
+
+class MultipartError(ValueError):
+    """The body is not a well-formed multipart/related body."""
+
+
+@dataclass
+class ReceivedPart:
+    path: Path
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("content-type")
+
+
+class MultipartReader:
+    def __init__(self, boundary: str, open_spool: SpoolFactory) -> None:
+        self._open_spool = open_spool
+        self._done: list[ReceivedPart] = []
+        self._current: ReceivedPart | None = None
+        self._file: IO[bytes] | None = None
+        self._field = bytearray()
+        self._value = bytearray()
+        self.finished = False
+        self._parser = MultipartParser(
+            boundary.encode("latin-1"),
+            {
+                "on_part_begin": self._part_begin,
+                "on_part_data": self._part_data,
+                "on_part_end": self._part_end,
+                "on_header_field": self._header_field,
+                "on_header_value": self._header_value,
+                "on_header_end": self._header_end,
+                "on_end": self._end,
+            },
+            max_header_count=32,
+        )
+
+    def _part_begin(self) -> None:
+        path, self._file = self._open_spool()
+        self._current = ReceivedPart(path)
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        assert self._file is not None
+        self._file.write(data[start:end])
+
+    def _part_end(self) -> None:
+        assert self._file is not None and self._current is not None
+        self._file.close()
+        self._done.append(self._current)
+        self._file, self._current = None, None
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._field += data[start:end]
+
+    def _header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def _header_end(self) -> None:
+        assert self._current is not None
+        name = self._field.decode("latin-1").strip().lower()
+        self._current.headers[name] = self._value.decode("latin-1").strip()
+        self._field.clear()
+        self._value.clear()
+
+    def _end(self) -> None:
+        self.finished = True
+
+    def feed(self, chunk: bytes) -> list[ReceivedPart]:
+        """Parse a chunk of the body; return the parts it completed."""
+        if chunk:
+            try:
+                self._parser.write(chunk)
+            except MultipartParseError as exc:
+                raise MultipartError(f"the multipart body is malformed: {exc}") from exc
+        done, self._done = self._done, []
+        return done
+
+    def discard(self) -> None:
+        """Drop a part left incomplete when the body ended or broke off."""
+        if self._file is not None:
+            self._file.close()
+        if self._current is not None:
+            self._current.path.unlink(missing_ok=True)
+        self._file, self._current = None, None
+
+
+def new_boundary() -> str:
+    return secrets.token_hex(16)
+
+
+@dataclass(frozen=True)
+class OutgoingPart:
+    content_type: str
+    length: int
+    chunks: Callable[[], Iterable[bytes]]
+    content_location: str | None = None
+
+
+class MultipartBody:
+    """A multipart/related body whose parts are produced lazily."""
+
+    def __init__(self, parts: list[OutgoingPart], boundary: str | None = None) -> None:
+        self.boundary = boundary or new_boundary()
+        self._parts = parts
+        self._heads = [self._head(p) for p in parts]
+        self._tail = f"--{self.boundary}--\r\n".encode("ascii")
+
+    def _head(self, part: OutgoingPart) -> bytes:
+        lines = [f"--{self.boundary}", f"Content-Type: {part.content_type}"]
+        if part.content_location:
+            lines.append(f"Content-Location: {part.content_location}")
+        lines.append(f"Content-Length: {part.length}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+    @property
+    def content_length(self) -> int:
+        return (sum(len(h) + p.length + 2 for h, p in zip(self._heads, self._parts, strict=True))
+                + len(self._tail))
+
+    def __iter__(self) -> Iterator[bytes]:
+        for head, part in zip(self._heads, self._parts, strict=True):
+            yield head
+            yield from part.chunks()
+            yield b"\r\n"
+        yield self._tail

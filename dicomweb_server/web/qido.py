@@ -1,0 +1,42 @@
+"""QIDO-RS: Search Transaction (PS3.18 10.6)."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dicomweb_server.dicom.attributes import Level
+from dicomweb_server.dicom.matching import parse_search
+from dicomweb_server.web.context import base_url, container, json_bytes_with_base, path_uid
+from dicomweb_server.web.media import negotiate_json
+
+
+async def _search(request: Request, level: Level) -> Response:
+    media_type = negotiate_json(request.headers.get("accept"))
+    study_uid = path_uid(request, "study") if "study" in request.path_params else None
+    series_uid = path_uid(request, "series") if "series" in request.path_params else None
+    search = parse_search(request.query_params.multi_items())
+    base = base_url(request)
+    found = await run_in_threadpool(
+        container(request).search.search, level, search, base, study_uid, series_uid
+    )
+    body = json_bytes_with_base([orjson.dumps(r).decode() for r in found.results], base)
+    response = Response(body, media_type=media_type)
+    for warning in found.warnings:
+        # PS3.18 8.3.4: parameters not honoured are reported with Warning: 299.
+        response.headers.append("Warning", f'299 dicomweb-server "{warning}"')
+    return response
+
+
+async def search_studies(request: Request) -> Response:
+    return await _search(request, Level.STUDY)
+
+
+async def search_series(request: Request) -> Response:
+    return await _search(request, Level.SERIES)
+
+
+async def search_instances(request: Request) -> Response:
+    return await _search(request, Level.INSTANCE)

@@ -1,0 +1,134 @@
+"""STOW-RS: Store Instances (PS3.18 10.5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from dicomweb_server.dicom.errors import InvalidUID
+from dicomweb_server.services.errors import InvalidRequest, UnsupportedMediaType
+from dicomweb_server.services.store import (
+    CANNOT_UNDERSTAND,
+    InstanceOutcome,
+    StoreResult,
+    StoreService,
+    response_status,
+)
+from dicomweb_server.web.context import base_url, container, path_uid
+from dicomweb_server.web.media import DICOM, DICOM_JSON, MULTIPART_RELATED, parse_media_type
+from dicomweb_server.web.multipart import MultipartError, MultipartReader, ReceivedPart
+
+
+async def store_instances(request: Request) -> Response:
+    study_uid = path_uid(request, "study") if "study" in request.path_params else None
+    boundary = _boundary(request.headers.get("content-type"))
+    store = container(request).store
+    result = StoreResult()
+    reader = MultipartReader(boundary, store.open_spool)
+    try:
+        async for chunk in request.stream():
+            done = await run_in_threadpool(reader.feed, chunk)
+            if done:
+                result.outcomes += await run_in_threadpool(_store_parts, store, done, study_uid)
+        if not reader.finished:
+            result.request_error = "the multipart body ended before its closing boundary"
+    except MultipartError as exc:
+        result.request_error = str(exc)
+    except ClientDisconnect:
+        result.request_error = "the client disconnected before the body was complete"
+    finally:
+        reader.discard()
+    if not result.outcomes and result.request_error is None:
+        result.request_error = "the multipart body holds no parts"
+    return _response(result, base_url(request), study_uid)
+
+
+def _boundary(content_type: str | None) -> str:
+    if not content_type:
+        raise UnsupportedMediaType(
+            f'a STOW-RS request needs Content-Type: {MULTIPART_RELATED}; type="{DICOM}"'
+        )
+    media = parse_media_type(content_type)
+    if media.type != MULTIPART_RELATED:
+        raise UnsupportedMediaType(
+            f"STOW-RS takes {MULTIPART_RELATED}; type=\"{DICOM}\", not {media.type}"
+        )
+    related = media.params.get("type", DICOM).lower()
+    if related != DICOM:
+        raise UnsupportedMediaType(
+            f'STOW-RS here takes parts of type "{DICOM}"; "{related}" is not supported yet'
+        )
+    boundary = media.params.get("boundary")
+    if not boundary:
+        raise InvalidRequest("the multipart/related Content-Type has no boundary parameter")
+    return boundary
+
+
+def _store_parts(
+    store: StoreService, parts: list[ReceivedPart], study_uid: str | None
+) -> list[InstanceOutcome]:
+    outcomes = []
+    for part in parts:
+        declared = part.content_type
+        if declared is not None:
+            try:
+                part_type = parse_media_type(declared).type
+            except (InvalidRequest, InvalidUID):
+                part_type = declared
+            if part_type != DICOM:
+                part.path.unlink(missing_ok=True)
+                outcomes.append(InstanceOutcome(
+                    None, None, failure_reason=CANNOT_UNDERSTAND,
+                    message=f"part of type {declared!r} is not {DICOM}"))
+                continue
+        outcomes.append(store.store(part.path, study_uid))
+    return outcomes
+
+
+def _response(result: StoreResult, base: str, study_uid: str | None) -> Response:
+    body: dict[str, Any] = {}
+    studies = {o.study_uid for o in result.outcomes if o.stored}
+    if study_uid is not None or len(studies) == 1:
+        body["00081190"] = {"vr": "UR", "Value": [f"{base}/studies/{study_uid or studies.pop()}"]}
+    failed = [_failed_item(o) for o in result.outcomes if not o.stored]
+    if result.request_error is not None:
+        failed.append({"00081197": {"vr": "US", "Value": [CANNOT_UNDERSTAND]},
+                       "00000902": {"vr": "LO", "Value": [result.request_error]}})
+    if failed:
+        body["00081198"] = {"vr": "SQ", "Value": failed}
+    stored = [_stored_item(o, base) for o in result.outcomes if o.stored]
+    if stored:
+        body["00081199"] = {"vr": "SQ", "Value": stored}
+    return Response(orjson.dumps(body), status_code=response_status(result),
+                    media_type=DICOM_JSON)
+
+
+def _uid(value: str | None) -> dict[str, Any]:
+    return {"vr": "UI", "Value": [value]} if value else {"vr": "UI"}
+
+
+def _stored_item(o: InstanceOutcome, base: str) -> dict[str, Any]:
+    item = {
+        "00081150": _uid(o.sop_class_uid),
+        "00081155": _uid(o.sop_instance_uid),
+        "00081190": {"vr": "UR", "Value": [
+            f"{base}/studies/{o.study_uid}/series/{o.series_uid}/instances/{o.sop_instance_uid}"
+        ]},
+    }
+    if o.warning_reason is not None:
+        item["00081196"] = {"vr": "US", "Value": [o.warning_reason]}
+    return item
+
+
+def _failed_item(o: InstanceOutcome) -> dict[str, Any]:
+    # Error Comment (0000,0902) carries the reason in words beside the PS3.18 I.2 code.
+    return {
+        "00081150": _uid(o.sop_class_uid),
+        "00081155": _uid(o.sop_instance_uid),
+        "00081197": {"vr": "US", "Value": [o.failure_reason]},
+        "00000902": {"vr": "LO", "Value": [o.message[:1024]]},
+    }
