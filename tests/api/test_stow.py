@@ -1,0 +1,233 @@
+"""STOW-RS (PS3.18 10.5) through the HTTP API, on every backend."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+import numpy as np
+import pytest
+from pydicom.uid import generate_uid
+
+from dicomweb_server.dicom import uids
+from tests.factories import (
+    AS_RECEIVED,
+    BUNDLED,
+    bare_bytes,
+    bundled_bytes,
+    make_instance,
+    parse,
+    to_bytes,
+)
+from tests.helpers import multipart_body, parts, sequence, stow, values
+
+REFERENCED = "00081199"
+FAILED = "00081198"
+FAILURE_REASON = "00081197"
+ERROR_COMMENT = "00000902"
+
+
+def retrieve_one(client: httpx.Client, study: str, series: str, instance: str) -> bytes:
+    r = client.get(f"/studies/{study}/series/{series}/instances/{instance}")
+    assert r.status_code == 200, r.text
+    (only,) = parts(r)
+    return only[1]
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_bundled_files_are_stored_and_come_back(client: httpx.Client, name: str) -> None:
+    sent = bundled_bytes(name)
+    r = stow(client, [sent])
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/dicom+json"
+    (item,) = sequence(r, REFERENCED)
+    ds = parse(sent)
+    assert values(item, "00081155") == [ds.SOPInstanceUID]
+    assert values(item, "00081150") == [ds.SOPClassUID]
+    got = retrieve_one(client, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    if name in AS_RECEIVED:
+        assert got == sent
+    else:
+        # PS3.18 8.7.3: converted at ingest to Explicit VR Little Endian, pixels unchanged.
+        back = parse(got)
+        assert back.file_meta.TransferSyntaxUID == uids.EXPLICIT_VR_LITTLE_ENDIAN
+        assert np.array_equal(back.pixel_array, ds.pixel_array)
+
+
+def test_retrieve_url_points_at_the_stored_study(client: httpx.Client) -> None:
+    ds = make_instance()
+    r = stow(client, [ds])
+    assert r.status_code == 200
+    study_url = values(r.json(), "00081190")[0]
+    assert study_url == f"{str(client.base_url).rstrip('/')}/studies/{ds.StudyInstanceUID}"
+    instance_url = values(sequence(r, REFERENCED)[0], "00081190")[0]
+    assert client.get(instance_url + "/metadata").status_code == 200
+
+
+def test_bare_data_set_is_completed_into_a_part10_file(client: httpx.Client) -> None:
+    ds = make_instance()
+    r = stow(client, [bare_bytes(ds)])
+    assert r.status_code == 200, r.text
+    got = retrieve_one(client, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    assert got[128:132] == b"DICM"
+    back = parse(got)
+    assert back.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert back.file_meta.TransferSyntaxUID == uids.EXPLICIT_VR_LITTLE_ENDIAN
+    # The data set itself is kept byte for byte.
+    assert got.endswith(bare_bytes(ds))
+
+
+def test_many_instances_in_one_request_update_aggregates(client: httpx.Client) -> None:
+    study = generate_uid()
+    ct, mr = generate_uid(), generate_uid()
+    items = [make_instance(study, ct, modality="CT") for _ in range(3)]
+    items += [make_instance(study, mr, modality="MR", series_number=2) for _ in range(2)]
+    r = stow(client, items, study=study)
+    assert r.status_code == 200, r.text
+    assert len(sequence(r, REFERENCED)) == 5
+    (found,) = client.get("/studies", params={"StudyInstanceUID": study}).json()
+    assert values(found, "00201206") == [2]
+    assert values(found, "00201208") == [5]
+    assert values(found, "00080061") == ["CT", "MR"]
+    series = client.get(f"/studies/{study}/series").json()
+    assert sorted(values(s, "00201209")[0] for s in series) == [2, 3]
+
+
+def test_duplicate_instance_keeps_the_first_copy(client: httpx.Client) -> None:
+    ds = make_instance()
+    assert stow(client, [ds]).status_code == 200
+    ds.PatientID = "CHANGED"
+    r = stow(client, [ds])
+    assert r.status_code == 200
+    found = client.get("/instances", params={"SOPInstanceUID": ds.SOPInstanceUID}).json()
+    assert len(found) == 1
+    meta = client.get(f"/studies/{ds.StudyInstanceUID}/metadata").json()
+    assert values(meta[0], "00100020") == ["PID-1"]
+
+
+def test_concurrent_stores_into_one_study_keep_aggregates_right(client: httpx.Client) -> None:
+    study = generate_uid()
+    series = [generate_uid() for _ in range(4)]
+    errors: list[str] = []
+
+    def upload(worker: int) -> None:
+        with httpx.Client(base_url=str(client.base_url), timeout=60) as c:
+            for _ in range(3):
+                items = [make_instance(study, series[worker % 4], modality="CT"),
+                         make_instance(study, series[(worker + 1) % 4], modality="MR")]
+                r = stow(c, items, study=study)
+                if r.status_code != 200:
+                    errors.append(r.text)
+
+    threads = [threading.Thread(target=upload, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    (found,) = client.get("/studies", params={"StudyInstanceUID": study}).json()
+    assert values(found, "00201208") == [48]
+    assert values(found, "00201206") == [4]
+    listed = client.get(f"/studies/{study}/series").json()
+    assert sum(values(s, "00201209")[0] for s in listed) == 48
+    assert len(client.get(f"/studies/{study}/instances").json()) == 48
+
+
+# -- bad input: a clear 4xx, the reason in the body, nothing half-stored ------------------------
+
+def failed_items(r: httpx.Response) -> list[dict]:
+    return sequence(r, FAILED)
+
+
+def test_non_dicom_part_is_refused_with_reason(client: httpx.Client) -> None:
+    r = stow(client, [b"this is not a DICOM object at all, just text" * 10])
+    assert r.status_code == 409
+    (item,) = failed_items(r)
+    assert values(item, FAILURE_REASON) == [0xC000]
+    assert "not a DICOM object" in values(item, ERROR_COMMENT)[0]
+    assert client.get("/studies").json() == []
+
+
+def test_truncated_object_is_refused(client: httpx.Client) -> None:
+    data = to_bytes(make_instance(rows=64, columns=64))
+    r = stow(client, [data[: len(data) - 100]])
+    assert r.status_code == 409
+    (item,) = failed_items(r)
+    assert values(item, FAILURE_REASON) == [0xC000]
+    assert "truncated" in values(item, ERROR_COMMENT)[0]
+    assert client.get("/studies").json() == []
+
+
+def test_part_missing_sop_instance_uid_is_refused(client: httpx.Client) -> None:
+    ds = make_instance()
+    del ds.SOPInstanceUID
+    r = stow(client, [to_bytes(ds)])
+    assert r.status_code == 409
+    (item,) = failed_items(r)
+    assert values(item, FAILURE_REASON) == [0xA900]
+    assert "SOP Instance UID" in values(item, ERROR_COMMENT)[0]
+
+
+def test_study_uid_mismatch_on_study_url(client: httpx.Client) -> None:
+    ds = make_instance()
+    other = generate_uid()
+    r = stow(client, [ds], study=other)
+    assert r.status_code == 409
+    (item,) = failed_items(r)
+    assert values(item, "00081155") == [ds.SOPInstanceUID]
+    assert "does not match" in values(item, ERROR_COMMENT)[0]
+    assert client.get("/studies").json() == []
+
+
+def test_some_stored_some_failed_is_202(client: httpx.Client) -> None:
+    good = make_instance()
+    r = stow(client, [good, b"garbage" * 50])
+    assert r.status_code == 202
+    assert len(sequence(r, REFERENCED)) == 1
+    assert len(failed_items(r)) == 1
+
+
+def test_wrong_media_type_is_415(client: httpx.Client) -> None:
+    body, _ = multipart_body([to_bytes(make_instance())])
+    for content_type in ("application/json", "multipart/related; type=\"application/pdf\"; "
+                         "boundary=x", "text/plain"):
+        r = client.post("/studies", content=body, headers={"Content-Type": content_type})
+        assert r.status_code == 415, content_type
+        assert r.json()["error"]
+    r = client.post("/studies", content=body)
+    assert r.status_code == 415
+
+
+def test_missing_boundary_is_400(client: httpx.Client) -> None:
+    r = client.post("/studies", content=b"x",
+                    headers={"Content-Type": 'multipart/related; type="application/dicom"'})
+    assert r.status_code == 400
+    assert "boundary" in r.json()["error"]
+
+
+def test_body_without_closing_boundary_stores_nothing_half(client: httpx.Client) -> None:
+    first, second = make_instance(), make_instance()
+    body, content_type = multipart_body([to_bytes(first), to_bytes(second)])
+    cut = body[: len(body) - 500]
+    r = client.post("/studies", content=cut, headers={"Content-Type": content_type})
+    # The first part arrived whole and is stored; the cut one is not.
+    assert r.status_code == 202
+    assert [values(i, "00081155") for i in sequence(r, REFERENCED)] == [[first.SOPInstanceUID]]
+    assert len(client.get("/instances").json()) == 1
+
+
+def test_empty_or_garbled_body_is_400(client: httpx.Client) -> None:
+    for body in (b"", b"no boundary anywhere in this body"):
+        r = client.post("/studies", content=body,
+                        headers={"Content-Type": 'multipart/related; type="application/dicom"; '
+                                 "boundary=abc"})
+        assert r.status_code == 400, body
+    assert client.get("/studies").json() == []
+
+
+@pytest.mark.parametrize("bad", ["..%2F..%2Fetc", "1.2.3'%20OR%20'1'='1", "1.2.abc", "1..2"])
+def test_bad_study_uid_in_url_is_400(client: httpx.Client, bad: str) -> None:
+    body, content_type = multipart_body([to_bytes(make_instance())])
+    r = client.post(f"/studies/{bad}", content=body, headers={"Content-Type": content_type})
+    assert r.status_code in (400, 404)
+    assert r.json()["error"]

@@ -1,0 +1,139 @@
+"""Real components for every test: a real server over a real socket, on each backend.
+
+The API tests run on both backend pairs: SQLite + filesystem (the embedded default) and
+PostgreSQL + filesystem. PostgreSQL is the one on 127.0.0.1:5432; each run gets a database of
+its own, dropped at the end, and each test starts from empty tables. Without PostgreSQL the
+PostgreSQL half is skipped with a visible reason; under CI=true that is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import create_engine, text
+
+from dicomweb_server.app import create_app
+from dicomweb_server.container import Container, build_container, upgrade_database
+from dicomweb_server.settings import Settings
+
+PG_ADMIN_URL = os.environ.get(
+    "DICOMWEB_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+BACKENDS = ["sqlite", "postgresql"]
+
+_pg_problem: str | None = None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"PostgreSQL for tests: {PG_ADMIN_URL} (CI={IN_CI})"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _pg_problem:
+        terminalreporter.write_sep("!", "POSTGRESQL TESTS SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(f"PostgreSQL was not reachable: {_pg_problem}", red=True)
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    global _pg_problem
+    name = f"dicomweb_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach PostgreSQL is reported
+        _pg_problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        if IN_CI:
+            pytest.fail(f"CI=true and PostgreSQL is unreachable: {_pg_problem}")
+        pytest.skip(f"PostgreSQL unreachable ({_pg_problem}); PostgreSQL tests skipped")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@dataclass
+class RunningServer:
+    backend: str
+    container: Container
+    url: str
+    settings: Settings
+
+    @property
+    def base_url(self) -> str:
+        return self.url + self.settings.base_path
+
+    def reset(self) -> None:
+        with self.container.engine.begin() as conn:
+            if self.backend == "postgresql":
+                conn.execute(text("TRUNCATE instances, series, studies RESTART IDENTITY CASCADE"))
+            else:
+                for table in ("instances", "series", "studies"):
+                    conn.execute(text(f"DELETE FROM {table}"))
+        blob_dir = self.settings.resolved_blob_dir
+        shutil.rmtree(blob_dir, ignore_errors=True)
+        blob_dir.mkdir(parents=True)
+
+
+def serve_in_thread(container: Container) -> tuple[uvicorn.Server, threading.Thread, str]:
+    config = uvicorn.Config(create_app(container), host="127.0.0.1", port=0,
+                            log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, thread, f"http://127.0.0.1:{port}"
+
+
+def make_settings(data_dir: Path, database_url: str | None = None, **extra: object) -> Settings:
+    return Settings(_env_file=None, data_dir=data_dir, database_url=database_url,  # type: ignore[call-arg]
+                    **extra)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[RunningServer]:
+    backend: str = request.param
+    database_url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
+    settings = make_settings(tmp_path_factory.mktemp(f"archive-{backend}"), database_url)
+    upgrade_database(settings)
+    container = build_container(settings)
+    uv, thread, url = serve_in_thread(container)
+    try:
+        yield RunningServer(backend, container, url, settings)
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+        container.close()
+
+
+@pytest.fixture
+def archive(server: RunningServer) -> RunningServer:
+    server.reset()
+    return server
+
+
+@pytest.fixture
+def client(archive: RunningServer) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=archive.base_url, timeout=60) as c:
+        yield c
