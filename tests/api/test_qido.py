@@ -1,0 +1,213 @@
+"""QIDO-RS (PS3.18 10.6) through the HTTP API, on every backend."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from pydicom.uid import generate_uid
+
+from dicomweb_server.dicom.attributes import (
+    INSTANCE_RETURN_KEYS,
+    SERIES_RETURN_KEYS,
+    STUDY_RETURN_KEYS,
+)
+from tests.factories import make_instance
+from tests.helpers import stow, values
+
+
+@pytest.fixture
+def studies(client: httpx.Client) -> dict[str, str]:
+    """Three studies: two patients, three dates, CT and MR."""
+    made = {
+        "doe": make_instance(patient_name="Doe^John", patient_id="P1", study_date="20230105",
+                             accession_number="A1", modality="CT"),
+        "roe": make_instance(patient_name="Roe^Jane", patient_id="P2", study_date="20230610",
+                             accession_number="A2", modality="MR"),
+        "doe2": make_instance(patient_name="Doe^John", patient_id="P1", study_date="20240101",
+                              accession_number="A3", modality="CT"),
+    }
+    # A second series in doe2's study.
+    extra = make_instance(made["doe2"].StudyInstanceUID, patient_name="Doe^John",
+                          patient_id="P1", study_date="20240101", modality="SR",
+                          series_number=2)
+    assert stow(client, [*made.values(), extra]).status_code == 200
+    return {k: v.StudyInstanceUID for k, v in made.items()}
+
+
+def study_uids(response: httpx.Response) -> set[str]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/dicom+json"
+    return {values(r, "0020000D")[0] for r in response.json()}
+
+
+def test_search_by_patient_id(client: httpx.Client, studies: dict[str, str]) -> None:
+    assert study_uids(client.get("/studies", params={"PatientID": "P1"})) == {
+        studies["doe"], studies["doe2"]}
+
+
+def test_search_by_tag_instead_of_keyword(client: httpx.Client, studies: dict[str, str]) -> None:
+    assert study_uids(client.get("/studies", params={"00100020": "P2"})) == {studies["roe"]}
+
+
+def test_patient_name_wildcard_is_case_insensitive(
+    client: httpx.Client, studies: dict[str, str]
+) -> None:
+    assert study_uids(client.get("/studies", params={"PatientName": "doe*"})) == {
+        studies["doe"], studies["doe2"]}
+    assert study_uids(client.get("/studies", params={"PatientName": "R?E^Jane"})) == {
+        studies["roe"]}
+    assert study_uids(client.get("/studies", params={"PatientName": "roe^jane"})) == {
+        studies["roe"]}
+
+
+def test_wildcard_on_other_text_is_case_sensitive(
+    client: httpx.Client, studies: dict[str, str]
+) -> None:
+    assert study_uids(client.get("/studies", params={"AccessionNumber": "A*"})) == set(
+        studies.values())
+    assert study_uids(client.get("/studies", params={"AccessionNumber": "a*"})) == set()
+
+
+def test_date_ranges(client: httpx.Client, studies: dict[str, str]) -> None:
+    get = lambda v: study_uids(client.get("/studies", params={"StudyDate": v}))  # noqa: E731
+    assert get("20230101-20231231") == {studies["doe"], studies["roe"]}
+    assert get("-20230301") == {studies["doe"]}
+    assert get("20240101-") == {studies["doe2"]}
+    assert get("20230610") == {studies["roe"]}
+
+
+def test_uid_list(client: httpx.Client, studies: dict[str, str]) -> None:
+    wanted = {studies["doe"], studies["roe"]}
+    assert study_uids(client.get("/studies", params={"StudyInstanceUID": ",".join(wanted)})) \
+        == wanted
+    assert study_uids(client.get("/studies",
+                                 params={"StudyInstanceUID": "\\".join(wanted)})) == wanted
+
+
+def test_modalities_in_study(client: httpx.Client, studies: dict[str, str]) -> None:
+    assert study_uids(client.get("/studies", params={"ModalitiesInStudy": "MR"})) == {
+        studies["roe"]}
+    assert study_uids(client.get("/studies", params={"ModalitiesInStudy": "SR"})) == {
+        studies["doe2"]}
+    (doe2,) = client.get("/studies", params={"StudyInstanceUID": studies["doe2"]}).json()
+    assert values(doe2, "00080061") == ["CT", "SR"]
+
+
+def test_limit_and_offset_page_without_overlap(
+    client: httpx.Client, studies: dict[str, str]
+) -> None:
+    pages = [study_uids(client.get("/studies", params={"limit": 1, "offset": i}))
+             for i in range(4)]
+    assert [len(p) for p in pages] == [1, 1, 1, 0]
+    assert set().union(*pages) == set(studies.values())
+
+
+def test_required_return_keys_at_each_level(client: httpx.Client, studies: dict[str, str]
+                                            ) -> None:
+    optional = {"00080201", "00400244", "00400245", "00400275", "00280008"}
+    (study,) = client.get("/studies", params={"StudyInstanceUID": studies["roe"]}).json()
+    assert {f"{t:08X}" for t in STUDY_RETURN_KEYS} - optional <= set(study)
+    assert values(study, "00201206") == [1] and values(study, "00201208") == [1]
+    (series,) = client.get(f"/studies/{studies['roe']}/series").json()
+    assert {f"{t:08X}" for t in SERIES_RETURN_KEYS} - optional <= set(series)
+    (instance,) = client.get(f"/studies/{studies['roe']}/instances").json()
+    assert {f"{t:08X}" for t in INSTANCE_RETURN_KEYS} - optional <= set(instance)
+    assert values(instance, "00080056") == ["ONLINE"]
+    retrieve_url = values(instance, "00081190")[0]
+    assert client.get(retrieve_url + "/metadata").status_code == 200
+
+
+def test_includefield(client: httpx.Client, studies: dict[str, str]) -> None:
+    params = {"StudyInstanceUID": studies["doe"], "includefield": "StudyDescription,00100030"}
+    (study,) = client.get("/studies", params=params).json()
+    assert values(study, "00081030") == ["CHEST CT"]
+    assert values(study, "00100030") == ["19700101"]
+    (everything,) = client.get("/studies", params={"StudyInstanceUID": studies["doe"],
+                                                   "includefield": "all"}).json()
+    assert values(everything, "00080090") == [{"Alphabetic": "Welby^Marcus"}]
+    (instance,) = client.get(f"/studies/{studies['doe']}/instances",
+                             params={"includefield": "ImageType"}).json()
+    assert values(instance, "00080008") == ["ORIGINAL", "PRIMARY", "AXIAL"]
+
+
+def test_series_and_instances_at_every_scope(client: httpx.Client, studies: dict[str, str]
+                                             ) -> None:
+    doe2 = studies["doe2"]
+    series = client.get(f"/studies/{doe2}/series").json()
+    assert sorted(values(s, "00080060")[0] for s in series) == ["CT", "SR"]
+    sr = [s for s in series if values(s, "00080060") == ["SR"]][0]
+    sr_uid = values(sr, "0020000E")[0]
+    assert len(client.get(f"/studies/{doe2}/series/{sr_uid}/instances").json()) == 1
+    assert len(client.get(f"/studies/{doe2}/instances").json()) == 2
+    all_series = client.get("/series", params={"Modality": "CT"}).json()
+    assert len(all_series) == 2
+    # Across the archive, series results carry their study's attributes too.
+    assert all(values(s, "00100020") == ["P1"] for s in all_series)
+    assert len(client.get("/instances", params={"PatientID": "P1"}).json()) == 3
+    assert len(client.get("/series", params={"SeriesNumber": "2"}).json()) == 1
+
+
+def test_empty_result_is_200_with_empty_array(client: httpx.Client, studies: dict[str, str]
+                                              ) -> None:
+    r = client.get("/studies", params={"PatientID": "nobody"})
+    assert r.status_code == 200 and r.json() == []
+
+
+def test_sql_metacharacters_are_plain_values(client: httpx.Client, studies: dict[str, str]
+                                             ) -> None:
+    for value in ("' OR '1'='1", "P1'; DROP TABLE studies; --", "%", "_1", "P\\1"):
+        r = client.get("/studies", params={"PatientID": value})
+        assert r.status_code == 200 and r.json() == [], value
+    # LIKE specials inside a DICOM wildcard match only themselves.
+    assert client.get("/studies", params={"PatientID": "%*"}).json() == []
+    assert len(client.get("/studies").json()) == 3
+
+
+def test_key_not_supported_yet_is_ignored_with_warning(
+    client: httpx.Client, studies: dict[str, str]
+) -> None:
+    r = client.get("/studies", params={"PatientWeight": "70"})
+    assert r.status_code == 200
+    assert "299" in r.headers["warning"] and "PatientWeight" in r.headers["warning"]
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"NoSuchKeyword": "x"}, "keyword"),
+        ({"0010002": "x"}, "keyword"),
+        ({"StudyInstanceUID": "1.2.*"}, "wildcard"),
+        ({"StudyInstanceUID": "1.2.abc"}, "UID"),
+        ({"StudyDate": "2023-01-01"}, "DA"),
+        ({"StudyDate": "20231301x"}, "DA"),
+        ({"StudyDate": "20240101-20230101"}, "range"),
+        ({"StudyDate": "-"}, "range"),
+        ({"limit": "-1"}, "limit"),
+        ({"limit": "99999999999999"}, "limit"),
+        ({"offset": "abc"}, "offset"),
+        ({"fuzzymatching": "maybe"}, "fuzzymatching"),
+        ({"includefield": "NotAKeyword"}, "keyword"),
+        ({"SeriesNumber": "x1"}, "number"),
+    ],
+)
+def test_bad_queries_are_400_with_reason(client: httpx.Client, params: dict[str, str],
+                                         reason: str) -> None:
+    r = client.get("/studies", params=params)
+    assert r.status_code == 400, r.text
+    assert reason.lower() in r.json()["error"].lower()
+
+
+def test_unknown_study_in_path_is_404(client: httpx.Client) -> None:
+    r = client.get(f"/studies/{generate_uid()}/series")
+    assert r.status_code == 404 and r.json()["error"]
+
+
+def test_bad_uid_in_path_is_400(client: httpx.Client) -> None:
+    r = client.get("/studies/1.2.x/series")
+    assert r.status_code == 400 and "UID" in r.json()["error"]
+
+
+def test_unacceptable_accept_is_406(client: httpx.Client) -> None:
+    r = client.get("/studies", headers={"Accept": "application/pdf"})
+    assert r.status_code == 406 and r.json()["error"]
+    assert client.get("/studies", headers={"Accept": "application/json"}).status_code == 200
