@@ -108,9 +108,13 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
     return out
 
 
-def _related_type(media: MediaRange) -> str | None:
+def _related_accepts(media: MediaRange, candidate: str) -> bool:
+    """Whether the `type` parameter of a multipart/related range admits `candidate`.
+
+    Clients send wildcards there too (`type="*/*"`); no parameter admits anything.
+    """
     value = media.params.get("type")
-    return None if value is None else value.lower()
+    return value is None or MediaRange(value.lower()).matches(candidate)
 
 
 def negotiate_json(accept: str | None) -> str:
@@ -130,10 +134,7 @@ def negotiate_dicom(accept: str | None, stored_syntaxes: set[str]) -> None:
     syntax is not offered yet, so any other explicit syntax must equal the stored one.
     """
     for media in parse_accept(accept):
-        if not (media.matches(MULTIPART_RELATED)):
-            continue
-        related = _related_type(media)
-        if related not in (None, DICOM):
+        if not media.matches(MULTIPART_RELATED) or not _related_accepts(media, DICOM):
             continue
         syntax = media.params.get("transfer-syntax")
         if syntax is None or syntax == "*" or stored_syntaxes == {syntax}:
@@ -152,13 +153,12 @@ def negotiate_bytes(accept: str | None, transfer_syntax: str) -> str:
     for media in parse_accept(accept):
         if not media.matches(MULTIPART_RELATED):
             continue
-        related = _related_type(media)
         syntax = media.params.get("transfer-syntax")
         if syntax not in (None, "*", transfer_syntax):
             continue
-        if related is None or related == OCTET_STREAM:
+        if _related_accepts(media, OCTET_STREAM):
             return OCTET_STREAM
-        if own is not None and related == own:
+        if own is not None and _related_accepts(media, own):
             return own
     offered = OCTET_STREAM + (f" or {own}" if own else "")
     raise NotAcceptable(

@@ -1,0 +1,67 @@
+"""The `dicomweb-client` package, a real DICOMweb client, against the server on a real socket."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from dicomweb_client.api import DICOMwebClient
+from pydicom.encaps import generate_frames
+from pydicom.uid import generate_uid
+
+from tests.conftest import RunningServer
+from tests.factories import bare_bytes, bundled_bytes, make_instance, parse
+
+
+@pytest.fixture
+def dicomweb(archive: RunningServer) -> DICOMwebClient:
+    return DICOMwebClient(url=archive.base_url)
+
+
+def test_store_search_retrieve_round_trip(dicomweb: DICOMwebClient) -> None:
+    study = generate_uid()
+    series = generate_uid()
+    sent = [make_instance(study, series, patient_id="INTEROP", frames=3, rows=4, columns=4)
+            for _ in range(2)]
+    bundled = parse(bundled_bytes("SC_rgb_rle_2frame.dcm"))
+    response = dicomweb.store_instances([*sent, bundled])
+    assert len(response.ReferencedSOPSequence) == 3
+    assert "FailedSOPSequence" not in response
+
+    # Search at three levels.
+    studies = dicomweb.search_for_studies(search_filters={"PatientID": "INTEROP"})
+    assert [s["0020000D"]["Value"][0] for s in studies] == [study]
+    found_series = dicomweb.search_for_series(study, search_filters={"Modality": "CT"})
+    assert [s["0020000E"]["Value"][0] for s in found_series] == [series]
+    found = dicomweb.search_for_instances(study, series, fields=["ImageType"], limit=1)
+    assert len(found) == 1 and found[0]["00080008"]["Value"][0] == "ORIGINAL"
+    assert len(dicomweb.search_for_instances(study, series, offset=1)) == 1
+
+    # Retrieve instance: a valid PS3.10 object. dicomweb-client sends bare data sets (no
+    # preamble, no File Meta); the server completes the file and keeps the data set bytes.
+    first = sent[0]
+    got = dicomweb.retrieve_instance(study, series, first.SOPInstanceUID)
+    assert got.SOPInstanceUID == first.SOPInstanceUID
+    assert np.array_equal(got.pixel_array, first.pixel_array)
+    url = (f"{dicomweb.base_url}/studies/{study}/series/{series}/instances/"
+           f"{first.SOPInstanceUID}")
+    response = dicomweb._http_get(url, headers={
+        "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
+    (raw,) = list(dicomweb._decode_multipart_message(response, stream=False))
+    assert raw[128:132] == b"DICM"
+    assert bytes(raw).endswith(bare_bytes(first))
+
+    # Metadata at instance and series level, and bulk data through its BulkDataURI.
+    meta = dicomweb.retrieve_instance_metadata(study, series, first.SOPInstanceUID)
+    assert meta["00100020"]["Value"] == ["INTEROP"]
+    (pixels,) = dicomweb.retrieve_bulkdata(meta["7FE00010"]["BulkDataURI"])
+    assert pixels == first.PixelData
+    assert len(dicomweb.retrieve_series_metadata(study, series)) == 2
+
+    # Frames, native and encapsulated.
+    frames = dicomweb.retrieve_instance_frames(study, series, first.SOPInstanceUID, [1, 3])
+    assert [np.frombuffer(f, "<u2")[0] for f in frames] == [1, 3]
+    rle = dicomweb.retrieve_instance_frames(
+        bundled.StudyInstanceUID, bundled.SeriesInstanceUID, bundled.SOPInstanceUID, [2],
+        media_types=(("application/octet-stream", "*"),),
+    )
+    assert rle == list(generate_frames(bundled.PixelData, number_of_frames=2))[1:]
