@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from dicomweb_server.container import Container, build_container, upgrade_database
 from dicomweb_server.settings import Settings
@@ -43,7 +43,7 @@ def create_app(container: Container) -> Starlette:
     async def health(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/openapi.yaml", openapi, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
     ]
@@ -53,15 +53,16 @@ def create_app(container: Container) -> Starlette:
         routes.extend(DICOMWEB_ROUTES)
     middleware = []
     if settings.cors_origins:
-        middleware.append(Middleware(
-            CORSMiddleware,
-            allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["*"],
-            expose_headers=EXPOSED_HEADERS,
-        ))
-    app = Starlette(routes=routes, middleware=middleware,
-                    exception_handlers=HANDLERS)  # type: ignore[arg-type]
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST", "OPTIONS"],
+                allow_headers=["*"],
+                expose_headers=EXPOSED_HEADERS,
+            )
+        )
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=HANDLERS)
     app.state.container = container
     return app
 

@@ -47,8 +47,7 @@ def build_container(settings: Settings) -> Container:
     blobs = FilesystemBlobStore(settings.resolved_blob_dir)
     return Container(
         settings=settings,
-        store=StoreService(index, blobs, settings.resolved_spool_dir,
-                           settings.bulk_data_threshold),
+        store=StoreService(index, blobs, settings.resolved_spool_dir, settings.bulk_data_threshold),
         search=SearchService(index, settings.qido_max_limit),
         retrieve=RetrieveService(index, blobs),
         checks={"database": index.check, "blob store": blobs.check},

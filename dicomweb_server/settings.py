@@ -17,47 +17,50 @@ class Settings(BaseSettings):
         env_prefix="DICOMWEB_", env_file=".env", extra="ignore", frozen=True
     )
 
-    host: str = Field("127.0.0.1", description="Address the server binds to.")
-    port: int = Field(8080, description="TCP port the server listens on.")
-    workers: int = Field(1, ge=1, description="Number of server processes `serve` starts.")
+    host: str = Field(default="127.0.0.1", description="Address the server binds to.")
+    port: int = Field(default=8080, description="TCP port the server listens on.")
+    workers: int = Field(default=1, ge=1, description="Number of server processes `serve` starts.")
     base_path: str = Field(
-        "/dicomweb", description="URL path under which the DICOMweb services are served."
+        default="/dicomweb", description="URL path under which the DICOMweb services are served."
     )
     public_base_url: str | None = Field(
-        None,
+        default=None,
         description="Absolute URL of the DICOMweb root as clients see it (behind a proxy); "
         "by default derived from each request.",
     )
     data_dir: Path = Field(
-        Path("data"), description="Folder of the embedded default: SQLite index and objects."
+        default=Path("data"),
+        description="Folder of the embedded default: SQLite index and objects.",
     )
     database_url: str | None = Field(
-        None,
+        default=None,
         description="SQLAlchemy URL of the index (e.g. postgresql+psycopg://host/db); "
         "default: SQLite file `index.sqlite3` in the data folder.",
     )
     blob_dir: Path | None = Field(
-        None, description="Folder where objects are stored; default: `objects` in the data folder."
+        default=None,
+        description="Folder where objects are stored; default: `objects` in the data folder.",
     )
     spool_dir: Path | None = Field(
-        None,
+        default=None,
         description="Folder for request parts while they are received; default: `spool` in "
         "the data folder (same file system as the objects, so storing is a rename).",
     )
     cors_allow_origins: str = Field(
-        "*", description="Comma-separated origins allowed by CORS; `*` for any, empty for none."
+        default="*",
+        description="Comma-separated origins allowed by CORS; `*` for any, empty for none.",
     )
     qido_max_limit: int = Field(
-        10000, ge=1, description="Largest number of results one QIDO-RS response returns."
+        default=10000, ge=1, description="Largest number of results one QIDO-RS response returns."
     )
     bulk_data_threshold: int = Field(
-        1024,
+        default=1024,
         ge=0,
         description="Binary values longer than this many bytes are returned as BulkDataURI "
         "in metadata instead of InlineBinary.",
     )
-    db_pool_size: int = Field(10, ge=1, description="Connections kept open per process.")
-    log_level: str = Field("info", description="Log level: debug, info, warning or error.")
+    db_pool_size: int = Field(default=10, ge=1, description="Connections kept open per process.")
+    log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
 
     @field_validator("base_path")
     @classmethod

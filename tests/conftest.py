@@ -91,8 +91,9 @@ class RunningServer:
 
 
 def serve_in_thread(container: Container) -> tuple[uvicorn.Server, threading.Thread, str]:
-    config = uvicorn.Config(create_app(container), host="127.0.0.1", port=0,
-                            log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        create_app(container), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -106,13 +107,18 @@ def serve_in_thread(container: Container) -> tuple[uvicorn.Server, threading.Thr
 
 
 def make_settings(data_dir: Path, database_url: str | None = None, **extra: object) -> Settings:
-    return Settings(_env_file=None, data_dir=data_dir, database_url=database_url,  # type: ignore[call-arg]
-                    **extra)
+    return Settings(
+        _env_file=None,
+        data_dir=data_dir,
+        database_url=database_url,  # type: ignore[call-arg]
+        **extra,
+    )
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[RunningServer]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
     backend: str = request.param
     database_url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
     settings = make_settings(tmp_path_factory.mktemp(f"archive-{backend}"), database_url)

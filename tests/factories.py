@@ -35,8 +35,9 @@ BUNDLED = {
     "waveform_ecg.dcm": "waveform with bulk data in sequences",
 }
 # Stored as received: the bytes retrieved equal the bytes sent.
-AS_RECEIVED = [n for n in BUNDLED if n not in {
-    "MR_small_implicit.dcm", "MR_small_bigendian.dcm", "rtdose.dcm"}]
+AS_RECEIVED = [
+    n for n in BUNDLED if n not in {"MR_small_implicit.dcm", "MR_small_bigendian.dcm", "rtdose.dcm"}
+]
 
 _counter = itertools.count(1)
 

@@ -15,8 +15,9 @@ from tests.factories import to_bytes
 STOW_TYPE = 'multipart/related; type="application/dicom"; boundary={}'
 
 
-def multipart_body(parts: Iterable[bytes], part_type: str | None = "application/dicom",
-                   boundary: str | None = None) -> tuple[bytes, str]:
+def multipart_body(
+    parts: Iterable[bytes], part_type: str | None = "application/dicom", boundary: str | None = None
+) -> tuple[bytes, str]:
     boundary = boundary or uuid.uuid4().hex
     chunks = []
     for part in parts:
@@ -28,11 +29,12 @@ def multipart_body(parts: Iterable[bytes], part_type: str | None = "application/
     return b"".join(chunks), STOW_TYPE.format(boundary)
 
 
-def stow(client: httpx.Client, items: Iterable[Dataset | bytes], study: str | None = None,
-         ) -> httpx.Response:
-    body, content_type = multipart_body(
-        to_bytes(i) if isinstance(i, Dataset) else i for i in items
-    )
+def stow(
+    client: httpx.Client,
+    items: Iterable[Dataset | bytes],
+    study: str | None = None,
+) -> httpx.Response:
+    body, content_type = multipart_body(to_bytes(i) if isinstance(i, Dataset) else i for i in items)
     url = "/studies" if study is None else f"/studies/{study}"
     return client.post(url, content=body, headers={"Content-Type": content_type})
 

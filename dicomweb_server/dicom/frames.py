@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dicomweb_server.dicom.scan import ScanResult
+from dicomweb_server.dicom.scan import Buffer, ScanResult
 
 Ranges = list[tuple[int, int]]
 
@@ -46,9 +46,7 @@ def native_frames(value: tuple[int, int], geometry: ImageGeometry) -> list[Range
     return [[(offset + i * frame_bytes, frame_bytes)] for i in range(geometry.number_of_frames)]
 
 
-def encapsulated_frames(
-    scan: ScanResult, number_of_frames: int, peek: bytes | memoryview
-) -> list[Ranges]:
+def encapsulated_frames(scan: ScanResult, number_of_frames: int, peek: Buffer) -> list[Ranges]:
     """Group fragments into frames (PS3.5 A.4), using the first rule that applies.
 
     `peek` is the stored object (or any buffer holding its bytes) to look at fragment starts.

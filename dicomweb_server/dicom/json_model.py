@@ -55,8 +55,9 @@ def _convert(
     uri: BulkDataURIFactory,
 ) -> JsonDict:
     out: JsonDict = {}
-    for tag in ds.keys():
-        tag = int(tag)
+    # keys(), not iteration: iterating a Dataset converts raw elements and reads deferred values.
+    for base_tag in ds.keys():  # noqa: SIM118
+        tag = int(base_tag)
         # Group lengths (gggg,0000) are retired and would be wrong after any coercion.
         if tag & 0xFFFF == 0 or tag >> 16 in (0x0000, 0x0002):
             continue
@@ -87,9 +88,7 @@ def _element(
     vr = str(elem.VR)
     value = elem.value
     if vr == "SQ":
-        items = [
-            _convert(item, (*path, str(i)), bulk, uri) for i, item in enumerate(value or [])
-        ]
+        items = [_convert(item, (*path, str(i)), bulk, uri) for i, item in enumerate(value or [])]
         return {"vr": vr, "Value": items} if items else {"vr": vr}
     if value is None or value == "" or value == b"":
         return {"vr": vr}

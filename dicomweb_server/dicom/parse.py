@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import dcmwrite, write_file_meta_info
+from pydicom.uid import UID
 
 from dicomweb_server.dicom import uids
 from dicomweb_server.dicom.errors import ObjectRejected
@@ -33,7 +34,7 @@ from dicomweb_server.dicom.frames import (
     encapsulated_frames,
     native_frames,
 )
-from dicomweb_server.dicom.scan import PIXEL_DATA_TAGS, ScanResult, scan_dataset
+from dicomweb_server.dicom.scan import PIXEL_DATA_TAGS, Buffer, ScanResult, scan_dataset
 
 # PS3.18 Table I.2-2 failure reasons.
 CANNOT_UNDERSTAND = 0xC000
@@ -74,8 +75,9 @@ class PreparedInstance:
 def peek_uids(path: Path) -> tuple[str | None, str | None]:
     """SOP Class and Instance UIDs of a part, as far as they can be read (for failure reports)."""
     try:
-        ds = dcmread(path, stop_before_pixels=True, force=True, specific_tags=[0x00080016,
-                                                                               0x00080018])
+        ds = dcmread(
+            path, stop_before_pixels=True, force=True, specific_tags=[0x00080016, 0x00080018]
+        )
         return _text(ds.get("SOPClassUID")), _text(ds.get("SOPInstanceUID"))
     except Exception:  # noqa: BLE001 - a best-effort look at a part already rejected
         return None, None
@@ -112,10 +114,13 @@ def prepare_instance(src: Path, workdir: Path, bulk_data_threshold: int) -> Prep
     coercions: list[str] = []
     dst = workdir / (src.name + ".prepared")
     if encoded_ts in uids.NOT_ALLOWED_ON_THE_WEB:
-        _convert_to_explicit_little(src, dst, force=not has_preamble, sop_class=sop_class,
-                                    sop_instance=sop_instance)
-        coercions.append(f"converted from transfer syntax {encoded_ts} to Explicit VR Little "
-                         "Endian (PS3.18 8.7.3)")
+        _convert_to_explicit_little(
+            src, dst, force=not has_preamble, sop_class=sop_class, sop_instance=sop_instance
+        )
+        coercions.append(
+            f"converted from transfer syntax {encoded_ts} to Explicit VR Little "
+            "Endian (PS3.18 8.7.3)"
+        )
         stored_ts = uids.EXPLICIT_VR_LITTLE_ENDIAN
         path = dst
         header = _read_header(path, force=False)
@@ -132,7 +137,7 @@ def prepare_instance(src: Path, workdir: Path, bulk_data_threshold: int) -> Prep
     with path.open("rb") as fp:
         buf = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) if size else None
         try:
-            view: bytes | mmap.mmap = buf if buf is not None else b""
+            view: Buffer = buf if buf is not None else b""
             start = _dataset_start(view)
             if stored_ts == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
                 # The data set is deflated: nothing in it can be addressed by byte offset.
@@ -150,10 +155,19 @@ def prepare_instance(src: Path, workdir: Path, bulk_data_threshold: int) -> Prep
             if buf is not None:
                 buf.close()
     return PreparedInstance(
-        path=path, size=size, study_uid=study, series_uid=series,
-        sop_instance_uid=sop_instance, sop_class_uid=sop_class, transfer_syntax_uid=stored_ts,
-        header=header, scan=scan, frames=frames, frames_error=frames_error,
-        number_of_frames=count, coercions=coercions,
+        path=path,
+        size=size,
+        study_uid=study,
+        series_uid=series,
+        sop_instance_uid=sop_instance,
+        sop_class_uid=sop_class,
+        transfer_syntax_uid=stored_ts,
+        header=header,
+        scan=scan,
+        frames=frames,
+        frames_error=frames_error,
+        number_of_frames=count,
+        coercions=coercions,
     )
 
 
@@ -178,10 +192,20 @@ def _looks_like_dicom(head: bytes) -> bool:
 def _read_header(path: Path, force: bool) -> Dataset:
     try:
         return dcmread(path, stop_before_pixels=True, defer_size=_DEFER_SIZE, force=force)
-    except (InvalidDicomError, EOFError, OSError, ValueError, struct.error, KeyError,
-            NotImplementedError, OverflowError, TypeError) as exc:
-        raise ObjectRejected(CANNOT_UNDERSTAND, f"the DICOM object cannot be parsed: {exc}")\
-            from exc
+    except (
+        InvalidDicomError,
+        EOFError,
+        OSError,
+        ValueError,
+        struct.error,
+        KeyError,
+        NotImplementedError,
+        OverflowError,
+        TypeError,
+    ) as exc:
+        raise ObjectRejected(
+            CANNOT_UNDERSTAND, f"the DICOM object cannot be parsed: {exc}"
+        ) from exc
 
 
 def _required_uids(header: Dataset) -> tuple[str, str, str, str]:
@@ -198,24 +222,28 @@ def _required_uids(header: Dataset) -> tuple[str, str, str, str]:
                 DATASET_DOES_NOT_MATCH_SOP_CLASS, f"{label} {value!r} is not a valid UID"
             )
         found[keyword] = value
-    return (found["StudyInstanceUID"], found["SeriesInstanceUID"], found["SOPInstanceUID"],
-            found["SOPClassUID"])
+    return (
+        found["StudyInstanceUID"],
+        found["SeriesInstanceUID"],
+        found["SOPInstanceUID"],
+        found["SOPClassUID"],
+    )
 
 
 def _file_meta_bytes(transfer_syntax: str, sop_class: str, sop_instance: str) -> bytes:
     meta = FileMetaDataset()
     meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_instance
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = uids.IMPLEMENTATION_CLASS_UID
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance)
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    meta.ImplementationClassUID = UID(uids.IMPLEMENTATION_CLASS_UID)
     meta.ImplementationVersionName = uids.IMPLEMENTATION_VERSION_NAME
     out = DicomBytesIO()
     write_file_meta_info(out, meta, enforce_standard=True)
     return _PREAMBLE + b"DICM" + out.getvalue()
 
 
-def _meta_group_end(buf: bytes | mmap.mmap, pos: int) -> int:
+def _meta_group_end(buf: Buffer, pos: int) -> int:
     """Skip File Meta elements (group 0002, always Explicit VR Little Endian) from `pos`."""
     while pos + 8 <= len(buf) and struct.unpack_from("<H", buf, pos)[0] == 0x0002:
         vr = bytes(buf[pos + 4 : pos + 6])
@@ -226,7 +254,7 @@ def _meta_group_end(buf: bytes | mmap.mmap, pos: int) -> int:
     return pos
 
 
-def _dataset_start(buf: bytes | mmap.mmap) -> int:
+def _dataset_start(buf: Buffer) -> int:
     start = 132 if bytes(buf[128:132]) == b"DICM" else (4 if bytes(buf[:4]) == b"DICM" else 0)
     return _meta_group_end(buf, start)
 
@@ -247,7 +275,7 @@ def _convert_to_explicit_little(
 ) -> None:
     try:
         ds = dcmread(src, force=force)
-        implicit, little = ds.original_encoding
+        _, little = ds.original_encoding
         if not little:
             _swap_binary_words(ds)
         ds.preamble = None
@@ -257,11 +285,20 @@ def _convert_to_explicit_little(
             _write_dataset(fout, ds)
     except ObjectRejected:
         raise
-    except (InvalidDicomError, EOFError, OSError, ValueError, struct.error, KeyError,
-            NotImplementedError, OverflowError, TypeError, AttributeError) as exc:
+    except (
+        InvalidDicomError,
+        EOFError,
+        OSError,
+        ValueError,
+        struct.error,
+        KeyError,
+        NotImplementedError,
+        OverflowError,
+        TypeError,
+        AttributeError,
+    ) as exc:
         raise ObjectRejected(
-            CANNOT_UNDERSTAND, f"the object cannot be converted to Explicit VR Little Endian: "
-            f"{exc}"
+            CANNOT_UNDERSTAND, f"the object cannot be converted to Explicit VR Little Endian: {exc}"
         ) from exc
 
 
@@ -284,7 +321,7 @@ def _swap_binary_words(ds: Dataset) -> None:
 
 
 def _frames(
-    header: Dataset, scan: ScanResult, buf: bytes | mmap.mmap
+    header: Dataset, scan: ScanResult, buf: Buffer
 ) -> tuple[list[Ranges] | None, str | None, int]:
     if scan.pixel_vr is None:
         return None, None, 0

@@ -9,10 +9,14 @@ object.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass, field
 
 from dicomweb_server.dicom.errors import ObjectRejected
+
+# Any readable buffer of the stored bytes: bytes in tests, a memory map at ingest.
+Buffer = bytes | memoryview | mmap.mmap
 
 CANNOT_UNDERSTAND = 0xC000
 
@@ -64,7 +68,7 @@ def tag_path(parts: tuple[int | str, ...]) -> str:
 
 
 class _Walker:
-    def __init__(self, buf: memoryview | bytes, threshold: int, result: ScanResult) -> None:
+    def __init__(self, buf: Buffer, threshold: int, result: ScanResult) -> None:
         self.buf = buf
         self.end = len(buf)
         self.threshold = threshold
@@ -114,17 +118,17 @@ class _Walker:
         if implicit:
             self._need(pos, 8)
             vr = b"UN"
-            length = _U32.unpack_from(self.buf, pos + 4)[0]
+            length = int(_U32.unpack_from(self.buf, pos + 4)[0])
             value = pos + 8
         else:
             self._need(pos, 8)
             vr = bytes(self.buf[pos + 4 : pos + 6])
             if vr in LONG_LENGTH_VRS:
                 self._need(pos, 12)
-                length = _U32.unpack_from(self.buf, pos + 8)[0]
+                length = int(_U32.unpack_from(self.buf, pos + 8)[0])
                 value = pos + 12
             elif vr.isalpha() and vr.isupper():
-                length = _U16.unpack_from(self.buf, pos + 6)[0]
+                length = int(_U16.unpack_from(self.buf, pos + 6)[0])
                 value = pos + 8
             else:
                 raise ObjectRejected(
@@ -165,7 +169,7 @@ class _Walker:
         while pos < limit:
             tag = self._tag(pos)
             self._need(pos, 8)
-            length = _U32.unpack_from(self.buf, pos + 4)[0]
+            length = int(_U32.unpack_from(self.buf, pos + 4)[0])
             if tag == SEQUENCE_DELIMITATION:
                 return pos + 8
             if tag != ITEM:
@@ -191,7 +195,7 @@ class _Walker:
         while True:
             tag = self._tag(pos)
             self._need(pos, 8)
-            length = _U32.unpack_from(self.buf, pos + 4)[0]
+            length = int(_U32.unpack_from(self.buf, pos + 4)[0])
             if tag == SEQUENCE_DELIMITATION:
                 pos += 8
                 break
@@ -212,7 +216,7 @@ class _Walker:
         return pos
 
 
-def scan_dataset(buf: memoryview | bytes, start: int, threshold: int) -> ScanResult:
+def scan_dataset(buf: Buffer, start: int, threshold: int) -> ScanResult:
     """Walk the Explicit VR Little Endian data set that begins at `start` and runs to the end."""
     result = ScanResult()
     _Walker(buf, threshold, result).dataset(start, len(buf), (), False, 0)

@@ -134,5 +134,6 @@ class RetrieveIndex(Protocol):
     ) -> list[str]:
         """The stored DICOM JSON texts of the instances in the scope."""
 
-    def pixels(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> StoredPixels | None:
-        ...
+    def pixels(
+        self, study_uid: str, series_uid: str, sop_instance_uid: str
+    ) -> StoredPixels | None: ...

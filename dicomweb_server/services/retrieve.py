@@ -81,8 +81,7 @@ class RetrieveService:
             if pixels.frames_error is None:
                 raise NotFound(f"instance {sop_instance_uid} has no Pixel Data")
             raise NotAcceptable(
-                f"the frames of instance {sop_instance_uid} cannot be served: "
-                f"{pixels.frames_error}"
+                f"the frames of instance {sop_instance_uid} cannot be served: {pixels.frames_error}"
             )
         count = len(pixels.frames)
         beyond = [n for n in numbers if n > count]
@@ -91,7 +90,8 @@ class RetrieveService:
                 f"instance {sop_instance_uid} has {count} frame(s); no frame {beyond[0]}"
             )
         return ByteParts(
-            pixels.instance, [pixels.frames[n - 1] for n in numbers],
+            pixels.instance,
+            [pixels.frames[n - 1] for n in numbers],
             pixels.instance.transfer_syntax_uid,
         )
 
@@ -108,8 +108,9 @@ class RetrieveService:
         if path == f"{PIXEL_DATA:08X}" and ts not in uids.NATIVE_TRANSFER_SYNTAXES:
             # Encapsulated Pixel Data: one part per frame, in the stored transfer syntax.
             if pixels.frames is None:
-                raise NotAcceptable(f"the Pixel Data frames cannot be located: "
-                                    f"{pixels.frames_error}")
+                raise NotAcceptable(
+                    f"the Pixel Data frames cannot be located: {pixels.frames_error}"
+                )
             return ByteParts(pixels.instance, list(pixels.frames), ts)
         return ByteParts(pixels.instance, [[value]], uids.EXPLICIT_VR_LITTLE_ENDIAN)
 

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from dicomweb_server.dicom import attributes as a
-from dicomweb_server.dicom.attributes import Level, RETURN_KEYS, keyword_of, levels_above
+from dicomweb_server.dicom.attributes import RETURN_KEYS, Level, keyword_of, levels_above
 from dicomweb_server.dicom.matching import MatchKind, SearchRequest
 from dicomweb_server.services.errors import NotFound
 from dicomweb_server.services.ports import JsonDict, SearchIndex, SearchQuery, SearchResult
@@ -62,13 +62,21 @@ class SearchService:
         wanted = self._wanted(level, request, study_uid, series_uid)
         needs_metadata = level is Level.INSTANCE and (
             request.include_all
-            or any(a.level_of(t) is Level.INSTANCE and t not in wanted.stored_instance_keys
-                   for t in wanted.tags)
+            or any(
+                a.level_of(t) is Level.INSTANCE and t not in wanted.stored_instance_keys
+                for t in wanted.tags
+            )
         )
         results = self._index.search(
-            SearchQuery(level=level, matches=matches, study_uid=study_uid,
-                        series_uid=series_uid, limit=limit, offset=request.offset,
-                        with_metadata=needs_metadata)
+            SearchQuery(
+                level=level,
+                matches=matches,
+                study_uid=study_uid,
+                series_uid=series_uid,
+                limit=limit,
+                offset=request.offset,
+                with_metadata=needs_metadata,
+            )
         )
         return SearchResponse(
             [self._render(level, r, wanted, request.include_all, base_url) for r in results],
@@ -92,7 +100,11 @@ class SearchService:
         return _Wanted(tags, frozenset(RETURN_KEYS[Level.INSTANCE]))
 
     def _render(
-        self, level: Level, result: SearchResult, wanted: _Wanted, include_all: bool,
+        self,
+        level: Level,
+        result: SearchResult,
+        wanted: _Wanted,
+        include_all: bool,
         base_url: str,
     ) -> JsonDict:
         merged: dict[str, Any] = {}

@@ -19,7 +19,7 @@ from typing import IO
 import orjson
 
 from dicomweb_server.dicom import uids
-from dicomweb_server.dicom.attributes import Level, RETURN_KEYS, keeps_at
+from dicomweb_server.dicom.attributes import RETURN_KEYS, Level, keeps_at
 from dicomweb_server.dicom.errors import ObjectRejected
 from dicomweb_server.dicom.json_model import dataset_to_json
 from dicomweb_server.dicom.parse import PreparedInstance, peek_uids, prepare_instance
@@ -102,17 +102,21 @@ class StoreService:
                 prepared = prepare_instance(part, self._spool_dir, self._threshold)
             except ObjectRejected as exc:
                 sop_class, sop_instance = peek_uids(part)
-                return InstanceOutcome(sop_class, sop_instance, failure_reason=exc.failure_reason,
-                                       message=exc.message)
+                return InstanceOutcome(
+                    sop_class, sop_instance, failure_reason=exc.failure_reason, message=exc.message
+                )
             prepared_path = prepared.path
             outcome = InstanceOutcome(
-                prepared.sop_class_uid, prepared.sop_instance_uid, prepared.study_uid,
+                prepared.sop_class_uid,
+                prepared.sop_instance_uid,
+                prepared.study_uid,
                 prepared.series_uid,
             )
             if study_uid is not None and prepared.study_uid != study_uid:
                 # PS3.18 10.5.1: instances posted to a study must belong to it.
                 return _failed(
-                    outcome, DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                    outcome,
+                    DATASET_DOES_NOT_MATCH_SOP_CLASS,
                     f"Study Instance UID {prepared.study_uid} does not match the study "
                     f"{study_uid} of the request URL",
                 )
@@ -123,8 +127,11 @@ class StoreService:
                     path.unlink(missing_ok=True)
 
     def _keep(self, prepared: PreparedInstance, outcome: InstanceOutcome) -> InstanceOutcome:
-        study, series, instance = (prepared.study_uid, prepared.series_uid,
-                                   prepared.sop_instance_uid)
+        study, series, instance = (
+            prepared.study_uid,
+            prepared.series_uid,
+            prepared.sop_instance_uid,
+        )
         header_bulk = {p for p in prepared.scan.bulk if int(p[:8], 16) not in PIXEL_DATA_TAGS}
         pixel_bulk = {
             p: v.vr for p, v in prepared.scan.bulk.items() if int(p[:8], 16) in PIXEL_DATA_TAGS
@@ -139,13 +146,19 @@ class StoreService:
         key = uids.blob_key(study, series, instance).removesuffix(".dcm")
         key = f"{key}.{secrets.token_hex(8)}.dcm"
         record = NewInstance(
-            study_uid=study, series_uid=series, sop_instance_uid=instance,
+            study_uid=study,
+            series_uid=series,
+            sop_instance_uid=instance,
             sop_class_uid=prepared.sop_class_uid,
-            transfer_syntax_uid=prepared.transfer_syntax_uid, blob_key=key, size=prepared.size,
-            study_attributes=levels[Level.STUDY], series_attributes=levels[Level.SERIES],
+            transfer_syntax_uid=prepared.transfer_syntax_uid,
+            blob_key=key,
+            size=prepared.size,
+            study_attributes=levels[Level.STUDY],
+            series_attributes=levels[Level.SERIES],
             instance_attributes=levels[Level.INSTANCE],
             metadata=orjson.dumps(metadata).decode("utf-8"),
-            frames=prepared.frames, frames_error=prepared.frames_error,
+            frames=prepared.frames,
+            frames_error=prepared.frames_error,
             number_of_frames=prepared.number_of_frames,
             bulk_data={p: (v.offset, v.length) for p, v in prepared.scan.bulk.items()},
         )
@@ -166,8 +179,12 @@ class StoreService:
 
 def _failed(outcome: InstanceOutcome, reason: int, message: str) -> InstanceOutcome:
     return InstanceOutcome(
-        outcome.sop_class_uid, outcome.sop_instance_uid, outcome.study_uid, outcome.series_uid,
-        failure_reason=reason, message=message,
+        outcome.sop_class_uid,
+        outcome.sop_instance_uid,
+        outcome.study_uid,
+        outcome.series_uid,
+        failure_reason=reason,
+        message=message,
     )
 
 

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import orjson
 from starlette.requests import Request
 
 from dicomweb_server.dicom import uids
+from dicomweb_server.services.retrieve import RetrieveService
+from dicomweb_server.services.search import SearchService
+from dicomweb_server.services.store import StoreService
+from dicomweb_server.settings import Settings
 
-if TYPE_CHECKING:
-    from dicomweb_server.container import Container
+
+class Archive(Protocol):
+    """What the web layer is handed: the services and the settings, never an adapter."""
+
+    settings: Settings
+    store: StoreService
+    search: SearchService
+    retrieve: RetrieveService
 
 
-def container(request: Request) -> Container:
+def container(request: Request) -> Archive:
     return request.app.state.container  # type: ignore[no-any-return]
 
 
@@ -41,8 +51,11 @@ def base_url(request: Request) -> str:
 
 
 def path_uid(request: Request, name: str) -> str:
-    labels = {"study": "Study Instance UID", "series": "Series Instance UID",
-              "instance": "SOP Instance UID"}
+    labels = {
+        "study": "Study Instance UID",
+        "series": "Series Instance UID",
+        "instance": "SOP Instance UID",
+    }
     return uids.require_uid(request.path_params[name], labels[name])
 
 

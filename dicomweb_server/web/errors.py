@@ -50,8 +50,13 @@ async def http_error(_request: Request, exc: Exception) -> Response:
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
     request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-    log.error("unexpected error on %s %s [request %s]", request.method, request.url.path,
-              request_id, exc_info=exc)
+    log.error(
+        "unexpected error on %s %s [request %s]",
+        request.method,
+        request.url.path,
+        request_id,
+        exc_info=exc,
+    )
     return error_response(500, f"internal error; request id {request_id}")
 
 

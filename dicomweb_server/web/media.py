@@ -91,7 +91,9 @@ def parse_accept(header: str | None) -> list[MediaRange]:
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
-    out, current, quoted, escaped = [], [], False, False
+    out: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
     for ch in text:
         if escaped:
             escaped = False

@@ -135,8 +135,9 @@ class MultipartBody:
 
     @property
     def content_length(self) -> int:
-        return (sum(len(h) + p.length + 2 for h, p in zip(self._heads, self._parts, strict=True))
-                + len(self._tail))
+        return sum(
+            len(h) + p.length + 2 for h, p in zip(self._heads, self._parts, strict=True)
+        ) + len(self._tail)
 
     def __iter__(self) -> Iterator[bytes]:
         for head, part in zip(self._heads, self._parts, strict=True):

@@ -55,7 +55,7 @@ def _boundary(content_type: str | None) -> str:
     media = parse_media_type(content_type)
     if media.type != MULTIPART_RELATED:
         raise UnsupportedMediaType(
-            f"STOW-RS takes {MULTIPART_RELATED}; type=\"{DICOM}\", not {media.type}"
+            f'STOW-RS takes {MULTIPART_RELATED}; type="{DICOM}", not {media.type}'
         )
     related = media.params.get("type", DICOM).lower()
     if related != DICOM:
@@ -81,9 +81,14 @@ def _store_parts(
                 part_type = declared
             if part_type != DICOM:
                 part.path.unlink(missing_ok=True)
-                outcomes.append(InstanceOutcome(
-                    None, None, failure_reason=CANNOT_UNDERSTAND,
-                    message=f"part of type {declared!r} is not {DICOM}"))
+                outcomes.append(
+                    InstanceOutcome(
+                        None,
+                        None,
+                        failure_reason=CANNOT_UNDERSTAND,
+                        message=f"part of type {declared!r} is not {DICOM}",
+                    )
+                )
                 continue
         outcomes.append(store.store(part.path, study_uid))
     return outcomes
@@ -96,15 +101,18 @@ def _response(result: StoreResult, base: str, study_uid: str | None) -> Response
         body["00081190"] = {"vr": "UR", "Value": [f"{base}/studies/{study_uid or studies.pop()}"]}
     failed = [_failed_item(o) for o in result.outcomes if not o.stored]
     if result.request_error is not None:
-        failed.append({"00081197": {"vr": "US", "Value": [CANNOT_UNDERSTAND]},
-                       "00000902": {"vr": "LO", "Value": [result.request_error]}})
+        failed.append(
+            {
+                "00081197": {"vr": "US", "Value": [CANNOT_UNDERSTAND]},
+                "00000902": {"vr": "LO", "Value": [result.request_error]},
+            }
+        )
     if failed:
         body["00081198"] = {"vr": "SQ", "Value": failed}
     stored = [_stored_item(o, base) for o in result.outcomes if o.stored]
     if stored:
         body["00081199"] = {"vr": "SQ", "Value": stored}
-    return Response(orjson.dumps(body), status_code=response_status(result),
-                    media_type=DICOM_JSON)
+    return Response(orjson.dumps(body), status_code=response_status(result), media_type=DICOM_JSON)
 
 
 def _uid(value: str | None) -> dict[str, Any]:
@@ -115,9 +123,12 @@ def _stored_item(o: InstanceOutcome, base: str) -> dict[str, Any]:
     item = {
         "00081150": _uid(o.sop_class_uid),
         "00081155": _uid(o.sop_instance_uid),
-        "00081190": {"vr": "UR", "Value": [
-            f"{base}/studies/{o.study_uid}/series/{o.series_uid}/instances/{o.sop_instance_uid}"
-        ]},
+        "00081190": {
+            "vr": "UR",
+            "Value": [
+                f"{base}/studies/{o.study_uid}/series/{o.series_uid}/instances/{o.sop_instance_uid}"
+            ],
+        },
     }
     if o.warning_reason is not None:
         item["00081196"] = {"vr": "US", "Value": [o.warning_reason]}

@@ -49,8 +49,10 @@ def _instance_part(retrieve: RetrieveService, inst: StoredInstance, base: str) -
         content_type=f"{DICOM}; transfer-syntax={inst.transfer_syntax_uid}",
         length=inst.size,
         chunks=lambda: retrieve.stream(inst),
-        content_location=(f"{base}/studies/{inst.study_uid}/series/{inst.series_uid}"
-                          f"/instances/{inst.sop_instance_uid}"),
+        content_location=(
+            f"{base}/studies/{inst.study_uid}/series/{inst.series_uid}"
+            f"/instances/{inst.sop_instance_uid}"
+        ),
     )
 
 
@@ -91,5 +93,6 @@ def _byte_parts(request: Request, retrieve: RetrieveService, found: ByteParts) -
         )
         for ranges in found.parts
     ]
-    return _multipart(MultipartBody(parts), media_type if media_type != OCTET_STREAM
-                      else OCTET_STREAM)
+    return _multipart(
+        MultipartBody(parts), media_type if media_type != OCTET_STREAM else OCTET_STREAM
+    )

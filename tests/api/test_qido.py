@@ -19,17 +19,37 @@ from tests.helpers import stow, values
 def studies(client: httpx.Client) -> dict[str, str]:
     """Three studies: two patients, three dates, CT and MR."""
     made = {
-        "doe": make_instance(patient_name="Doe^John", patient_id="P1", study_date="20230105",
-                             accession_number="A1", modality="CT"),
-        "roe": make_instance(patient_name="Roe^Jane", patient_id="P2", study_date="20230610",
-                             accession_number="A2", modality="MR"),
-        "doe2": make_instance(patient_name="Doe^John", patient_id="P1", study_date="20240101",
-                              accession_number="A3", modality="CT"),
+        "doe": make_instance(
+            patient_name="Doe^John",
+            patient_id="P1",
+            study_date="20230105",
+            accession_number="A1",
+            modality="CT",
+        ),
+        "roe": make_instance(
+            patient_name="Roe^Jane",
+            patient_id="P2",
+            study_date="20230610",
+            accession_number="A2",
+            modality="MR",
+        ),
+        "doe2": make_instance(
+            patient_name="Doe^John",
+            patient_id="P1",
+            study_date="20240101",
+            accession_number="A3",
+            modality="CT",
+        ),
     }
     # A second series in doe2's study.
-    extra = make_instance(made["doe2"].StudyInstanceUID, patient_name="Doe^John",
-                          patient_id="P1", study_date="20240101", modality="SR",
-                          series_number=2)
+    extra = make_instance(
+        made["doe2"].StudyInstanceUID,
+        patient_name="Doe^John",
+        patient_id="P1",
+        study_date="20240101",
+        modality="SR",
+        series_number=2,
+    )
     assert stow(client, [*made.values(), extra]).status_code == 200
     return {k: v.StudyInstanceUID for k, v in made.items()}
 
@@ -42,7 +62,9 @@ def study_uids(response: httpx.Response) -> set[str]:
 
 def test_search_by_patient_id(client: httpx.Client, studies: dict[str, str]) -> None:
     assert study_uids(client.get("/studies", params={"PatientID": "P1"})) == {
-        studies["doe"], studies["doe2"]}
+        studies["doe"],
+        studies["doe2"],
+    }
 
 
 def test_search_by_tag_instead_of_keyword(client: httpx.Client, studies: dict[str, str]) -> None:
@@ -53,18 +75,23 @@ def test_patient_name_wildcard_is_case_insensitive(
     client: httpx.Client, studies: dict[str, str]
 ) -> None:
     assert study_uids(client.get("/studies", params={"PatientName": "doe*"})) == {
-        studies["doe"], studies["doe2"]}
+        studies["doe"],
+        studies["doe2"],
+    }
     assert study_uids(client.get("/studies", params={"PatientName": "R?E^Jane"})) == {
-        studies["roe"]}
+        studies["roe"]
+    }
     assert study_uids(client.get("/studies", params={"PatientName": "roe^jane"})) == {
-        studies["roe"]}
+        studies["roe"]
+    }
 
 
 def test_wildcard_on_other_text_is_case_sensitive(
     client: httpx.Client, studies: dict[str, str]
 ) -> None:
     assert study_uids(client.get("/studies", params={"AccessionNumber": "A*"})) == set(
-        studies.values())
+        studies.values()
+    )
     assert study_uids(client.get("/studies", params={"AccessionNumber": "a*"})) == set()
 
 
@@ -78,17 +105,21 @@ def test_date_ranges(client: httpx.Client, studies: dict[str, str]) -> None:
 
 def test_uid_list(client: httpx.Client, studies: dict[str, str]) -> None:
     wanted = {studies["doe"], studies["roe"]}
-    assert study_uids(client.get("/studies", params={"StudyInstanceUID": ",".join(wanted)})) \
-        == wanted
-    assert study_uids(client.get("/studies",
-                                 params={"StudyInstanceUID": "\\".join(wanted)})) == wanted
+    assert (
+        study_uids(client.get("/studies", params={"StudyInstanceUID": ",".join(wanted)})) == wanted
+    )
+    assert (
+        study_uids(client.get("/studies", params={"StudyInstanceUID": "\\".join(wanted)})) == wanted
+    )
 
 
 def test_modalities_in_study(client: httpx.Client, studies: dict[str, str]) -> None:
     assert study_uids(client.get("/studies", params={"ModalitiesInStudy": "MR"})) == {
-        studies["roe"]}
+        studies["roe"]
+    }
     assert study_uids(client.get("/studies", params={"ModalitiesInStudy": "SR"})) == {
-        studies["doe2"]}
+        studies["doe2"]
+    }
     (doe2,) = client.get("/studies", params={"StudyInstanceUID": studies["doe2"]}).json()
     assert values(doe2, "00080061") == ["CT", "SR"]
 
@@ -96,14 +127,12 @@ def test_modalities_in_study(client: httpx.Client, studies: dict[str, str]) -> N
 def test_limit_and_offset_page_without_overlap(
     client: httpx.Client, studies: dict[str, str]
 ) -> None:
-    pages = [study_uids(client.get("/studies", params={"limit": 1, "offset": i}))
-             for i in range(4)]
+    pages = [study_uids(client.get("/studies", params={"limit": 1, "offset": i})) for i in range(4)]
     assert [len(p) for p in pages] == [1, 1, 1, 0]
     assert set().union(*pages) == set(studies.values())
 
 
-def test_required_return_keys_at_each_level(client: httpx.Client, studies: dict[str, str]
-                                            ) -> None:
+def test_required_return_keys_at_each_level(client: httpx.Client, studies: dict[str, str]) -> None:
     optional = {"00080201", "00400244", "00400245", "00400275", "00280008"}
     (study,) = client.get("/studies", params={"StudyInstanceUID": studies["roe"]}).json()
     assert {f"{t:08X}" for t in STUDY_RETURN_KEYS} - optional <= set(study)
@@ -122,20 +151,21 @@ def test_includefield(client: httpx.Client, studies: dict[str, str]) -> None:
     (study,) = client.get("/studies", params=params).json()
     assert values(study, "00081030") == ["CHEST CT"]
     assert values(study, "00100030") == ["19700101"]
-    (everything,) = client.get("/studies", params={"StudyInstanceUID": studies["doe"],
-                                                   "includefield": "all"}).json()
+    (everything,) = client.get(
+        "/studies", params={"StudyInstanceUID": studies["doe"], "includefield": "all"}
+    ).json()
     assert values(everything, "00080090") == [{"Alphabetic": "Welby^Marcus"}]
-    (instance,) = client.get(f"/studies/{studies['doe']}/instances",
-                             params={"includefield": "ImageType"}).json()
+    (instance,) = client.get(
+        f"/studies/{studies['doe']}/instances", params={"includefield": "ImageType"}
+    ).json()
     assert values(instance, "00080008") == ["ORIGINAL", "PRIMARY", "AXIAL"]
 
 
-def test_series_and_instances_at_every_scope(client: httpx.Client, studies: dict[str, str]
-                                             ) -> None:
+def test_series_and_instances_at_every_scope(client: httpx.Client, studies: dict[str, str]) -> None:
     doe2 = studies["doe2"]
     series = client.get(f"/studies/{doe2}/series").json()
     assert sorted(values(s, "00080060")[0] for s in series) == ["CT", "SR"]
-    sr = [s for s in series if values(s, "00080060") == ["SR"]][0]
+    sr = next(s for s in series if values(s, "00080060") == ["SR"])
     sr_uid = values(sr, "0020000E")[0]
     assert len(client.get(f"/studies/{doe2}/series/{sr_uid}/instances").json()) == 1
     assert len(client.get(f"/studies/{doe2}/instances").json()) == 2
@@ -147,14 +177,14 @@ def test_series_and_instances_at_every_scope(client: httpx.Client, studies: dict
     assert len(client.get("/series", params={"SeriesNumber": "2"}).json()) == 1
 
 
-def test_empty_result_is_200_with_empty_array(client: httpx.Client, studies: dict[str, str]
-                                              ) -> None:
+def test_empty_result_is_200_with_empty_array(
+    client: httpx.Client, studies: dict[str, str]
+) -> None:
     r = client.get("/studies", params={"PatientID": "nobody"})
     assert r.status_code == 200 and r.json() == []
 
 
-def test_sql_metacharacters_are_plain_values(client: httpx.Client, studies: dict[str, str]
-                                             ) -> None:
+def test_sql_metacharacters_are_plain_values(client: httpx.Client, studies: dict[str, str]) -> None:
     for value in ("' OR '1'='1", "P1'; DROP TABLE studies; --", "%", "_1", "P\\1"):
         r = client.get("/studies", params={"PatientID": value})
         assert r.status_code == 200 and r.json() == [], value
@@ -190,8 +220,9 @@ def test_key_not_supported_yet_is_ignored_with_warning(
         ({"SeriesNumber": "x1"}, "number"),
     ],
 )
-def test_bad_queries_are_400_with_reason(client: httpx.Client, params: dict[str, str],
-                                         reason: str) -> None:
+def test_bad_queries_are_400_with_reason(
+    client: httpx.Client, params: dict[str, str], reason: str
+) -> None:
     r = client.get("/studies", params=params)
     assert r.status_code == 400, r.text
     assert reason.lower() in r.json()["error"].lower()

@@ -113,8 +113,10 @@ def test_concurrent_stores_into_one_study_keep_aggregates_right(client: httpx.Cl
     def upload(worker: int) -> None:
         with httpx.Client(base_url=str(client.base_url), timeout=60) as c:
             for _ in range(3):
-                items = [make_instance(study, series[worker % 4], modality="CT"),
-                         make_instance(study, series[(worker + 1) % 4], modality="MR")]
+                items = [
+                    make_instance(study, series[worker % 4], modality="CT"),
+                    make_instance(study, series[(worker + 1) % 4], modality="MR"),
+                ]
                 r = stow(c, items, study=study)
                 if r.status_code != 200:
                     errors.append(r.text)
@@ -134,6 +136,7 @@ def test_concurrent_stores_into_one_study_keep_aggregates_right(client: httpx.Cl
 
 
 # -- bad input: a clear 4xx, the reason in the body, nothing half-stored ------------------------
+
 
 def failed_items(r: httpx.Response) -> list[dict]:
     return sequence(r, FAILED)
@@ -189,8 +192,11 @@ def test_some_stored_some_failed_is_202(client: httpx.Client) -> None:
 
 def test_wrong_media_type_is_415(client: httpx.Client) -> None:
     body, _ = multipart_body([to_bytes(make_instance())])
-    for content_type in ("application/json", "multipart/related; type=\"application/pdf\"; "
-                         "boundary=x", "text/plain"):
+    for content_type in (
+        "application/json",
+        'multipart/related; type="application/pdf"; boundary=x',
+        "text/plain",
+    ):
         r = client.post("/studies", content=body, headers={"Content-Type": content_type})
         assert r.status_code == 415, content_type
         assert r.json()["error"]
@@ -199,8 +205,11 @@ def test_wrong_media_type_is_415(client: httpx.Client) -> None:
 
 
 def test_missing_boundary_is_400(client: httpx.Client) -> None:
-    r = client.post("/studies", content=b"x",
-                    headers={"Content-Type": 'multipart/related; type="application/dicom"'})
+    r = client.post(
+        "/studies",
+        content=b"x",
+        headers={"Content-Type": 'multipart/related; type="application/dicom"'},
+    )
     assert r.status_code == 400
     assert "boundary" in r.json()["error"]
 
@@ -218,9 +227,11 @@ def test_body_without_closing_boundary_stores_nothing_half(client: httpx.Client)
 
 def test_empty_or_garbled_body_is_400(client: httpx.Client) -> None:
     for body in (b"", b"no boundary anywhere in this body"):
-        r = client.post("/studies", content=body,
-                        headers={"Content-Type": 'multipart/related; type="application/dicom"; '
-                                 "boundary=abc"})
+        r = client.post(
+            "/studies",
+            content=body,
+            headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=abc'},
+        )
         assert r.status_code == 400, body
     assert client.get("/studies").json() == []
 

@@ -38,8 +38,9 @@ def test_study_series_and_instance_retrieve(client: httpx.Client) -> None:
         uid = headers["content-location"].rsplit("/", 1)[1]
         assert body == sent[uid]
     assert len(parts(client.get(series_url))) == 2
-    ((_, body),) = parts(client.get(instance_url, headers={"Accept": 'multipart/related; '
-                                                           'type="application/dicom"'}))
+    ((_, body),) = parts(
+        client.get(instance_url, headers={"Accept": 'multipart/related; type="application/dicom"'})
+    )
     assert body == sent[a[0].SOPInstanceUID]
 
 
@@ -89,8 +90,9 @@ def test_native_multi_frame_frames(client: httpx.Client) -> None:
     assert len(parts(client.get(frames_url + "2"))) == 1
 
 
-@pytest.mark.parametrize("name", ["rtdose_rle.dcm", "SC_rgb_rle_2frame.dcm",
-                                  "SC_rgb_jpeg_dcmtk.dcm", "JPEG2000.dcm"])
+@pytest.mark.parametrize(
+    "name", ["rtdose_rle.dcm", "SC_rgb_rle_2frame.dcm", "SC_rgb_jpeg_dcmtk.dcm", "JPEG2000.dcm"]
+)
 def test_encapsulated_frames_are_the_stored_fragments(client: httpx.Client, name: str) -> None:
     data = bundled_bytes(name)
     ds = parse(data)
@@ -108,8 +110,9 @@ def test_jpeg_frame_in_its_own_media_type(client: httpx.Client) -> None:
     data = bundled_bytes("SC_rgb_jpeg_dcmtk.dcm")
     ds = parse(data)
     assert stow(client, [data]).status_code == 200
-    r = client.get(urls(ds)[2] + "/frames/1",
-                   headers={"Accept": 'multipart/related; type="image/jpeg"'})
+    r = client.get(
+        urls(ds)[2] + "/frames/1", headers={"Accept": 'multipart/related; type="image/jpeg"'}
+    )
     assert r.status_code == 200
     ((headers, body),) = parts(r)
     assert headers["content-type"].startswith("image/jpeg")
@@ -133,21 +136,28 @@ def test_unknown_uids_are_404(client: httpx.Client) -> None:
     assert stow(client, [ds]).status_code == 200
     study_url, series_url, instance_url = urls(ds)
     other = generate_uid()
-    for url in (f"/studies/{other}", f"/studies/{other}/metadata",
-                f"{study_url}/series/{other}", f"{series_url}/instances/{other}/metadata",
-                f"{series_url}/instances/{other}/frames/1",
-                f"{instance_url}/bulkdata/00091001"):
+    for url in (
+        f"/studies/{other}",
+        f"/studies/{other}/metadata",
+        f"{study_url}/series/{other}",
+        f"{series_url}/instances/{other}/metadata",
+        f"{series_url}/instances/{other}/frames/1",
+        f"{instance_url}/bulkdata/00091001",
+    ):
         r = client.get(url)
         assert r.status_code == 404, url
         assert r.json()["error"]
 
 
-@pytest.mark.parametrize("path", [
-    "/studies/..%2F..%2Fetc%2Fpasswd",
-    "/studies/1.2.3%27%20OR%201=1/metadata",
-    "/studies/1.2/series/abc/instances/1.2/frames/1",
-    "/studies/1.2/series/1.2/instances/1.2/bulkdata/..%2F..%2Fx",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/studies/..%2F..%2Fetc%2Fpasswd",
+        "/studies/1.2.3%27%20OR%201=1/metadata",
+        "/studies/1.2/series/abc/instances/1.2/frames/1",
+        "/studies/1.2/series/1.2/instances/1.2/bulkdata/..%2F..%2Fx",
+    ],
+)
 def test_hostile_paths_are_4xx(client: httpx.Client, path: str) -> None:
     r = client.get(path)
     assert 400 <= r.status_code < 500, path
@@ -158,14 +168,27 @@ def test_unacceptable_media_types_are_406(client: httpx.Client) -> None:
     ds = make_instance()
     assert stow(client, [ds]).status_code == 200
     study_url, _, instance_url = urls(ds)
-    for accept in ("application/pdf",
-                   'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'):
+    for accept in (
+        "application/pdf",
+        'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50',
+    ):
         r = client.get(study_url, headers={"Accept": accept})
         assert r.status_code == 406, accept
         assert "transfer syntax" in r.json()["error"]
-    assert client.get(study_url + "/metadata",
-                      headers={"Accept": "application/dicom+xml"}).status_code == 406
-    assert client.get(instance_url + "/frames/1",
-                      headers={"Accept": 'multipart/related; type="image/jpeg"'}).status_code == 406
-    assert client.get(study_url, headers={"Accept": "multipart/related; type=\"application/dicom"
-                                          "\"; q=0.5, text/html"}).status_code == 200
+    assert (
+        client.get(study_url + "/metadata", headers={"Accept": "application/dicom+xml"}).status_code
+        == 406
+    )
+    assert (
+        client.get(
+            instance_url + "/frames/1", headers={"Accept": 'multipart/related; type="image/jpeg"'}
+        ).status_code
+        == 406
+    )
+    assert (
+        client.get(
+            study_url,
+            headers={"Accept": 'multipart/related; type="application/dicom"; q=0.5, text/html'},
+        ).status_code
+        == 200
+    )

@@ -20,8 +20,10 @@ def dicomweb(archive: RunningServer) -> DICOMwebClient:
 def test_store_search_retrieve_round_trip(dicomweb: DICOMwebClient) -> None:
     study = generate_uid()
     series = generate_uid()
-    sent = [make_instance(study, series, patient_id="INTEROP", frames=3, rows=4, columns=4)
-            for _ in range(2)]
+    sent = [
+        make_instance(study, series, patient_id="INTEROP", frames=3, rows=4, columns=4)
+        for _ in range(2)
+    ]
     bundled = parse(bundled_bytes("SC_rgb_rle_2frame.dcm"))
     response = dicomweb.store_instances([*sent, bundled])
     assert len(response.ReferencedSOPSequence) == 3
@@ -42,10 +44,10 @@ def test_store_search_retrieve_round_trip(dicomweb: DICOMwebClient) -> None:
     got = dicomweb.retrieve_instance(study, series, first.SOPInstanceUID)
     assert got.SOPInstanceUID == first.SOPInstanceUID
     assert np.array_equal(got.pixel_array, first.pixel_array)
-    url = (f"{dicomweb.base_url}/studies/{study}/series/{series}/instances/"
-           f"{first.SOPInstanceUID}")
-    response = dicomweb._http_get(url, headers={
-        "Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'})
+    url = f"{dicomweb.base_url}/studies/{study}/series/{series}/instances/{first.SOPInstanceUID}"
+    response = dicomweb._http_get(
+        url, headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'}
+    )
     (raw,) = list(dicomweb._decode_multipart_message(response, stream=False))
     assert raw[128:132] == b"DICM"
     assert bytes(raw).endswith(bare_bytes(first))
@@ -61,7 +63,10 @@ def test_store_search_retrieve_round_trip(dicomweb: DICOMwebClient) -> None:
     frames = dicomweb.retrieve_instance_frames(study, series, first.SOPInstanceUID, [1, 3])
     assert [np.frombuffer(f, "<u2")[0] for f in frames] == [1, 3]
     rle = dicomweb.retrieve_instance_frames(
-        bundled.StudyInstanceUID, bundled.SeriesInstanceUID, bundled.SOPInstanceUID, [2],
+        bundled.StudyInstanceUID,
+        bundled.SeriesInstanceUID,
+        bundled.SOPInstanceUID,
+        [2],
         media_types=(("application/octet-stream", "*"),),
     )
     assert rle == list(generate_frames(bundled.PixelData, number_of_frames=2))[1:]

@@ -142,4 +142,3 @@ ORDER = {
     Level.SERIES: (series.c.pk,),
     Level.INSTANCE: (instances.c.pk,),
 }
-

@@ -89,11 +89,13 @@ class SqlIndex:
             return abort.result
         return AddResult(AddOutcome.STORED)
 
-    def _insert_ignore(self, conn: Connection, table: Table, values: dict[str, Any],
-                       unique: str) -> int | None:
+    def _insert_ignore(
+        self, conn: Connection, table: Table, values: dict[str, Any], unique: str
+    ) -> int | None:
         insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
         stmt = (
-            insert(table).values(**values)
+            insert(table)
+            .values(**values)
             .on_conflict_do_nothing(index_elements=[unique])
             .returning(table.c.pk)
         )
@@ -102,20 +104,25 @@ class SqlIndex:
 
     def _add(self, conn: Connection, inst: NewInstance) -> None:
         st, se, it = inst.study_attributes, inst.series_attributes, inst.instance_attributes
-        self._insert_ignore(conn, studies, {
-            "study_instance_uid": inst.study_uid,
-            "patient_id": _text(st, a.PATIENT_ID),
-            "patient_name": _name(st, a.PATIENT_NAME),
-            "patient_birth_date": _text(st, a.PATIENT_BIRTH_DATE),
-            "patient_sex": _text(st, a.PATIENT_SEX),
-            "study_date": _text(st, a.STUDY_DATE),
-            "study_time": _text(st, a.STUDY_TIME),
-            "accession_number": _text(st, a.ACCESSION_NUMBER),
-            "study_id": _text(st, a.STUDY_ID),
-            "study_description": _text(st, a.STUDY_DESCRIPTION),
-            "referring_physician_name": _name(st, a.REFERRING_PHYSICIAN_NAME),
-            "attributes": _dumps(st),
-        }, "study_instance_uid")
+        self._insert_ignore(
+            conn,
+            studies,
+            {
+                "study_instance_uid": inst.study_uid,
+                "patient_id": _text(st, a.PATIENT_ID),
+                "patient_name": _name(st, a.PATIENT_NAME),
+                "patient_birth_date": _text(st, a.PATIENT_BIRTH_DATE),
+                "patient_sex": _text(st, a.PATIENT_SEX),
+                "study_date": _text(st, a.STUDY_DATE),
+                "study_time": _text(st, a.STUDY_TIME),
+                "accession_number": _text(st, a.ACCESSION_NUMBER),
+                "study_id": _text(st, a.STUDY_ID),
+                "study_description": _text(st, a.STUDY_DESCRIPTION),
+                "referring_physician_name": _name(st, a.REFERRING_PHYSICIAN_NAME),
+                "attributes": _dumps(st),
+            },
+            "study_instance_uid",
+        )
         # The study row lock serialises every store into this study, so the aggregates
         # below are read and written by one transaction at a time (PostgreSQL; SQLite
         # serialises all writers with BEGIN IMMEDIATE).
@@ -124,65 +131,94 @@ class SqlIndex:
             .where(studies.c.study_instance_uid == inst.study_uid)
             .with_for_update()
         ).one()
-        series_pk = self._insert_ignore(conn, series, {
-            "study_pk": study.pk,
-            "series_instance_uid": inst.series_uid,
-            "modality": _text(se, a.MODALITY),
-            "series_number": _int(se, a.SERIES_NUMBER),
-            "series_description": _text(se, a.SERIES_DESCRIPTION),
-            "performed_procedure_step_start_date": _text(se, a.PPS_START_DATE),
-            "performed_procedure_step_start_time": _text(se, a.PPS_START_TIME),
-            "attributes": _dumps(se),
-        }, "series_instance_uid")
+        series_pk = self._insert_ignore(
+            conn,
+            series,
+            {
+                "study_pk": study.pk,
+                "series_instance_uid": inst.series_uid,
+                "modality": _text(se, a.MODALITY),
+                "series_number": _int(se, a.SERIES_NUMBER),
+                "series_description": _text(se, a.SERIES_DESCRIPTION),
+                "performed_procedure_step_start_date": _text(se, a.PPS_START_DATE),
+                "performed_procedure_step_start_time": _text(se, a.PPS_START_TIME),
+                "attributes": _dumps(se),
+            },
+            "series_instance_uid",
+        )
         new_series = series_pk is not None
         if series_pk is None:
             row = conn.execute(
-                select(series.c.pk, series.c.study_pk)
-                .where(series.c.series_instance_uid == inst.series_uid)
+                select(series.c.pk, series.c.study_pk).where(
+                    series.c.series_instance_uid == inst.series_uid
+                )
             ).one()
             if row.study_pk != study.pk:
-                raise _Abort(AddResult(AddOutcome.CONFLICT,
-                    f"Series Instance UID {inst.series_uid} already belongs to another study"))
+                raise _Abort(
+                    AddResult(
+                        AddOutcome.CONFLICT,
+                        f"Series Instance UID {inst.series_uid} already belongs to another study",
+                    )
+                )
             series_pk = int(row.pk)
         existing = conn.execute(
-            select(instances.c.series_pk)
-            .where(instances.c.sop_instance_uid == inst.sop_instance_uid)
+            select(instances.c.series_pk).where(
+                instances.c.sop_instance_uid == inst.sop_instance_uid
+            )
         ).first()
         if existing is not None:
             if existing.series_pk == series_pk:
                 raise _Abort(AddResult(AddOutcome.DUPLICATE))
-            raise _Abort(AddResult(AddOutcome.CONFLICT,
-                f"SOP Instance UID {inst.sop_instance_uid} is already stored in another series"))
-        pk = self._insert_ignore(conn, instances, {
-            "series_pk": series_pk,
-            "study_pk": study.pk,
-            "sop_instance_uid": inst.sop_instance_uid,
-            "sop_class_uid": inst.sop_class_uid,
-            "instance_number": _int(it, a.INSTANCE_NUMBER),
-            "transfer_syntax_uid": inst.transfer_syntax_uid,
-            "blob_key": inst.blob_key,
-            "size": inst.size,
-            "number_of_frames": inst.number_of_frames,
-            "attributes": _dumps(it),
-            "metadata": inst.metadata,
-            "frames": None if inst.frames is None else _dumps(
-                [[n for r in frame for n in r] for frame in inst.frames]),
-            "frames_error": inst.frames_error,
-            "bulk_data": _dumps({k: list(v) for k, v in inst.bulk_data.items()}),
-        }, "sop_instance_uid")
+            raise _Abort(
+                AddResult(
+                    AddOutcome.CONFLICT,
+                    f"SOP Instance UID {inst.sop_instance_uid} is already stored in another series",
+                )
+            )
+        pk = self._insert_ignore(
+            conn,
+            instances,
+            {
+                "series_pk": series_pk,
+                "study_pk": study.pk,
+                "sop_instance_uid": inst.sop_instance_uid,
+                "sop_class_uid": inst.sop_class_uid,
+                "instance_number": _int(it, a.INSTANCE_NUMBER),
+                "transfer_syntax_uid": inst.transfer_syntax_uid,
+                "blob_key": inst.blob_key,
+                "size": inst.size,
+                "number_of_frames": inst.number_of_frames,
+                "attributes": _dumps(it),
+                "metadata": inst.metadata,
+                "frames": None
+                if inst.frames is None
+                else _dumps([[n for r in frame for n in r] for frame in inst.frames]),
+                "frames_error": inst.frames_error,
+                "bulk_data": _dumps({k: list(v) for k, v in inst.bulk_data.items()}),
+            },
+            "sop_instance_uid",
+        )
         if pk is None:
             raise _Abort(AddResult(AddOutcome.DUPLICATE))
-        conn.execute(update(series).where(series.c.pk == series_pk)
-                     .values(number_of_instances=series.c.number_of_instances + 1))
+        conn.execute(
+            update(series)
+            .where(series.c.pk == series_pk)
+            .values(number_of_instances=series.c.number_of_instances + 1)
+        )
         values: dict[str, Any] = {
             "number_of_instances": studies.c.number_of_instances + 1,
         }
         if new_series:
             values["number_of_series"] = studies.c.number_of_series + 1
-            modalities = conn.execute(
-                select(series.c.modality).distinct()
-                .where(series.c.study_pk == study.pk, series.c.modality.is_not(None))
-            ).scalars().all()
+            modalities = (
+                conn.execute(
+                    select(series.c.modality)
+                    .distinct()
+                    .where(series.c.study_pk == study.pk, series.c.modality.is_not(None))
+                )
+                .scalars()
+                .all()
+            )
             values["modalities_in_study"] = "\\".join(sorted(str(m) for m in modalities))
         classes = _split(study.sop_classes_in_study)
         if inst.sop_class_uid not in classes:
@@ -197,35 +233,51 @@ class SqlIndex:
     def exists(self, study_uid: str, series_uid: str | None = None) -> bool:
         stmt: Select[Any] = select(studies.c.pk).where(studies.c.study_instance_uid == study_uid)
         if series_uid is not None:
-            stmt = (select(series.c.pk).join(studies, series.c.study_pk == studies.c.pk)
-                    .where(studies.c.study_instance_uid == study_uid,
-                           series.c.series_instance_uid == series_uid))
+            stmt = (
+                select(series.c.pk)
+                .join(studies, series.c.study_pk == studies.c.pk)
+                .where(
+                    studies.c.study_instance_uid == study_uid,
+                    series.c.series_instance_uid == series_uid,
+                )
+            )
         with self._engine.connect() as conn:
             return conn.execute(stmt.limit(1)).first() is not None
 
     def search(self, q: SearchQuery) -> list[SearchResult]:
         columns: list[Any] = [
-            studies.c.study_instance_uid, studies.c.attributes.label("study_attributes"),
-            studies.c.modalities_in_study, studies.c.sop_classes_in_study,
-            studies.c.number_of_series, studies.c.number_of_instances.label("study_instances"),
+            studies.c.study_instance_uid,
+            studies.c.attributes.label("study_attributes"),
+            studies.c.modalities_in_study,
+            studies.c.sop_classes_in_study,
+            studies.c.number_of_series,
+            studies.c.number_of_instances.label("study_instances"),
         ]
         stmt: Select[Any]
         if q.level is Level.STUDY:
             stmt = select(*columns)
         else:
-            columns += [series.c.series_instance_uid, series.c.attributes.label("series_attributes"),
-                        series.c.number_of_instances.label("series_instances")]
+            columns += [
+                series.c.series_instance_uid,
+                series.c.attributes.label("series_attributes"),
+                series.c.number_of_instances.label("series_instances"),
+            ]
             if q.level is Level.SERIES:
                 stmt = select(*columns).select_from(
-                    series.join(studies, series.c.study_pk == studies.c.pk))
+                    series.join(studies, series.c.study_pk == studies.c.pk)
+                )
             else:
-                columns += [instances.c.sop_instance_uid,
-                            instances.c.attributes.label("instance_attributes")]
+                columns += [
+                    instances.c.sop_instance_uid,
+                    instances.c.attributes.label("instance_attributes"),
+                ]
                 if q.with_metadata:
                     columns.append(instances.c.metadata)
                 stmt = select(*columns).select_from(
-                    instances.join(series, instances.c.series_pk == series.c.pk)
-                    .join(studies, instances.c.study_pk == studies.c.pk))
+                    instances.join(series, instances.c.series_pk == series.c.pk).join(
+                        studies, instances.c.study_pk == studies.c.pk
+                    )
+                )
         stmt = stmt.where(query.where(q.level, list(q.matches)))
         if q.study_uid is not None:
             stmt = stmt.where(studies.c.study_instance_uid == q.study_uid)
@@ -240,73 +292,108 @@ class SqlIndex:
         attributes = {Level.STUDY: orjson.loads(row.study_attributes)}
         computed: JsonDict = {
             f"{a.MODALITIES_IN_STUDY:08X}": _cs(_split(row.modalities_in_study)),
-            f"{a.SOP_CLASSES_IN_STUDY:08X}": {"vr": "UI",
-                                              "Value": _split(row.sop_classes_in_study)},
-            f"{a.NUMBER_OF_STUDY_RELATED_SERIES:08X}": {"vr": "IS",
-                                                        "Value": [row.number_of_series]},
-            f"{a.NUMBER_OF_STUDY_RELATED_INSTANCES:08X}": {"vr": "IS",
-                                                           "Value": [row.study_instances]},
+            f"{a.SOP_CLASSES_IN_STUDY:08X}": {
+                "vr": "UI",
+                "Value": _split(row.sop_classes_in_study),
+            },
+            f"{a.NUMBER_OF_STUDY_RELATED_SERIES:08X}": {
+                "vr": "IS",
+                "Value": [row.number_of_series],
+            },
+            f"{a.NUMBER_OF_STUDY_RELATED_INSTANCES:08X}": {
+                "vr": "IS",
+                "Value": [row.study_instances],
+            },
         }
         series_uid = instance_uid = metadata = None
         if level is not Level.STUDY:
             series_uid = row.series_instance_uid
             attributes[Level.SERIES] = orjson.loads(row.series_attributes)
             computed[f"{a.NUMBER_OF_SERIES_RELATED_INSTANCES:08X}"] = {
-                "vr": "IS", "Value": [row.series_instances]}
+                "vr": "IS",
+                "Value": [row.series_instances],
+            }
         if level is Level.INSTANCE:
             instance_uid = row.sop_instance_uid
             attributes[Level.INSTANCE] = orjson.loads(row.instance_attributes)
             metadata = getattr(row, "metadata", None)
-        return SearchResult(row.study_instance_uid, series_uid, instance_uid, attributes,
-                            computed, metadata)
+        return SearchResult(
+            row.study_instance_uid, series_uid, instance_uid, attributes, computed, metadata
+        )
 
     # -- retrieve ---------------------------------------------------------------------------
 
-    def _scoped(self, stmt: Select[Any], study_uid: str, series_uid: str | None,
-                sop_instance_uid: str | None) -> Select[Any]:
+    def _scoped(
+        self,
+        stmt: Select[Any],
+        study_uid: str,
+        series_uid: str | None,
+        sop_instance_uid: str | None,
+    ) -> Select[Any]:
         stmt = stmt.select_from(
-            instances.join(series, instances.c.series_pk == series.c.pk)
-            .join(studies, instances.c.study_pk == studies.c.pk)
+            instances.join(series, instances.c.series_pk == series.c.pk).join(
+                studies, instances.c.study_pk == studies.c.pk
+            )
         ).where(studies.c.study_instance_uid == study_uid)
         if series_uid is not None:
             stmt = stmt.where(series.c.series_instance_uid == series_uid)
         if sop_instance_uid is not None:
             stmt = stmt.where(instances.c.sop_instance_uid == sop_instance_uid)
-        return stmt.order_by(series.c.series_number, series.c.pk,
-                             instances.c.instance_number, instances.c.pk)
+        return stmt.order_by(
+            series.c.series_number, series.c.pk, instances.c.instance_number, instances.c.pk
+        )
 
     _INSTANCE_COLUMNS = (
-        studies.c.study_instance_uid, series.c.series_instance_uid, instances.c.sop_instance_uid,
-        instances.c.sop_class_uid, instances.c.transfer_syntax_uid, instances.c.blob_key,
+        studies.c.study_instance_uid,
+        series.c.series_instance_uid,
+        instances.c.sop_instance_uid,
+        instances.c.sop_class_uid,
+        instances.c.transfer_syntax_uid,
+        instances.c.blob_key,
         instances.c.size,
     )
 
     @staticmethod
     def _stored(row: Row[Any]) -> StoredInstance:
-        return StoredInstance(row.study_instance_uid, row.series_instance_uid,
-                              row.sop_instance_uid, row.sop_class_uid, row.transfer_syntax_uid,
-                              row.blob_key, int(row.size))
+        return StoredInstance(
+            row.study_instance_uid,
+            row.series_instance_uid,
+            row.sop_instance_uid,
+            row.sop_class_uid,
+            row.transfer_syntax_uid,
+            row.blob_key,
+            int(row.size),
+        )
 
-    def instances(self, study_uid: str, series_uid: str | None = None,
-                  sop_instance_uid: str | None = None) -> list[StoredInstance]:
-        stmt = self._scoped(select(*self._INSTANCE_COLUMNS), study_uid, series_uid,
-                            sop_instance_uid)
+    def instances(
+        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+    ) -> list[StoredInstance]:
+        stmt = self._scoped(
+            select(*self._INSTANCE_COLUMNS), study_uid, series_uid, sop_instance_uid
+        )
         with self._engine.connect() as conn:
             return [self._stored(row) for row in conn.execute(stmt)]
 
-    def metadata(self, study_uid: str, series_uid: str | None = None,
-                 sop_instance_uid: str | None = None) -> list[str]:
-        stmt = self._scoped(select(instances.c.metadata), study_uid, series_uid,
-                            sop_instance_uid)
+    def metadata(
+        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+    ) -> list[str]:
+        stmt = self._scoped(select(instances.c.metadata), study_uid, series_uid, sop_instance_uid)
         with self._engine.connect() as conn:
             return [str(m) for m in conn.execute(stmt).scalars()]
 
-    def pixels(self, study_uid: str, series_uid: str,
-               sop_instance_uid: str) -> StoredPixels | None:
+    def pixels(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> StoredPixels | None:
         stmt = self._scoped(
-            select(*self._INSTANCE_COLUMNS, instances.c.frames, instances.c.frames_error,
-                   instances.c.number_of_frames, instances.c.bulk_data),
-            study_uid, series_uid, sop_instance_uid)
+            select(
+                *self._INSTANCE_COLUMNS,
+                instances.c.frames,
+                instances.c.frames_error,
+                instances.c.number_of_frames,
+                instances.c.bulk_data,
+            ),
+            study_uid,
+            series_uid,
+            sop_instance_uid,
+        )
         with self._engine.connect() as conn:
             row = conn.execute(stmt).first()
         if row is None:
@@ -315,8 +402,9 @@ class SqlIndex:
         if row.frames is not None:
             frames = [list(zip(f[0::2], f[1::2], strict=True)) for f in orjson.loads(row.frames)]
         bulk = {k: (int(v[0]), int(v[1])) for k, v in orjson.loads(row.bulk_data).items()}
-        return StoredPixels(self._stored(row), frames, row.frames_error,
-                            int(row.number_of_frames), bulk)
+        return StoredPixels(
+            self._stored(row), frames, row.frames_error, int(row.number_of_frames), bulk
+        )
 
     # -- operations -------------------------------------------------------------------------
 
