@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from dicomweb_server.dicom import uids
 from dicomweb_server.dicom.attributes import tag_of_keyword, vr_of
-from dicomweb_server.dicom.errors import InvalidAttribute, InvalidQuery
+from dicomweb_server.dicom.errors import InvalidAttribute, InvalidQuery, InvalidUID
 
 
 class MatchKind(StrEnum):
@@ -110,7 +110,10 @@ def parse_match(name: str, value: str) -> Match:
         for v in values:
             if "*" in v or "?" in v:
                 raise InvalidQuery(f"{name}: wildcards are not allowed on UIDs (PS3.4 C.2.2.2.4)")
-            uids.require_uid(v, f"{name} value")
+            try:
+                uids.require_uid(v, f"{name} value")
+            except InvalidUID as exc:
+                raise InvalidQuery(str(exc)) from None
         if len(values) == 1:
             return Match(tag, vr, MatchKind.SINGLE, values)
         return Match(tag, vr, MatchKind.LIST, values)
