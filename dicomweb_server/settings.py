@@ -14,7 +14,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="DICOMWEB_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="DICOMWEB_",
+        env_file=".env",
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
     )
 
     host: str = Field(default="127.0.0.1", description="Address the server binds to.")

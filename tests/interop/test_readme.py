@@ -1,0 +1,108 @@
+"""The README works as written: `dicomweb-server serve` with zero configuration, then curl."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dicomweb_server.settings import Settings
+from tests.factories import bundled_bytes, parse
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    """The real command line, in an empty folder, with nothing configured but the port."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
+    command = [str(Path(sys.executable).parent / "dicomweb-server"), "serve", "--port", str(port)]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}/dicomweb"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                output = process.stdout.read().decode() if process.stdout else ""
+                pytest.fail(f"dicomweb-server serve did not start:\n{output}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    # Zero configuration: the embedded default lives under ./data.
+    assert (tmp_path / "data" / "index.sqlite3").is_file()
+
+
+def multipart_payloads(path: Path) -> list[bytes]:
+    """The parts of a saved multipart/related body (its boundary is on its first line)."""
+    raw = path.read_bytes()
+    boundary = raw.split(b"\r\n", 1)[0][2:]
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: multipart/related; boundary=" + boundary + b"\r\n\r\n" + raw
+    )
+    return [p.get_payload(decode=True) for p in message.iter_parts()]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_curl_examples(served: str, tmp_path: Path) -> None:
+    block = re.search(r"<!-- readme-curl-begin -->\n```sh\n(.*?)```", README, re.S)
+    assert block is not None
+    script = block.group(1).replace(".venv/bin/python", sys.executable)
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=work,
+        env={**os.environ, "BASE": served},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert '"00081199"' in result.stdout  # the STOW response lists the stored instance
+    assert "CompressedSamples^CT1" in result.stdout  # found by QIDO
+    sent = bundled_bytes("CT_small.dcm")
+    (instance,) = multipart_payloads(work / "instance.multipart")
+    assert instance == sent
+    (frame,) = multipart_payloads(work / "frame1.multipart")
+    assert frame == parse(sent).PixelData
+
+
+def test_every_setting_is_documented() -> None:
+    example = (ROOT / ".env.example").read_text()
+    for name in Settings.model_fields:
+        variable = f"DICOMWEB_{name.upper()}"
+        assert f"| `{variable}` |" in README, f"{variable} is missing from the README table"
+        assert f"\n{variable}=" in example or f"# {variable}=" in example, (
+            f"{variable} is missing from .env.example"
+        )
