@@ -150,7 +150,14 @@ def prepare_instance(src: Path, workdir: Path, bulk_data_threshold: int) -> Prep
                     "encapsulated Pixel Data without File Meta Information: the transfer "
                     "syntax of the compressed pixels is unknown",
                 )
-            frames, frames_error, count = _frames(header, scan, view)
+            if stored_ts == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+                frames, frames_error = (
+                    None,
+                    "the object is deflated: its frames have no byte offsets",
+                )
+                count = int(header.get("NumberOfFrames") or 1)
+            else:
+                frames, frames_error, count = _frames(header, scan, view)
         finally:
             if buf is not None:
                 buf.close()

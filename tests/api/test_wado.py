@@ -192,3 +192,12 @@ def test_unacceptable_media_types_are_406(client: httpx.Client) -> None:
         ).status_code
         == 200
     )
+
+
+def test_frames_of_a_deflated_object_are_406_with_reason(client: httpx.Client) -> None:
+    data = bundled_bytes("image_dfl.dcm")
+    ds = parse(data)
+    assert stow(client, [data]).status_code == 200
+    r = client.get(urls(ds)[2] + "/frames/1")
+    assert r.status_code == 406
+    assert "deflated" in r.json()["error"]
