@@ -150,14 +150,7 @@ def prepare_instance(src: Path, workdir: Path, bulk_data_threshold: int) -> Prep
                     "encapsulated Pixel Data without File Meta Information: the transfer "
                     "syntax of the compressed pixels is unknown",
                 )
-            if stored_ts == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-                frames, frames_error = (
-                    None,
-                    "the object is deflated: its frames have no byte offsets",
-                )
-                count = int(header.get("NumberOfFrames") or 1)
-            else:
-                frames, frames_error, count = _frames(header, scan, view)
+            frames, frames_error, count = _frames(header, scan, view, stored_ts)
         finally:
             if buf is not None:
                 buf.close()
@@ -328,8 +321,10 @@ def _swap_binary_words(ds: Dataset) -> None:
 
 
 def _frames(
-    header: Dataset, scan: ScanResult, buf: Buffer
+    header: Dataset, scan: ScanResult, buf: Buffer, transfer_syntax: str
 ) -> tuple[list[Ranges] | None, str | None, int]:
+    if transfer_syntax == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN and "Rows" in header:
+        return None, "the object is deflated: its frames have no byte offsets", 0
     if scan.pixel_vr is None:
         return None, None, 0
     try:
