@@ -37,3 +37,31 @@ def test_models_and_migrations_do_not_drift(
     finally:
         engine.dispose()
     assert diff == []
+
+
+def test_db_upgrade_command_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """`dicomweb-server db upgrade` takes the database from the settings alone."""
+    import os
+    import subprocess
+    import sys
+
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP SCHEMA IF EXISTS cli CASCADE")
+        conn.exec_driver_sql("CREATE SCHEMA cli")
+    url = pg_url + "?options=-csearch_path%3Dcli"
+    command = [str(Path(sys.executable).parent / "dicomweb-server"), "db", "upgrade"]
+    env = {**os.environ, "DICOMWEB_DATABASE_URL": url}
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    with engine.connect() as conn:
+        tables = {
+            r[0]
+            for r in conn.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'cli'"
+            )
+        }
+    engine.dispose()
+    assert {"studies", "series", "instances", "alembic_version"} <= tables
