@@ -15,7 +15,7 @@ import shutil
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 from pydicom import dcmread
@@ -44,6 +44,19 @@ TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 # Values longer than this stay on disk while the header is parsed.
 _DEFER_SIZE = 64 * 1024
 _PREAMBLE = b"\x00" * 128
+# What pydicom raises on input it cannot read or write back.
+_PARSE_ERRORS = (
+    InvalidDicomError,
+    EOFError,
+    OSError,
+    ValueError,
+    struct.error,
+    KeyError,
+    NotImplementedError,
+    OverflowError,
+    TypeError,
+    AttributeError,
+)
 _SWAP_WIDTH = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 _REQUIRED_UIDS = (
     ("SOPClassUID", "SOP Class UID (0008,0016)"),
@@ -192,17 +205,7 @@ def _looks_like_dicom(head: bytes) -> bool:
 def _read_header(path: Path, force: bool) -> Dataset:
     try:
         return dcmread(path, stop_before_pixels=True, defer_size=_DEFER_SIZE, force=force)
-    except (
-        InvalidDicomError,
-        EOFError,
-        OSError,
-        ValueError,
-        struct.error,
-        KeyError,
-        NotImplementedError,
-        OverflowError,
-        TypeError,
-    ) as exc:
+    except _PARSE_ERRORS as exc:
         raise ObjectRejected(
             CANNOT_UNDERSTAND, f"the DICOM object cannot be parsed: {exc}"
         ) from exc
@@ -282,28 +285,13 @@ def _convert_to_explicit_little(
         ds.file_meta = FileMetaDataset()
         with dst.open("wb") as fout:
             fout.write(_file_meta_bytes(uids.EXPLICIT_VR_LITTLE_ENDIAN, sop_class, sop_instance))
-            _write_dataset(fout, ds)
+            dcmwrite(fout, ds, implicit_vr=False, little_endian=True, force_encoding=True)
     except ObjectRejected:
         raise
-    except (
-        InvalidDicomError,
-        EOFError,
-        OSError,
-        ValueError,
-        struct.error,
-        KeyError,
-        NotImplementedError,
-        OverflowError,
-        TypeError,
-        AttributeError,
-    ) as exc:
+    except _PARSE_ERRORS as exc:
         raise ObjectRejected(
             CANNOT_UNDERSTAND, f"the object cannot be converted to Explicit VR Little Endian: {exc}"
         ) from exc
-
-
-def _write_dataset(fout: BinaryIO, ds: Dataset) -> None:
-    dcmwrite(fout, ds, implicit_vr=False, little_endian=True, force_encoding=True)
 
 
 def _swap_binary_words(ds: Dataset) -> None:

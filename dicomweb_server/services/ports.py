@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dicomweb_server.dicom.attributes import Level
+from dicomweb_server.dicom.frames import Ranges
 from dicomweb_server.dicom.matching import Match
 
 JsonDict = dict[str, Any]
@@ -34,6 +35,16 @@ class BlobStore(Protocol):
 
 
 @dataclass(frozen=True)
+class PixelLayout:
+    """Where frames and bulk data values lie in the stored object (found at ingest)."""
+
+    frames: list[Ranges] | None
+    frames_error: str | None
+    number_of_frames: int
+    bulk_data: dict[str, tuple[int, int]]
+
+
+@dataclass(frozen=True)
 class NewInstance:
     """Everything the index keeps of one instance, computed once at ingest."""
 
@@ -48,10 +59,7 @@ class NewInstance:
     series_attributes: JsonDict
     instance_attributes: JsonDict
     metadata: str
-    frames: list[list[tuple[int, int]]] | None
-    frames_error: str | None
-    number_of_frames: int
-    bulk_data: dict[str, tuple[int, int]]
+    pixels: PixelLayout
 
 
 class AddOutcome(StrEnum):
@@ -117,10 +125,7 @@ class StoredInstance:
 @dataclass(frozen=True)
 class StoredPixels:
     instance: StoredInstance
-    frames: list[list[tuple[int, int]]] | None
-    frames_error: str | None
-    number_of_frames: int
-    bulk_data: dict[str, tuple[int, int]]
+    layout: PixelLayout
 
 
 class RetrieveIndex(Protocol):

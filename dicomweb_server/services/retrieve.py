@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from dicomweb_server.dicom import uids
+from dicomweb_server.dicom.frames import Ranges
 from dicomweb_server.dicom.scan import PIXEL_DATA
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable, NotFound
 from dicomweb_server.services.ports import (
@@ -20,7 +21,6 @@ from dicomweb_server.services.ports import (
     StoredPixels,
 )
 
-Ranges = list[tuple[int, int]]
 _FRAME_LIST = re.compile(r"^\d+(,\d+)*$")
 _BULK_PATH = re.compile(r"^[0-9A-F]{8}(/\d+/[0-9A-F]{8})*$")
 
@@ -77,13 +77,14 @@ class RetrieveService:
         self, study_uid: str, series_uid: str, sop_instance_uid: str, numbers: list[int]
     ) -> ByteParts:
         pixels = self._pixels(study_uid, series_uid, sop_instance_uid)
-        if pixels.frames is None:
-            if pixels.frames_error is None:
+        layout = pixels.layout
+        if layout.frames is None:
+            if layout.frames_error is None:
                 raise NotFound(f"instance {sop_instance_uid} has no Pixel Data")
             raise NotAcceptable(
-                f"the frames of instance {sop_instance_uid} cannot be served: {pixels.frames_error}"
+                f"the frames of instance {sop_instance_uid} cannot be served: {layout.frames_error}"
             )
-        count = len(pixels.frames)
+        count = len(layout.frames)
         beyond = [n for n in numbers if n > count]
         if beyond:
             raise NotFound(
@@ -91,7 +92,7 @@ class RetrieveService:
             )
         return ByteParts(
             pixels.instance,
-            [pixels.frames[n - 1] for n in numbers],
+            [layout.frames[n - 1] for n in numbers],
             pixels.instance.transfer_syntax_uid,
         )
 
@@ -101,17 +102,18 @@ class RetrieveService:
         if not _BULK_PATH.match(path):
             raise InvalidRequest(f"bulk data path {path!r} is not a tag path")
         pixels = self._pixels(study_uid, series_uid, sop_instance_uid)
-        value = pixels.bulk_data.get(path)
+        layout = pixels.layout
+        value = layout.bulk_data.get(path)
         if value is None:
             raise NotFound(f"instance {sop_instance_uid} has no bulk data at {path}")
         ts = pixels.instance.transfer_syntax_uid
         if path == f"{PIXEL_DATA:08X}" and ts not in uids.NATIVE_TRANSFER_SYNTAXES:
             # Encapsulated Pixel Data: one part per frame, in the stored transfer syntax.
-            if pixels.frames is None:
+            if layout.frames is None:
                 raise NotAcceptable(
-                    f"the Pixel Data frames cannot be located: {pixels.frames_error}"
+                    f"the Pixel Data frames cannot be located: {layout.frames_error}"
                 )
-            return ByteParts(pixels.instance, list(pixels.frames), ts)
+            return ByteParts(pixels.instance, list(layout.frames), ts)
         return ByteParts(pixels.instance, [[value]], uids.EXPLICIT_VR_LITTLE_ENDIAN)
 
     def _pixels(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> StoredPixels:

@@ -24,7 +24,13 @@ from dicomweb_server.dicom.errors import ObjectRejected
 from dicomweb_server.dicom.json_model import dataset_to_json
 from dicomweb_server.dicom.parse import PreparedInstance, peek_uids, prepare_instance
 from dicomweb_server.dicom.scan import PIXEL_DATA_TAGS
-from dicomweb_server.services.ports import AddOutcome, BlobStore, NewInstance, StoreIndex
+from dicomweb_server.services.ports import (
+    AddOutcome,
+    BlobStore,
+    NewInstance,
+    PixelLayout,
+    StoreIndex,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +163,12 @@ class StoreService:
             series_attributes=levels[Level.SERIES],
             instance_attributes=levels[Level.INSTANCE],
             metadata=orjson.dumps(metadata).decode("utf-8"),
-            frames=prepared.frames,
-            frames_error=prepared.frames_error,
-            number_of_frames=prepared.number_of_frames,
-            bulk_data={p: (v.offset, v.length) for p, v in prepared.scan.bulk.items()},
+            pixels=PixelLayout(
+                frames=prepared.frames,
+                frames_error=prepared.frames_error,
+                number_of_frames=prepared.number_of_frames,
+                bulk_data={p: (v.offset, v.length) for p, v in prepared.scan.bulk.items()},
+            ),
         )
         self._blobs.put_file(key, prepared.path)
         try:

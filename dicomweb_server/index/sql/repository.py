@@ -20,6 +20,7 @@ from dicomweb_server.services.ports import (
     AddResult,
     JsonDict,
     NewInstance,
+    PixelLayout,
     SearchQuery,
     SearchResult,
     StoredInstance,
@@ -187,14 +188,14 @@ class SqlIndex:
                 "transfer_syntax_uid": inst.transfer_syntax_uid,
                 "blob_key": inst.blob_key,
                 "size": inst.size,
-                "number_of_frames": inst.number_of_frames,
+                "number_of_frames": inst.pixels.number_of_frames,
                 "attributes": _dumps(it),
                 "metadata": inst.metadata,
                 "frames": None
-                if inst.frames is None
-                else _dumps([[n for r in frame for n in r] for frame in inst.frames]),
-                "frames_error": inst.frames_error,
-                "bulk_data": _dumps({k: list(v) for k, v in inst.bulk_data.items()}),
+                if inst.pixels.frames is None
+                else _dumps([[n for r in frame for n in r] for frame in inst.pixels.frames]),
+                "frames_error": inst.pixels.frames_error,
+                "bulk_data": _dumps({k: list(v) for k, v in inst.pixels.bulk_data.items()}),
             },
             "sop_instance_uid",
         )
@@ -402,9 +403,8 @@ class SqlIndex:
         if row.frames is not None:
             frames = [list(zip(f[0::2], f[1::2], strict=True)) for f in orjson.loads(row.frames)]
         bulk = {k: (int(v[0]), int(v[1])) for k, v in orjson.loads(row.bulk_data).items()}
-        return StoredPixels(
-            self._stored(row), frames, row.frames_error, int(row.number_of_frames), bulk
-        )
+        layout = PixelLayout(frames, row.frames_error, int(row.number_of_frames), bulk)
+        return StoredPixels(self._stored(row), layout)
 
     # -- operations -------------------------------------------------------------------------
 
