@@ -41,6 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     upgrade_database(settings)
     import uvicorn
 
+    from dicomweb_server.serving import NoDelayH11Protocol
+
     uvicorn.run(
         "dicomweb_server.app:create_app_from_settings",
         factory=True,
@@ -49,5 +51,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers or settings.workers,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
+        http=NoDelayH11Protocol,
     )
     return 0
