@@ -1,0 +1,236 @@
+"""Start and stop the servers the benchmark compares, each on a loopback port.
+
+- ours: `dicomweb-server serve` with PostgreSQL + filesystem, or the embedded default;
+- Orthanc with its DICOMweb plugin (installed with apt-get when missing), from its binary;
+- nginx serving the corpus as static files (the retrieve ceiling).
+Every process is stopped by PID when the run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ORTHANC_PLUGIN = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tree_pids(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo.extend(children.get(current, []))
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MiB."""
+    total = 0
+    for p in _tree_pids(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total / 1024
+
+
+@dataclass
+class Peer:
+    name: str
+    dicomweb: str  # the DICOMweb root URL
+    wado_uri: str | None
+    process: subprocess.Popen[bytes]
+    cleanup: list[object] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+
+    def sample(self) -> None:
+        self.peak_rss_mb = max(self.peak_rss_mb, rss_mb(self.process.pid))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for action in self.cleanup:
+            if callable(action):
+                action()
+
+
+def _wait(url: str, process: subprocess.Popen[bytes], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited during start-up (code {process.returncode})")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"{what} did not answer {url} within {timeout} s")
+
+
+def create_pg_database(admin_url: str) -> tuple[str, object]:
+    """A fresh PostgreSQL database; returns its URL and a function that drops it."""
+    from sqlalchemy import create_engine, text
+
+    name = f"dicomweb_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return admin_url.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+def start_ours(name: str, workdir: Path, database_url: str | None, workers: int) -> Peer:
+    port = free_port()
+    data = workdir / name
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
+    env.update({"DICOMWEB_DATA_DIR": str(data), "DICOMWEB_LOG_LEVEL": "warning"})
+    if database_url:
+        env["DICOMWEB_DATABASE_URL"] = database_url
+    command = [
+        str(Path(sys.executable).parent / "dicomweb-server"),
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    log = (workdir / f"{name}.log").open("wb")
+    process = subprocess.Popen(command, env=env, cwd=data, stdout=log, stderr=subprocess.STDOUT)
+    _wait(f"http://127.0.0.1:{port}/health", process, name)
+    return Peer(name, f"http://127.0.0.1:{port}/dicomweb", None, process, [log.close])
+
+
+def ensure_orthanc() -> str | None:
+    """The Orthanc binary, installing Debian's packages when missing; None if impossible."""
+    binary = shutil.which("Orthanc")
+    if binary and Path(ORTHANC_PLUGIN).is_file():
+        return binary
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "orthanc", "orthanc-dicomweb"], env=env, check=False
+        )
+    binary = shutil.which("Orthanc")
+    return binary if binary and Path(ORTHANC_PLUGIN).is_file() else None
+
+
+def start_orthanc(workdir: Path, binary: str) -> Peer:
+    port = free_port()
+    home = workdir / "orthanc"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    config = {
+        "Name": "benchmark",
+        "StorageDirectory": str(home / "storage"),
+        "IndexDirectory": str(home / "index"),
+        "HttpPort": port,
+        "DicomServerEnabled": False,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "StorageCompression": False,
+        "Plugins": [ORTHANC_PLUGIN],
+        "DicomWeb": {
+            "Enable": True,
+            "Root": "/dicom-web/",
+            "EnableWado": True,
+            "WadoRoot": "/wado",
+            "Ssl": False,
+        },
+    }
+    (home / "config.json").write_text(json.dumps(config))
+    log = (workdir / "orthanc.log").open("wb")
+    process = subprocess.Popen(
+        [binary, str(home / "config.json")], cwd=home, stdout=log, stderr=subprocess.STDOUT
+    )
+    _wait(f"http://127.0.0.1:{port}/system", process, "Orthanc")
+    return Peer(
+        "orthanc",
+        f"http://127.0.0.1:{port}/dicom-web",
+        f"http://127.0.0.1:{port}/wado",
+        process,
+        [log.close],
+    )
+
+
+def start_nginx(workdir: Path, root: Path) -> Peer | None:
+    binary = shutil.which("nginx")
+    if binary is None:
+        return None
+    port = free_port()
+    home = workdir / "nginx"
+    home.mkdir(parents=True, exist_ok=True)
+    conf = home / "nginx.conf"
+    conf.write_text(f"""
+daemon off;
+worker_processes 2;
+pid {home}/nginx.pid;
+error_log {home}/error.log;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 100000;
+    client_body_temp_path {home}/body;
+    proxy_temp_path {home}/proxy;
+    fastcgi_temp_path {home}/fastcgi;
+    uwsgi_temp_path {home}/uwsgi;
+    scgi_temp_path {home}/scgi;
+    types {{ application/dicom dcm; }}
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+""")
+    process = subprocess.Popen(
+        [binary, "-c", str(conf), "-p", str(home)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait(f"http://127.0.0.1:{port}/manifest.json", process, "nginx")
+    return Peer("nginx", f"http://127.0.0.1:{port}", None, process)

@@ -1,0 +1,642 @@
+"""Run the benchmark side by side: our server (PostgreSQL and embedded) and Orthanc.
+
+    python -m benchmarks.run CORPUS [--out DIR] [--peers ours-pg,ours-sqlite,orthanc]
+                             [--repetitions N] [--warmups N] [--workers N] [--scale ROWS]
+
+CORPUS is a folder made by `python -m benchmarks.corpus`. Every server gets the same corpus
+over STOW-RS, then the same requests; every response is verified (status, part count, byte
+count, item count), so a broken endpoint cannot look fast, and an endpoint a server lacks is
+reported as unsupported, never as a number. Writes OUT/results.json and OUT/results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydicom import dcmread
+
+from benchmarks.corpus import COLUMNS, ROWS, Entry, load_manifest
+from benchmarks.peers import (
+    Peer,
+    create_pg_database,
+    ensure_orthanc,
+    start_nginx,
+    start_orthanc,
+    start_ours,
+)
+
+DEFAULT_PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+STOW_TYPE = 'multipart/related; type="application/dicom"; boundary={}'
+DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+OCTET = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+FRAME_BYTES = ROWS * COLUMNS * 2
+Result = dict[str, Any]
+
+
+class Unsupported(Exception):
+    """The server does not offer this endpoint."""
+
+
+class Mismatch(Exception):
+    """The server answered, but not what the request asked for."""
+
+
+# -- HTTP helpers --------------------------------------------------------------------------
+
+
+def check(response: httpx.Response) -> httpx.Response:
+    if response.status_code in (404, 405, 406, 501):
+        raise Unsupported(f"HTTP {response.status_code}: {response.text[:160]}")
+    if response.status_code != 200:
+        raise Mismatch(f"HTTP {response.status_code}: {response.text[:160]}")
+    return response
+
+
+def split_multipart(response: httpx.Response) -> list[bytes]:
+    content_type = response.headers.get("content-type", "")
+    if not content_type.startswith("multipart/related"):
+        raise Mismatch(f"not multipart/related: {content_type}")
+    boundary = next(
+        (
+            p.split("=", 1)[1].strip().strip('"')
+            for p in content_type.split(";")
+            if p.strip().lower().startswith("boundary=")
+        ),
+        None,
+    )
+    if not boundary:
+        raise Mismatch("multipart response without boundary")
+    pieces = response.content.split(b"--" + boundary.encode())[1:-1]
+    parts = []
+    for piece in pieces:
+        _, _, payload = piece.partition(b"\r\n\r\n")
+        parts.append(payload[:-2] if payload.endswith(b"\r\n") else payload)
+    return parts
+
+
+def stow_body(paths: list[Path]) -> tuple[bytes, str]:
+    boundary = "benchmark-boundary-7d1f0c"
+    chunks = []
+    for path in paths:
+        chunks.append(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode())
+        chunks.append(path.read_bytes())
+        chunks.append(b"\r\n")
+    chunks.append(f"--{boundary}--\r\n".encode())
+    return b"".join(chunks), STOW_TYPE.format(boundary)
+
+
+# -- measuring -----------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def timed(fn: Callable[[], int], warmups: int, repetitions: int) -> Result:
+    """Run `fn` (which verifies its answer and returns the bytes received) repeatedly."""
+    try:
+        for _ in range(warmups):
+            fn()
+        times, sizes = [], []
+        for _ in range(repetitions):
+            start = time.perf_counter()
+            sizes.append(fn())
+            times.append(time.perf_counter() - start)
+    except Unsupported as exc:
+        return {"unsupported": str(exc)}
+    except (Mismatch, httpx.HTTPError) as exc:
+        return {"failed": str(exc)}
+    median = statistics.median(times)
+    result: Result = {
+        "median_ms": median * 1000,
+        "p95_ms": percentile(times, 0.95) * 1000,
+        "n": repetitions,
+    }
+    if sizes and sizes[0]:
+        result["mb_per_s"] = statistics.median(sizes) / median / 2**20
+    return result
+
+
+@dataclass
+class Corpus:
+    root: Path
+    entries: list[Entry]
+
+    @property
+    def images(self) -> list[Entry]:
+        return [e for e in self.entries if e.kind == "image"]
+
+    def studies(self) -> list[str]:
+        return list(dict.fromkeys(e.study_uid for e in self.images))
+
+    def series_of(self, study: str) -> list[str]:
+        return list(dict.fromkeys(e.series_uid for e in self.images if e.study_uid == study))
+
+    def instances_of(self, series: str) -> list[Entry]:
+        return [e for e in self.images if e.series_uid == series]
+
+    @property
+    def multiframe(self) -> Entry | None:
+        return next((e for e in self.entries if e.kind == "multiframe"), None)
+
+
+def ingest(
+    peer: Peer, corpus: Corpus, entries: list[Entry], per_request: int, uploaders: int = 4
+) -> Result:
+    """STOW-RS with `uploaders` concurrent clients, `per_request` instances per request."""
+    batches = [entries[i : i + per_request] for i in range(0, len(entries), per_request)]
+    local = threading.local()
+    failures: list[str] = []
+
+    def send(batch: list[Entry]) -> float:
+        client = getattr(local, "client", None)
+        if client is None:
+            client = local.client = httpx.Client(timeout=600)
+        body, content_type = stow_body([corpus.root / e.path for e in batch])
+        start = time.perf_counter()
+        r = client.post(
+            f"{peer.dicomweb}/studies",
+            content=body,
+            headers={"Content-Type": content_type, "Accept": "application/dicom+json"},
+        )
+        elapsed = time.perf_counter() - start
+        if r.status_code != 200:
+            failures.append(f"HTTP {r.status_code}: {r.text[:160]}")
+        else:
+            stored = r.json().get("00081199", {}).get("Value", [])
+            if len(stored) != len(batch):
+                failures.append(f"{len(stored)} of {len(batch)} instances acknowledged")
+        return elapsed
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(uploaders) as pool:
+        times = list(pool.map(send, batches))
+    wall = time.perf_counter() - start
+    if failures:
+        return {"failed": failures[0]}
+    size = sum(e.size for e in entries)
+    return {
+        "instances_per_s": len(entries) / wall,
+        "mb_per_s": size / wall / 2**20,
+        "request_median_ms": statistics.median(times) * 1000,
+        "request_p95_ms": percentile(times, 0.95) * 1000,
+        "instances": len(entries),
+    }
+
+
+def load_rest(peer: Peer, corpus: Corpus) -> list[str]:
+    """The multi-frame and bundled objects, one per request, untimed; returns those refused."""
+    refused = []
+    with httpx.Client(timeout=600) as client:
+        for entry in corpus.entries:
+            if entry.kind == "image":
+                continue
+            body, content_type = stow_body([corpus.root / entry.path])
+            r = client.post(
+                f"{peer.dicomweb}/studies", content=body, headers={"Content-Type": content_type}
+            )
+            if r.status_code != 200:
+                refused.append(f"{entry.path} (HTTP {r.status_code})")
+    return refused
+
+
+def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[str, Result]:
+    results: dict[str, Result] = {}
+    images = corpus.images
+    studies = corpus.studies()
+    half = max(1, len(studies) // 2)
+    first = [e for e in images if e.study_uid in set(studies[:half])]
+    second = [e for e in images if e.study_uid not in set(studies[:half])]
+    results["stow_1_per_request"] = ingest(peer, corpus, first, 1)
+    if second:
+        results["stow_20_per_request"] = ingest(peer, corpus, second, 20)
+    refused = load_rest(peer, corpus)
+    results["other_objects_refused"] = {"objects": refused} if refused else {}
+
+    client = httpx.Client(timeout=600)
+    base = peer.dicomweb
+    study = studies[0]
+    series = corpus.series_of(study)[0]
+    instances = corpus.instances_of(series)
+    instance = instances[0]
+    series_url = f"{base}/studies/{study}/series/{series}"
+    instance_url = f"{series_url}/instances/{instance.sop_instance_uid}"
+
+    def qido(url: str, params: dict[str, str], expected: int) -> Callable[[], int]:
+        def run() -> int:
+            r = check(client.get(url, params=params, headers={"Accept": "application/dicom+json"}))
+            found = r.json() if r.content else []
+            if len(found) != expected:
+                if "299" in r.headers.get("warning", ""):
+                    raise Unsupported(f"ignored: {r.headers['warning'][:160]}")
+                raise Mismatch(f"{len(found)} results, expected {expected}")
+            return 0
+
+        return run
+
+    pid = images[0].patient_id
+    in_range = {e.study_uid for e in images if "20100101" <= e.study_date <= "20151231"}
+    prefix = images[0].patient_name.split("^")[0][:3]
+    by_prefix = {e.study_uid for e in images if e.patient_name.startswith(prefix)}
+    slice_hits = [e for e in images if e.study_uid == study and e.path.endswith("/0002.dcm")]
+    results["qido_patient_id"] = timed(
+        qido(
+            f"{base}/studies",
+            {"PatientID": pid},
+            len({e.study_uid for e in images if e.patient_id == pid}),
+        ),
+        warmups,
+        reps,
+    )
+    results["qido_study_date_range"] = timed(
+        qido(f"{base}/studies", {"StudyDate": "20100101-20151231"}, len(in_range)), warmups, reps
+    )
+    results["qido_patient_name_prefix"] = timed(
+        qido(f"{base}/studies", {"PatientName": prefix + "*"}, len(by_prefix)), warmups, reps
+    )
+    results["qido_series_of_study"] = timed(
+        qido(f"{base}/studies/{study}/series", {}, len(corpus.series_of(study))), warmups, reps
+    )
+    results["qido_instances_of_series"] = timed(
+        qido(f"{series_url}/instances", {}, len(instances)), warmups, reps
+    )
+    results["qido_non_indexed_attribute"] = timed(
+        qido(f"{base}/studies/{study}/instances", {"SliceLocation": "5.0"}, len(slice_hits)),
+        warmups,
+        reps,
+    )
+
+    series_bytes = sum(e.size for e in instances)
+
+    def retrieve_series() -> int:
+        r = check(client.get(series_url, headers={"Accept": DICOM}))
+        parts = split_multipart(r)
+        if len(parts) != len(instances) or sum(map(len, parts)) < series_bytes * 0.99:
+            raise Mismatch(f"{len(parts)} parts, {sum(map(len, parts))} bytes")
+        return len(r.content)
+
+    def retrieve_instance() -> int:
+        r = check(client.get(instance_url, headers={"Accept": DICOM}))
+        parts = split_multipart(r)
+        if len(parts) != 1 or abs(len(parts[0]) - instance.size) > 4096:
+            raise Mismatch(f"{len(parts)} parts")
+        return len(r.content)
+
+    def metadata(url: str, expected: int) -> Callable[[], int]:
+        def run() -> int:
+            r = check(client.get(url, headers={"Accept": "application/dicom+json"}))
+            if len(r.json()) != expected:
+                raise Mismatch(f"{len(r.json())} items, expected {expected}")
+            return 0
+
+        return run
+
+    study_instances = sum(len(corpus.instances_of(s)) for s in corpus.series_of(study))
+    results["wado_series_retrieve"] = timed(retrieve_series, warmups, reps)
+    results["wado_instance"] = timed(retrieve_instance, warmups, reps)
+    results["wado_series_metadata"] = timed(
+        metadata(series_url + "/metadata", len(instances)), warmups, reps
+    )
+    results["wado_study_metadata"] = timed(
+        metadata(f"{base}/studies/{study}/metadata", study_instances), warmups, reps
+    )
+
+    mf = corpus.multiframe
+    if mf is not None:
+        mf_url = (
+            f"{base}/studies/{mf.study_uid}/series/{mf.series_uid}/instances/{mf.sop_instance_uid}"
+        )
+        for label, number in (("first", 1), ("middle", (mf.frames + 1) // 2), ("last", mf.frames)):
+
+            def frame(number: int = number) -> int:
+                r = check(client.get(f"{mf_url}/frames/{number}", headers={"Accept": OCTET}))
+                parts = split_multipart(r)
+                if len(parts) != 1 or len(parts[0]) != FRAME_BYTES:
+                    raise Mismatch(f"frame of {[len(p) for p in parts]} bytes")
+                return 0
+
+            results[f"wado_frame_{label}"] = timed(frame, warmups, reps)
+
+    def rendered() -> int:
+        r = check(client.get(instance_url + "/rendered", headers={"Accept": "image/jpeg"}))
+        if not r.content.startswith(b"\xff\xd8"):
+            raise Mismatch("not a JPEG")
+        return 0
+
+    results["wado_rendered_jpeg"] = timed(rendered, warmups, reps)
+
+    def wado_uri() -> int:
+        if peer.wado_uri is None:
+            raise Unsupported("no WADO-URI endpoint")
+        # Orthanc does not percent-decode query values: send the slash as is.
+        url = (
+            f"{peer.wado_uri}?requestType=WADO&studyUID={study}&seriesUID={series}"
+            f"&objectUID={instance.sop_instance_uid}&contentType=application/dicom"
+        )
+        r = check(client.get(url))
+        if abs(len(r.content) - instance.size) > 4096:
+            raise Mismatch(f"{len(r.content)} bytes")
+        return len(r.content)
+
+    results["wado_uri_instance"] = timed(wado_uri, warmups, reps)
+    client.close()
+    return results
+
+
+def ceilings(corpus: Corpus, workdir: Path, warmups: int, reps: int) -> dict[str, Result]:
+    out: dict[str, Result] = {}
+    images = corpus.images
+    start = time.perf_counter()
+    for e in images:
+        dcmread(corpus.root / e.path, stop_before_pixels=True)
+    elapsed = time.perf_counter() - start
+    out["pydicom_header_parse"] = {
+        "instances_per_s": len(images) / elapsed,
+        "mb_per_s": sum(e.size for e in images) / elapsed / 2**20,
+    }
+    nginx = start_nginx(workdir, corpus.root)
+    if nginx is None:
+        out["nginx_series_retrieve"] = {"unsupported": "nginx is not installed"}
+        return out
+    try:
+        series = corpus.series_of(corpus.studies()[0])[0]
+        files = corpus.instances_of(series)
+        with httpx.Client(timeout=600) as client:
+
+            def fetch() -> int:
+                total = 0
+                for e in files:
+                    r = check(client.get(f"{nginx.dicomweb}/{e.path}"))
+                    if len(r.content) != e.size:
+                        raise Mismatch("short file")
+                    total += len(r.content)
+                return total
+
+            out["nginx_series_retrieve"] = timed(fetch, warmups, reps)
+    finally:
+        nginx.stop()
+    return out
+
+
+class Sampler:
+    """Samples the resident memory of every running peer."""
+
+    def __init__(self) -> None:
+        self.peers: list[Peer] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            for peer in list(self.peers):
+                peer.sample()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run(
+    corpus_dir: Path,
+    out: Path,
+    peers: list[str],
+    warmups: int,
+    reps: int,
+    workers: int,
+    pg_admin_url: str,
+    scale: int,
+) -> Result:
+    corpus = Corpus(corpus_dir, load_manifest(corpus_dir))
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / "work"
+    work.mkdir(exist_ok=True)
+    report: Result = {
+        "corpus": {
+            "objects": len(corpus.entries),
+            "mib": sum(e.size for e in corpus.entries) / 2**20,
+        },
+        "peers": {},
+        "peak_rss_mb": {},
+    }
+    sampler = Sampler()
+    try:
+        for name in peers:
+            peer, cleanup = _start(name, work, workers, pg_admin_url)
+            if peer is None:
+                report["peers"][name] = {"unavailable": cleanup}
+                continue
+            sampler.peers.append(peer)
+            try:
+                print(f"-- {name}", flush=True)
+                report["peers"][name] = measure_peer(peer, corpus, warmups, reps)
+            finally:
+                sampler.peers.remove(peer)
+                peer.stop()
+                report["peak_rss_mb"][name] = peer.peak_rss_mb
+                if callable(cleanup):
+                    cleanup()
+        report["ceilings"] = ceilings(corpus, work, warmups, reps)
+        if scale:
+            from benchmarks.scale import scale_run
+
+            report["scale"] = scale_run(work, pg_admin_url, scale, workers, warmups, reps)
+    finally:
+        sampler.stop()
+    (out / "results.json").write_text(json.dumps(report, indent=1))
+    (out / "results.md").write_text(markdown(report))
+    return report
+
+
+def _start(name: str, work: Path, workers: int, pg_admin_url: str) -> tuple[Peer | None, Any]:
+    if name == "ours-sqlite":
+        return start_ours(name, work, None, workers), None
+    if name == "ours-pg":
+        url, drop = create_pg_database(pg_admin_url)
+        return start_ours(name, work, url, workers), drop
+    if name == "orthanc":
+        binary = ensure_orthanc()
+        if binary is None:
+            return None, "Orthanc and its DICOMweb plugin could not be installed"
+        return start_orthanc(work, binary), None
+    raise SystemExit(f"unknown peer {name!r}")
+
+
+# -- report --------------------------------------------------------------------------------
+
+LOWER_IS_BETTER = "median_ms"
+
+
+def _cell(result: Result | None) -> str:
+    if result is None:
+        return "-"
+    if "unsupported" in result:
+        return "unsupported"
+    if "failed" in result:
+        return "FAILED"
+    if "instances_per_s" in result:
+        return f"{result['instances_per_s']:.0f} inst/s, {result['mb_per_s']:.0f} MB/s"
+    text = f"{result['median_ms']:.1f} ms (p95 {result['p95_ms']:.1f})"
+    if "mb_per_s" in result:
+        text += f", {result['mb_per_s']:.0f} MB/s"
+    return text
+
+
+def speedup(ours: Result | None, other: Result | None) -> float | None:
+    """How many times better ours is: latency ratio inverted, throughput ratio direct."""
+    if not ours or not other:
+        return None
+    if "instances_per_s" in ours and "instances_per_s" in other:
+        return float(ours["instances_per_s"] / other["instances_per_s"])
+    if "median_ms" in ours and "median_ms" in other and ours["median_ms"] > 0:
+        return float(other["median_ms"] / ours["median_ms"])
+    return None
+
+
+def markdown(report: Result) -> str:
+    peers = list(report["peers"])
+    metrics: list[str] = []
+    for results in report["peers"].values():
+        metrics += [m for m in results if m not in metrics and m != "unavailable"]
+    ours = "ours-pg" if "ours-pg" in peers else (peers[0] if peers else "")
+    lines = [
+        "| metric | " + " | ".join(peers) + f" | {ours} vs Orthanc (x, higher is better) |",
+        "| --- " * (len(peers) + 2) + "|",
+    ]
+    for metric in metrics:
+        if metric == "other_objects_refused":
+            continue
+        cells = [_cell(report["peers"][p].get(metric)) for p in peers]
+        ratio = speedup(
+            report["peers"].get(ours, {}).get(metric),
+            report["peers"].get("orthanc", {}).get(metric),
+        )
+        lines.append(
+            f"| {metric} | "
+            + " | ".join(cells)
+            + " | "
+            + ("-" if ratio is None else f"{ratio:.2f}")
+            + " |"
+        )
+    for p in peers:
+        refused = report["peers"][p].get("other_objects_refused", {}).get("objects")
+        if refused:
+            lines.append("")
+            lines.append(f"{p} refused: " + ", ".join(refused))
+    lines.append("")
+    lines.append(
+        "Peak resident memory (MiB, server and its workers): "
+        + ", ".join(f"{k} {v:.0f}" for k, v in report["peak_rss_mb"].items())
+    )
+    ceiling = report.get("ceilings", {})
+    lines.append("")
+    lines.append("| ceiling | figure | ours-pg as a share |")
+    lines.append("| --- | --- | --- |")
+    ngx = ceiling.get("nginx_series_retrieve")
+    ours_retrieve = report["peers"].get(ours, {}).get("wado_series_retrieve", {})
+    if ngx and "mb_per_s" in ngx:
+        share = (
+            f"{ours_retrieve['mb_per_s'] / ngx['mb_per_s']:.0%}"
+            if "mb_per_s" in ours_retrieve
+            else "-"
+        )
+        lines.append(f"| nginx static files, same series | {_cell(ngx)} | {share} |")
+    parse = ceiling.get("pydicom_header_parse")
+    ours_stow = report["peers"].get(ours, {}).get("stow_1_per_request", {})
+    if parse:
+        share = (
+            f"{ours_stow['instances_per_s'] / parse['instances_per_s']:.0%}"
+            if "instances_per_s" in ours_stow
+            else "-"
+        )
+        lines.append(f"| pydicom header parse (ingest reference) | {_cell(parse)} | {share} |")
+    if "scale" in report:
+        lines.append("")
+        lines.append(scale_markdown(report["scale"]))
+    return "\n".join(lines) + "\n"
+
+
+def scale_markdown(scale: Result) -> str:
+    sizes = list(scale["checkpoints"])
+    metrics: list[str] = []
+    for r in scale["checkpoints"].values():
+        metrics += [m for m in r if m not in metrics]
+    lines = [
+        "| QIDO at scale (PostgreSQL) | "
+        + " | ".join(f"{int(s):,} instances" for s in sizes)
+        + " |",
+        "| --- " * (len(sizes) + 1) + "|",
+    ]
+    for metric in metrics:
+        lines.append(
+            f"| {metric} | "
+            + " | ".join(_cell(scale["checkpoints"][s].get(metric)) for s in sizes)
+            + " |"
+        )
+    lines.append("")
+    lines.append(f"Fill time: {scale['fill_seconds']:.0f} s for {int(sizes[-1]):,} rows.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("corpus", type=Path, help="folder made by benchmarks.corpus")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    parser.add_argument(
+        "--peers",
+        default="ours-pg,ours-sqlite,orthanc",
+        help="comma-separated: ours-pg, ours-sqlite, orthanc",
+    )
+    parser.add_argument("--warmups", type=int, default=3)
+    parser.add_argument("--repetitions", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2, help="our server's processes")
+    parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN)
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=0,
+        help="also fill PostgreSQL with this many instance rows and measure "
+        "QIDO as it grows (e.g. 1000000)",
+    )
+    args = parser.parse_args(argv)
+    report = run(
+        args.corpus,
+        args.out,
+        [p.strip() for p in args.peers.split(",") if p.strip()],
+        args.warmups,
+        args.repetitions,
+        args.workers,
+        args.pg_admin_url,
+        args.scale,
+    )
+    print((args.out / "results.md").read_text())
+    failed = [
+        f"{p}.{m}"
+        for p, r in report["peers"].items()
+        for m, v in r.items()
+        if p.startswith("ours") and isinstance(v, dict) and "failed" in v
+    ]
+    if failed:
+        print("FAILED:", ", ".join(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
