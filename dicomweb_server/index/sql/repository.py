@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Row, Select, Table, func, select, text, update
+from sqlalchemy import Engine, Row, Select, Table, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -77,6 +77,23 @@ class SqlIndex:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        # Statements built once: SQLAlchemy then reuses their compiled SQL for every call.
+        insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._insert = {
+            table.name: insert(table)
+            .on_conflict_do_nothing(index_elements=[unique])
+            .returning(table.c.pk)
+            for table, unique in (
+                (studies, "study_instance_uid"),
+                (series, "series_instance_uid"),
+                (instances, "sop_instance_uid"),
+            )
+        }
+        self._count_series_instance = (
+            update(series)
+            .where(series.c.pk == bindparam("series_pk"))
+            .values(number_of_instances=series.c.number_of_instances + 1)
+        )
 
     # -- store ------------------------------------------------------------------------------
 
@@ -90,17 +107,9 @@ class SqlIndex:
             return abort.result
         return AddResult(AddOutcome.STORED)
 
-    def _insert_ignore(
-        self, conn: Connection, table: Table, values: dict[str, Any], unique: str
-    ) -> int | None:
-        insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-        stmt = (
-            insert(table)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=[unique])
-            .returning(table.c.pk)
-        )
-        pk = conn.execute(stmt).scalar_one_or_none()
+    def _insert_ignore(self, conn: Connection, table: Table, values: dict[str, Any]) -> int | None:
+        """Insert a row unless its UID is there already; the new primary key, or None."""
+        pk = conn.execute(self._insert[table.name], values).scalar_one_or_none()
         return None if pk is None else int(pk)
 
     def _add(self, conn: Connection, inst: NewInstance) -> None:
@@ -122,7 +131,6 @@ class SqlIndex:
                 "referring_physician_name": _name(st, a.REFERRING_PHYSICIAN_NAME),
                 "attributes": _dumps(st),
             },
-            "study_instance_uid",
         )
         # The study row lock serialises every store into this study, so the aggregates
         # below are read and written by one transaction at a time (PostgreSQL; SQLite
@@ -145,7 +153,6 @@ class SqlIndex:
                 "performed_procedure_step_start_time": _text(se, a.PPS_START_TIME),
                 "attributes": _dumps(se),
             },
-            "series_instance_uid",
         )
         new_series = series_pk is not None
         if series_pk is None:
@@ -197,15 +204,10 @@ class SqlIndex:
                 "frames_error": inst.pixels.frames_error,
                 "bulk_data": _dumps({k: list(v) for k, v in inst.pixels.bulk_data.items()}),
             },
-            "sop_instance_uid",
         )
         if pk is None:
             raise _Abort(AddResult(AddOutcome.DUPLICATE))
-        conn.execute(
-            update(series)
-            .where(series.c.pk == series_pk)
-            .values(number_of_instances=series.c.number_of_instances + 1)
-        )
+        conn.execute(self._count_series_instance, {"series_pk": series_pk})
         values: dict[str, Any] = {
             "number_of_instances": studies.c.number_of_instances + 1,
         }
