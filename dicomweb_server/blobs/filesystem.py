@@ -14,11 +14,12 @@ class FilesystemBlobStore:
         self._root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str) -> Path:
-        path = (self._root / key).resolve()
-        # Keys come from validated UIDs; this guards the invariant all the same.
-        if not path.is_relative_to(self._root) or path == self._root:
+        # Keys come from validated UIDs; this guards the invariant all the same, lexically
+        # (resolving symlinks on every read would cost a system call per path component).
+        parts = key.split("/")
+        if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise ValueError(f"blob key {key!r} leaves the store")
-        return path
+        return self._root.joinpath(*parts)
 
     def put_file(self, key: str, path: Path) -> None:
         target = self._path(key)
