@@ -204,7 +204,10 @@ def start_nginx(workdir: Path, root: Path) -> Peer | None:
     home = workdir / "nginx"
     home.mkdir(parents=True, exist_ok=True)
     conf = home / "nginx.conf"
+    # Started as root, nginx's workers would run as nobody and miss private folders.
+    user = "user root;" if os.geteuid() == 0 else ""
     conf.write_text(f"""
+{user}
 daemon off;
 worker_processes 2;
 pid {home}/nginx.pid;
