@@ -145,3 +145,21 @@ class MultipartBody:
             yield from part.chunks()
             yield b"\r\n"
         yield self._tail
+
+    def read(self) -> bytes:
+        """The whole body at once (for bodies known to be small)."""
+        return b"".join(self)
+
+    def coalesced(self, size: int) -> Iterator[bytes]:
+        """The body in pieces of at least `size` bytes (but the last): each piece sent costs
+        a thread hop and an ASGI message, so headers and small chunks travel together."""
+        pending: list[bytes] = []
+        buffered = 0
+        for chunk in self:
+            pending.append(chunk)
+            buffered += len(chunk)
+            if buffered >= size:
+                yield b"".join(pending)
+                pending, buffered = [], 0
+        if pending:
+            yield b"".join(pending)

@@ -11,7 +11,6 @@ from dicomweb_server.services.retrieve import ByteParts, RetrieveService, parse_
 from dicomweb_server.web.context import base_url, container, json_bytes_with_base, path_uid
 from dicomweb_server.web.media import (
     DICOM,
-    OCTET_STREAM,
     negotiate_bytes,
     negotiate_dicom,
     negotiate_json,
@@ -26,10 +25,20 @@ def _scope(request: Request) -> tuple[str, str | None, str | None]:
     return study, series, instance
 
 
-def _multipart(body: MultipartBody, related_type: str) -> StreamingResponse:
+# Bodies up to this size are read in one thread hop and sent whole; larger ones stream in
+# pieces of STREAM_PIECE bytes, so memory per response stays bounded either way.
+BUFFER_LIMIT = 16 * 2**20
+STREAM_PIECE = 4 * 2**20
+
+
+async def _multipart(body: MultipartBody, related_type: str) -> Response:
     media_type = f'multipart/related; type="{related_type}"; boundary={body.boundary}'
+    if body.content_length <= BUFFER_LIMIT:
+        return Response(await run_in_threadpool(body.read), media_type=media_type)
     return StreamingResponse(
-        body, media_type=media_type, headers={"Content-Length": str(body.content_length)}
+        body.coalesced(STREAM_PIECE),
+        media_type=media_type,
+        headers={"Content-Length": str(body.content_length)},
     )
 
 
@@ -41,7 +50,7 @@ async def retrieve_instances(request: Request) -> Response:
     negotiate_dicom(request.headers.get("accept"), {i.transfer_syntax_uid for i in found})
     base = base_url(request)
     parts = [_instance_part(retrieve, i, base) for i in found]
-    return _multipart(MultipartBody(parts), DICOM)
+    return await _multipart(MultipartBody(parts), DICOM)
 
 
 def _instance_part(retrieve: RetrieveService, inst: StoredInstance, base: str) -> OutgoingPart:
@@ -68,7 +77,7 @@ async def retrieve_frames(request: Request) -> Response:
     numbers = parse_frame_numbers(request.path_params["frames"])
     retrieve = container(request).retrieve
     found = await run_in_threadpool(retrieve.frames, study, series, instance, numbers)
-    return _byte_parts(request, retrieve, found)
+    return await _byte_parts(request, retrieve, found)
 
 
 async def retrieve_bulk_data(request: Request) -> Response:
@@ -78,10 +87,10 @@ async def retrieve_bulk_data(request: Request) -> Response:
     found = await run_in_threadpool(
         retrieve.bulk_data, study, series, instance, request.path_params["path"]
     )
-    return _byte_parts(request, retrieve, found)
+    return await _byte_parts(request, retrieve, found)
 
 
-def _byte_parts(request: Request, retrieve: RetrieveService, found: ByteParts) -> Response:
+async def _byte_parts(request: Request, retrieve: RetrieveService, found: ByteParts) -> Response:
     media_type = negotiate_bytes(request.headers.get("accept"), found.transfer_syntax_uid)
     part_type = f"{media_type}; transfer-syntax={found.transfer_syntax_uid}"
     key = found.instance.blob_key
@@ -93,6 +102,4 @@ def _byte_parts(request: Request, retrieve: RetrieveService, found: ByteParts) -
         )
         for ranges in found.parts
     ]
-    return _multipart(
-        MultipartBody(parts), media_type if media_type != OCTET_STREAM else OCTET_STREAM
-    )
+    return await _multipart(MultipartBody(parts), media_type)
