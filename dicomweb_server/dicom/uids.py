@@ -44,8 +44,10 @@ def require_uid(value: str, what: str = "UID") -> str:
     return value
 
 
-def blob_key(study_uid: str, series_uid: str, instance_uid: str) -> str:
+def blob_key(study_uid: str, series_uid: str, instance_uid: str, version: str) -> str:
     """The object's key in the blob store; only ever built from validated UIDs."""
     for uid in (study_uid, series_uid, instance_uid):
         require_uid(uid)
-    return f"{study_uid}/{series_uid}/{instance_uid}.dcm"
+    if not version.isalnum():
+        raise ValueError(f"blob version {version!r} is not alphanumeric")
+    return f"{study_uid}/{series_uid}/{instance_uid}.{version}.dcm"

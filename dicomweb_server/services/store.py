@@ -11,7 +11,6 @@ import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -95,11 +94,6 @@ class StoreService:
         fd, name = tempfile.mkstemp(prefix="part-", suffix=".dcm", dir=self._spool_dir)
         return Path(name), os.fdopen(fd, "wb")
 
-    def store_parts(
-        self, parts: Sequence[Path], study_uid: str | None = None
-    ) -> list[InstanceOutcome]:
-        return [self.store(part, study_uid) for part in parts]
-
     def store(self, part: Path, study_uid: str | None = None) -> InstanceOutcome:
         """Store the object in the spooled file `part`; the file is consumed."""
         prepared_path: Path | None = None
@@ -149,8 +143,8 @@ class StoreService:
             extra_bulk=pixel_bulk,
         )
         levels = _split_levels(metadata)
-        key = uids.blob_key(study, series, instance).removesuffix(".dcm")
-        key = f"{key}.{secrets.token_hex(8)}.dcm"
+        # A fresh version per copy: a new copy never overwrites the one the index points to.
+        key = uids.blob_key(study, series, instance, secrets.token_hex(8))
         record = NewInstance(
             study_uid=study,
             series_uid=series,

@@ -9,7 +9,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from dicomweb_server.dicom.errors import InvalidUID
 from dicomweb_server.services.errors import InvalidRequest, UnsupportedMediaType
 from dicomweb_server.services.store import (
     CANNOT_UNDERSTAND,
@@ -77,7 +76,7 @@ def _store_parts(
         if declared is not None:
             try:
                 part_type = parse_media_type(declared).type
-            except (InvalidRequest, InvalidUID):
+            except InvalidRequest:
                 part_type = declared
             if part_type != DICOM:
                 part.path.unlink(missing_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Row, Select, Table, bindparam, func, select, text, update
+from sqlalchemy import Engine, Row, Select, Table, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -413,7 +413,3 @@ class SqlIndex:
     def check(self) -> None:
         with self._engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-
-    def count_instances(self) -> int:
-        with self._engine.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(instances)).scalar_one())
