@@ -143,17 +143,19 @@ def start_ours(name: str, workdir: Path, database_url: str | None, workers: int)
     return Peer(name, f"http://127.0.0.1:{port}/dicomweb", None, process, [log.close])
 
 
+def apt_install(*packages: str) -> None:
+    """Install Debian packages when running as root with apt-get; otherwise do nothing."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], env=env, check=False)
+
+
 def ensure_orthanc() -> str | None:
     """The Orthanc binary, installing Debian's packages when missing; None if impossible."""
-    binary = shutil.which("Orthanc")
-    if binary and Path(ORTHANC_PLUGIN).is_file():
-        return binary
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "orthanc", "orthanc-dicomweb"], env=env, check=False
-        )
+    if not (shutil.which("Orthanc") and Path(ORTHANC_PLUGIN).is_file()):
+        apt_install("orthanc", "orthanc-dicomweb")
     binary = shutil.which("Orthanc")
     return binary if binary and Path(ORTHANC_PLUGIN).is_file() else None
 
@@ -197,6 +199,8 @@ def start_orthanc(workdir: Path, binary: str) -> Peer:
 
 
 def start_nginx(workdir: Path, root: Path) -> Peer | None:
+    if shutil.which("nginx") is None:
+        apt_install("nginx-light")
     binary = shutil.which("nginx")
     if binary is None:
         return None

@@ -3,10 +3,12 @@
     python -m benchmarks.run CORPUS [--out DIR] [--peers ours-pg,ours-sqlite,orthanc]
                              [--repetitions N] [--warmups N] [--workers N] [--scale ROWS]
 
-CORPUS is a folder made by `python -m benchmarks.corpus`. Every server gets the same corpus
-over STOW-RS, then the same requests; every response is verified (status, part count, byte
-count, item count), so a broken endpoint cannot look fast, and an endpoint a server lacks is
-reported as unsupported, never as a number. Writes OUT/results.json and OUT/results.md.
+CORPUS is a folder made by `python -m benchmarks.corpus`; when it holds no corpus yet, the
+default corpus is made there first, so one command runs the whole benchmark. Every server
+gets the same corpus over STOW-RS, then the same requests; every response is verified
+(status, part count, byte count, item count), so a broken endpoint cannot look fast, and an
+endpoint a server lacks is reported as unsupported, never as a number. Writes
+OUT/results.json and OUT/results.md.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import httpx
 from pydicom import dcmread
 
-from benchmarks.corpus import COLUMNS, ROWS, Entry, load_manifest
+from benchmarks.corpus import COLUMNS, ROWS, Entry, load_manifest, make_corpus
 from benchmarks.peers import (
     Peer,
     create_pg_database,
@@ -418,7 +420,12 @@ def run(
     workers: int,
     pg_admin_url: str,
     scale: int,
+    corpus_size: tuple[int, int, int, int] = (10, 3, 20, 500),
 ) -> Result:
+    if not (corpus_dir / "manifest.json").is_file():
+        print(f"-- making the default corpus in {corpus_dir}", flush=True)
+        corpus_dir.mkdir(parents=True, exist_ok=True)
+        make_corpus(corpus_dir, *corpus_size)
     corpus = Corpus(corpus_dir, load_manifest(corpus_dir))
     out.mkdir(parents=True, exist_ok=True)
     work = out / "work"
@@ -596,7 +603,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("corpus", type=Path, help="folder made by benchmarks.corpus")
+    parser.add_argument(
+        "corpus", type=Path, help="folder made by benchmarks.corpus (made with defaults if empty)"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     parser.add_argument(
         "--peers",
@@ -614,6 +623,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also fill PostgreSQL with this many instance rows and measure "
         "QIDO as it grows (e.g. 1000000)",
     )
+    size = parser.add_argument_group("corpus size, when the runner makes the corpus")
+    size.add_argument("--studies", type=int, default=10)
+    size.add_argument("--series", type=int, default=3, help="series per study")
+    size.add_argument("--instances", type=int, default=20, help="instances per series")
+    size.add_argument("--frames", type=int, default=500, help="frames of the multi-frame object")
     args = parser.parse_args(argv)
     report = run(
         args.corpus,
@@ -624,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         args.workers,
         args.pg_admin_url,
         args.scale,
+        (args.studies, args.series, args.instances, args.frames),
     )
     print((args.out / "results.md").read_text())
     failed = [

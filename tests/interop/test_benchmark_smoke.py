@@ -41,9 +41,18 @@ def test_benchmark_runs_on_a_tiny_corpus(tmp_path: Path, pg_url: str) -> None:
     if have_orthanc:
         peers.append("orthanc")
     out = tmp_path / "out"
+    # One command: the runner makes the corpus itself when its folder holds none.
     code = run.main(
         [
-            str(data),
+            str(tmp_path / "made-by-run"),
+            "--studies",
+            "2",
+            "--series",
+            "2",
+            "--instances",
+            "3",
+            "--frames",
+            "8",
             "--out",
             str(out),
             "--peers",
@@ -84,6 +93,8 @@ def test_benchmark_runs_on_a_tiny_corpus(tmp_path: Path, pg_url: str) -> None:
     assert report["ceilings"]["pydicom_header_parse"]["instances_per_s"] > 0
     scale = report["scale"]["checkpoints"]["2000"]
     assert all("failed" not in r for r in scale.values()), scale
+    assert (tmp_path / "made-by-run" / "manifest.json").is_file()
+    assert (tmp_path / "made-by-run" / "manifest.json").is_file()
     table = (out / "results.md").read_text()
     assert "| wado_series_metadata |" in table and "QIDO at scale" in table
 
