@@ -201,3 +201,15 @@ def test_frames_of_a_deflated_object_are_406_with_reason(client: httpx.Client) -
     r = client.get(urls(ds)[2] + "/frames/1")
     assert r.status_code == 406
     assert "deflated" in r.json()["error"]
+
+
+def test_encapsulated_pixel_data_bulk_uri_gives_the_frames(client: httpx.Client) -> None:
+    data = bundled_bytes("SC_rgb_rle_2frame.dcm")
+    ds = parse(data)
+    assert stow(client, [data]).status_code == 200
+    (meta,) = client.get(urls(ds)[2] + "/metadata").json()
+    assert meta["7FE00010"]["vr"] == "OB"
+    r = client.get(meta["7FE00010"]["BulkDataURI"], headers={"Accept": OCTET})
+    assert r.status_code == 200
+    got = [body for _, body in parts(r)]
+    assert got == list(generate_frames(ds.PixelData, number_of_frames=2))
