@@ -17,7 +17,7 @@ from dicomweb_server.index.sql.engine import make_engine
 from dicomweb_server.index.sql.repository import SqlIndex
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
-from dicomweb_server.services.store import StoreService
+from dicomweb_server.services.store import DuplicatePolicy, StoreService
 from dicomweb_server.settings import Settings
 
 
@@ -47,7 +47,13 @@ def build_container(settings: Settings) -> Container:
     blobs = FilesystemBlobStore(settings.resolved_blob_dir)
     return Container(
         settings=settings,
-        store=StoreService(index, blobs, settings.resolved_spool_dir, settings.bulk_data_threshold),
+        store=StoreService(
+            index,
+            blobs,
+            settings.resolved_spool_dir,
+            settings.bulk_data_threshold,
+            DuplicatePolicy(settings.duplicate_policy),
+        ),
         search=SearchService(index, settings.qido_max_limit),
         retrieve=RetrieveService(index, blobs),
         checks={"database": index.check, "blob store": blobs.check},

@@ -7,6 +7,7 @@ three in step. Nothing else in the package reads `os.environ`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,6 +63,11 @@ class Settings(BaseSettings):
         ge=0,
         description="Binary values longer than this many bytes are returned as BulkDataURI "
         "in metadata instead of InlineBinary.",
+    )
+    duplicate_policy: Literal["reject", "ignore", "overwrite"] = Field(
+        default="ignore",
+        description="A SOP Instance stored again: reject (failure), ignore (warning, first "
+        "copy kept) or overwrite (object and metadata replaced).",
     )
     db_pool_size: int = Field(default=10, ge=1, description="Connections kept open per process.")
     log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")

@@ -65,6 +65,7 @@ class NewInstance:
 class AddOutcome(StrEnum):
     STORED = "stored"
     DUPLICATE = "duplicate"  # same SOP Instance UID already stored in the same series
+    REPLACED = "replaced"  # a duplicate whose stored copy was replaced (replace=True)
     CONFLICT = "conflict"  # a UID already belongs elsewhere in the hierarchy
 
 
@@ -72,11 +73,17 @@ class AddOutcome(StrEnum):
 class AddResult:
     outcome: AddOutcome
     message: str = ""
+    # The blob the index no longer points to, after a replacement.
+    replaced_key: str | None = None
 
 
 class StoreIndex(Protocol):
-    def add_instance(self, instance: NewInstance) -> AddResult:
-        """Index one instance and update its study and series aggregates atomically."""
+    def add_instance(self, instance: NewInstance, replace: bool = False) -> AddResult:
+        """Index one instance and update its study and series aggregates atomically.
+
+        A duplicate in the same series is left as it is, or with `replace` has its object
+        and metadata replaced in the same transaction.
+        """
 
 
 @dataclass

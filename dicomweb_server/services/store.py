@@ -12,6 +12,8 @@ import os
 import secrets
 import tempfile
 from dataclasses import dataclass, field
+from dataclasses import replace as replace_fields
+from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
@@ -37,6 +39,19 @@ log = logging.getLogger(__name__)
 PROCESSING_FAILURE = 0x0110
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+# PS3.7 C.4 "Duplicate SOP Instance", for the duplicate policy "reject".
+DUPLICATE_SOP_INSTANCE = 0x0111
+# Implementation-specific warning (PS3.18 I.2.1 allows them): the instance was already
+# stored and the first copy kept; the value is the one the Microsoft DICOM server uses.
+ALREADY_STORED = 0xB00E
+
+
+class DuplicatePolicy(StrEnum):
+    """What storing a SOP Instance UID that is already stored in the same series does."""
+
+    REJECT = "reject"  # failure 0111, nothing changed
+    IGNORE = "ignore"  # warning B00E, the first copy kept
+    OVERWRITE = "overwrite"  # object and metadata replaced in one transaction
 
 
 @dataclass(frozen=True)
@@ -81,8 +96,14 @@ def bulk_data_path(study: str, series: str, instance: str, path: str) -> str:
 
 class StoreService:
     def __init__(
-        self, index: StoreIndex, blobs: BlobStore, spool_dir: Path, bulk_data_threshold: int
+        self,
+        index: StoreIndex,
+        blobs: BlobStore,
+        spool_dir: Path,
+        bulk_data_threshold: int,
+        duplicate_policy: DuplicatePolicy = DuplicatePolicy.IGNORE,
     ) -> None:
+        self.duplicate_policy = duplicate_policy
         self._index = index
         self._blobs = blobs
         self._spool_dir = spool_dir
@@ -165,17 +186,34 @@ class StoreService:
             ),
         )
         self._blobs.put_file(key, prepared.path)
+        replace = self.duplicate_policy is DuplicatePolicy.OVERWRITE
         try:
-            added = self._index.add_instance(record)
+            added = self._index.add_instance(record, replace=replace)
         except BaseException:
             self._blobs.delete(key)
             raise
         if added.outcome is AddOutcome.STORED:
             return outcome
+        if added.outcome is AddOutcome.REPLACED:
+            # The index points at the new copy since its commit; the old one can go.
+            if added.replaced_key is not None:
+                self._blobs.delete(added.replaced_key)
+            return outcome
         self._blobs.delete(key)
         if added.outcome is AddOutcome.DUPLICATE:
-            # The first copy is kept (the conformance notes: duplicate policy "ignore").
-            return outcome
+            if self.duplicate_policy is DuplicatePolicy.REJECT:
+                return _failed(
+                    outcome,
+                    DUPLICATE_SOP_INSTANCE,
+                    f"SOP Instance {prepared.sop_instance_uid} is already stored "
+                    "(duplicate policy: reject)",
+                )
+            return replace_fields(
+                outcome,
+                warning_reason=ALREADY_STORED,
+                message=f"SOP Instance {prepared.sop_instance_uid} was already stored; the "
+                "first copy is kept (duplicate policy: ignore)",
+            )
         return _failed(outcome, DATASET_DOES_NOT_MATCH_SOP_CLASS, added.message)
 
 

@@ -131,6 +131,7 @@ def _stored_item(o: InstanceOutcome, base: str) -> dict[str, Any]:
     }
     if o.warning_reason is not None:
         item["00081196"] = {"vr": "US", "Value": [o.warning_reason]}
+        item["00000902"] = {"vr": "LO", "Value": [o.message[:1024]]}
     return item
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 
 import httpx
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 from pydicom.uid import generate_uid
 
 from dicomweb_server.dicom import uids
+from dicomweb_server.services.store import DuplicatePolicy
+from tests.conftest import RunningServer
 from tests.factories import (
     AS_RECEIVED,
     BUNDLED,
@@ -93,16 +96,86 @@ def test_many_instances_in_one_request_update_aggregates(client: httpx.Client) -
     assert sorted(values(s, "00201209")[0] for s in series) == [2, 3]
 
 
-def test_duplicate_instance_keeps_the_first_copy(client: httpx.Client) -> None:
+@pytest.fixture
+def duplicate_policy(archive: RunningServer) -> Iterator[Callable[[str], None]]:
+    """Switch the running server's duplicate policy (DICOMWEB_DUPLICATE_POLICY) for a test."""
+    store = archive.container.store
+    before = store.duplicate_policy
+    yield lambda policy: setattr(store, "duplicate_policy", DuplicatePolicy(policy))
+    store.duplicate_policy = before
+
+
+def test_duplicate_ignore_keeps_the_first_copy_with_a_warning(client: httpx.Client) -> None:
     ds = make_instance()
-    assert stow(client, [ds]).status_code == 200
+    first = to_bytes(ds)
+    assert stow(client, [first]).status_code == 200
     ds.PatientID = "CHANGED"
     r = stow(client, [ds])
-    assert r.status_code == 200
-    found = client.get("/instances", params={"SOPInstanceUID": ds.SOPInstanceUID}).json()
-    assert len(found) == 1
+    assert r.status_code == 202
+    (item,) = sequence(r, REFERENCED)
+    assert values(item, "00081196") == [0xB00E]
+    assert "first copy is kept" in values(item, ERROR_COMMENT)[0]
+    assert len(client.get("/instances", params={"SOPInstanceUID": ds.SOPInstanceUID}).json()) == 1
     meta = client.get(f"/studies/{ds.StudyInstanceUID}/metadata").json()
     assert values(meta[0], "00100020") == ["PID-1"]
+    assert (
+        retrieve_one(client, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID) == first
+    )
+
+
+def test_duplicate_reject_fails_and_changes_nothing(
+    client: httpx.Client, duplicate_policy: Callable[[str], None]
+) -> None:
+    duplicate_policy("reject")
+    ds = make_instance()
+    first = to_bytes(ds)
+    assert stow(client, [first]).status_code == 200
+    ds.PatientID = "CHANGED"
+    r = stow(client, [ds])
+    assert r.status_code == 409
+    (item,) = failed_items(r)
+    assert values(item, FAILURE_REASON) == [0x0111]
+    assert (
+        retrieve_one(client, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID) == first
+    )
+
+
+def test_duplicate_overwrite_replaces_object_and_metadata(
+    client: httpx.Client, archive: RunningServer, duplicate_policy: Callable[[str], None]
+) -> None:
+    duplicate_policy("overwrite")
+    ds = make_instance(frames=2)
+    assert stow(client, [ds]).status_code == 200
+    ds.PatientID = "CHANGED"
+    ds.InstanceNumber = 99
+    second = to_bytes(ds)
+    r = stow(client, [second])
+    assert r.status_code == 200, r.text
+    assert (
+        retrieve_one(client, ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID) == second
+    )
+    (meta,) = client.get(f"/studies/{ds.StudyInstanceUID}/metadata").json()
+    assert values(meta, "00200013") == [99]
+    (found,) = client.get(f"/studies/{ds.StudyInstanceUID}/instances").json()
+    assert values(found, "00200013") == [99]
+    (study,) = client.get("/studies", params={"StudyInstanceUID": ds.StudyInstanceUID}).json()
+    assert values(study, "00201208") == [1]
+    # Exactly one object remains in storage: the old copy was removed after the switch.
+    stored = list(archive.settings.resolved_blob_dir.rglob("*.dcm"))
+    assert len(stored) == 1
+
+
+def test_same_instance_uid_under_another_series_is_always_a_failure(
+    client: httpx.Client, duplicate_policy: Callable[[str], None]
+) -> None:
+    for policy in ("ignore", "overwrite"):
+        duplicate_policy(policy)
+        ds = make_instance()
+        assert stow(client, [ds]).status_code == 200
+        moved = make_instance(ds.StudyInstanceUID, sop_instance_uid=ds.SOPInstanceUID)
+        r = stow(client, [moved])
+        assert r.status_code == 409
+        assert "another series" in values(failed_items(r)[0], ERROR_COMMENT)[0]
 
 
 def test_concurrent_stores_into_one_study_keep_aggregates_right(client: httpx.Client) -> None:

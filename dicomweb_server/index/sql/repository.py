@@ -97,23 +97,43 @@ class SqlIndex:
 
     # -- store ------------------------------------------------------------------------------
 
-    def add_instance(self, instance: NewInstance) -> AddResult:
+    def add_instance(self, instance: NewInstance, replace: bool = False) -> AddResult:
         try:
             with self._engine.connect() as conn:
                 conn.execution_options(**{WRITE: True})
                 with conn.begin():
-                    self._add(conn, instance)
+                    return self._add(conn, instance, replace)
         except _Abort as abort:
             return abort.result
-        return AddResult(AddOutcome.STORED)
 
     def _insert_ignore(self, conn: Connection, table: Table, values: dict[str, Any]) -> int | None:
         """Insert a row unless its UID is there already; the new primary key, or None."""
         pk = conn.execute(self._insert[table.name], values).scalar_one_or_none()
         return None if pk is None else int(pk)
 
-    def _add(self, conn: Connection, inst: NewInstance) -> None:
-        st, se, it = inst.study_attributes, inst.series_attributes, inst.instance_attributes
+    @staticmethod
+    def _instance_row(inst: NewInstance) -> dict[str, Any]:
+        """The columns an instance's object determines (all but its place in the hierarchy)."""
+        pixels = inst.pixels
+        frames = None
+        if pixels.frames is not None:
+            frames = _dumps([[n for r in frame for n in r] for frame in pixels.frames])
+        return {
+            "sop_class_uid": inst.sop_class_uid,
+            "instance_number": _int(inst.instance_attributes, a.INSTANCE_NUMBER),
+            "transfer_syntax_uid": inst.transfer_syntax_uid,
+            "blob_key": inst.blob_key,
+            "size": inst.size,
+            "number_of_frames": pixels.number_of_frames,
+            "attributes": _dumps(inst.instance_attributes),
+            "metadata": inst.metadata,
+            "frames": frames,
+            "frames_error": pixels.frames_error,
+            "bulk_data": _dumps({k: list(v) for k, v in pixels.bulk_data.items()}),
+        }
+
+    def _add(self, conn: Connection, inst: NewInstance, replace: bool) -> AddResult:
+        st, se = inst.study_attributes, inst.series_attributes
         self._insert_ignore(
             conn,
             studies,
@@ -170,41 +190,35 @@ class SqlIndex:
                 )
             series_pk = int(row.pk)
         existing = conn.execute(
-            select(instances.c.series_pk).where(
+            select(instances.c.pk, instances.c.series_pk, instances.c.blob_key).where(
                 instances.c.sop_instance_uid == inst.sop_instance_uid
             )
         ).first()
         if existing is not None:
-            if existing.series_pk == series_pk:
-                raise _Abort(AddResult(AddOutcome.DUPLICATE))
-            raise _Abort(
-                AddResult(
-                    AddOutcome.CONFLICT,
-                    f"SOP Instance UID {inst.sop_instance_uid} is already stored in another series",
+            if existing.series_pk != series_pk:
+                raise _Abort(
+                    AddResult(
+                        AddOutcome.CONFLICT,
+                        f"SOP Instance UID {inst.sop_instance_uid} is already stored in another "
+                        "series",
+                    )
                 )
+            if not replace:
+                raise _Abort(AddResult(AddOutcome.DUPLICATE))
+            conn.execute(
+                update(instances)
+                .where(instances.c.pk == existing.pk)
+                .values(**self._instance_row(inst))
             )
-        pk = self._insert_ignore(
-            conn,
-            instances,
-            {
-                "series_pk": series_pk,
-                "study_pk": study.pk,
-                "sop_instance_uid": inst.sop_instance_uid,
-                "sop_class_uid": inst.sop_class_uid,
-                "instance_number": _int(it, a.INSTANCE_NUMBER),
-                "transfer_syntax_uid": inst.transfer_syntax_uid,
-                "blob_key": inst.blob_key,
-                "size": inst.size,
-                "number_of_frames": inst.pixels.number_of_frames,
-                "attributes": _dumps(it),
-                "metadata": inst.metadata,
-                "frames": None
-                if inst.pixels.frames is None
-                else _dumps([[n for r in frame for n in r] for frame in inst.pixels.frames]),
-                "frames_error": inst.pixels.frames_error,
-                "bulk_data": _dumps({k: list(v) for k, v in inst.pixels.bulk_data.items()}),
-            },
-        )
+            self._add_sop_class(conn, study.pk, study.sop_classes_in_study, inst.sop_class_uid)
+            return AddResult(AddOutcome.REPLACED, replaced_key=existing.blob_key)
+        new_row = {
+            "series_pk": series_pk,
+            "study_pk": study.pk,
+            "sop_instance_uid": inst.sop_instance_uid,
+            **self._instance_row(inst),
+        }
+        pk = self._insert_ignore(conn, instances, new_row)
         if pk is None:
             raise _Abort(AddResult(AddOutcome.DUPLICATE))
         conn.execute(self._count_series_instance, {"series_pk": series_pk})
@@ -223,10 +237,20 @@ class SqlIndex:
                 .all()
             )
             values["modalities_in_study"] = "\\".join(sorted(str(m) for m in modalities))
-        classes = _split(study.sop_classes_in_study)
-        if inst.sop_class_uid not in classes:
-            values["sop_classes_in_study"] = "\\".join(sorted([*classes, inst.sop_class_uid]))
         conn.execute(update(studies).where(studies.c.pk == study.pk).values(**values))
+        self._add_sop_class(conn, study.pk, study.sop_classes_in_study, inst.sop_class_uid)
+        return AddResult(AddOutcome.STORED)
+
+    @staticmethod
+    def _add_sop_class(conn: Connection, study_pk: int, listed: str, sop_class: str) -> None:
+        """Keep SOPClassesInStudy (0008,0062) complete; called under the study's row lock."""
+        classes = _split(listed)
+        if sop_class not in classes:
+            conn.execute(
+                update(studies)
+                .where(studies.c.pk == study_pk)
+                .values(sop_classes_in_study="\\".join(sorted([*classes, sop_class])))
+            )
 
     # -- search -----------------------------------------------------------------------------
 
