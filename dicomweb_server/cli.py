@@ -7,6 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from dicomweb_server.settings import Settings
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dicomweb-server", description=__doc__)
@@ -18,11 +20,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     db = commands.add_parser("db", help="index database commands")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="create or upgrade the index schema")
+    check = commands.add_parser(
+        "check",
+        help="compare the index with the stored objects; exit 1 if anything is inconsistent",
+    )
+    check.add_argument(
+        "--repair",
+        action="store_true",
+        help="delete objects no index row points at, and parts left by interrupted requests",
+    )
+    check.add_argument(
+        "--grace-minutes",
+        type=float,
+        default=60,
+        help="leave alone what is younger than this: it may belong to a store in progress",
+    )
     args = parser.parse_args(argv)
 
     from pydantic import ValidationError
-
-    from dicomweb_server.settings import Settings
 
     try:
         settings = Settings()
@@ -38,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         upgrade_database(settings)
         print("index schema is up to date")
         return 0
+    if args.command == "check":
+        return _check(settings, args.repair, args.grace_minutes * 60)
     upgrade_database(settings)
     import uvicorn
 
@@ -54,3 +71,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         http=NoDelayH11Protocol,
     )
     return 0
+
+
+def _check(settings: Settings, repair: bool, grace_seconds: float) -> int:
+    from dicomweb_server.container import build_container, upgrade_database
+
+    upgrade_database(settings)
+    container = build_container(settings)
+    try:
+        report = container.consistency.check(repair=repair, grace_seconds=grace_seconds)
+    finally:
+        container.close()
+    action = "removed" if report.repaired else "found"
+    for key in report.orphans:
+        print(f"orphan object ({action}): {key}")
+    for name in report.spool_leftovers:
+        print(f"spool leftover ({action}): {name}")
+    for key in report.missing:
+        print(f"MISSING object of an indexed instance: {key}")
+    print(
+        f"{len(report.orphans)} orphan object(s), {len(report.spool_leftovers)} spool "
+        f"leftover(s), {len(report.missing)} missing object(s)"
+        + (" - repaired" if report.repaired and not report.missing else "")
+    )
+    if report.missing:
+        return 1
+    return 0 if report.clean or report.repaired else 1

@@ -15,6 +15,7 @@ from dicomweb_server.blobs.filesystem import FilesystemBlobStore
 from dicomweb_server.index.sql import migrate
 from dicomweb_server.index.sql.engine import make_engine
 from dicomweb_server.index.sql.repository import SqlIndex
+from dicomweb_server.services.check import CheckService
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.store import DuplicatePolicy, StoreService
@@ -27,6 +28,7 @@ class Container:
     store: StoreService
     search: SearchService
     retrieve: RetrieveService
+    consistency: CheckService
     checks: dict[str, Callable[[], None]]
     engine: Engine
     _closers: list[Callable[[], None]] = field(default_factory=list)
@@ -56,6 +58,7 @@ def build_container(settings: Settings) -> Container:
         ),
         search=SearchService(index, settings.qido_max_limit),
         retrieve=RetrieveService(index, blobs),
+        consistency=CheckService(index, blobs, settings.resolved_spool_dir),
         checks={"database": index.check, "blob store": blobs.check},
         engine=engine,
         _closers=[engine.dispose],

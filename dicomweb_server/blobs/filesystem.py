@@ -60,6 +60,11 @@ class FilesystemBlobStore:
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def iter_keys(self) -> Iterator[tuple[str, float]]:
+        for path in self._root.rglob("*"):
+            if path.is_file() and not path.name.endswith(".partial"):
+                yield path.relative_to(self._root).as_posix(), path.stat().st_mtime
+
     def check(self) -> None:
         if not os.access(self._root, os.W_OK):
             raise OSError(f"the object folder {self._root} is not writable")

@@ -30,6 +30,9 @@ class BlobStore(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def iter_keys(self) -> Iterator[tuple[str, float]]:
+        """Every stored key with its last-modified time (seconds since the epoch)."""
+
     def check(self) -> None:
         """Raise if the store cannot be used."""
 
@@ -149,3 +152,8 @@ class RetrieveIndex(Protocol):
     def pixels(
         self, study_uid: str, series_uid: str, sop_instance_uid: str
     ) -> StoredPixels | None: ...
+
+
+class CheckIndex(Protocol):
+    def blob_keys(self) -> set[str]:
+        """The blob key of every indexed instance."""

@@ -434,6 +434,10 @@ class SqlIndex:
 
     # -- operations -------------------------------------------------------------------------
 
+    def blob_keys(self) -> set[str]:
+        with self._engine.connect() as conn:
+            return {str(k) for k in conn.execute(select(instances.c.blob_key)).scalars()}
+
     def check(self) -> None:
         with self._engine.connect() as conn:
             conn.execute(text("SELECT 1"))
