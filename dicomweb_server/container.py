@@ -18,7 +18,7 @@ from dicomweb_server.index.sql.repository import SqlIndex
 from dicomweb_server.services.check import CheckService
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
-from dicomweb_server.services.store import DuplicatePolicy, StoreService
+from dicomweb_server.services.store import DuplicatePolicy, StoreLimits, StoreService
 from dicomweb_server.settings import Settings
 
 
@@ -55,6 +55,9 @@ def build_container(settings: Settings) -> Container:
             settings.resolved_spool_dir,
             settings.bulk_data_threshold,
             DuplicatePolicy(settings.duplicate_policy),
+            StoreLimits(
+                settings.max_request_bytes, settings.max_instance_bytes, settings.max_parts
+            ),
         ),
         search=SearchService(index, settings.qido_max_limit),
         retrieve=RetrieveService(index, blobs),

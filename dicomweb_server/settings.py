@@ -69,6 +69,17 @@ class Settings(BaseSettings):
         description="A SOP Instance stored again: reject (failure), ignore (warning, first "
         "copy kept) or overwrite (object and metadata replaced).",
     )
+    max_request_bytes: int = Field(
+        default=64 * 2**30, ge=1, description="Largest STOW-RS request body, in bytes (413 above)."
+    )
+    max_instance_bytes: int = Field(
+        default=8 * 2**30,
+        ge=1,
+        description="Largest single instance in a STOW-RS request, in bytes.",
+    )
+    max_parts: int = Field(
+        default=10_000, ge=1, description="Most parts (instances) in one STOW-RS request."
+    )
     db_pool_size: int = Field(default=10, ge=1, description="Connections kept open per process.")
     log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
 

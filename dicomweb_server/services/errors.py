@@ -23,5 +23,9 @@ class UnsupportedMediaType(ServiceError):
     """The request body's media type is not one this transaction takes."""
 
 
+class PayloadTooLarge(ServiceError):
+    """A request, an instance in it, or its number of parts exceeds a configured limit."""
+
+
 class Unavailable(ServiceError):
     """A backend is unreachable; the client may try again later."""

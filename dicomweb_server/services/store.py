@@ -54,6 +54,15 @@ class DuplicatePolicy(StrEnum):
     OVERWRITE = "overwrite"  # object and metadata replaced in one transaction
 
 
+@dataclass
+class StoreLimits:
+    """Per-request limits; exceeding one answers 413 (settings DICOMWEB_MAX_*)."""
+
+    request_bytes: int = 64 * 2**30
+    instance_bytes: int = 8 * 2**30
+    parts: int = 10_000
+
+
 @dataclass(frozen=True)
 class InstanceOutcome:
     sop_class_uid: str | None
@@ -102,8 +111,10 @@ class StoreService:
         spool_dir: Path,
         bulk_data_threshold: int,
         duplicate_policy: DuplicatePolicy = DuplicatePolicy.IGNORE,
+        limits: StoreLimits | None = None,
     ) -> None:
         self.duplicate_policy = duplicate_policy
+        self.limits = limits or StoreLimits()
         self._index = index
         self._blobs = blobs
         self._spool_dir = spool_dir

@@ -15,7 +15,6 @@ from starlette.responses import JSONResponse, Response
 
 from dicomweb_server.dicom.errors import InvalidQuery, InvalidUID
 from dicomweb_server.services import errors as e
-from dicomweb_server.web.multipart import MultipartError
 
 log = logging.getLogger("dicomweb_server.web")
 
@@ -23,9 +22,9 @@ STATUS: dict[type[Exception], int] = {
     e.InvalidRequest: 400,
     InvalidQuery: 400,
     InvalidUID: 400,
-    MultipartError: 400,
     e.NotFound: 404,
     e.NotAcceptable: 406,
+    e.PayloadTooLarge: 413,
     e.UnsupportedMediaType: 415,
     e.Unavailable: 503,
 }

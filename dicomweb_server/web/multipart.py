@@ -19,8 +19,8 @@ from python_multipart.multipart import MultipartParser
 SpoolFactory = Callable[[], tuple[Path, IO[bytes]]]
 
 
-class MultipartError(ValueError):
-    """The body is not a well-formed multipart/related body."""
+class PartLimitExceeded(Exception):
+    """A part is larger than allowed, or there are more parts than allowed."""
 
 
 @dataclass
@@ -34,8 +34,20 @@ class ReceivedPart:
 
 
 class MultipartReader:
-    def __init__(self, boundary: str, open_spool: SpoolFactory) -> None:
+    def __init__(
+        self,
+        boundary: str,
+        open_spool: SpoolFactory,
+        max_part_bytes: int | None = None,
+        max_parts: int | None = None,
+    ) -> None:
         self._open_spool = open_spool
+        self._max_part_bytes = max_part_bytes
+        self._max_parts = max_parts
+        self._part_bytes = 0
+        self._part_count = 0
+        self.error: str | None = None
+        self.limit_exceeded: str | None = None
         self._done: list[ReceivedPart] = []
         self._current: ReceivedPart | None = None
         self._file: IO[bytes] | None = None
@@ -57,11 +69,20 @@ class MultipartReader:
         )
 
     def _part_begin(self) -> None:
+        self._part_count += 1
+        if self._max_parts is not None and self._part_count > self._max_parts:
+            raise PartLimitExceeded(f"the request has more than {self._max_parts} parts")
         path, self._file = self._open_spool()
         self._current = ReceivedPart(path)
+        self._part_bytes = 0
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         assert self._file is not None
+        self._part_bytes += end - start
+        if self._max_part_bytes is not None and self._part_bytes > self._max_part_bytes:
+            raise PartLimitExceeded(
+                f"part {self._part_count} is larger than {self._max_part_bytes} bytes"
+            )
         self._file.write(data[start:end])
 
     def _part_end(self) -> None:
@@ -87,12 +108,18 @@ class MultipartReader:
         self.finished = True
 
     def feed(self, chunk: bytes) -> list[ReceivedPart]:
-        """Parse a chunk of the body; return the parts it completed."""
-        if chunk:
+        """Parse a chunk of the body; return the parts it completed.
+
+        A malformed body or an exceeded limit stops the parsing: the parts completed before
+        it are still returned, and the reason is kept in `error` or `limit_exceeded`.
+        """
+        if chunk and self.error is None and self.limit_exceeded is None:
             try:
                 self._parser.write(chunk)
             except MultipartParseError as exc:
-                raise MultipartError(f"the multipart body is malformed: {exc}") from exc
+                self.error = f"the multipart body is malformed: {exc}"
+            except PartLimitExceeded as exc:
+                self.limit_exceeded = str(exc)
         done, self._done = self._done, []
         return done
 

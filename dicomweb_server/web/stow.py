@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from dicomweb_server.services.errors import InvalidRequest, UnsupportedMediaType
+from dicomweb_server.services.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from dicomweb_server.services.store import (
     CANNOT_UNDERSTAND,
     InstanceOutcome,
@@ -19,28 +19,51 @@ from dicomweb_server.services.store import (
 )
 from dicomweb_server.web.context import base_url, container, path_uid
 from dicomweb_server.web.media import DICOM, DICOM_JSON, MULTIPART_RELATED, parse_media_type
-from dicomweb_server.web.multipart import MultipartError, MultipartReader, ReceivedPart
+from dicomweb_server.web.multipart import MultipartReader, ReceivedPart
 
 
 async def store_instances(request: Request) -> Response:
     study_uid = path_uid(request, "study") if "study" in request.path_params else None
     boundary = _boundary(request.headers.get("content-type"))
     store = container(request).store
+    limits = store.limits
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limits.request_bytes:
+        # Refused before a byte of the body is read.
+        raise PayloadTooLarge(
+            f"the request body of {declared} bytes exceeds the limit of "
+            f"{limits.request_bytes} bytes"
+        )
     result = StoreResult()
-    reader = MultipartReader(boundary, store.open_spool)
+    reader = MultipartReader(boundary, store.open_spool, limits.instance_bytes, limits.parts)
+    received = 0
+    too_large: str | None = None
     try:
         async for chunk in request.stream():
+            allowed = limits.request_bytes - received
+            received += len(chunk)
+            if received > limits.request_bytes:
+                # Parts that end within the limit are still stored; the one it cuts is not.
+                chunk = chunk[: max(allowed, 0)]
+                too_large = f"the request body exceeds the limit of {limits.request_bytes} bytes"
             done = await run_in_threadpool(reader.feed, chunk)
             if done:
                 result.outcomes += await run_in_threadpool(_store_parts, store, done, study_uid)
-        if not reader.finished:
-            result.request_error = "the multipart body ended before its closing boundary"
-    except MultipartError as exc:
-        result.request_error = str(exc)
+            if too_large or reader.error is not None or reader.limit_exceeded is not None:
+                break
+        else:
+            if not reader.finished:
+                result.request_error = "the multipart body ended before its closing boundary"
     except ClientDisconnect:
         result.request_error = "the client disconnected before the body was complete"
     finally:
+        # Nothing of a part cut short is kept; parts completed before it stay stored.
         reader.discard()
+    too_large = too_large or reader.limit_exceeded
+    if too_large is not None:
+        raise PayloadTooLarge(too_large)
+    if reader.error is not None:
+        result.request_error = reader.error
     if not result.outcomes and result.request_error is None:
         result.request_error = "the multipart body holds no parts"
     return _response(result, base_url(request), study_uid)
