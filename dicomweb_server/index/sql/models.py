@@ -32,7 +32,11 @@ studies = Table(
     Column("pk", Key, primary_key=True, autoincrement=True),
     Column("study_instance_uid", String(64), nullable=False, unique=True),
     Column("patient_id", Text),
-    Column("patient_name", Text),  # Alphabetic group, upper-cased for case-insensitive matching
+    # Person names: each component group (PS3.5 6.2.1) upper-cased, for case-insensitive
+    # matching on any of them.
+    Column("patient_name", Text),  # Alphabetic
+    Column("patient_name_ideographic", Text),
+    Column("patient_name_phonetic", Text),
     Column("patient_birth_date", String(8)),
     Column("patient_sex", Text),
     Column("study_date", String(8)),
@@ -41,6 +45,8 @@ studies = Table(
     Column("study_id", Text),
     Column("study_description", Text),
     Column("referring_physician_name", Text),
+    Column("referring_physician_name_ideographic", Text),
+    Column("referring_physician_name_phonetic", Text),
     Column("modalities_in_study", Text, nullable=False, server_default=""),
     Column("sop_classes_in_study", Text, nullable=False, server_default=""),
     Column("number_of_series", Integer, nullable=False, server_default="0"),
@@ -48,6 +54,7 @@ studies = Table(
     Column("attributes", Text, nullable=False),  # DICOM JSON of the study-level attributes
     Index(None, "patient_id"),
     Index(None, "patient_name"),
+    Index(None, "patient_name_ideographic"),
     Index(None, "study_date"),
     Index(None, "accession_number"),
 )

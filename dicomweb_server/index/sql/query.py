@@ -5,10 +5,10 @@ Every value reaches the database as a bound parameter; only column choices come 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, and_, exists, select, true
+from sqlalchemy import ColumnElement, and_, exists, or_, select, true
 from sqlalchemy.sql.elements import ColumnElement as _Col
 
 from dicomweb_server.dicom import attributes as a
@@ -19,7 +19,7 @@ from dicomweb_server.index.sql.models import instances, series, studies
 
 class Kind(StrEnum):
     TEXT = "text"
-    NAME = "name"  # PN: matched case-insensitively on the upper-cased Alphabetic group
+    NAME = "name"  # PN: case-insensitive, on each upper-cased component group
     INT = "int"
 
 
@@ -27,13 +27,19 @@ class Kind(StrEnum):
 class IndexedColumn:
     column: _Col[object]
     kind: Kind = Kind.TEXT
+    # For names: the Ideographic and Phonetic group columns beside the Alphabetic one.
+    groups: tuple[_Col[object], ...] = ()
 
 
 COLUMNS: dict[Level, dict[int, IndexedColumn]] = {
     Level.STUDY: {
         a.STUDY_INSTANCE_UID: IndexedColumn(studies.c.study_instance_uid),
         a.PATIENT_ID: IndexedColumn(studies.c.patient_id),
-        a.PATIENT_NAME: IndexedColumn(studies.c.patient_name, Kind.NAME),
+        a.PATIENT_NAME: IndexedColumn(
+            studies.c.patient_name,
+            Kind.NAME,
+            (studies.c.patient_name_ideographic, studies.c.patient_name_phonetic),
+        ),
         a.PATIENT_BIRTH_DATE: IndexedColumn(studies.c.patient_birth_date),
         a.PATIENT_SEX: IndexedColumn(studies.c.patient_sex),
         a.STUDY_DATE: IndexedColumn(studies.c.study_date),
@@ -41,7 +47,14 @@ COLUMNS: dict[Level, dict[int, IndexedColumn]] = {
         a.ACCESSION_NUMBER: IndexedColumn(studies.c.accession_number),
         a.STUDY_ID: IndexedColumn(studies.c.study_id),
         a.STUDY_DESCRIPTION: IndexedColumn(studies.c.study_description),
-        a.REFERRING_PHYSICIAN_NAME: IndexedColumn(studies.c.referring_physician_name, Kind.NAME),
+        a.REFERRING_PHYSICIAN_NAME: IndexedColumn(
+            studies.c.referring_physician_name,
+            Kind.NAME,
+            (
+                studies.c.referring_physician_name_ideographic,
+                studies.c.referring_physician_name_phonetic,
+            ),
+        ),
     },
     Level.SERIES: {
         a.SERIES_INSTANCE_UID: IndexedColumn(series.c.series_instance_uid),
@@ -96,6 +109,29 @@ def _value(indexed: IndexedColumn, value: str) -> object:
 
 
 def _condition(indexed: IndexedColumn, match: Match) -> ColumnElement[bool]:
+    if indexed.kind is Kind.NAME and match.kind in (MatchKind.SINGLE, MatchKind.WILDCARD):
+        return _name_condition(indexed, match)
+    return _column_condition(indexed, match)
+
+
+def _name_condition(indexed: IndexedColumn, match: Match) -> ColumnElement[bool]:
+    """PS3.4 C.2.2.2.1: a name given with `=` separators matches group by group; a plain
+    name matches any of the Alphabetic, Ideographic and Phonetic groups."""
+    columns = (indexed.column, *indexed.groups)
+    value = match.values[0]
+    if "=" in value:
+        parts = value.split("=")
+        return and_(
+            *(
+                _column_condition(IndexedColumn(column, Kind.NAME), replace(match, values=(p,)))
+                for column, p in zip(columns, parts, strict=False)
+                if p
+            )
+        )
+    return or_(*(_column_condition(IndexedColumn(c, Kind.NAME), match) for c in columns))
+
+
+def _column_condition(indexed: IndexedColumn, match: Match) -> ColumnElement[bool]:
     column = indexed.column
     if match.kind is MatchKind.SINGLE:
         return column == _value(indexed, match.values[0])

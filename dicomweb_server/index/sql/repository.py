@@ -44,12 +44,18 @@ def _text(attrs: JsonDict, tag: int) -> str | None:
     return None if value is None else str(value)
 
 
-def _name(attrs: JsonDict, tag: int) -> str | None:
+_NAME_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+
+
+def _name_groups(attrs: JsonDict, tag: int, column: str) -> dict[str, str | None]:
+    """The index columns of a person name: each component group, upper-cased."""
     value = _first(attrs, tag)
-    if isinstance(value, dict):
-        alphabetic = value.get("Alphabetic")
-        return str(alphabetic).upper() if alphabetic else None
-    return None
+    groups = value if isinstance(value, dict) else {}
+    out: dict[str, str | None] = {}
+    for group, suffix in zip(_NAME_GROUPS, ("", "_ideographic", "_phonetic"), strict=True):
+        text = groups.get(group)
+        out[column + suffix] = str(text).upper() if text else None
+    return out
 
 
 def _int(attrs: JsonDict, tag: int) -> int | None:
@@ -140,7 +146,7 @@ class SqlIndex:
             {
                 "study_instance_uid": inst.study_uid,
                 "patient_id": _text(st, a.PATIENT_ID),
-                "patient_name": _name(st, a.PATIENT_NAME),
+                **_name_groups(st, a.PATIENT_NAME, "patient_name"),
                 "patient_birth_date": _text(st, a.PATIENT_BIRTH_DATE),
                 "patient_sex": _text(st, a.PATIENT_SEX),
                 "study_date": _text(st, a.STUDY_DATE),
@@ -148,7 +154,7 @@ class SqlIndex:
                 "accession_number": _text(st, a.ACCESSION_NUMBER),
                 "study_id": _text(st, a.STUDY_ID),
                 "study_description": _text(st, a.STUDY_DESCRIPTION),
-                "referring_physician_name": _name(st, a.REFERRING_PHYSICIAN_NAME),
+                **_name_groups(st, a.REFERRING_PHYSICIAN_NAME, "referring_physician_name"),
                 "attributes": _dumps(st),
             },
         )
