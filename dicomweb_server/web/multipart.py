@@ -17,6 +17,7 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser
 
 SpoolFactory = Callable[[], tuple[Path, IO[bytes]]]
+_MAX_PREAMBLE = 64 * 1024
 
 
 class PartLimitExceeded(Exception):
@@ -48,6 +49,9 @@ class MultipartReader:
         self._part_count = 0
         self.error: str | None = None
         self.limit_exceeded: str | None = None
+        self._delimiter = b"--" + boundary.encode("latin-1")
+        self._preamble = bytearray()
+        self._in_body = False
         self._done: list[ReceivedPart] = []
         self._current: ReceivedPart | None = None
         self._file: IO[bytes] | None = None
@@ -113,6 +117,8 @@ class MultipartReader:
         A malformed body or an exceeded limit stops the parsing: the parts completed before
         it are still returned, and the reason is kept in `error` or `limit_exceeded`.
         """
+        if not self._in_body:
+            chunk = self._skip_preamble(chunk)
         if chunk and self.error is None and self.limit_exceeded is None:
             try:
                 self._parser.write(chunk)
@@ -122,6 +128,25 @@ class MultipartReader:
                 self.limit_exceeded = str(exc)
         done, self._done = self._done, []
         return done
+
+    def _skip_preamble(self, chunk: bytes) -> bytes:
+        """RFC 2046 5.1.1: text before the first delimiter is a preamble, to be ignored."""
+        self._preamble += chunk
+        start = 0
+        while True:
+            found = self._preamble.find(self._delimiter, start)
+            if found < 0:
+                break
+            if found == 0 or self._preamble[found - 1 : found] == b"\n":
+                self._in_body = True
+                rest = bytes(self._preamble[found:])
+                self._preamble.clear()
+                return rest
+            start = found + 1
+        if len(self._preamble) > _MAX_PREAMBLE:
+            self.error = "no multipart boundary in the first 64 KiB of the body"
+            self._preamble.clear()
+        return b""
 
     def discard(self) -> None:
         """Drop a part left incomplete when the body ended or broke off."""

@@ -315,3 +315,48 @@ def test_bad_study_uid_in_url_is_400(client: httpx.Client, bad: str) -> None:
     r = client.post(f"/studies/{bad}", content=body, headers={"Content-Type": content_type})
     assert r.status_code in (400, 404)
     assert r.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "preamble", "epilogue"),
+    [
+        ('multipart/related; type="application/dicom"; boundary=XyZ', b"", b""),
+        ('multipart/related; type=application/dicom; boundary="XyZ"', b"", b""),
+        ("multipart/related; boundary=XyZ", b"", b""),  # no type: the parts are typed
+        (
+            'multipart/related; type="application/dicom"; boundary=XyZ',
+            b"This preamble is to be ignored (RFC 2046 5.1.1).\r\n",
+            b"and an epilogue\r\n",
+        ),
+    ],
+)
+def test_request_forms(
+    client: httpx.Client, content_type: str, preamble: bytes, epilogue: bytes
+) -> None:
+    items = [make_instance(), make_instance()]
+    body = preamble
+    for ds in items:
+        body += b"--XyZ\r\nContent-Type: application/dicom\r\n\r\n" + to_bytes(ds) + b"\r\n"
+    body += b"--XyZ--\r\n" + epilogue
+
+    def chunks() -> Iterator[bytes]:  # chunked, no Content-Length
+        for i in range(0, len(body), 1000):
+            yield body[i : i + 1000]
+
+    r = client.post("/studies", content=chunks(), headers={"Content-Type": content_type})
+    assert r.status_code == 200, r.text
+    assert len(sequence(r, REFERENCED)) == 2
+
+
+def test_part_of_another_type_fails_alone(client: httpx.Client) -> None:
+    good = to_bytes(make_instance())
+    body = (
+        b"--b\r\nContent-Type: application/dicom\r\n\r\n" + good + b"\r\n"
+        b"--b\r\nContent-Type: text/plain\r\n\r\nhello\r\n--b--\r\n"
+    )
+    r = client.post(
+        "/studies", content=body, headers={"Content-Type": "multipart/related; boundary=b"}
+    )
+    assert r.status_code == 202
+    (item,) = failed_items(r)
+    assert "text/plain" in values(item, ERROR_COMMENT)[0]
