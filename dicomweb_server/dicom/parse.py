@@ -108,7 +108,7 @@ def prepare_instance(src: Path, workdir: Path, bulk_data_threshold: int) -> Prep
             "DICOM data element",
         )
     header = _read_header(src, force=not has_preamble)
-    study, series, sop_instance, sop_class = _required_uids(header)
+    study, series, sop_instance, sop_class = required_uids(header)
     meta = getattr(header, "file_meta", None)
     declared_ts = _text(meta.get("TransferSyntaxUID")) if meta is not None else None
     implicit, little = header.original_encoding
@@ -211,7 +211,8 @@ def _read_header(path: Path, force: bool) -> Dataset:
         ) from exc
 
 
-def _required_uids(header: Dataset) -> tuple[str, str, str, str]:
+def required_uids(header: Dataset) -> tuple[str, str, str, str]:
+    """Study, Series, SOP Instance and SOP Class UIDs, or ObjectRejected naming the fault."""
     found: dict[str, str] = {}
     for keyword, label in _REQUIRED_UIDS:
         try:

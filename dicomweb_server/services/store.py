@@ -11,15 +11,18 @@ import logging
 import os
 import secrets
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from dataclasses import replace as replace_fields
 from enum import StrEnum
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 import orjson
 
 from dicomweb_server.dicom import uids
+from dicomweb_server.dicom.assemble import BulkPart, assemble
 from dicomweb_server.dicom.attributes import RETURN_KEYS, Level, keeps_at
 from dicomweb_server.dicom.errors import ObjectRejected
 from dicomweb_server.dicom.json_model import dataset_to_json
@@ -125,6 +128,58 @@ class StoreService:
         """A new temporary file for one request part, on the spool's file system."""
         fd, name = tempfile.mkstemp(prefix="part-", suffix=".dcm", dir=self._spool_dir)
         return Path(name), os.fdopen(fd, "wb")
+
+    def store_from_metadata(
+        self,
+        metadata_parts: list[Path],
+        bulk_parts: dict[str, BulkPart],
+        study_uid: str | None = None,
+    ) -> list[InstanceOutcome]:
+        """Store instances sent as DICOM JSON metadata plus bulk data parts (PS3.18 10.5.1.2.2).
+
+        Every part file is consumed."""
+
+        by_path = {_uri_path(location): part for location, part in bulk_parts.items()}
+
+        def lookup(uri: str) -> BulkPart | None:
+            return bulk_parts.get(uri) or by_path.get(_uri_path(uri))
+
+        outcomes: list[InstanceOutcome] = []
+        try:
+            for path in metadata_parts:
+                try:
+                    items = orjson.loads(path.read_bytes())
+                except orjson.JSONDecodeError as exc:
+                    outcomes.append(
+                        InstanceOutcome(
+                            None,
+                            None,
+                            failure_reason=CANNOT_UNDERSTAND,
+                            message=f"a metadata part is not valid JSON: {exc}",
+                        )
+                    )
+                    continue
+                for item in items if isinstance(items, list) else [items]:
+                    outcomes.append(self._store_item(item, lookup, study_uid))
+        finally:
+            for path in [*metadata_parts, *(p.path for p in bulk_parts.values())]:
+                path.unlink(missing_ok=True)
+        return outcomes
+
+    def _store_item(
+        self, item: object, lookup: Callable[[str], BulkPart | None], study_uid: str | None
+    ) -> InstanceOutcome:
+        path, fp = self.open_spool()
+        fp.close()
+        try:
+            assemble(item, lookup, path)  # type: ignore[arg-type]
+        except ObjectRejected as exc:
+            path.unlink(missing_ok=True)
+            sop_class, sop_instance = (_json_uid(item, "00080016"), _json_uid(item, "00080018"))
+            return InstanceOutcome(
+                sop_class, sop_instance, failure_reason=exc.failure_reason, message=exc.message
+            )
+        return self.store(path, study_uid)
 
     def store(self, part: Path, study_uid: str | None = None) -> InstanceOutcome:
         """Store the object in the spooled file `part`; the file is consumed."""
@@ -251,3 +306,16 @@ def _split_levels(metadata: dict[str, object]) -> dict[Level, dict[str, object]]
         if key in instance_keys:
             out[Level.INSTANCE][key] = value
     return out
+
+
+def _uri_path(uri: str) -> str:
+    """The path of a URI, so that absolute and relative references to one part meet."""
+    return urlsplit(uri).path or uri
+
+
+def _json_uid(item: object, key: str) -> str | None:
+    if isinstance(item, dict):
+        values = (item.get(key) or {}).get("Value") or []
+        if values and isinstance(values[0], str):
+            return values[0]
+    return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -9,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from dicomweb_server.dicom.assemble import BulkPart
 from dicomweb_server.services.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from dicomweb_server.services.store import (
     CANNOT_UNDERSTAND,
@@ -24,7 +27,7 @@ from dicomweb_server.web.multipart import MultipartReader, ReceivedPart
 
 async def store_instances(request: Request) -> Response:
     study_uid = path_uid(request, "study") if "study" in request.path_params else None
-    boundary = _boundary(request.headers.get("content-type"))
+    boundary, _related = _boundary(request.headers.get("content-type"))
     store = container(request).store
     limits = store.limits
     declared = request.headers.get("content-length")
@@ -35,6 +38,8 @@ async def store_instances(request: Request) -> Response:
             f"{limits.request_bytes} bytes"
         )
     result = StoreResult()
+    # Metadata and bulk data parts wait for the end of the body: either may come first.
+    described = _Described()
     reader = MultipartReader(boundary, store.open_spool, limits.instance_bytes, limits.parts)
     received = 0
     too_large: str | None = None
@@ -48,7 +53,9 @@ async def store_instances(request: Request) -> Response:
                 too_large = f"the request body exceeds the limit of {limits.request_bytes} bytes"
             done = await run_in_threadpool(reader.feed, chunk)
             if done:
-                result.outcomes += await run_in_threadpool(_store_parts, store, done, study_uid)
+                result.outcomes += await run_in_threadpool(
+                    _store_parts, store, done, study_uid, described
+                )
             if too_large or reader.error is not None or reader.limit_exceeded is not None:
                 break
         else:
@@ -59,6 +66,13 @@ async def store_instances(request: Request) -> Response:
     finally:
         # Nothing of a part cut short is kept; parts completed before it stay stored.
         reader.discard()
+    if described.metadata or described.bulk:
+        if too_large or reader.limit_exceeded or reader.error or result.request_error:
+            described.discard()
+        else:
+            result.outcomes += await run_in_threadpool(
+                store.store_from_metadata, described.metadata, described.bulk, study_uid
+            )
     too_large = too_large or reader.limit_exceeded
     if too_large is not None:
         raise PayloadTooLarge(too_large)
@@ -69,7 +83,8 @@ async def store_instances(request: Request) -> Response:
     return _response(result, base_url(request), study_uid)
 
 
-def _boundary(content_type: str | None) -> str:
+def _boundary(content_type: str | None) -> tuple[str, str]:
+    """The boundary and the `type` of a STOW-RS request body (PS3.18 10.5.1.2)."""
     if not content_type:
         raise UnsupportedMediaType(
             f'a STOW-RS request needs Content-Type: {MULTIPART_RELATED}; type="{DICOM}"'
@@ -80,39 +95,64 @@ def _boundary(content_type: str | None) -> str:
             f'STOW-RS takes {MULTIPART_RELATED}; type="{DICOM}", not {media.type}'
         )
     related = media.params.get("type", DICOM).lower()
-    if related != DICOM:
+    if related not in (DICOM, DICOM_JSON):
         raise UnsupportedMediaType(
-            f'STOW-RS here takes parts of type "{DICOM}"; "{related}" is not supported yet'
+            f'STOW-RS here takes parts of type "{DICOM}" or "{DICOM_JSON}" with bulk data; '
+            f'"{related}" is not supported'
         )
     boundary = media.params.get("boundary")
     if not boundary:
         raise InvalidRequest("the multipart/related Content-Type has no boundary parameter")
-    return boundary
+    return boundary, related
+
+
+@dataclass
+class _Described:
+    """Parts of the metadata-and-bulk-data form, kept until the body has been read."""
+
+    metadata: list[Path] = field(default_factory=list)
+    bulk: dict[str, BulkPart] = field(default_factory=dict)
+
+    def discard(self) -> None:
+        for path in [*self.metadata, *(p.path for p in self.bulk.values())]:
+            path.unlink(missing_ok=True)
 
 
 def _store_parts(
-    store: StoreService, parts: list[ReceivedPart], study_uid: str | None
+    store: StoreService,
+    parts: list[ReceivedPart],
+    study_uid: str | None,
+    described: _Described,
 ) -> list[InstanceOutcome]:
     outcomes = []
     for part in parts:
         declared = part.content_type
-        if declared is not None:
-            try:
-                part_type = parse_media_type(declared).type
-            except InvalidRequest:
-                part_type = declared
-            if part_type != DICOM:
-                part.path.unlink(missing_ok=True)
-                outcomes.append(
-                    InstanceOutcome(
-                        None,
-                        None,
-                        failure_reason=CANNOT_UNDERSTAND,
-                        message=f"part of type {declared!r} is not {DICOM}",
-                    )
+        try:
+            media = parse_media_type(declared) if declared else None
+        except InvalidRequest:
+            media = None
+        part_type = DICOM if declared is None else (media.type if media else declared)
+        if part_type == DICOM:
+            outcomes.append(store.store(part.path, study_uid))
+        elif part_type == DICOM_JSON:
+            described.metadata.append(part.path)
+        elif media is not None and "content-location" in part.headers:
+            # A bulk data part of the metadata form, found later by its Content-Location.
+            location = part.headers["content-location"]
+            described.bulk[location] = BulkPart(
+                part.path, media.type, media.params.get("transfer-syntax")
+            )
+        else:
+            part.path.unlink(missing_ok=True)
+            outcomes.append(
+                InstanceOutcome(
+                    None,
+                    None,
+                    failure_reason=CANNOT_UNDERSTAND,
+                    message=f"part of type {declared!r} is neither {DICOM}, nor {DICOM_JSON}, "
+                    "nor bulk data with a Content-Location",
                 )
-                continue
-        outcomes.append(store.store(part.path, study_uid))
+            )
     return outcomes
 
 

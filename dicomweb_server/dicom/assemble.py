@@ -1,0 +1,98 @@
+"""Objects sent as metadata plus bulk data (PS3.18 10.5.1.2.2), assembled into PS3.10 files.
+
+A STOW-RS request of type `application/dicom+json` carries each instance's attributes in the
+DICOM JSON Model (PS3.18 Annex F) and its large values in separate parts, referenced by
+BulkDataURI and found by their Content-Location. Pixel Data sent in a compressed media type
+(`image/jpeg`, ...) is one frame per part and is encapsulated (PS3.5 A.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import UID
+
+from dicomweb_server.dicom import uids
+from dicomweb_server.dicom.errors import ObjectRejected
+from dicomweb_server.dicom.parse import required_uids
+
+CANNOT_UNDERSTAND = 0xC000
+TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
+
+# PS3.18 Table 8.7.3-5 (subset): the transfer syntax a compressed bulk data media type means
+# when its part names none.
+MEDIA_TYPE_SYNTAX = {
+    "image/jpeg": "1.2.840.10008.1.2.4.50",
+    "image/jls": "1.2.840.10008.1.2.4.80",
+    "image/jp2": "1.2.840.10008.1.2.4.90",
+    "image/jphc": "1.2.840.10008.1.2.4.201",
+    "image/dicom-rle": "1.2.840.10008.1.2.5",
+}
+PIXEL_DATA = "7FE00010"
+
+
+@dataclass(frozen=True)
+class BulkPart:
+    path: Path
+    media_type: str
+    transfer_syntax: str | None = None
+
+
+def assemble(metadata: dict[str, Any], bulk: Callable[[str], BulkPart | None], out: Path) -> None:
+    """Write the PS3.10 file of one instance given as DICOM JSON and bulk data parts."""
+    if not isinstance(metadata, dict):
+        raise ObjectRejected(CANNOT_UNDERSTAND, "a metadata item is not a DICOM JSON object")
+    syntax = uids.EXPLICIT_VR_LITTLE_ENDIAN
+    pixel = metadata.get(PIXEL_DATA)
+    compressed: BulkPart | None = None
+    if isinstance(pixel, dict) and "BulkDataURI" in pixel:
+        part = _lookup(bulk, str(pixel["BulkDataURI"]))
+        if part.media_type != "application/octet-stream":
+            syntax = part.transfer_syntax or MEDIA_TYPE_SYNTAX.get(part.media_type, "")
+            if not syntax or syntax in uids.NATIVE_TRANSFER_SYNTAXES:
+                raise ObjectRejected(
+                    TRANSFER_SYNTAX_NOT_SUPPORTED,
+                    f"Pixel Data of media type {part.media_type} has no compressed transfer syntax",
+                )
+            compressed = part
+
+    def resolve(tag: str, vr: str, uri: str) -> bytes:
+        part = _lookup(bulk, uri)
+        return part.path.read_bytes()
+
+    try:
+        ds = Dataset.from_json(
+            {k: v for k, v in metadata.items() if k != PIXEL_DATA or compressed is None},
+            resolve,
+        )
+    except ObjectRejected:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        raise ObjectRejected(CANNOT_UNDERSTAND, f"the DICOM JSON cannot be read: {exc}") from exc
+    _, _, sop_instance, sop_class = required_uids(ds)
+    if compressed is not None:
+        ds.PixelData = encapsulate([compressed.path.read_bytes()])
+        ds["PixelData"].VR = "OB"
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = UID(syntax)
+    meta.MediaStorageSOPClassUID = UID(sop_class)
+    meta.MediaStorageSOPInstanceUID = UID(sop_instance)
+    meta.ImplementationClassUID = UID(uids.IMPLEMENTATION_CLASS_UID)
+    meta.ImplementationVersionName = uids.IMPLEMENTATION_VERSION_NAME
+    ds.file_meta = meta
+    try:
+        ds.save_as(out, enforce_file_format=True)
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        raise ObjectRejected(CANNOT_UNDERSTAND, f"the instance cannot be encoded: {exc}") from exc
+
+
+def _lookup(bulk: Callable[[str], BulkPart | None], uri: str) -> BulkPart:
+    part = bulk(uri)
+    if part is None:
+        raise ObjectRejected(CANNOT_UNDERSTAND, f"no bulk data part has Content-Location {uri!r}")
+    return part

@@ -1,0 +1,125 @@
+"""STOW-RS with `type="application/dicom+json"`: metadata plus bulk data parts (PS3.18 10.5)."""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import orjson
+from pydicom.dataset import Dataset
+from pydicom.encaps import generate_frames
+
+from tests.factories import bundled_bytes, make_instance, parse
+from tests.helpers import parts, sequence, values
+
+JSON_TYPE = 'multipart/related; type="application/dicom+json"; boundary=MeTa'
+
+
+def metadata(ds: Dataset, location: str) -> dict[str, object]:
+    """The DICOM JSON of `ds` with Pixel Data given by reference."""
+
+    def bulk(element: object) -> str:
+        return location
+
+    return ds.to_json_dict(bulk_data_threshold=1024, bulk_data_element_handler=bulk)
+
+
+def body(items: list[dict[str, object]], bulk: list[tuple[str, str, bytes]]) -> bytes:
+    out = b"--MeTa\r\nContent-Type: application/dicom+json\r\n\r\n" + orjson.dumps(items) + b"\r\n"
+    for content_type, location, data in bulk:
+        head = f"--MeTa\r\nContent-Type: {content_type}\r\nContent-Location: {location}\r\n"
+        out += head.encode() + b"\r\n" + data + b"\r\n"
+    return out + b"--MeTa--\r\n"
+
+
+def retrieve(client: httpx.Client, ds: Dataset) -> Dataset:
+    url = (
+        f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/"
+        f"{ds.SOPInstanceUID}"
+    )
+    ((_, data),) = parts(client.get(url))
+    return parse(data)
+
+
+def test_native_pixel_data_in_a_bulk_part(client: httpx.Client) -> None:
+    ds = make_instance(rows=32, columns=32, frames=2)
+    location = "http://uploader.example/bulk/pixels-1"
+    r = client.post(
+        "/studies",
+        headers={"Content-Type": JSON_TYPE},
+        content=body(
+            [metadata(ds, location)], [("application/octet-stream", location, ds.PixelData)]
+        ),
+    )
+    assert r.status_code == 200, r.text
+    (item,) = sequence(r, "00081199")
+    assert values(item, "00081155") == [ds.SOPInstanceUID]
+    back = retrieve(client, ds)
+    assert back.PatientName == ds.PatientName and back.NumberOfFrames == 2
+    assert np.array_equal(back.pixel_array, ds.pixel_array)
+
+
+def test_compressed_frame_in_its_own_media_type(client: httpx.Client) -> None:
+    source = parse(bundled_bytes("SC_rgb_jpeg_dcmtk.dcm"))
+    (frame,) = list(generate_frames(source.PixelData, number_of_frames=1))
+    meta = metadata(source, "/bulk/jpeg")
+    r = client.post(
+        "/studies",
+        headers={"Content-Type": JSON_TYPE},
+        content=body([meta], [("image/jpeg", "/bulk/jpeg", frame)]),
+    )
+    assert r.status_code == 200, r.text
+    back = retrieve(client, source)
+    assert back.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
+    url = (
+        f"/studies/{source.StudyInstanceUID}/series/{source.SeriesInstanceUID}/instances/"
+        f"{source.SOPInstanceUID}/frames/1"
+    )
+    ((_, got),) = parts(client.get(url, headers={"Accept": 'multipart/related; type="image/jpeg"'}))
+    assert got == frame
+
+
+def test_relative_and_absolute_references_meet(client: httpx.Client) -> None:
+    ds = make_instance(rows=64, columns=64)
+    r = client.post(
+        "/studies",
+        headers={"Content-Type": JSON_TYPE},
+        content=body(
+            [metadata(ds, "https://uploader.example/parts/7")],
+            [("application/octet-stream", "/parts/7", ds.PixelData)],
+        ),
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_missing_bulk_part_and_bad_json_fail_with_reasons(client: httpx.Client) -> None:
+    ds = make_instance(rows=64, columns=64)
+    good = make_instance(rows=64, columns=64)
+    data = body(
+        [metadata(ds, "/nowhere"), metadata(good, "/pixels")],
+        [("application/octet-stream", "/pixels", good.PixelData)],
+    )
+    r = client.post("/studies", headers={"Content-Type": JSON_TYPE}, content=data)
+    assert r.status_code == 202
+    (failed,) = sequence(r, "00081198")
+    assert values(failed, "00081155") == [ds.SOPInstanceUID]
+    assert "Content-Location '/nowhere'" in values(failed, "00000902")[0]
+    broken = b"--MeTa\r\nContent-Type: application/dicom+json\r\n\r\n{not json\r\n--MeTa--\r\n"
+    r = client.post("/studies", headers={"Content-Type": JSON_TYPE}, content=broken)
+    assert r.status_code == 409
+    assert "not valid JSON" in values(sequence(r, "00081198")[0], "00000902")[0]
+
+
+def test_metadata_without_a_required_uid(client: httpx.Client) -> None:
+    ds = make_instance(rows=64, columns=64)
+    meta = metadata(ds, "/p")
+    del meta["00080018"]
+    r = client.post(
+        "/studies",
+        headers={"Content-Type": JSON_TYPE},
+        content=body([meta], [("application/octet-stream", "/p", ds.PixelData)]),
+    )
+    assert r.status_code == 409
+    assert (
+        "SOP Instance UID (0008,0018) is missing"
+        in values(sequence(r, "00081198")[0], "00000902")[0]
+    )
