@@ -123,6 +123,10 @@ def prepare_instance(src: Path, workdir: Path, bulk_data_threshold: int) -> Prep
         raise ObjectRejected(
             TRANSFER_SYNTAX_NOT_SUPPORTED, f"transfer syntax {encoded_ts!r} is not a valid UID"
         )
+    if encoded_ts not in uids.KNOWN_TRANSFER_SYNTAXES:
+        raise ObjectRejected(
+            TRANSFER_SYNTAX_NOT_SUPPORTED, f"transfer syntax {encoded_ts} is not supported"
+        )
 
     coercions: list[str] = []
     dst = workdir / (src.name + ".prepared")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from pydicom.uid import AllTransferSyntaxes
+
 from dicomweb_server.dicom.errors import InvalidUID
 
 # PS3.5 9.1: components of digits separated by '.', no leading zero in a component, <= 64 chars.
@@ -26,6 +28,9 @@ NATIVE_TRANSFER_SYNTAXES = frozenset(
         DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     }
 )
+
+# Every transfer syntax of PS3.5 Annex A that pydicom knows; others are refused at ingest.
+KNOWN_TRANSFER_SYNTAXES = frozenset(str(uid) for uid in AllTransferSyntaxes)
 
 # Our implementation identity in File Meta Information (PS3.10 7.1).
 IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1543.1.1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import threading
 from collections.abc import Callable, Iterator
 
@@ -360,3 +361,45 @@ def test_part_of_another_type_fails_alone(client: httpx.Client) -> None:
     assert r.status_code == 202
     (item,) = failed_items(r)
     assert "text/plain" in values(item, ERROR_COMMENT)[0]
+
+
+def test_unknown_transfer_syntax_is_refused(client: httpx.Client) -> None:
+    ds = make_instance()
+    ds.file_meta.TransferSyntaxUID = "1.2.3.4.5.6"
+    buf = io.BytesIO()
+    ds.save_as(buf, implicit_vr=False, little_endian=True, enforce_file_format=True)
+    data = buf.getvalue()
+    r = stow(client, [data])
+    assert r.status_code == 409
+    (item,) = failed_items(r)
+    assert values(item, FAILURE_REASON) == [0xC122]
+    assert "1.2.3.4.5.6 is not supported" in values(item, ERROR_COMMENT)[0]
+
+
+def test_eight_clients_storing_overlapping_instances(client: httpx.Client) -> None:
+    """Every client sends the same instances (retries, several gateways): each is kept once."""
+    study = generate_uid()
+    series = [generate_uid(), generate_uid()]
+    shared = [to_bytes(make_instance(study, series[i % 2], modality="CT")) for i in range(12)]
+    errors: list[str] = []
+
+    def upload(worker: int) -> None:
+        with httpx.Client(base_url=str(client.base_url), timeout=60) as c:
+            order = shared[worker % 3 :] + shared[: worker % 3]
+            for i in range(0, len(order), 4):
+                r = stow(c, order[i : i + 4], study=study)
+                if r.status_code not in (200, 202) or "00081198" in r.json():
+                    errors.append(r.text)
+
+    threads = [threading.Thread(target=upload, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    (found,) = client.get("/studies", params={"StudyInstanceUID": study}).json()
+    assert values(found, "00201208") == [12]
+    assert values(found, "00201206") == [2]
+    listed = client.get(f"/studies/{study}/series").json()
+    assert sorted(values(s, "00201209")[0] for s in listed) == [6, 6]
+    assert len(client.get(f"/studies/{study}/instances").json()) == 12
