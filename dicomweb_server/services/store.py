@@ -28,6 +28,7 @@ from dicomweb_server.dicom.errors import ObjectRejected
 from dicomweb_server.dicom.json_model import dataset_to_json
 from dicomweb_server.dicom.parse import PreparedInstance, peek_uids, prepare_instance
 from dicomweb_server.dicom.scan import PIXEL_DATA_TAGS
+from dicomweb_server.dicom.xml_model import native_to_json
 from dicomweb_server.services.ports import (
     AddOutcome,
     BlobStore,
@@ -135,9 +136,10 @@ class StoreService:
         bulk_parts: dict[str, BulkPart],
         study_uid: str | None = None,
     ) -> list[InstanceOutcome]:
-        """Store instances sent as DICOM JSON metadata plus bulk data parts (PS3.18 10.5.1.2.2).
+        """Store instances sent as metadata plus bulk data parts (PS3.18 10.5.1.2.2).
 
-        Every part file is consumed."""
+        Metadata parts are DICOM JSON, or Native DICOM Model XML when their file name ends in
+        `.xml`. Every part file is consumed."""
 
         by_path = {_uri_path(location): part for location, part in bulk_parts.items()}
 
@@ -148,18 +150,15 @@ class StoreService:
         try:
             for path in metadata_parts:
                 try:
-                    items = orjson.loads(path.read_bytes())
-                except orjson.JSONDecodeError as exc:
+                    items = _read_metadata(path)
+                except ObjectRejected as exc:
                     outcomes.append(
                         InstanceOutcome(
-                            None,
-                            None,
-                            failure_reason=CANNOT_UNDERSTAND,
-                            message=f"a metadata part is not valid JSON: {exc}",
+                            None, None, failure_reason=exc.failure_reason, message=exc.message
                         )
                     )
                     continue
-                for item in items if isinstance(items, list) else [items]:
+                for item in items:
                     outcomes.append(self._store_item(item, lookup, study_uid))
         finally:
             for path in [*metadata_parts, *(p.path for p in bulk_parts.values())]:
@@ -306,6 +305,21 @@ def _split_levels(metadata: dict[str, object]) -> dict[Level, dict[str, object]]
         if key in instance_keys:
             out[Level.INSTANCE][key] = value
     return out
+
+
+def _read_metadata(path: Path) -> list[object]:
+    """The instances described by one metadata part: DICOM JSON (`.json`, an object or an
+    array) or the Native DICOM Model (`.xml`, one document per part, PS3.19 A.1)."""
+    data = path.read_bytes()
+    if path.suffix == ".xml":
+        return [native_to_json(data)]
+    try:
+        items = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ObjectRejected(
+            CANNOT_UNDERSTAND, f"a metadata part is not valid JSON: {exc}"
+        ) from exc
+    return items if isinstance(items, list) else [items]
 
 
 def _uri_path(uri: str) -> str:

@@ -10,6 +10,7 @@ from dicomweb_server.services.errors import InvalidRequest, NotAcceptable
 
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
+DICOM_XML = "application/dicom+xml"
 OCTET_STREAM = "application/octet-stream"
 MULTIPART_RELATED = "multipart/related"
 

@@ -21,7 +21,13 @@ from dicomweb_server.services.store import (
     response_status,
 )
 from dicomweb_server.web.context import base_url, container, path_uid
-from dicomweb_server.web.media import DICOM, DICOM_JSON, MULTIPART_RELATED, parse_media_type
+from dicomweb_server.web.media import (
+    DICOM,
+    DICOM_JSON,
+    DICOM_XML,
+    MULTIPART_RELATED,
+    parse_media_type,
+)
 from dicomweb_server.web.multipart import MultipartReader, ReceivedPart
 
 
@@ -95,10 +101,10 @@ def _boundary(content_type: str | None) -> tuple[str, str]:
             f'STOW-RS takes {MULTIPART_RELATED}; type="{DICOM}", not {media.type}'
         )
     related = media.params.get("type", DICOM).lower()
-    if related not in (DICOM, DICOM_JSON):
+    if related not in (DICOM, DICOM_JSON, DICOM_XML):
         raise UnsupportedMediaType(
-            f'STOW-RS here takes parts of type "{DICOM}" or "{DICOM_JSON}" with bulk data; '
-            f'"{related}" is not supported'
+            f'STOW-RS takes parts of type "{DICOM}", or "{DICOM_JSON}" or "{DICOM_XML}" with '
+            f'bulk data; "{related}" is not supported'
         )
     boundary = media.params.get("boundary")
     if not boundary:
@@ -134,8 +140,10 @@ def _store_parts(
         part_type = DICOM if declared is None else (media.type if media else declared)
         if part_type == DICOM:
             outcomes.append(store.store(part.path, study_uid))
-        elif part_type == DICOM_JSON:
-            described.metadata.append(part.path)
+        elif part_type in (DICOM_JSON, DICOM_XML):
+            # The file's suffix tells the service how to read it.
+            suffix = ".json" if part_type == DICOM_JSON else ".xml"
+            described.metadata.append(part.path.rename(part.path.with_suffix(suffix)))
         elif media is not None and "content-location" in part.headers:
             # A bulk data part of the metadata form, found later by its Content-Location.
             location = part.headers["content-location"]
@@ -149,8 +157,8 @@ def _store_parts(
                     None,
                     None,
                     failure_reason=CANNOT_UNDERSTAND,
-                    message=f"part of type {declared!r} is neither {DICOM}, nor {DICOM_JSON}, "
-                    "nor bulk data with a Content-Location",
+                    message=f"part of type {declared!r} is neither {DICOM}, nor metadata "
+                    f"({DICOM_JSON}, {DICOM_XML}), nor bulk data with a Content-Location",
                 )
             )
     return outcomes

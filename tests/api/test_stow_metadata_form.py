@@ -123,3 +123,105 @@ def test_metadata_without_a_required_uid(client: httpx.Client) -> None:
         "SOP Instance UID (0008,0018) is missing"
         in values(sequence(r, "00081198")[0], "00000902")[0]
     )
+
+
+XML_TYPE = 'multipart/related; type="application/dicom+xml"; boundary=MeTa'
+
+
+def native_xml(meta: dict[str, object]) -> bytes:
+    """PS3.19 Native DICOM Model of a DICOM JSON object (written here for the tests)."""
+    from xml.sax.saxutils import escape, quoteattr
+
+    def dataset(obj: dict[str, object]) -> str:
+        out = []
+        for tag, element in obj.items():
+            assert isinstance(element, dict)
+            vr = element["vr"]
+            inner = ""
+            if "BulkDataURI" in element:
+                inner = f"<BulkData uri={quoteattr(element['BulkDataURI'])}/>"
+            elif "InlineBinary" in element:
+                inner = f"<InlineBinary>{element['InlineBinary']}</InlineBinary>"
+            for n, value in enumerate(element.get("Value", []), start=1):
+                if vr == "SQ":
+                    inner += f'<Item number="{n}">{dataset(value)}</Item>'
+                elif vr == "PN":
+                    groups = ""
+                    for group, text in value.items():
+                        names = "".join(
+                            f"<{part}>{escape(piece)}</{part}>"
+                            for part, piece in zip(
+                                (
+                                    "FamilyName",
+                                    "GivenName",
+                                    "MiddleName",
+                                    "NamePrefix",
+                                    "NameSuffix",
+                                ),
+                                text.split("^"),
+                                strict=False,
+                            )
+                        )
+                        groups += f"<{group}>{names}</{group}>"
+                    inner += f'<PersonName number="{n}">{groups}</PersonName>'
+                else:
+                    text = "" if value is None else escape(str(value))
+                    inner += f'<Value number="{n}">{text}</Value>'
+            out.append(f'<DicomAttribute tag="{tag}" vr="{vr}">{inner}</DicomAttribute>')
+        return "".join(out)
+
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><NativeDicomModel xml:space="preserve">'
+        + dataset(meta)
+        + "</NativeDicomModel>"
+    ).encode()
+
+
+def xml_body(documents: list[bytes], bulk: list[tuple[str, str, bytes]]) -> bytes:
+    out = b""
+    for document in documents:
+        out += b"--MeTa\r\nContent-Type: application/dicom+xml\r\n\r\n" + document + b"\r\n"
+    for content_type, location, data in bulk:
+        head = f"--MeTa\r\nContent-Type: {content_type}\r\nContent-Location: {location}\r\n"
+        out += head.encode() + b"\r\n" + data + b"\r\n"
+    return out + b"--MeTa--\r\n"
+
+
+def test_xml_metadata_with_bulk_data(client: httpx.Client) -> None:
+    ds = make_instance(rows=64, columns=64, patient_name="Yamada^Tarou")
+    ds.ReferencedImageSequence = [Dataset()]
+    ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID = "1.2.3.4"
+    ds.SliceThickness = "2.5"
+    document = native_xml(metadata(ds, "/xml/pixels"))
+    r = client.post(
+        "/studies",
+        headers={"Content-Type": XML_TYPE},
+        content=xml_body([document], [("application/octet-stream", "/xml/pixels", ds.PixelData)]),
+    )
+    assert r.status_code == 200, r.text
+    back = retrieve(client, ds)
+    assert str(back.PatientName) == "Yamada^Tarou"
+    assert back.ReferencedImageSequence[0].ReferencedSOPInstanceUID == "1.2.3.4"
+    assert float(back.SliceThickness) == 2.5
+    assert np.array_equal(back.pixel_array, ds.pixel_array)
+
+
+def test_hostile_xml_is_refused(client: httpx.Client) -> None:
+    laughs = (
+        b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+        b"<NativeDicomModel>&lol2;</NativeDicomModel>"
+    )
+    external = (
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+        b'<NativeDicomModel><DicomAttribute tag="00100010" vr="PN"><Value number="1">'
+        b"&xxe;</Value></DicomAttribute></NativeDicomModel>"
+    )
+    for document in (laughs, external, b"<NativeDicomModel><unclosed>"):
+        r = client.post(
+            "/studies", headers={"Content-Type": XML_TYPE}, content=xml_body([document], [])
+        )
+        assert r.status_code == 409, r.text
+        (failed,) = sequence(r, "00081198")
+        assert values(failed, "00081197") == [0xC000]
+    assert client.get("/studies").json() == []
