@@ -33,18 +33,29 @@ from dicomweb_server.web.multipart import MultipartReader, ReceivedPart
 
 async def store_instances(request: Request) -> Response:
     study_uid = path_uid(request, "study") if "study" in request.path_params else None
-    boundary, _related = _boundary(request.headers.get("content-type"))
+    boundary = _boundary(request.headers.get("content-type"))
     store = container(request).store
-    limits = store.limits
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limits.request_bytes:
+    if declared is not None and declared.isdigit() and int(declared) > store.limits.request_bytes:
         # Refused before a byte of the body is read.
         raise PayloadTooLarge(
             f"the request body of {declared} bytes exceeds the limit of "
-            f"{limits.request_bytes} bytes"
+            f"{store.limits.request_bytes} bytes"
         )
+    result = await _receive(request, store, boundary, study_uid)
+    return _response(result, base_url(request), study_uid)
+
+
+async def _receive(
+    request: Request, store: StoreService, boundary: str, study_uid: str | None
+) -> StoreResult:
+    """Read the body part by part, storing each instance as soon as its part is complete.
+
+    Parts of the metadata form wait for the end of the body (bulk data may come first).
+    Raises PayloadTooLarge when a limit is crossed; parts completed before it stay stored.
+    """
+    limits = store.limits
     result = StoreResult()
-    # Metadata and bulk data parts wait for the end of the body: either may come first.
     described = _Described()
     reader = MultipartReader(boundary, store.open_spool, limits.instance_bytes, limits.parts)
     received = 0
@@ -67,30 +78,28 @@ async def store_instances(request: Request) -> Response:
         else:
             if not reader.finished:
                 result.request_error = "the multipart body ended before its closing boundary"
+        too_large = too_large or reader.limit_exceeded
+        result.request_error = reader.error or result.request_error
+        if described.metadata and too_large is None and result.request_error is None:
+            parts, described = described, _Described()
+            result.outcomes += await run_in_threadpool(
+                store.store_from_metadata, parts.metadata, parts.bulk, study_uid
+            )
     except ClientDisconnect:
         result.request_error = "the client disconnected before the body was complete"
     finally:
-        # Nothing of a part cut short is kept; parts completed before it stay stored.
+        # Nothing of a part cut short is kept, nor the parts of an unfinished metadata form.
         reader.discard()
-    if described.metadata or described.bulk:
-        if too_large or reader.limit_exceeded or reader.error or result.request_error:
-            described.discard()
-        else:
-            result.outcomes += await run_in_threadpool(
-                store.store_from_metadata, described.metadata, described.bulk, study_uid
-            )
-    too_large = too_large or reader.limit_exceeded
+        described.discard()
     if too_large is not None:
         raise PayloadTooLarge(too_large)
-    if reader.error is not None:
-        result.request_error = reader.error
     if not result.outcomes and result.request_error is None:
         result.request_error = "the multipart body holds no parts"
-    return _response(result, base_url(request), study_uid)
+    return result
 
 
-def _boundary(content_type: str | None) -> tuple[str, str]:
-    """The boundary and the `type` of a STOW-RS request body (PS3.18 10.5.1.2)."""
+def _boundary(content_type: str | None) -> str:
+    """The boundary of a STOW-RS request body, whose `type` must be one we take."""
     if not content_type:
         raise UnsupportedMediaType(
             f'a STOW-RS request needs Content-Type: {MULTIPART_RELATED}; type="{DICOM}"'
@@ -109,7 +118,7 @@ def _boundary(content_type: str | None) -> tuple[str, str]:
     boundary = media.params.get("boundary")
     if not boundary:
         raise InvalidRequest("the multipart/related Content-Type has no boundary parameter")
-    return boundary, related
+    return boundary
 
 
 @dataclass
