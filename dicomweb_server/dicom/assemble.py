@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
@@ -43,8 +42,10 @@ class BulkPart:
     transfer_syntax: str | None = None
 
 
-def assemble(metadata: dict[str, Any], bulk: Callable[[str], BulkPart | None], out: Path) -> None:
-    """Write the PS3.10 file of one instance given as DICOM JSON and bulk data parts."""
+def assemble(metadata: object, bulk: Callable[[str], BulkPart | None], out: Path) -> None:
+    """Write the PS3.10 file of one instance given as DICOM JSON and bulk data parts.
+
+    `metadata` is one decoded JSON value; anything but a DICOM JSON object is rejected."""
     if not isinstance(metadata, dict):
         raise ObjectRejected(CANNOT_UNDERSTAND, "a metadata item is not a DICOM JSON object")
     syntax = uids.EXPLICIT_VR_LITTLE_ENDIAN

@@ -171,13 +171,16 @@ class StoreService:
         path, fp = self.open_spool()
         fp.close()
         try:
-            assemble(item, lookup, path)  # type: ignore[arg-type]
+            assemble(item, lookup, path)
         except ObjectRejected as exc:
             path.unlink(missing_ok=True)
             sop_class, sop_instance = (_json_uid(item, "00080016"), _json_uid(item, "00080018"))
             return InstanceOutcome(
                 sop_class, sop_instance, failure_reason=exc.failure_reason, message=exc.message
             )
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
         return self.store(path, study_uid)
 
     def store(self, part: Path, study_uid: str | None = None) -> InstanceOutcome:
