@@ -14,26 +14,10 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, text
 
+from benchmarks.corpus import FAMILY
 from benchmarks.peers import create_pg_database, start_ours
 
 PER_STUDY, PER_SERIES = 100, 25
-FAMILY = [
-    "SMITH",
-    "JOHNSON",
-    "WILLIAMS",
-    "BROWN",
-    "JONES",
-    "GARCIA",
-    "MILLER",
-    "DAVIS",
-    "RODRIGUEZ",
-    "MARTINEZ",
-    "HERNANDEZ",
-    "LOPEZ",
-    "GONZALEZ",
-    "WILSON",
-    "ANDERSON",
-]
 ROOT = "1.2.826.0.1.3680043.10.1543.9"
 CT = "1.2.840.10008.5.1.4.1.1.2"
 

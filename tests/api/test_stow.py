@@ -179,6 +179,26 @@ def test_same_instance_uid_under_another_series_is_always_a_failure(
         assert "another series" in values(failed_items(r)[0], ERROR_COMMENT)[0]
 
 
+def run_clients(count: int, client_work: Callable[[int], None]) -> None:
+    """Run `count` clients at once, each in its own thread, and wait for all."""
+    threads = [threading.Thread(target=client_work, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def assert_study_counts(client: httpx.Client, study: str, per_series: list[int]) -> None:
+    """The study's aggregates and listings agree with the instances per series expected."""
+    total = sum(per_series)
+    (found,) = client.get("/studies", params={"StudyInstanceUID": study}).json()
+    assert values(found, "00201208") == [total]
+    assert values(found, "00201206") == [len(per_series)]
+    listed = client.get(f"/studies/{study}/series").json()
+    assert sorted(values(s, "00201209")[0] for s in listed) == sorted(per_series)
+    assert len(client.get(f"/studies/{study}/instances").json()) == total
+
+
 def test_concurrent_stores_into_one_study_keep_aggregates_right(client: httpx.Client) -> None:
     study = generate_uid()
     series = [generate_uid() for _ in range(4)]
@@ -195,18 +215,9 @@ def test_concurrent_stores_into_one_study_keep_aggregates_right(client: httpx.Cl
                 if r.status_code != 200:
                     errors.append(r.text)
 
-    threads = [threading.Thread(target=upload, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_clients(8, upload)
     assert errors == []
-    (found,) = client.get("/studies", params={"StudyInstanceUID": study}).json()
-    assert values(found, "00201208") == [48]
-    assert values(found, "00201206") == [4]
-    listed = client.get(f"/studies/{study}/series").json()
-    assert sum(values(s, "00201209")[0] for s in listed) == 48
-    assert len(client.get(f"/studies/{study}/instances").json()) == 48
+    assert_study_counts(client, study, [12, 12, 12, 12])
 
 
 # -- bad input: a clear 4xx, the reason in the body, nothing half-stored ------------------------
@@ -391,15 +402,6 @@ def test_eight_clients_storing_overlapping_instances(client: httpx.Client) -> No
                 if r.status_code not in (200, 202) or "00081198" in r.json():
                     errors.append(r.text)
 
-    threads = [threading.Thread(target=upload, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_clients(8, upload)
     assert errors == []
-    (found,) = client.get("/studies", params={"StudyInstanceUID": study}).json()
-    assert values(found, "00201208") == [12]
-    assert values(found, "00201206") == [2]
-    listed = client.get(f"/studies/{study}/series").json()
-    assert sorted(values(s, "00201209")[0] for s in listed) == [6, 6]
-    assert len(client.get(f"/studies/{study}/instances").json()) == 12
+    assert_study_counts(client, study, [6, 6])
