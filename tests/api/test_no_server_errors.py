@@ -1,0 +1,98 @@
+"""Whatever a client sends, the answer is never a 500 (DEVELOPERS.md: bad input gets a 4xx)."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import RunningServer
+from tests.factories import make_instance
+from tests.helpers import stow
+
+KEYS = [
+    "PatientName",
+    "PatientID",
+    "StudyDate",
+    "StudyTime",
+    "StudyInstanceUID",
+    "ModalitiesInStudy",
+    "SeriesNumber",
+    "limit",
+    "offset",
+    "includefield",
+    "fuzzymatching",
+    "00100010",
+    "0020000D",
+    "NoSuchKey",
+    "00080020.00100010",
+    "",
+]
+ACCEPTS = [
+    None,
+    "*/*",
+    "application/dicom+json",
+    'multipart/related; type="application/dicom"',
+    "text/html;q=abc",
+    "multipart/related; type=",
+    '"',
+    "a/b;c",
+    ",,,",
+]
+text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
+
+
+@pytest.fixture(scope="module")
+def loaded(server: RunningServer) -> tuple[str, str, str]:
+    server.reset()
+    ds = make_instance(frames=2)
+    with httpx.Client(base_url=server.base_url) as c:
+        assert stow(c, [ds]).status_code == 200
+    return ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    params=st.lists(st.tuples(st.sampled_from(KEYS), text), max_size=4),
+    accept=st.sampled_from(ACCEPTS),
+    level=st.sampled_from(["studies", "series", "instances"]),
+)
+def test_random_searches(
+    server: RunningServer,
+    loaded: tuple[str, str, str],
+    params: list[tuple[str, str]],
+    accept: str | None,
+    level: str,
+) -> None:
+    headers = {"Accept": accept} if accept is not None else {}
+    r = httpx.get(f"{server.base_url}/{level}", params=params, headers=headers)
+    assert r.status_code < 500, r.text
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    segment=text,
+    tail=st.sampled_from(
+        ["", "/metadata", "/frames/1", "/frames/{x}", "/bulkdata/{x}", "/series/{x}/instances"]
+    ),
+    accept=st.sampled_from(ACCEPTS),
+)
+def test_random_paths(
+    server: RunningServer, loaded: tuple[str, str, str], segment: str, tail: str, accept: str | None
+) -> None:
+    study, series, instance = loaded
+    quoted = quote(segment, safe="")
+    for path in (
+        f"/studies/{quoted}{tail}",
+        f"/studies/{study}/series/{series}/instances/{instance}{tail}",
+    ):
+        headers = {"Accept": accept} if accept is not None else {}
+        r = httpx.get(server.base_url + path.replace("{x}", quoted), headers=headers)
+        assert r.status_code < 500, (path, r.text)
