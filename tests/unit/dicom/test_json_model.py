@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
 from dicomweb_server.dicom.json_model import dataset_to_json
+from tests.factories import bundled_path, make_instance, to_bytes
+
+TEST_FILES = Path(bundled_path("CT_small.dcm")).parent
+BUNDLED_ALL = [p.name for p in TEST_FILES.glob("*.dcm")]
 
 
 def uri(path: str) -> str:
@@ -60,3 +69,33 @@ def test_a_malformed_value_keeps_its_text() -> None:
     out = dataset_to_json(ds, [], uri)
     assert out["00100020"]["Value"] == ["P1"]
     assert out["00180050"]["Value"] == ["abc"]
+
+
+@pytest.mark.parametrize("name", sorted(BUNDLED_ALL))
+def test_fast_path_gives_what_pydicom_gives(name: str) -> None:
+    """The conversion from raw bytes equals the one through pydicom, on every bundled file."""
+    path = bundled_path(name)
+    for pixels in (False, True):
+        fast = dataset_to_json(dcmread(path, stop_before_pixels=pixels, force=True), [], uri)
+        slow = dataset_to_json(
+            dcmread(path, stop_before_pixels=pixels, force=True), [], uri, fast=False
+        )
+        assert fast == slow
+
+
+def test_fast_path_on_synthetic_instances() -> None:
+    for charset, name in (
+        ("ISO_IR 192", "Wang^XiaoDong=王^小東"),
+        ("ISO_IR 100", "Müller^J"),
+        ("", "Doe^John"),
+        (["ISO 2022 IR 6", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎"),
+    ):
+        ds = make_instance(patient_name="x", frames=2)
+        ds.SpecificCharacterSet = charset
+        ds.PatientName = name
+        ds.ImageType = ["ORIGINAL", "", "AXIAL"]
+        ds.PixelSpacing = ["0.5", "0.25"]
+        ds.add_new(0x00280009, "AT", [0x00181063, 0x00209113])
+        raw = dcmread(io.BytesIO(to_bytes(ds)))
+        again = dcmread(io.BytesIO(to_bytes(ds)))
+        assert dataset_to_json(raw, [], uri) == dataset_to_json(again, [], uri, fast=False)
