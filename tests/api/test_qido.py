@@ -124,6 +124,17 @@ def test_modalities_in_study(client: httpx.Client, studies: dict[str, str]) -> N
     assert values(doe2, "00080061") == ["CT", "SR"]
 
 
+def test_modalities_in_study_at_series_and_instance_level(
+    client: httpx.Client, studies: dict[str, str]
+) -> None:
+    # The series of studies that hold an SR series: both series of doe2's study.
+    series = client.get("/series", params={"ModalitiesInStudy": "SR"})
+    assert series.status_code == 200, series.text
+    assert sorted(values(s, "00080060")[0] for s in series.json()) == ["CT", "SR"]
+    instances = client.get("/instances", params={"ModalitiesInStudy": "MR"})
+    assert instances.status_code == 200 and len(instances.json()) == 1
+
+
 def test_limit_and_offset_page_without_overlap(
     client: httpx.Client, studies: dict[str, str]
 ) -> None:

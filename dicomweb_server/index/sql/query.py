@@ -87,11 +87,14 @@ def where(level: Level, matches: list[Match]) -> ColumnElement[bool]:
     for match in matches:
         if match.tag == a.MODALITIES_IN_STUDY:
             # A study matches when any of its series has a matching Modality.
+            # An alias: at series level the outer query reads `series` too, and the subquery
+            # must not be correlated with it.
+            other = series.alias("study_series")
             conditions.append(
                 exists(
-                    select(series.c.pk).where(
-                        series.c.study_pk == studies.c.pk,
-                        _condition(IndexedColumn(series.c.modality), match),
+                    select(other.c.pk).where(
+                        other.c.study_pk == studies.c.pk,
+                        _condition(IndexedColumn(other.c.modality), match),
                     )
                 )
             )
