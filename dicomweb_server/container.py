@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from dicomweb_server.blobs.filesystem import FilesystemBlobStore
+from dicomweb_server.dicom.confidentiality_profile import Option
+from dicomweb_server.dicom.deidentify import Deidentifier
 from dicomweb_server.index.sql import migrate
 from dicomweb_server.index.sql.engine import make_engine
 from dicomweb_server.index.sql.repository import SqlIndex
@@ -43,6 +45,21 @@ def upgrade_database(settings: Settings) -> None:
     migrate.upgrade(settings.resolved_database_url)
 
 
+def deidentifier(settings: Settings) -> Deidentifier | None:
+    """The de-identification of ingest, or None; a bad configuration fails at start."""
+    if not settings.deidentify:
+        return None
+    if not settings.deidentify_key:
+        raise ValueError("DICOMWEB_DEIDENTIFY needs DICOMWEB_DEIDENTIFY_KEY (a secret)")
+    try:
+        options = frozenset(
+            Option(o.strip()) for o in settings.deidentify_options.split(",") if o.strip()
+        )
+    except ValueError as exc:
+        raise ValueError(f"DICOMWEB_DEIDENTIFY_OPTIONS: {exc}") from exc
+    return Deidentifier(settings.deidentify_key.encode(), options)
+
+
 def build_container(settings: Settings) -> Container:
     engine = make_engine(settings.resolved_database_url, settings.db_pool_size)
     index = SqlIndex(engine)
@@ -55,7 +72,8 @@ def build_container(settings: Settings) -> Container:
             settings.resolved_spool_dir,
             settings.bulk_data_threshold,
             DuplicatePolicy(settings.duplicate_policy),
-            StoreLimits(
+            deidentifier=deidentifier(settings),
+            limits=StoreLimits(
                 settings.max_request_bytes, settings.max_instance_bytes, settings.max_parts
             ),
         ),

@@ -80,6 +80,22 @@ class Settings(BaseSettings):
     max_parts: int = Field(
         default=10_000, ge=1, description="Most parts (instances) in one STOW-RS request."
     )
+    deidentify: bool = Field(
+        default=False,
+        description="De-identify every stored object (PS3.15 Annex E Basic Profile).",
+    )
+    deidentify_options: str = Field(
+        default="",
+        description="Comma-separated PS3.15 E.3 options: retain-uids, retain-device-identity, "
+        "retain-institution-identity, retain-patient-characteristics, retain-long-full-dates, "
+        "retain-long-modified-dates, clean-descriptors, clean-structured-content, "
+        "clean-graphics.",
+    )
+    deidentify_key: str | None = Field(
+        default=None,
+        description="Secret from which replacement UIDs and date shifts are derived; "
+        "required with DICOMWEB_DEIDENTIFY.",
+    )
     db_pool_size: int = Field(default=10, ge=1, description="Connections kept open per process.")
     log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
 

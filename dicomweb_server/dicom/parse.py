@@ -26,6 +26,7 @@ from pydicom.filewriter import dcmwrite, write_file_meta_info
 from pydicom.uid import UID
 
 from dicomweb_server.dicom import uids
+from dicomweb_server.dicom.deidentify import Deidentifier
 from dicomweb_server.dicom.errors import ObjectRejected
 from dicomweb_server.dicom.frames import (
     FrameLayoutError,
@@ -285,7 +286,7 @@ def _convert_to_explicit_little(
         ds = dcmread(src, force=force)
         _, little = ds.original_encoding
         if not little:
-            _swap_binary_words(ds)
+            swap_binary_words(ds)
         ds.preamble = None
         ds.file_meta = FileMetaDataset()
         with dst.open("wb") as fout:
@@ -299,7 +300,7 @@ def _convert_to_explicit_little(
         ) from exc
 
 
-def _swap_binary_words(ds: Dataset) -> None:
+def swap_binary_words(ds: Dataset) -> None:
     """Big to little endian for the binary VRs pydicom leaves as raw bytes."""
     bits = int(ds.get("BitsAllocated") or 16)
     for elem in ds.iterall():
@@ -341,3 +342,39 @@ def _frames(
         return native_frames(scan.pixel_value, geometry), None, count
     except FrameLayoutError as exc:
         return None, str(exc), count
+
+
+def deidentify_file(src: Path, workdir: Path, deidentifier: Deidentifier) -> Path:
+    """De-identify the object in `src` into a new PS3.10 file; `src` is removed.
+
+    The whole object is read (pixel data included) and written again: de-identification is
+    the one ingest step that rewrites objects. Big endian input is written little endian.
+    """
+    dst = workdir / (src.name + ".deid")
+    try:
+        ds = dcmread(src, force=True)
+        meta = getattr(ds, "file_meta", None)
+        syntax = _text(meta.get("TransferSyntaxUID")) if meta is not None else None
+        if ds.original_encoding[1] is False:
+            swap_binary_words(ds)
+        if syntax is None or syntax in uids.NATIVE_TRANSFER_SYNTAXES:
+            # Native pixel data (implicit, big endian or deflated on arrival) is written
+            # Explicit VR Little Endian; encapsulated syntaxes keep their compressed frames.
+            syntax = uids.EXPLICIT_VR_LITTLE_ENDIAN
+        deidentifier.apply(ds)
+        _, _, sop_instance, sop_class = required_uids(ds)
+        ds.preamble = None
+        ds.file_meta = FileMetaDataset()
+        with dst.open("wb") as fout:
+            fout.write(_file_meta_bytes(syntax, sop_class, sop_instance))
+            dcmwrite(fout, ds, implicit_vr=False, little_endian=True, force_encoding=True)
+    except ObjectRejected:
+        dst.unlink(missing_ok=True)
+        raise
+    except _PARSE_ERRORS as exc:
+        dst.unlink(missing_ok=True)
+        raise ObjectRejected(
+            CANNOT_UNDERSTAND, f"the object cannot be de-identified: {exc}"
+        ) from exc
+    src.unlink(missing_ok=True)
+    return dst

@@ -24,9 +24,15 @@ import orjson
 from dicomweb_server.dicom import uids
 from dicomweb_server.dicom.assemble import BulkPart, assemble
 from dicomweb_server.dicom.attributes import RETURN_KEYS, Level, keeps_at
+from dicomweb_server.dicom.deidentify import Deidentifier
 from dicomweb_server.dicom.errors import ObjectRejected
 from dicomweb_server.dicom.json_model import dataset_to_json
-from dicomweb_server.dicom.parse import PreparedInstance, peek_uids, prepare_instance
+from dicomweb_server.dicom.parse import (
+    PreparedInstance,
+    deidentify_file,
+    peek_uids,
+    prepare_instance,
+)
 from dicomweb_server.dicom.scan import PIXEL_DATA_TAGS
 from dicomweb_server.dicom.xml_model import native_to_json
 from dicomweb_server.services.ports import (
@@ -43,6 +49,8 @@ log = logging.getLogger(__name__)
 PROCESSING_FAILURE = 0x0110
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+# PS3.18 Table I.2-1 "Coercion of Data Elements": the object was de-identified.
+COERCION_OF_DATA_ELEMENTS = 0xB000
 # PS3.7 C.4 "Duplicate SOP Instance", for the duplicate policy "reject".
 DUPLICATE_SOP_INSTANCE = 0x0111
 # Implementation-specific warning (PS3.18 I.2.1 allows them): the instance was already
@@ -116,9 +124,11 @@ class StoreService:
         bulk_data_threshold: int,
         duplicate_policy: DuplicatePolicy = DuplicatePolicy.IGNORE,
         limits: StoreLimits | None = None,
+        deidentifier: Deidentifier | None = None,
     ) -> None:
         self.duplicate_policy = duplicate_policy
         self.limits = limits or StoreLimits()
+        self.deidentifier = deidentifier
         self._index = index
         self._blobs = blobs
         self._spool_dir = spool_dir
@@ -187,6 +197,18 @@ class StoreService:
         """Store the object in the spooled file `part`; the file is consumed."""
         prepared_path: Path | None = None
         try:
+            deidentifier = self.deidentifier
+            if deidentifier is not None:
+                try:
+                    part = deidentify_file(part, self._spool_dir, deidentifier)
+                except ObjectRejected as exc:
+                    sop_class, _ = peek_uids(part)
+                    return InstanceOutcome(
+                        sop_class, None, failure_reason=exc.failure_reason, message=exc.message
+                    )
+                if study_uid is not None and deidentifier.remaps_uids:
+                    # The URL names the study as the client knows it.
+                    study_uid = deidentifier.map_uid(study_uid)
             try:
                 prepared = prepare_instance(part, self._spool_dir, self._threshold)
             except ObjectRejected as exc:
@@ -209,7 +231,20 @@ class StoreService:
                     f"Study Instance UID {prepared.study_uid} does not match the study "
                     f"{study_uid} of the request URL",
                 )
-            return self._keep(prepared, outcome)
+            kept = self._keep(prepared, outcome)
+            if deidentifier is not None and kept.stored and kept.warning_reason is None:
+                # PS3.18 10.5.3: elements were changed; the originals are not kept (that
+                # is the point), so the warning says what was done instead.
+                profile = ", ".join(
+                    ["PS3.15 E.1 Basic Profile", *(o.value for o in sorted(deidentifier.options))]
+                )
+                uids_note = "; UIDs replaced" if deidentifier.remaps_uids else ""
+                kept = replace_fields(
+                    kept,
+                    warning_reason=COERCION_OF_DATA_ELEMENTS,
+                    message=f"de-identified on ingest ({profile}){uids_note}",
+                )
+            return kept
         finally:
             for path in {part, prepared_path}:
                 if path is not None:
