@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -10,9 +11,10 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
+from dicomweb_server.container import deidentifier
 from dicomweb_server.dicom.confidentiality_profile import PROFILE, Option
 from dicomweb_server.dicom.deidentify import Deidentifier, resolve
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, make_settings
 from tests.factories import make_instance, parse, to_bytes
 from tests.helpers import parts, sequence, stow, values
 
@@ -169,27 +171,16 @@ def test_every_row_resolves_under_every_option() -> None:
             }
 
 
-def test_configuration_errors_fail_at_start() -> None:
-    from dicomweb_server.container import deidentifier
-    from tests.conftest import make_settings
-
-    with pytest.raises(ValueError, match="KEY"):
-        deidentifier(make_settings(__import__("pathlib").Path("/tmp"), deidentify=True))
-    with pytest.raises(ValueError, match="OPTIONS"):
-        deidentifier(
-            make_settings(
-                __import__("pathlib").Path("/tmp"),
-                deidentify=True,
-                deidentify_key="k",
-                deidentify_options="retain-everything",
-            )
-        )
-    with pytest.raises(ValueError, match="not supported"):
-        deidentifier(
-            make_settings(
-                __import__("pathlib").Path("/tmp"),
-                deidentify=True,
-                deidentify_key="k",
-                deidentify_options="retain-safe-private",
-            )
-        )
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({}, "KEY"),
+        ({"deidentify_key": "k", "deidentify_options": "retain-everything"}, "OPTIONS"),
+        ({"deidentify_key": "k", "deidentify_options": "retain-safe-private"}, "not supported"),
+    ],
+)
+def test_configuration_errors_fail_at_start(
+    tmp_path: Path, settings: dict[str, str], reason: str
+) -> None:
+    with pytest.raises(ValueError, match=reason):
+        deidentifier(make_settings(tmp_path, deidentify=True, **settings))
