@@ -21,16 +21,25 @@ from dicomweb_server.services.ports import JsonDict, SearchIndex, SearchQuery, S
 _ONLINE = {"vr": "CS", "Value": ["ONLINE"]}
 
 
+# PS3.18 (QIDO-RS response): the warning when the server's maximum cut the results.
+TRUNCATED = (
+    "The number of results exceeded the maximum supported by the server. "
+    "Additional results can be requested."
+)
+
+
 @dataclass
 class SearchResponse:
     results: list[JsonDict]
     warnings: list[str] = field(default_factory=list)
+    # Where the next page starts when more results match than this page holds.
+    next_offset: int | None = None
 
 
 class SearchService:
     def __init__(self, index: SearchIndex, max_limit: int) -> None:
         self._index = index
-        self._max_limit = max_limit
+        self.max_limit = max_limit
 
     def search(
         self,
@@ -55,10 +64,9 @@ class SearchService:
                     f"matching on {keyword_of(match.tag)} is not supported at the {level} "
                     "level; the key was ignored"
                 )
-        limit = self._max_limit if request.limit is None else request.limit
-        if limit > self._max_limit:
-            warnings.append(f"limit {limit} is above the maximum of {self._max_limit}")
-            limit = self._max_limit
+        limit = self.max_limit if request.limit is None else request.limit
+        capped = request.limit is None or request.limit > self.max_limit
+        limit = min(limit, self.max_limit)
         wanted = self._wanted(level, request, study_uid, series_uid)
         needs_metadata = level is Level.INSTANCE and (
             request.include_all
@@ -67,20 +75,28 @@ class SearchService:
                 for t in wanted.tags
             )
         )
+        # One row more than the page tells whether more results match.
         results = self._index.search(
             SearchQuery(
                 level=level,
                 matches=matches,
                 study_uid=study_uid,
                 series_uid=series_uid,
-                limit=limit,
+                limit=limit + 1,
                 offset=request.offset,
                 with_metadata=needs_metadata,
             )
         )
+        next_offset = None
+        if len(results) > limit:
+            results = results[:limit]
+            next_offset = request.offset + limit if limit else None
+            if capped:
+                warnings.append(TRUNCATED)
         return SearchResponse(
             [self._render(level, r, wanted, request.include_all, base_url) for r in results],
             warnings,
+            next_offset,
         )
 
     def _wanted(

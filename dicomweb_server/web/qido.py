@@ -27,6 +27,10 @@ async def _search(request: Request, level: Level) -> Response:
     for warning in found.warnings:
         # PS3.18 8.3.4: parameters not honoured are reported with Warning: 299.
         response.headers.append("Warning", f'299 dicomweb-server "{warning}"')
+    if found.next_offset is not None:
+        # RFC 8288: where the next page of results starts.
+        next_page = request.url.include_query_params(offset=found.next_offset)
+        response.headers["Link"] = f'<{next_page}>; rel="next"'
     return response
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import httpx
 import pytest
 from pydicom.uid import generate_uid
@@ -11,6 +13,7 @@ from dicomweb_server.dicom.attributes import (
     SERIES_RETURN_KEYS,
     STUDY_RETURN_KEYS,
 )
+from tests.conftest import RunningServer
 from tests.factories import make_instance
 from tests.helpers import stow, values
 
@@ -253,3 +256,37 @@ def test_unacceptable_accept_is_406(client: httpx.Client) -> None:
     r = client.get("/studies", headers={"Accept": "application/pdf"})
     assert r.status_code == 406 and r.json()["error"]
     assert client.get("/studies", headers={"Accept": "application/json"}).status_code == 200
+
+
+@pytest.fixture
+def max_limit(archive: RunningServer) -> Iterator[None]:
+    """A server maximum of 2 results (DICOMWEB_QIDO_MAX_LIMIT) for one test."""
+    search = archive.container.search
+    before = search.max_limit
+    search.max_limit = 2
+    yield
+    search.max_limit = before
+
+
+def test_truncation_by_the_server_maximum_warns_and_links_the_next_page(
+    client: httpx.Client, studies: dict[str, str], max_limit: None
+) -> None:
+    r = client.get("/studies")
+    assert r.status_code == 200 and len(r.json()) == 2
+    assert "exceeded the maximum supported by the server" in r.headers["warning"]
+    link = r.headers["link"]
+    assert link.endswith('>; rel="next"') and "offset=2" in link
+    rest = client.get(link[1 : link.index(">")])
+    assert len(rest.json()) == 1 and "link" not in rest.headers
+    assert {values(s, "0020000D")[0] for s in r.json() + rest.json()} == set(studies.values())
+
+
+def test_a_page_the_client_asked_for_links_on_without_warning(
+    client: httpx.Client, studies: dict[str, str]
+) -> None:
+    r = client.get("/studies", params={"limit": 1, "offset": 1})
+    assert len(r.json()) == 1
+    assert "warning" not in r.headers
+    assert "offset=2" in r.headers["link"]
+    last = client.get("/studies", params={"limit": 1, "offset": 2})
+    assert "link" not in last.headers
