@@ -114,7 +114,10 @@ class SearchQuery:
 
 class SearchIndex(Protocol):
     def matchable(self, level: Level) -> frozenset[int]:
-        """Tags the index can match on in a query at `level`."""
+        """Tags the index can match on in a query at `level` through its own columns."""
+
+    def json_matchable(self, level: Level, tag: int) -> bool:
+        """Whether the index can match `tag` at `level` on the attributes it keeps."""
 
     def search(self, query: SearchQuery) -> list[SearchResult]: ...
 

@@ -56,7 +56,11 @@ class SearchService:
         matchable = self._index.matchable(level)
         matches = []
         for match in request.matches:
-            if match.kind is MatchKind.UNIVERSAL or match.tag in matchable:
+            if (
+                match.kind is MatchKind.UNIVERSAL
+                or match.tag in matchable
+                or self._index.json_matchable(level, match.tag)
+            ):
                 if match.kind is not MatchKind.UNIVERSAL:
                     matches.append(match)
             else:

@@ -207,12 +207,61 @@ def test_sql_metacharacters_are_plain_values(client: httpx.Client, studies: dict
     assert len(client.get("/studies").json()) == 3
 
 
-def test_key_not_supported_yet_is_ignored_with_warning(
+def test_sequence_matching_is_ignored_with_a_warning(
     client: httpx.Client, studies: dict[str, str]
 ) -> None:
-    r = client.get("/studies", params={"PatientWeight": "70"})
+    r = client.get("/series", params={"RequestAttributesSequence.ScheduledProcedureStepID": "X"})
     assert r.status_code == 200
-    assert "299" in r.headers["warning"] and "PatientWeight" in r.headers["warning"]
+    assert "299" in r.headers["warning"] and "sequence matching" in r.headers["warning"]
+
+
+@pytest.fixture
+def described(client: httpx.Client) -> dict[str, str]:
+    """Instances whose attributes have no index column of their own."""
+    thin = make_instance(patient_id="W70")
+    thin.PatientWeight = "70"
+    thin.SliceThickness = "2.5"
+    thin.BodyPartExamined = "CHEST"
+    thin.OperatorsName = "Smith^Anna"
+    thick = make_instance(patient_id="W80")
+    thick.PatientWeight = "80.5"
+    thick.SliceThickness = "5"
+    thick.BodyPartExamined = "HEAD"
+    thick.OperatorsName = "Jones^Bob"
+    thick.ImageType = ["DERIVED", "SECONDARY"]
+    assert stow(client, [thin, thick]).status_code == 200
+    return {"thin": thin.SOPInstanceUID, "thick": thick.SOPInstanceUID}
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "expected"),
+    [
+        ("/instances", {"SliceThickness": "2.5"}, {"W70"}),
+        ("/instances", {"SliceThickness": "2.50"}, {"W70"}),  # numbers compare as numbers
+        ("/instances", {"SliceThickness": "5"}, {"W80"}),
+        ("/instances", {"ImageType": "DERIVED"}, {"W80"}),
+        ("/series", {"BodyPartExamined": "CHEST"}, {"W70"}),
+        ("/series", {"BodyPartExamined": "CH*"}, {"W70"}),
+        ("/series", {"BodyPartExamined": "ch*"}, set()),  # CS is case-sensitive
+        ("/series", {"OperatorsName": "smith*"}, {"W70"}),  # PN is not
+        ("/series", {"BodyPartExamined": "CHEST\\HEAD"}, {"W70", "W80"}),
+        ("/studies", {"PatientWeight": "80.5"}, {"W80"}),
+        ("/studies", {"PatientWeight": "70"}, {"W70"}),
+        ("/instances", {"BodyPartExamined": "HEAD", "SliceThickness": "5"}, {"W80"}),
+        ("/instances", {"BodyPartExamined": "' OR 1=1 --"}, set()),
+    ],
+)
+def test_any_attribute_is_a_matching_key(
+    client: httpx.Client,
+    described: dict[str, str],
+    path: str,
+    params: dict[str, str],
+    expected: set[str],
+) -> None:
+    r = client.get(path, params={**params, "includefield": "PatientID"})
+    assert r.status_code == 200, r.text
+    assert "warning" not in r.headers
+    assert {values(x, "00100020")[0] for x in r.json()} == expected
 
 
 @pytest.mark.parametrize(

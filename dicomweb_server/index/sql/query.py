@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, true
+from sqlalchemy import ColumnElement, Text, and_, exists, literal, or_, select, true
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.elements import ColumnElement as _Col
+from sqlalchemy.sql.functions import FunctionElement
 
 from dicomweb_server.dicom import attributes as a
 from dicomweb_server.dicom.attributes import Level
@@ -21,6 +24,65 @@ class Kind(StrEnum):
     TEXT = "text"
     NAME = "name"  # PN: case-insensitive, on each upper-cased component group
     INT = "int"
+    NUMBER = "number"
+
+
+class JsonFirstValue(FunctionElement[Any]):
+    """The first value of one attribute in a stored DICOM JSON text, as text.
+
+    Rendered per database below, the tag key always a bound parameter. The variants are
+    subclasses (not flags) so that each has its own entry in SQLAlchemy's statement cache.
+    """
+
+    type = Text()
+    inherit_cache = True
+    name = "json_first_value"
+
+    def __init__(self, column: Any, tag: int) -> None:
+        super().__init__(column, literal(f"{tag:08X}"))
+
+
+class JsonFirstName(JsonFirstValue):
+    """A person name's Alphabetic group, upper-cased."""
+
+    inherit_cache = True
+
+
+class JsonFirstNumber(JsonFirstValue):
+    """A number, compared as a number."""
+
+    inherit_cache = True
+
+
+@compiles(JsonFirstValue, "sqlite")
+def _sqlite_first(element: JsonFirstValue, compiler: Any, **kw: Any) -> str:
+    column, key = (compiler.process(c, **kw) for c in element.clauses)
+    name = isinstance(element, JsonFirstName)
+    path = "'$.\"' || " + key + " || '\".Value[0]" + (".Alphabetic'" if name else "'")
+    value = f"json_extract({column}, {path})"
+    if name:
+        return f"upper({value})"
+    return f"CAST({value} AS REAL)" if isinstance(element, JsonFirstNumber) else value
+
+
+@compiles(JsonFirstValue, "postgresql")
+def _postgresql_first(element: JsonFirstValue, compiler: Any, **kw: Any) -> str:
+    column, key = (compiler.process(c, **kw) for c in element.clauses)
+    if isinstance(element, JsonFirstName):
+        return f"upper(({column})::jsonb -> {key} -> 'Value' -> 0 ->> 'Alphabetic')"
+    text = f"(({column})::jsonb -> {key} -> 'Value' ->> 0)"
+    if isinstance(element, JsonFirstNumber):
+        return f"CAST({text} AS DOUBLE PRECISION)"
+    return text
+
+
+# Where each level keeps the attributes that have no column of their own.
+_ATTRIBUTES = {
+    Level.STUDY: studies.c.attributes,
+    Level.SERIES: series.c.attributes,
+    Level.INSTANCE: instances.c.metadata,
+}
+_NUMBER_VRS = frozenset({"IS", "DS", "US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"})
 
 
 @dataclass(frozen=True)
@@ -73,10 +135,26 @@ COLUMNS: dict[Level, dict[int, IndexedColumn]] = {
 
 
 def matchable(level: Level) -> frozenset[int]:
+    """Tags with an index column at `level` or above (others match on the stored JSON)."""
     tags: set[int] = {a.MODALITIES_IN_STUDY}
     for lv in a.levels_above(level):
         tags |= set(COLUMNS[lv])
     return frozenset(tags)
+
+
+def json_matchable(level: Level, tag: int) -> bool:
+    """Whether `tag` can be matched on the stored DICOM JSON at `level`."""
+    return a.level_of(tag) in a.levels_above(level) and a.vr_of(tag) not in (
+        "SQ",
+        "OB",
+        "OD",
+        "OF",
+        "OL",
+        "OV",
+        "OW",
+        "UN",
+        "AT",
+    )
 
 
 def where(level: Level, matches: list[Match]) -> ColumnElement[bool]:
@@ -98,9 +176,21 @@ def where(level: Level, matches: list[Match]) -> ColumnElement[bool]:
                     )
                 )
             )
-        else:
+        elif match.tag in columns:
             conditions.append(_condition(columns[match.tag], match))
+        else:
+            conditions.append(_condition(_json_column(match), match))
     return and_(true(), *conditions)
+
+
+def _json_column(match: Match) -> IndexedColumn:
+    """A matching key without a column: its first value in the level's stored JSON."""
+    column = _ATTRIBUTES[a.level_of(match.tag)]
+    if match.vr == "PN":
+        return IndexedColumn(JsonFirstName(column, match.tag), Kind.NAME)
+    if match.vr in _NUMBER_VRS:
+        return IndexedColumn(JsonFirstNumber(column, match.tag), Kind.NUMBER)
+    return IndexedColumn(JsonFirstValue(column, match.tag), Kind.TEXT)
 
 
 def _value(indexed: IndexedColumn, value: str) -> object:
@@ -108,11 +198,17 @@ def _value(indexed: IndexedColumn, value: str) -> object:
         return value.upper()
     if indexed.kind is Kind.INT:
         return int(float(value))
+    if indexed.kind is Kind.NUMBER:
+        return float(value)
     return value
 
 
 def _condition(indexed: IndexedColumn, match: Match) -> ColumnElement[bool]:
-    if indexed.kind is Kind.NAME and match.kind in (MatchKind.SINGLE, MatchKind.WILDCARD):
+    if (
+        indexed.kind is Kind.NAME
+        and indexed.groups
+        and match.kind in (MatchKind.SINGLE, MatchKind.WILDCARD)
+    ):
         return _name_condition(indexed, match)
     return _column_condition(indexed, match)
 

@@ -263,6 +263,9 @@ class SqlIndex:
     def matchable(self, level: Level) -> frozenset[int]:
         return query.matchable(level)
 
+    def json_matchable(self, level: Level, tag: int) -> bool:
+        return query.json_matchable(level, tag)
+
     def exists(self, study_uid: str, series_uid: str | None = None) -> bool:
         stmt: Select[Any] = select(studies.c.pk).where(studies.c.study_instance_uid == study_uid)
         if series_uid is not None:
