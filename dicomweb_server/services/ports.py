@@ -110,6 +110,8 @@ class SearchQuery:
     limit: int = 100
     offset: int = 0
     with_metadata: bool = False
+    # PS3.18 8.3.4.2 fuzzymatching: names match on the start of any of their components.
+    fuzzy: bool = False
 
 
 class SearchIndex(Protocol):

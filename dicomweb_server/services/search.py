@@ -89,6 +89,7 @@ class SearchService:
                 limit=limit + 1,
                 offset=request.offset,
                 with_metadata=needs_metadata,
+                fuzzy=request.fuzzy,
             )
         )
         next_offset = None

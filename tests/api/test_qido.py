@@ -339,3 +339,22 @@ def test_a_page_the_client_asked_for_links_on_without_warning(
     assert "offset=2" in r.headers["link"]
     last = client.get("/studies", params={"limit": 1, "offset": 2})
     assert "link" not in last.headers
+
+
+@pytest.mark.parametrize(
+    ("name", "fuzzy", "expected"),
+    [
+        ("john", "true", {"doe", "doe2"}),  # a given name alone
+        ("JA", "true", {"roe"}),  # the start of a component
+        ("doe", "true", {"doe", "doe2"}),
+        ("oe", "true", set()),  # not the start of a component
+        ("john", "false", set()),
+        ("j?n*", "true", {"roe"}),  # wildcards keep their meaning
+    ],
+)
+def test_fuzzy_matching_of_names(
+    client: httpx.Client, studies: dict[str, str], name: str, fuzzy: str, expected: set[str]
+) -> None:
+    r = client.get("/studies", params={"PatientName": name, "fuzzymatching": fuzzy})
+    assert r.status_code == 200 and "warning" not in r.headers
+    assert study_uids(r) == {studies[k] for k in expected}

@@ -157,7 +157,7 @@ def json_matchable(level: Level, tag: int) -> bool:
     )
 
 
-def where(level: Level, matches: list[Match]) -> ColumnElement[bool]:
+def where(level: Level, matches: list[Match], fuzzy: bool = False) -> ColumnElement[bool]:
     conditions: list[ColumnElement[bool]] = []
     columns: dict[int, IndexedColumn] = {}
     for lv in a.levels_above(level):
@@ -177,10 +177,26 @@ def where(level: Level, matches: list[Match]) -> ColumnElement[bool]:
                 )
             )
         elif match.tag in columns:
-            conditions.append(_condition(columns[match.tag], match))
+            indexed = columns[match.tag]
+            if fuzzy and indexed.kind is Kind.NAME and match.kind is not MatchKind.RANGE:
+                conditions.append(_fuzzy_name(indexed, match))
+            else:
+                conditions.append(_condition(indexed, match))
         else:
             conditions.append(_condition(_json_column(match), match))
     return and_(true(), *conditions)
+
+
+def _fuzzy_name(indexed: IndexedColumn, match: Match) -> ColumnElement[bool]:
+    """fuzzymatching=true: a name matches when one of its components, in any group, begins
+    with a value given (case-insensitively; `*` and `?` keep their meaning)."""
+    options = []
+    for value in match.values:
+        pattern = _like_pattern(value.upper())
+        for column in (indexed.column, *indexed.groups):
+            options.append(column.like(pattern + "%", escape="\\"))
+            options.append(column.like("%^" + pattern + "%", escape="\\"))
+    return or_(*options)
 
 
 def _json_column(match: Match) -> IndexedColumn:
