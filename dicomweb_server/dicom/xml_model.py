@@ -1,6 +1,7 @@
-"""The Native DICOM Model (PS3.19 A.1) read into the DICOM JSON Model (PS3.18 Annex F).
+"""The Native DICOM Model (PS3.19 A.1) to and from the DICOM JSON Model (PS3.18 Annex F).
 
-Used for STOW-RS bodies of type `application/dicom+xml`. The XML is parsed with defusedxml:
+Read for STOW-RS bodies of type `application/dicom+xml`; written for QIDO-RS and metadata
+responses asked for in XML. The XML is parsed with defusedxml:
 documents with a DTD, entity declarations or external references are refused, so neither
 entity expansion nor external entities can be used against the server.
 """
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError
+from xml.sax.saxutils import escape, quoteattr
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
+from pydicom.datadict import keyword_for_tag
 
 from dicomweb_server.dicom.errors import ObjectRejected
 
@@ -108,3 +111,50 @@ def _person_name(element: Element) -> dict[str, str]:
         if text:
             out[group] = text
     return out
+
+
+def json_to_native(obj: dict[str, Any]) -> bytes:
+    """One DICOM JSON object as a NativeDicomModel document (PS3.19 A.1), UTF-8."""
+    out = ['<?xml version="1.0" encoding="UTF-8"?>\n<NativeDicomModel xml:space="preserve">']
+    _write_dataset(obj, out)
+    out.append("</NativeDicomModel>")
+    return "".join(out).encode("utf-8")
+
+
+def _write_dataset(obj: dict[str, Any], out: list[str]) -> None:
+    for tag, element in obj.items():
+        vr = element.get("vr", "UN")
+        keyword = keyword_for_tag(int(tag, 16)) if tag[4:] != "0000" else ""
+        head = f'<DicomAttribute tag="{escape(tag)}" vr="{escape(vr)}"'
+        if keyword:
+            head += f' keyword="{keyword}"'
+        out.append(head + ">")
+        if "BulkDataURI" in element:
+            out.append(f"<BulkData uri={quoteattr(str(element['BulkDataURI']))}/>")
+        elif "InlineBinary" in element:
+            out.append(f"<InlineBinary>{escape(str(element['InlineBinary']))}</InlineBinary>")
+        for number, value in enumerate(element.get("Value", []), start=1):
+            if vr == "SQ":
+                out.append(f'<Item number="{number}">')
+                _write_dataset(value or {}, out)
+                out.append("</Item>")
+            elif vr == "PN":
+                out.append(f'<PersonName number="{number}">')
+                for group, text in (value or {}).items():
+                    out.append(f"<{group}>")
+                    for part, piece in zip(_NAME_PARTS, str(text).split("^"), strict=False):
+                        if piece:
+                            out.append(f"<{part}>{escape(piece)}</{part}>")
+                    out.append(f"</{group}>")
+                out.append("</PersonName>")
+            elif value is None:
+                out.append(f'<Value number="{number}"/>')
+            else:
+                out.append(f'<Value number="{number}">{escape(_text(value))}</Value>')
+        out.append("</DicomAttribute>")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

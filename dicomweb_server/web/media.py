@@ -121,12 +121,18 @@ def _related_accepts(media: MediaRange, candidate: str) -> bool:
 
 
 def negotiate_json(accept: str | None) -> str:
-    """QIDO-RS and metadata answer `application/dicom+json` (PS3.18 8.7.4)."""
+    """QIDO-RS and metadata: `application/dicom+json`, or the Native DICOM Model as
+    `multipart/related; type="application/dicom+xml"` (PS3.18 8.7.4), whichever ranks first."""
     for media in parse_accept(accept):
         if media.matches(DICOM_JSON) or media.type == "application/json":
             return DICOM_JSON
+        if media.type == DICOM_XML or (
+            media.type == MULTIPART_RELATED and media.params.get("type", "").lower() == DICOM_XML
+        ):
+            return DICOM_XML
     raise NotAcceptable(
-        f"this resource is available as {DICOM_JSON}; the request accepts only {accept!r}"
+        f'this resource is available as {DICOM_JSON} or {MULTIPART_RELATED}; type="{DICOM_XML}"'
+        f"; the request accepts only {accept!r}"
     )
 
 

@@ -11,11 +11,13 @@ from dicomweb_server.services.retrieve import ByteParts, RetrieveService, parse_
 from dicomweb_server.web.context import base_url, container, json_bytes_with_base, path_uid
 from dicomweb_server.web.media import (
     DICOM,
+    DICOM_XML,
     negotiate_bytes,
     negotiate_dicom,
     negotiate_json,
 )
 from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
+from dicomweb_server.web.xml import xml_response
 
 
 def _scope(request: Request) -> tuple[str, str | None, str | None]:
@@ -68,7 +70,10 @@ def _instance_part(retrieve: RetrieveService, inst: StoredInstance, base: str) -
 async def retrieve_metadata(request: Request) -> Response:
     media_type = negotiate_json(request.headers.get("accept"))
     texts = await run_in_threadpool(container(request).retrieve.metadata, *_scope(request))
-    return Response(json_bytes_with_base(texts, base_url(request)), media_type=media_type)
+    body = json_bytes_with_base(texts, base_url(request))
+    if media_type == DICOM_XML:
+        return await run_in_threadpool(xml_response, body)
+    return Response(body, media_type=media_type)
 
 
 async def retrieve_frames(request: Request) -> Response:

@@ -358,3 +358,17 @@ def test_fuzzy_matching_of_names(
     r = client.get("/studies", params={"PatientName": name, "fuzzymatching": fuzzy})
     assert r.status_code == 200 and "warning" not in r.headers
     assert study_uids(r) == {studies[k] for k in expected}
+
+
+def test_search_results_in_xml(client: httpx.Client, studies: dict[str, str]) -> None:
+    from dicomweb_server.dicom.xml_model import native_to_json
+    from tests.helpers import parts
+
+    as_json = client.get("/studies", params={"PatientID": "P1"}).json()
+    r = client.get(
+        "/studies",
+        params={"PatientID": "P1"},
+        headers={"Accept": 'multipart/related; type="application/dicom+xml"'},
+    )
+    assert r.status_code == 200
+    assert [native_to_json(body) for _, body in parts(r)] == as_json

@@ -175,10 +175,7 @@ def test_unacceptable_media_types_are_406(client: httpx.Client) -> None:
         r = client.get(study_url, headers={"Accept": accept})
         assert r.status_code == 406, accept
         assert "transfer syntax" in r.json()["error"]
-    assert (
-        client.get(study_url + "/metadata", headers={"Accept": "application/dicom+xml"}).status_code
-        == 406
-    )
+    assert client.get(study_url + "/metadata", headers={"Accept": "text/csv"}).status_code == 406
     assert (
         client.get(
             instance_url + "/frames/1", headers={"Accept": 'multipart/related; type="image/jpeg"'}
@@ -213,3 +210,16 @@ def test_encapsulated_pixel_data_bulk_uri_gives_the_frames(client: httpx.Client)
     assert r.status_code == 200
     got = [body for _, body in parts(r)]
     assert got == list(generate_frames(ds.PixelData, number_of_frames=2))
+
+
+def test_metadata_in_xml(client: httpx.Client) -> None:
+    from dicomweb_server.dicom.xml_model import native_to_json
+
+    ds = make_instance(rows=16, columns=16)
+    assert stow(client, [ds]).status_code == 200
+    url = urls(ds)[1] + "/metadata"
+    as_json = client.get(url).json()
+    r = client.get(url, headers={"Accept": 'multipart/related; type="application/dicom+xml"'})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith('multipart/related; type="application/dicom+xml"')
+    assert [native_to_json(body) for _, body in parts(r)] == as_json

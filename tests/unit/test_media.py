@@ -33,8 +33,11 @@ def test_malformed_accept(header: str) -> None:
 
 def test_negotiation() -> None:
     assert negotiate_json(None) == "application/dicom+json"
+    assert negotiate_json('multipart/related; type="application/dicom+xml"') == (
+        "application/dicom+xml"
+    )
     with pytest.raises(NotAcceptable):
-        negotiate_json("application/dicom+xml")
+        negotiate_json("text/csv")
     negotiate_dicom('multipart/related; type="application/dicom"', {JPEG})
     negotiate_dicom(f'multipart/related; type="*/*"; transfer-syntax={JPEG}', {JPEG})
     with pytest.raises(NotAcceptable):
