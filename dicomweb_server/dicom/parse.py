@@ -13,7 +13,7 @@ from __future__ import annotations
 import mmap
 import shutil
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,6 @@ class PreparedInstance:
     frames: list[Ranges] | None
     frames_error: str | None
     number_of_frames: int
-    coercions: list[str] = field(default_factory=list)
 
 
 def peek_uids(path: Path) -> tuple[str | None, str | None]:
@@ -129,22 +128,19 @@ def prepare_instance(src: Path, workdir: Path, bulk_data_threshold: int) -> Prep
             TRANSFER_SYNTAX_NOT_SUPPORTED, f"transfer syntax {encoded_ts} is not supported"
         )
 
-    coercions: list[str] = []
     dst = workdir / (src.name + ".prepared")
     if encoded_ts in uids.NOT_ALLOWED_ON_THE_WEB:
         _convert_to_explicit_little(
             src, dst, force=not has_preamble, sop_class=sop_class, sop_instance=sop_instance
         )
-        coercions.append(
-            f"converted from transfer syntax {encoded_ts} to Explicit VR Little "
-            "Endian (PS3.18 8.7.3)"
-        )
+        # PS3.18 8.7.3: served as Explicit VR Little Endian; attribute values are unchanged,
+        # so this is not reported as a coercion.
         stored_ts = uids.EXPLICIT_VR_LITTLE_ENDIAN
         path = dst
         header = _read_header(path, force=False)
     elif not has_preamble or declared_ts is None:
         _complete_file(src, dst, encoded_ts, sop_class, sop_instance)
-        coercions.append("File Meta Information added (PS3.10 7.1)")
+        # PS3.10 7.1: File Meta Information added; the data set bytes are kept.
         stored_ts = encoded_ts
         path = dst
     else:
@@ -185,7 +181,6 @@ def prepare_instance(src: Path, workdir: Path, bulk_data_threshold: int) -> Prep
         frames=frames,
         frames_error=frames_error,
         number_of_frames=count,
-        coercions=coercions,
     )
 
 
