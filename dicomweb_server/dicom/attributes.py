@@ -107,19 +107,6 @@ RETURN_KEYS: dict[Level, tuple[int, ...]] = {
     Level.INSTANCE: INSTANCE_RETURN_KEYS,
 }
 
-# Attributes computed by the archive rather than copied from an instance.
-COMPUTED = frozenset(
-    {
-        INSTANCE_AVAILABILITY,
-        MODALITIES_IN_STUDY,
-        SOP_CLASSES_IN_STUDY,
-        RETRIEVE_URL,
-        NUMBER_OF_STUDY_RELATED_SERIES,
-        NUMBER_OF_STUDY_RELATED_INSTANCES,
-        NUMBER_OF_SERIES_RELATED_INSTANCES,
-    }
-)
-
 _EVERY_LEVEL = frozenset({SPECIFIC_CHARACTER_SET, TIMEZONE_OFFSET_FROM_UTC})
 
 # PS3.3 C.7.2.1 General Study, C.7.2.2 Patient Study (with the Patient module, group 0010).

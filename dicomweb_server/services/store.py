@@ -7,7 +7,6 @@ removed again. A failure of one instance is an outcome, not an exception (PS3.18
 
 from __future__ import annotations
 
-import logging
 import os
 import secrets
 import tempfile
@@ -43,10 +42,7 @@ from dicomweb_server.services.ports import (
     StoreIndex,
 )
 
-log = logging.getLogger(__name__)
-
 # PS3.18 Table I.2-2 failure reasons used here.
-PROCESSING_FAILURE = 0x0110
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 # PS3.18 Table I.2-1 "Coercion of Data Elements": the object was de-identified.

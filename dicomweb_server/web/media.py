@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from dicomweb_server.dicom import uids
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable
 
 DICOM = "application/dicom"
@@ -174,7 +173,3 @@ def negotiate_bytes(accept: str | None, transfer_syntax: str) -> str:
         f'this resource is available as multipart/related; type="{offered}" in transfer '
         f"syntax {transfer_syntax}; the request accepts {accept!r}"
     )
-
-
-def is_native(transfer_syntax: str) -> bool:
-    return transfer_syntax in uids.NATIVE_TRANSFER_SYNTAXES
