@@ -75,6 +75,9 @@ def parse_attribute_id(text: str) -> int:
 def parse_search(params: Iterable[tuple[str, str]]) -> SearchRequest:
     request = SearchRequest()
     for name, value in params:
+        # No DICOM value holds a NUL outside padding, and PostgreSQL refuses one in text.
+        if "\x00" in name or "\x00" in value:
+            raise InvalidQuery(f"query parameter {name!r} contains a NUL character")
         lowered = name.lower()
         if lowered == "limit":
             request.limit = _count(name, value)

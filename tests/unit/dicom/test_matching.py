@@ -71,3 +71,11 @@ def test_any_text_is_parsed_or_refused_cleanly(value: str) -> None:
     for key in ("PatientName", "StudyDate", "StudyInstanceUID", "SeriesNumber", "Modality"):
         with contextlib.suppress(InvalidQuery):
             parse_match(key, value)
+
+
+@pytest.mark.parametrize(
+    "params", [[("PatientName", "\x00")], [("Pat\x00ientID", "x")], [("includefield", "\x00")]]
+)
+def test_nul_characters_are_refused(params: list[tuple[str, str]]) -> None:
+    with pytest.raises(InvalidQuery, match="NUL"):
+        parse_search(params)
