@@ -38,6 +38,17 @@ class BlobStore(Protocol):
 
 
 @dataclass(frozen=True)
+class StoredInstance:
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    blob_key: str
+    size: int
+
+
+@dataclass(frozen=True)
 class PixelLayout:
     """Where frames and bulk data values lie in the stored object (found at ingest)."""
 
@@ -51,13 +62,7 @@ class PixelLayout:
 class NewInstance:
     """Everything the index keeps of one instance, computed once at ingest."""
 
-    study_uid: str
-    series_uid: str
-    sop_instance_uid: str
-    sop_class_uid: str
-    transfer_syntax_uid: str
-    blob_key: str
-    size: int
+    instance: StoredInstance  # what it is and where its object is
     study_attributes: JsonDict
     series_attributes: JsonDict
     instance_attributes: JsonDict
@@ -124,17 +129,6 @@ class SearchIndex(Protocol):
     def search(self, query: SearchQuery) -> list[SearchResult]: ...
 
     def exists(self, study_uid: str, series_uid: str | None = None) -> bool: ...
-
-
-@dataclass(frozen=True)
-class StoredInstance:
-    study_uid: str
-    series_uid: str
-    sop_instance_uid: str
-    sop_class_uid: str
-    transfer_syntax_uid: str
-    blob_key: str
-    size: int
 
 
 @dataclass(frozen=True)

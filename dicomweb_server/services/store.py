@@ -39,6 +39,7 @@ from dicomweb_server.services.ports import (
     BlobStore,
     NewInstance,
     PixelLayout,
+    StoredInstance,
     StoreIndex,
 )
 
@@ -266,13 +267,15 @@ class StoreService:
         # A fresh version per copy: a new copy never overwrites the one the index points to.
         key = uids.blob_key(study, series, instance, secrets.token_hex(8))
         record = NewInstance(
-            study_uid=study,
-            series_uid=series,
-            sop_instance_uid=instance,
-            sop_class_uid=prepared.sop_class_uid,
-            transfer_syntax_uid=prepared.transfer_syntax_uid,
-            blob_key=key,
-            size=prepared.size,
+            instance=StoredInstance(
+                study,
+                series,
+                instance,
+                prepared.sop_class_uid,
+                prepared.transfer_syntax_uid,
+                key,
+                prepared.size,
+            ),
             study_attributes=levels[Level.STUDY],
             series_attributes=levels[Level.SERIES],
             instance_attributes=levels[Level.INSTANCE],

@@ -120,16 +120,16 @@ class SqlIndex:
     @staticmethod
     def _instance_row(inst: NewInstance) -> dict[str, Any]:
         """The columns an instance's object determines (all but its place in the hierarchy)."""
-        pixels = inst.pixels
+        pixels, stored = inst.pixels, inst.instance
         frames = None
         if pixels.frames is not None:
             frames = _dumps([[n for r in frame for n in r] for frame in pixels.frames])
         return {
-            "sop_class_uid": inst.sop_class_uid,
+            "sop_class_uid": stored.sop_class_uid,
             "instance_number": _int(inst.instance_attributes, a.INSTANCE_NUMBER),
-            "transfer_syntax_uid": inst.transfer_syntax_uid,
-            "blob_key": inst.blob_key,
-            "size": inst.size,
+            "transfer_syntax_uid": stored.transfer_syntax_uid,
+            "blob_key": stored.blob_key,
+            "size": stored.size,
             "number_of_frames": pixels.number_of_frames,
             "attributes": _dumps(inst.instance_attributes),
             "metadata": inst.metadata,
@@ -139,12 +139,12 @@ class SqlIndex:
         }
 
     def _add(self, conn: Connection, inst: NewInstance, replace: bool) -> AddResult:
-        st, se = inst.study_attributes, inst.series_attributes
+        st, se, stored = inst.study_attributes, inst.series_attributes, inst.instance
         self._insert_ignore(
             conn,
             studies,
             {
-                "study_instance_uid": inst.study_uid,
+                "study_instance_uid": stored.study_uid,
                 "patient_id": _text(st, a.PATIENT_ID),
                 **_name_groups(st, a.PATIENT_NAME, "patient_name"),
                 "patient_birth_date": _text(st, a.PATIENT_BIRTH_DATE),
@@ -163,7 +163,7 @@ class SqlIndex:
         # serialises all writers with BEGIN IMMEDIATE).
         study = conn.execute(
             select(studies.c.pk, studies.c.sop_classes_in_study)
-            .where(studies.c.study_instance_uid == inst.study_uid)
+            .where(studies.c.study_instance_uid == stored.study_uid)
             .with_for_update()
         ).one()
         series_pk = self._insert_ignore(
@@ -171,7 +171,7 @@ class SqlIndex:
             series,
             {
                 "study_pk": study.pk,
-                "series_instance_uid": inst.series_uid,
+                "series_instance_uid": stored.series_uid,
                 "modality": _text(se, a.MODALITY),
                 "series_number": _int(se, a.SERIES_NUMBER),
                 "series_description": _text(se, a.SERIES_DESCRIPTION),
@@ -184,20 +184,20 @@ class SqlIndex:
         if series_pk is None:
             row = conn.execute(
                 select(series.c.pk, series.c.study_pk).where(
-                    series.c.series_instance_uid == inst.series_uid
+                    series.c.series_instance_uid == stored.series_uid
                 )
             ).one()
             if row.study_pk != study.pk:
                 raise _Abort(
                     AddResult(
                         AddOutcome.CONFLICT,
-                        f"Series Instance UID {inst.series_uid} already belongs to another study",
+                        f"Series Instance UID {stored.series_uid} already belongs to another study",
                     )
                 )
             series_pk = int(row.pk)
         existing = conn.execute(
             select(instances.c.pk, instances.c.series_pk, instances.c.blob_key).where(
-                instances.c.sop_instance_uid == inst.sop_instance_uid
+                instances.c.sop_instance_uid == stored.sop_instance_uid
             )
         ).first()
         if existing is not None:
@@ -205,7 +205,7 @@ class SqlIndex:
                 raise _Abort(
                     AddResult(
                         AddOutcome.CONFLICT,
-                        f"SOP Instance UID {inst.sop_instance_uid} is already stored in another "
+                        f"SOP Instance UID {stored.sop_instance_uid} is already stored in another "
                         "series",
                     )
                 )
@@ -216,12 +216,12 @@ class SqlIndex:
                 .where(instances.c.pk == existing.pk)
                 .values(**self._instance_row(inst))
             )
-            self._add_sop_class(conn, study.pk, study.sop_classes_in_study, inst.sop_class_uid)
+            self._add_sop_class(conn, study.pk, study.sop_classes_in_study, stored.sop_class_uid)
             return AddResult(AddOutcome.REPLACED, replaced_key=existing.blob_key)
         new_row = {
             "series_pk": series_pk,
             "study_pk": study.pk,
-            "sop_instance_uid": inst.sop_instance_uid,
+            "sop_instance_uid": stored.sop_instance_uid,
             **self._instance_row(inst),
         }
         pk = self._insert_ignore(conn, instances, new_row)
@@ -244,7 +244,7 @@ class SqlIndex:
             )
             values["modalities_in_study"] = "\\".join(sorted(str(m) for m in modalities))
         conn.execute(update(studies).where(studies.c.pk == study.pk).values(**values))
-        self._add_sop_class(conn, study.pk, study.sop_classes_in_study, inst.sop_class_uid)
+        self._add_sop_class(conn, study.pk, study.sop_classes_in_study, stored.sop_class_uid)
         return AddResult(AddOutcome.STORED)
 
     @staticmethod
