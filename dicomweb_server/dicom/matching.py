@@ -11,22 +11,28 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from dicomweb_server.dicom import uids
-from dicomweb_server.dicom.attributes import tag_of_keyword, vr_of
+from dicomweb_server.dicom.attributes import keyword_of, tag_of_keyword, vr_of
 from dicomweb_server.dicom.errors import InvalidAttribute, InvalidQuery, InvalidUID
 
 
 class MatchKind(StrEnum):
     UNIVERSAL = "universal"  # PS3.4 C.2.2.2.3
     SINGLE = "single"  # C.2.2.2.1
-    LIST = "list"  # C.2.2.2.2 (UIDs) and PS3.18 8.3.4.6 multiple values
+    LIST = "list"  # C.2.2.2.2 (UIDs); for other VRs any one of the values listed
     WILDCARD = "wildcard"  # C.2.2.2.4
     RANGE = "range"  # C.2.2.2.5
+    EMPTY = "empty"  # `""` with emptyvaluematching=true (PS3.18 8.3.4): no value at all
+    ALL = "all"  # `a\b` with multiplevaluematching=true: every value listed is held
 
 
 @dataclass(frozen=True)
 class Match:
+    """One key on one attribute. A multi-valued attribute matches when any of its values
+    does (for ALL: when every value listed is among its values)."""
+
     tag: int
     vr: str
     kind: MatchKind
@@ -35,14 +41,27 @@ class Match:
     upper: str | None = None
 
 
+@dataclass(frozen=True)
+class SequenceMatch:
+    """PS3.4 C.2.2.2.6: the entity matches when one item of the sequence matches every key."""
+
+    tag: int
+    keys: tuple[Key, ...]
+
+
+Key = Match | SequenceMatch
+
+
 @dataclass
 class SearchRequest:
-    matches: list[Match] = field(default_factory=list)
+    matches: list[Key] = field(default_factory=list)
     include_fields: set[int] = field(default_factory=set)
     include_all: bool = False
     limit: int | None = None
     offset: int = 0
     fuzzy: bool = False
+    empty_value_matching: bool = False
+    multiple_value_matching: bool = False
     # Parameters understood but not honoured: each becomes a `Warning: 299` header.
     warnings: list[str] = field(default_factory=list)
 
@@ -50,16 +69,19 @@ class SearchRequest:
 # PS3.4 C.2.2.2.4: wildcards only for these VRs.
 WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
 RANGE_VRS = frozenset({"DA", "TM", "DT"})
-_NUMBER_VRS = frozenset({"IS", "SL", "SS", "UL", "US", "SV", "UV", "DS", "FL", "FD"})
-
+NUMBER_VRS = frozenset({"IS", "SL", "SS", "UL", "US", "SV", "UV", "DS", "FL", "FD"})
+# Multi-valued string VRs: where multiplevaluematching means "holds all of these".
+MULTIPLE_VALUE_VRS = frozenset({"AE", "AS", "CS", "LO", "PN", "SH", "UC"})
+# Never keys: their values are bytes or tags (includefield still returns them).
+UNMATCHABLE_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "AT"})
+# PS3.4 C.2.2.2.5.1 ranges; a DT may carry its own UTC offset (&ZZXX).
 _DA = re.compile(r"^\d{8}$")
 _TM = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
 _DT = re.compile(r"^\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?)?)?)?([+-]\d{4})?$")
 _HEX_TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _MAX_LIMIT_DIGITS = 9
-
-_UNHONOURED = ("emptyvaluematching", "multiplevaluematching")
+EMPTY_VALUE = '""'
 
 
 def parse_attribute_id(text: str) -> int:
@@ -72,8 +94,19 @@ def parse_attribute_id(text: str) -> int:
     return tag
 
 
+def parse_attribute_path(text: str) -> tuple[int, ...]:
+    """An attribute ID or a dotted path into sequences (`00400275.00400009`,
+    `RequestAttributesSequence.ScheduledProcedureStepID`), PS3.18 8.3.4.1."""
+    tags = tuple(parse_attribute_id(part) for part in text.split("."))
+    for tag in tags[:-1]:
+        if vr_of(tag) != "SQ":
+            raise InvalidAttribute(f"{text!r}: {keyword_of(tag)} is not a sequence")
+    return tags
+
+
 def parse_search(params: Iterable[tuple[str, str]]) -> SearchRequest:
     request = SearchRequest()
+    keys: list[tuple[str, str]] = []
     for name, value in params:
         # No DICOM value holds a NUL outside padding, and PostgreSQL refuses one in text.
         if "\x00" in name or "\x00" in value:
@@ -89,25 +122,68 @@ def parse_search(params: Iterable[tuple[str, str]]) -> SearchRequest:
                 if item.lower() == "all":
                     request.include_all = True
                 elif item:
-                    request.include_fields.add(parse_attribute_id(item))
+                    # A path into a sequence returns the whole top-level sequence.
+                    request.include_fields.add(parse_attribute_path(item)[0])
         elif lowered == "fuzzymatching":
             request.fuzzy = _boolean(name, value)
-        elif lowered in _UNHONOURED:
-            request.warnings.append(f"the {name} parameter is not supported and was ignored")
-        elif "." in name:
-            request.warnings.append(
-                f"sequence matching on {name!r} is not supported and was ignored"
-            )
+        elif lowered == "emptyvaluematching":
+            request.empty_value_matching = _boolean(name, value)
+        elif lowered == "multiplevaluematching":
+            request.multiple_value_matching = _boolean(name, value)
         else:
-            request.matches.append(parse_match(name, value))
+            keys.append((name, value))
+    # The flags may come after the keys they change, so keys are read once all are known.
+    tree: dict[int, Any] = {}
+    for name, value in keys:
+        path = parse_attribute_path(name)
+        if len(path) == 1:
+            match = parse_match(
+                name, value, request.empty_value_matching, request.multiple_value_matching
+            )
+            request.matches.append(match)
+            continue
+        node = tree.setdefault(path[0], {})
+        for tag in path[1:-1]:
+            node = node.setdefault(tag, {})
+        node.setdefault(path[-1], []).append(
+            parse_match(name, value, request.empty_value_matching, request.multiple_value_matching)
+        )
+    for tag, node in tree.items():
+        request.matches.append(_sequence(tag, node))
     return request
 
 
-def parse_match(name: str, value: str) -> Match:
-    tag = parse_attribute_id(name)
+def _sequence(tag: int, node: dict[int, Any]) -> Key:
+    """Keys under one sequence apply to one and the same item; universal keys drop out, and
+    a sequence left with none is itself universal (C.2.2.2.6)."""
+    keys: list[Key] = []
+    for child, value in node.items():
+        if isinstance(value, dict):
+            keys.append(_sequence(child, value))
+        else:
+            keys.extend(value)
+    kept = tuple(k for k in keys if not (isinstance(k, Match) and k.kind is MatchKind.UNIVERSAL))
+    if not kept:
+        return Match(tag, "SQ", MatchKind.UNIVERSAL)
+    return SequenceMatch(tag, kept)
+
+
+def parse_match(
+    name: str, value: str, empty_value_matching: bool = False, multiple_value_matching: bool = False
+) -> Match:
+    tag = parse_attribute_path(name)[-1]
     vr = vr_of(tag)
     if value == "":
         return Match(tag, vr, MatchKind.UNIVERSAL)
+    if vr == "SQ":
+        raise InvalidQuery(
+            f"{name}: a sequence key takes no value; match on the attributes inside it "
+            "(e.g. 00400275.00401001=value)"
+        )
+    if vr in UNMATCHABLE_VRS:
+        raise InvalidQuery(f"{name}: values of VR {vr} cannot be matched")
+    if empty_value_matching and value == EMPTY_VALUE:
+        return Match(tag, vr, MatchKind.EMPTY)
     if vr == "UI":
         values = tuple(v for v in re.split(r"[,\\]", value) if v)
         for v in values:
@@ -121,29 +197,51 @@ def parse_match(name: str, value: str) -> Match:
             return Match(tag, vr, MatchKind.SINGLE, values)
         return Match(tag, vr, MatchKind.LIST, values)
     if vr in RANGE_VRS and "-" in value and not (vr == "DT" and _DT.match(value)):
-        lower, _, upper = value.partition("-")
-        if not lower and not upper:
-            raise InvalidQuery(f"{name}: a range needs at least one bound")
-        for bound in (lower, upper):
-            if bound:
-                _check_temporal(name, vr, bound)
-        if lower and upper and lower > upper:
-            raise InvalidQuery(f"{name}: range {value!r} ends before it starts")
+        lower, upper = _split_range(name, vr, value)
         return Match(tag, vr, MatchKind.RANGE, lower=lower or None, upper=upper or None)
     if "*" in value or "?" in value:
         if vr not in WILDCARD_VRS:
             raise InvalidQuery(f"{name}: wildcards are not allowed on {vr} values")
+        if multiple_value_matching and "\\" in value:
+            raise InvalidQuery(f"{name}: wildcards cannot be combined with multiple values")
         return Match(tag, vr, MatchKind.WILDCARD, (value,))
     separators = r"[,\\]" if vr == "CS" else r"\\"
     values = tuple(v for v in re.split(separators, value) if v)
     for v in values:
         if vr in RANGE_VRS:
             _check_temporal(name, vr, v)
-        elif vr in _NUMBER_VRS and not _NUMBER.match(v):
+        elif vr in NUMBER_VRS and not _NUMBER.match(v):
             raise InvalidQuery(f"{name}: {v!r} is not a number")
+    if not values:
+        raise InvalidQuery(f"{name}: {value!r} holds no value")
     if len(values) == 1:
         return Match(tag, vr, MatchKind.SINGLE, values)
+    if multiple_value_matching and vr in MULTIPLE_VALUE_VRS and "\\" in value:
+        return Match(tag, vr, MatchKind.ALL, values)
     return Match(tag, vr, MatchKind.LIST, values)
+
+
+def _split_range(name: str, vr: str, value: str) -> tuple[str, str]:
+    """`lower-upper`, either side may be open. A DT bound may end in a negative UTC offset
+    (`-0500`), so each hyphen is tried until both sides are valid."""
+    candidates = [i for i, ch in enumerate(value) if ch == "-"]
+    for i in candidates:
+        lower, upper = value[:i], value[i + 1 :]
+        if not lower and not upper:
+            raise InvalidQuery(f"{name}: a range needs at least one bound")
+        pattern = {"DA": _DA, "TM": _TM, "DT": _DT}[vr]
+        if all(pattern.match(b) for b in (lower, upper) if b):
+            if lower and upper and _sortable(lower) > _sortable(upper):
+                raise InvalidQuery(f"{name}: range {value!r} ends before it starts")
+            return lower, upper
+    for bound in value.split("-"):
+        if bound:
+            _check_temporal(name, vr, bound)
+    raise InvalidQuery(f"{name}: {value!r} is not a valid {vr} range")
+
+
+def _sortable(bound: str) -> str:
+    return bound[:-5] if len(bound) > 5 and bound[-5] in "+-" else bound
 
 
 def _check_temporal(name: str, vr: str, value: str) -> None:

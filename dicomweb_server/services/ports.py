@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from dicomweb_server.dicom.attributes import Level
 from dicomweb_server.dicom.frames import Ranges
-from dicomweb_server.dicom.matching import Match
+from dicomweb_server.dicom.matching import Key
 
 JsonDict = dict[str, Any]
 
@@ -109,7 +109,7 @@ class SearchResult:
 @dataclass(frozen=True)
 class SearchQuery:
     level: Level
-    matches: Sequence[Match]
+    matches: Sequence[Key]
     study_uid: str | None = None
     series_uid: str | None = None
     limit: int = 100

@@ -13,7 +13,7 @@ import orjson
 
 from dicomweb_server.dicom import attributes as a
 from dicomweb_server.dicom.attributes import RETURN_KEYS, Level, keyword_of, levels_above
-from dicomweb_server.dicom.matching import MatchKind, SearchRequest
+from dicomweb_server.dicom.matching import Key, Match, MatchKind, SearchRequest
 from dicomweb_server.services.errors import NotFound
 from dicomweb_server.services.ports import JsonDict, SearchIndex, SearchQuery, SearchResult
 
@@ -54,14 +54,15 @@ class SearchService:
             raise NotFound(f"no {what} {series_uid or study_uid} is stored")
         warnings = list(request.warnings)
         matchable = self._index.matchable(level)
-        matches = []
+        matches: list[Key] = []
         for match in request.matches:
+            universal = isinstance(match, Match) and match.kind is MatchKind.UNIVERSAL
             if (
-                match.kind is MatchKind.UNIVERSAL
-                or match.tag in matchable
+                universal
                 or self._index.json_matchable(level, match.tag)
+                or (match.tag in matchable)
             ):
-                if match.kind is not MatchKind.UNIVERSAL:
+                if not universal:
                     matches.append(match)
             else:
                 warnings.append(

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from dicomweb_server.dicom.attributes import (
@@ -207,12 +208,11 @@ def test_sql_metacharacters_are_plain_values(client: httpx.Client, studies: dict
     assert len(client.get("/studies").json()) == 3
 
 
-def test_sequence_matching_is_ignored_with_a_warning(
-    client: httpx.Client, studies: dict[str, str]
-) -> None:
-    r = client.get("/series", params={"RequestAttributesSequence.ScheduledProcedureStepID": "X"})
-    assert r.status_code == 200
-    assert "299" in r.headers["warning"] and "sequence matching" in r.headers["warning"]
+def _request(procedure: str, step: str) -> Dataset:
+    item = Dataset()
+    item.RequestedProcedureID = procedure
+    item.ScheduledProcedureStepID = step
+    return item
 
 
 @pytest.fixture
@@ -229,6 +229,13 @@ def described(client: httpx.Client) -> dict[str, str]:
     thick.BodyPartExamined = "HEAD"
     thick.OperatorsName = "Jones^Bob"
     thick.ImageType = ["DERIVED", "SECONDARY"]
+    thick.NameOfPhysiciansReadingStudy = ["House^Gregory", "Wilson^James"]
+    thin.AdmittingDiagnosesDescription = ["Cough", "Fever"]
+    # Two requests of one series (PS3.3 C.7.3.1 Request Attributes Sequence).
+    thick.RequestAttributesSequence = [
+        _request("RP-1", "SPS-1"),
+        _request("RP-2", "SPS-2"),
+    ]
     assert stow(client, [thin, thick]).status_code == 200
     return {"thin": thin.SOPInstanceUID, "thick": thick.SOPInstanceUID}
 
@@ -249,6 +256,51 @@ def described(client: httpx.Client) -> dict[str, str]:
         ("/studies", {"PatientWeight": "70"}, {"W70"}),
         ("/instances", {"BodyPartExamined": "HEAD", "SliceThickness": "5"}, {"W80"}),
         ("/instances", {"BodyPartExamined": "' OR 1=1 --"}, set()),
+        # Any value of a multi-valued attribute matches (PS3.4 C.2.2.2).
+        ("/instances", {"ImageType": "SECONDARY"}, {"W80"}),
+        ("/studies", {"NameOfPhysiciansReadingStudy": "wilson*"}, {"W80"}),
+        ("/studies", {"AdmittingDiagnosesDescription": "Fever"}, {"W70"}),
+        # multiplevaluematching: every value listed must be held (PS3.18 8.3.4).
+        (
+            "/instances",
+            {"ImageType": "DERIVED\\SECONDARY", "multiplevaluematching": "true"},
+            {"W80"},
+        ),
+        ("/instances", {"ImageType": "DERIVED\\PRIMARY", "multiplevaluematching": "true"}, set()),
+        ("/instances", {"ImageType": "DERIVED\\ORIGINAL"}, {"W70", "W80"}),  # any of them
+        # emptyvaluematching: `""` finds the entities where the attribute has no value.
+        ("/studies", {"NameOfPhysiciansReadingStudy": '""', "emptyvaluematching": "true"}, {"W70"}),
+        (
+            "/studies",
+            {"emptyvaluematching": "true", "AdmittingDiagnosesDescription": '""'},
+            {"W80"},
+        ),
+        (
+            "/series",
+            {"emptyvaluematching": "true", "RequestAttributesSequence": ""},
+            {"W70", "W80"},
+        ),
+        # Sequence matching (PS3.4 C.2.2.2.6): one item must match every key.
+        ("/series", {"00400275.00401001": "RP-2"}, {"W80"}),
+        ("/series", {"RequestAttributesSequence.ScheduledProcedureStepID": "SPS-*"}, {"W80"}),
+        (
+            "/series",
+            {
+                "RequestAttributesSequence.RequestedProcedureID": "RP-1",
+                "RequestAttributesSequence.ScheduledProcedureStepID": "SPS-1",
+            },
+            {"W80"},
+        ),
+        (
+            "/series",
+            {
+                "RequestAttributesSequence.RequestedProcedureID": "RP-1",
+                "RequestAttributesSequence.ScheduledProcedureStepID": "SPS-2",
+            },
+            set(),  # two items, each matching one key, are not one item matching both
+        ),
+        ("/series", {"RequestAttributesSequence.RequestedProcedureID": ""}, {"W70", "W80"}),
+        ("/instances", {"00400275.00401001": "RP-1", "SliceThickness": "5"}, {"W80"}),
     ],
 )
 def test_any_attribute_is_a_matching_key(
@@ -281,6 +333,12 @@ def test_any_attribute_is_a_matching_key(
         ({"fuzzymatching": "maybe"}, "fuzzymatching"),
         ({"includefield": "NotAKeyword"}, "keyword"),
         ({"SeriesNumber": "x1"}, "number"),
+        ({"RequestAttributesSequence": "x"}, "sequence"),
+        ({"PatientName.PatientID": "x"}, "not a sequence"),
+        ({"00400275.NoSuchKeyword": "x"}, "keyword"),
+        ({"emptyvaluematching": "yes"}, "emptyvaluematching"),
+        ({"PixelData": "x"}, "OB"),
+        ({"ImageType": "A*\\B", "multiplevaluematching": "true"}, "wildcard"),
     ],
 )
 def test_bad_queries_are_400_with_reason(
@@ -372,3 +430,29 @@ def test_search_results_in_xml(client: httpx.Client, studies: dict[str, str]) ->
     )
     assert r.status_code == 200
     assert [native_to_json(body) for _, body in parts(r)] == as_json
+
+
+def test_includefield_with_a_sequence_path_returns_the_sequence(
+    client: httpx.Client, described: dict[str, str]
+) -> None:
+    r = client.get(
+        "/series",
+        params={
+            "PatientID": "W80",
+            "includefield": "RequestAttributesSequence.RequestedProcedureID",
+        },
+    )
+    (found,) = r.json()
+    items = found["00400275"]["Value"]
+    assert [i["00401001"]["Value"] for i in items] == [["RP-1"], ["RP-2"]]
+
+
+def test_fuzzy_matching_of_names_held_only_in_the_json(
+    client: httpx.Client, described: dict[str, str]
+) -> None:
+    r = client.get(
+        "/studies",
+        params={"NameOfPhysiciansReadingStudy": "jam", "fuzzymatching": "true"},
+    )
+    assert r.status_code == 200 and "warning" not in r.headers
+    assert {values(x, "00100020")[0] for x in r.json()} == {"W80"}

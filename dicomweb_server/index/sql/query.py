@@ -1,22 +1,29 @@
-"""The matching AST (dicom/matching.py) translated into SQL on the index columns.
+"""The matching AST (dicom/matching.py) translated into SQL: the index columns for the
+standard keys, the stored DICOM JSON for every other attribute.
 
-Every value reaches the database as a bound parameter; only column choices come from code.
+Every value reaches the database as a bound parameter; only the shape comes from code.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any
 
-from sqlalchemy import ColumnElement, Text, and_, exists, literal, or_, select, true
-from sqlalchemy.ext.compiler import compiles
+import orjson
+from sqlalchemy import ColumnElement, and_, exists, or_, select, text, true
 from sqlalchemy.sql.elements import ColumnElement as _Col
-from sqlalchemy.sql.functions import FunctionElement
 
 from dicomweb_server.dicom import attributes as a
 from dicomweb_server.dicom.attributes import Level
-from dicomweb_server.dicom.matching import Match, MatchKind
+from dicomweb_server.dicom.matching import (
+    NUMBER_VRS,
+    UNMATCHABLE_VRS,
+    Key,
+    Match,
+    MatchKind,
+    SequenceMatch,
+)
 from dicomweb_server.index.sql.models import instances, series, studies
 
 
@@ -27,62 +34,13 @@ class Kind(StrEnum):
     NUMBER = "number"
 
 
-class JsonFirstValue(FunctionElement[Any]):
-    """The first value of one attribute in a stored DICOM JSON text, as text.
-
-    Rendered per database below, the tag key always a bound parameter. The variants are
-    subclasses (not flags) so that each has its own entry in SQLAlchemy's statement cache.
-    """
-
-    type = Text()
-    inherit_cache = True
-    name = "json_first_value"
-
-    def __init__(self, column: Any, tag: int) -> None:
-        super().__init__(column, literal(f"{tag:08X}"))
-
-
-class JsonFirstName(JsonFirstValue):
-    """A person name's Alphabetic group, upper-cased."""
-
-    inherit_cache = True
-
-
-class JsonFirstNumber(JsonFirstValue):
-    """A number, compared as a number."""
-
-    inherit_cache = True
-
-
-@compiles(JsonFirstValue, "sqlite")
-def _sqlite_first(element: JsonFirstValue, compiler: Any, **kw: Any) -> str:
-    column, key = (compiler.process(c, **kw) for c in element.clauses)
-    name = isinstance(element, JsonFirstName)
-    path = "'$.\"' || " + key + " || '\".Value[0]" + (".Alphabetic'" if name else "'")
-    value = f"json_extract({column}, {path})"
-    if name:
-        return f"upper({value})"
-    return f"CAST({value} AS REAL)" if isinstance(element, JsonFirstNumber) else value
-
-
-@compiles(JsonFirstValue, "postgresql")
-def _postgresql_first(element: JsonFirstValue, compiler: Any, **kw: Any) -> str:
-    column, key = (compiler.process(c, **kw) for c in element.clauses)
-    if isinstance(element, JsonFirstName):
-        return f"upper(({column})::jsonb -> {key} -> 'Value' -> 0 ->> 'Alphabetic')"
-    text = f"(({column})::jsonb -> {key} -> 'Value' ->> 0)"
-    if isinstance(element, JsonFirstNumber):
-        return f"CAST({text} AS DOUBLE PRECISION)"
-    return text
-
-
 # Where each level keeps the attributes that have no column of their own.
 _ATTRIBUTES = {
     Level.STUDY: studies.c.attributes,
     Level.SERIES: series.c.attributes,
     Level.INSTANCE: instances.c.metadata,
 }
-_NUMBER_VRS = frozenset({"IS", "DS", "US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"})
+_NUMBER_VRS = NUMBER_VRS
 
 
 @dataclass(frozen=True)
@@ -144,88 +102,111 @@ def matchable(level: Level) -> frozenset[int]:
 
 def json_matchable(level: Level, tag: int) -> bool:
     """Whether `tag` can be matched on the stored DICOM JSON at `level`."""
-    return a.level_of(tag) in a.levels_above(level) and a.vr_of(tag) not in (
-        "SQ",
-        "OB",
-        "OD",
-        "OF",
-        "OL",
-        "OV",
-        "OW",
-        "UN",
-        "AT",
-    )
+    return a.level_of(tag) in a.levels_above(level) and a.vr_of(tag) not in UNMATCHABLE_VRS
 
 
-def where(level: Level, matches: list[Match], fuzzy: bool = False) -> ColumnElement[bool]:
+def where(level: Level, keys: list[Key], dialect: str, fuzzy: bool = False) -> ColumnElement[bool]:
     conditions: list[ColumnElement[bool]] = []
     columns: dict[int, IndexedColumn] = {}
     for lv in a.levels_above(level):
         columns.update(COLUMNS[lv])
-    for match in matches:
-        if match.tag == a.MODALITIES_IN_STUDY:
-            # A study matches when any of its series has a matching Modality.
-            # An alias: at series level the outer query reads `series` too, and the subquery
-            # must not be correlated with it.
-            other = series.alias("study_series")
-            conditions.append(
-                exists(
-                    select(other.c.pk).where(
-                        other.c.study_pk == studies.c.pk,
-                        _condition(IndexedColumn(other.c.modality), match),
-                    )
-                )
-            )
-        elif match.tag in columns:
-            indexed = columns[match.tag]
-            if fuzzy and indexed.kind is Kind.NAME and match.kind is not MatchKind.RANGE:
-                conditions.append(_fuzzy_name(indexed, match))
+    json = _JsonSql(dialect, fuzzy)
+    for key in keys:
+        if isinstance(key, SequenceMatch):
+            conditions.append(json.condition(_ATTRIBUTES[a.level_of(key.tag)], key))
+        elif key.tag == a.MODALITIES_IN_STUDY:
+            conditions.append(_modalities_in_study(key))
+        elif key.tag in columns:
+            indexed = columns[key.tag]
+            if fuzzy and indexed.kind is Kind.NAME and key.kind is not MatchKind.RANGE:
+                conditions.append(_fuzzy_name(indexed, key))
             else:
-                conditions.append(_condition(indexed, match))
+                conditions.append(_condition(indexed, key))
         else:
-            conditions.append(_condition(_json_column(match), match))
+            conditions.append(json.condition(_ATTRIBUTES[a.level_of(key.tag)], key))
     return and_(true(), *conditions)
+
+
+def _modalities_in_study(match: Match) -> ColumnElement[bool]:
+    """ModalitiesInStudy holds the Modality of every series of the study: a value matches
+    when some series has it. An alias: at series level the outer query reads `series` too,
+    and the subquery must not be correlated with it."""
+
+    def some_series(m: Match) -> ColumnElement[bool]:
+        other = series.alias("study_series")
+        return exists(
+            select(other.c.pk).where(
+                other.c.study_pk == studies.c.pk,
+                _condition(IndexedColumn(other.c.modality), m),
+            )
+        )
+
+    if match.kind is MatchKind.EMPTY:
+        return ~some_series(replace(match, kind=MatchKind.WILDCARD, values=("?*",)))
+    if match.kind is MatchKind.ALL:
+        return and_(
+            *(some_series(replace(match, kind=MatchKind.SINGLE, values=(v,))) for v in match.values)
+        )
+    return some_series(match)
 
 
 def _fuzzy_name(indexed: IndexedColumn, match: Match) -> ColumnElement[bool]:
     """fuzzymatching=true: a name matches when one of its components, in any group, begins
     with a value given (case-insensitively; `*` and `?` keep their meaning)."""
+    if match.kind is MatchKind.EMPTY:
+        return _condition(indexed, match)
     options = []
     for value in match.values:
-        pattern = _like_pattern(value.upper())
+        pattern = _like_pattern(fold(value))
         for column in (indexed.column, *indexed.groups):
             options.append(column.like(pattern + "%", escape="\\"))
             options.append(column.like("%^" + pattern + "%", escape="\\"))
+    if match.kind is MatchKind.ALL:
+        return and_(
+            *(
+                _fuzzy_name(indexed, replace(match, kind=MatchKind.SINGLE, values=(v,)))
+                for v in match.values
+            )
+        )
     return or_(*options)
 
 
-def _json_column(match: Match) -> IndexedColumn:
-    """A matching key without a column: its first value in the level's stored JSON."""
-    column = _ATTRIBUTES[a.level_of(match.tag)]
-    if match.vr == "PN":
-        return IndexedColumn(JsonFirstName(column, match.tag), Kind.NAME)
-    if match.vr in _NUMBER_VRS:
-        return IndexedColumn(JsonFirstNumber(column, match.tag), Kind.NUMBER)
-    return IndexedColumn(JsonFirstValue(column, match.tag), Kind.TEXT)
+def fold(value: str) -> str:
+    """Case folding for person names (PS3.4 C.2.2.2.1 allows case-insensitive matching):
+    Python's upper-casing, as the index columns hold names."""
+    return value.upper()
 
 
 def _value(indexed: IndexedColumn, value: str) -> object:
     if indexed.kind is Kind.NAME:
-        return value.upper()
-    if indexed.kind is Kind.INT:
-        return int(float(value))
-    if indexed.kind is Kind.NUMBER:
+        return fold(value)
+    if indexed.kind in (Kind.INT, Kind.NUMBER):
         return float(value)
     return value
 
 
 def _condition(indexed: IndexedColumn, match: Match) -> ColumnElement[bool]:
-    if (
-        indexed.kind is Kind.NAME
-        and indexed.groups
-        and match.kind in (MatchKind.SINGLE, MatchKind.WILDCARD)
-    ):
-        return _name_condition(indexed, match)
+    if match.kind is MatchKind.EMPTY:
+        columns = (indexed.column, *indexed.groups)
+        return and_(*(or_(c.is_(None), c == "") for c in columns))
+    if match.kind is MatchKind.ALL:
+        # A column holds one value: it holds all of those listed only if they are all it.
+        return and_(
+            *(
+                _condition(indexed, replace(match, kind=MatchKind.SINGLE, values=(v,)))
+                for v in match.values
+            )
+        )
+    if indexed.kind is Kind.NAME and indexed.groups:
+        if match.kind is MatchKind.LIST:
+            return or_(
+                *(
+                    _name_condition(indexed, replace(match, kind=MatchKind.SINGLE, values=(v,)))
+                    for v in match.values
+                )
+            )
+        if match.kind in (MatchKind.SINGLE, MatchKind.WILDCARD):
+            return _name_condition(indexed, match)
     return _column_condition(indexed, match)
 
 
@@ -266,10 +247,9 @@ def _column_condition(indexed: IndexedColumn, match: Match) -> ColumnElement[boo
 
 
 def _upper_bound(vr: str, value: str) -> str:
-    # A partial time such as "11" includes every time in that hour (PS3.4 C.2.2.2.5.1).
-    if vr == "TM" and len(value) < 13:
-        return value + "\x7f"
-    return value
+    # A partial time such as "11" includes every time in that hour (PS3.4 C.2.2.2.5.1), and
+    # a partial date-time every moment it covers: any value that begins with the bound.
+    return value + "\x7f"
 
 
 def _like_pattern(value: str) -> str:
@@ -285,6 +265,170 @@ def _like_pattern(value: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+_ASCII_LOWER = "abcdefghijklmnopqrstuvwxyz"
+_NAME_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
+
+
+def fold_ascii(value: str) -> str:
+    """Case folding for names held only in the JSON: ASCII letters, as both SQLite's
+    upper() and the translate() used on PostgreSQL fold them."""
+    return value.translate(str.maketrans(_ASCII_LOWER, _ASCII_LOWER.upper()))
+
+
+class _JsonSql:
+    """Keys matched on the DICOM JSON kept at ingest, as SQL for one dialect.
+
+    An attribute's values are read with a table-valued function over a JSON path (SQLite
+    json_each, PostgreSQL jsonb_path_query, both lax about absent attributes), so a
+    multi-valued attribute matches when one of its values does, and a sequence when one of
+    its items matches all of its keys (PS3.4 C.2.2.2.6). Values and paths are bound
+    parameters; only the shape of the SQL comes from here. On PostgreSQL exact values at
+    the top level are asked as JSONB containment (`@>`), which the GIN indexes serve.
+    """
+
+    def __init__(self, dialect: str, fuzzy: bool) -> None:
+        self._pg = dialect == "postgresql"
+        self._fuzzy = fuzzy
+        self._n = 0
+        self._params: dict[str, object] = {}
+
+    def condition(self, column: _Col[object], key: Key) -> ColumnElement[bool]:
+        self._params = {}
+        name = f"{column.table.name}.{column.name}"
+        source = f"CAST({name} AS jsonb)" if self._pg else name
+        sql = self._key(source, key, top=True)
+        return and_(text(sql).bindparams(**self._params))
+
+    def _bind(self, value: object) -> str:
+        self._n += 1
+        name = f"j{self._n}"
+        self._params[name] = value
+        return ":" + name
+
+    def _alias(self) -> str:
+        self._n += 1
+        return f"je{self._n}"
+
+    def _each(self, source: str, tag: int, alias: str) -> str:
+        if self._pg:
+            path = self._bind(f'$."{tag:08X}".Value[*]')
+            return f"jsonb_path_query({source}, CAST({path} AS jsonpath)) AS {alias}(value)"
+        path = self._bind(f'$."{tag:08X}".Value')
+        return f"json_each({source}, {path}) AS {alias}"
+
+    def _key(self, source: str, key: Key, top: bool = False) -> str:
+        alias = self._alias()
+        if isinstance(key, SequenceMatch):
+            inner = " AND ".join(self._key(f"{alias}.value", k) for k in key.keys)
+            return f"EXISTS (SELECT 1 FROM {self._each(source, key.tag, alias)} WHERE {inner})"
+        if key.kind is MatchKind.EMPTY:
+            if self._pg:
+                held = f"{alias}.value NOT IN (CAST('null' AS jsonb), CAST('\"\"' AS jsonb))"
+            else:
+                held = f"{alias}.type <> 'null' AND {alias}.value <> ''"
+            return f"NOT EXISTS (SELECT 1 FROM {self._each(source, key.tag, alias)} WHERE {held})"
+        if key.kind is MatchKind.ALL:
+            return " AND ".join(
+                self._key(source, replace(key, kind=MatchKind.SINGLE, values=(v,)), top)
+                for v in key.values
+            )
+        if (
+            self._pg
+            and top
+            and key.kind in (MatchKind.SINGLE, MatchKind.LIST)
+            and key.vr not in _NUMBER_VRS
+            and key.vr != "PN"
+        ):
+            docs = (
+                self._bind(orjson.dumps({f"{key.tag:08X}": {"Value": [v]}}).decode())
+                for v in key.values
+            )
+            return "(" + " OR ".join(f"{source} @> CAST({d} AS jsonb)" for d in docs) + ")"
+        test = self._value_condition(alias, key)
+        return f"EXISTS (SELECT 1 FROM {self._each(source, key.tag, alias)} WHERE {test})"
+
+    def _value_condition(self, alias: str, match: Match) -> str:
+        if match.vr == "PN":
+            return self._name(alias, match)
+        if match.vr in _NUMBER_VRS:
+            if self._pg:
+                value = (
+                    f"CASE WHEN jsonb_typeof({alias}.value) = 'number' "
+                    f"THEN CAST({alias}.value AS double precision) END"
+                )
+            else:
+                value = f"CASE WHEN {alias}.type IN ('integer', 'real') THEN {alias}.value END"
+            return self._compare(value, match, float)
+        value = f"({alias}.value #>> '{{}}')" if self._pg else f"{alias}.value"
+        return self._compare(value, match, str)
+
+    def _group(self, alias: str, group: str) -> str:
+        if self._pg:
+            lower = self._bind(_ASCII_LOWER)
+            upper = self._bind(_ASCII_LOWER.upper())
+            return f"translate({alias}.value ->> '{group}', {lower}, {upper})"
+        return (
+            f"CASE WHEN {alias}.type = 'object' "
+            f"THEN upper(json_extract({alias}.value, '$.{group}')) END"
+        )
+
+    def _name(self, alias: str, match: Match) -> str:
+        """PS3.4 C.2.2.2.1: names compare case-insensitively; a value with `=` matches group
+        by group, a plain one any of the Alphabetic, Ideographic and Phonetic groups."""
+        if match.kind is MatchKind.LIST:
+            return (
+                "("
+                + " OR ".join(
+                    self._name(alias, replace(match, kind=MatchKind.SINGLE, values=(v,)))
+                    for v in match.values
+                )
+                + ")"
+            )
+        if self._fuzzy and match.kind is not MatchKind.RANGE:
+            pattern = _like_pattern(fold_ascii(match.values[0]))
+            options = []
+            for group in _NAME_GROUPS:
+                column = self._group(alias, group)
+                for like in (pattern + "%", "%^" + pattern + "%"):
+                    options.append(f"{column} LIKE {self._bind(like)} ESCAPE '\\'")
+            return "(" + " OR ".join(options) + ")"
+        value = match.values[0]
+        if "=" in value:
+            parts = [
+                self._compare(self._group(alias, g), replace(match, values=(p,)), fold_ascii)
+                for g, p in zip(_NAME_GROUPS, value.split("="), strict=False)
+                if p
+            ]
+            return "(" + " AND ".join(parts or ["1 = 1"]) + ")"
+        return (
+            "("
+            + " OR ".join(
+                self._compare(self._group(alias, g), match, fold_ascii) for g in _NAME_GROUPS
+            )
+            + ")"
+        )
+
+    def _compare(self, value: str, match: Match, convert: Callable[[str], object]) -> str:
+        if match.kind is MatchKind.SINGLE:
+            return f"{value} = {self._bind(convert(match.values[0]))}"
+        if match.kind is MatchKind.LIST:
+            listed = ", ".join(self._bind(convert(v)) for v in match.values)
+            return f"{value} IN ({listed})"
+        if match.kind is MatchKind.WILDCARD:
+            pattern = _like_pattern(str(convert(match.values[0])))
+            return f"{value} LIKE {self._bind(pattern)} ESCAPE '\\'"
+        if match.kind is MatchKind.RANGE:
+            # Byte order, whatever the database's collation.
+            text_value = f'{value} COLLATE "C"' if self._pg else value
+            bounds = [f"{value} <> ''"]
+            if match.lower is not None:
+                bounds.append(f"{text_value} >= {self._bind(match.lower)}")
+            if match.upper is not None:
+                bounds.append(f"{text_value} <= {self._bind(_upper_bound(match.vr, match.upper))}")
+            return "(" + " AND ".join(bounds) + ")"
+        return "1 = 1"
 
 
 # Kept for the repository's ORDER BY: a stable order so limit/offset pages never overlap.

@@ -314,7 +314,9 @@ class SqlIndex:
                         studies, instances.c.study_pk == studies.c.pk
                     )
                 )
-        stmt = stmt.where(query.where(q.level, list(q.matches), fuzzy=q.fuzzy))
+        stmt = stmt.where(
+            query.where(q.level, list(q.matches), self._engine.dialect.name, fuzzy=q.fuzzy)
+        )
         if q.study_uid is not None:
             stmt = stmt.where(studies.c.study_instance_uid == q.study_uid)
         if q.series_uid is not None:

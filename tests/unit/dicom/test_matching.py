@@ -9,7 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dicomweb_server.dicom.errors import InvalidQuery
-from dicomweb_server.dicom.matching import MatchKind, parse_match, parse_search
+from dicomweb_server.dicom.matching import (
+    Match,
+    MatchKind,
+    SequenceMatch,
+    parse_match,
+    parse_search,
+)
 
 
 def test_kinds() -> None:
@@ -37,6 +43,7 @@ def test_search_parameters() -> None:
             ("includefield", "StudyDescription,00081030"),
             ("fuzzymatching", "true"),
             ("emptyvaluematching", "true"),
+            ("multiplevaluematching", "false"),
         ]
     )
     assert (request.limit, request.offset, request.include_all, request.fuzzy) == (
@@ -46,7 +53,37 @@ def test_search_parameters() -> None:
         True,
     )
     assert request.include_fields == {0x00081030}
-    assert any("emptyvaluematching" in w for w in request.warnings)
+    assert request.empty_value_matching and not request.multiple_value_matching
+    assert request.warnings == []
+
+
+def test_keys_under_one_sequence_share_one_item_and_flags_apply_wherever_they_stand() -> None:
+    request = parse_search(
+        [
+            ("RequestAttributesSequence.RequestedProcedureID", '""'),
+            ("00400275.00400009", "A*"),
+            ("00400275.00401001", ""),  # universal: no condition on the item
+            ("ImageType", "ORIGINAL\\PRIMARY"),
+            ("emptyvaluematching", "true"),
+            ("multiplevaluematching", "true"),
+        ]
+    )
+    image_type, sequence = request.matches
+    assert isinstance(image_type, Match) and image_type.kind is MatchKind.ALL
+    assert isinstance(sequence, SequenceMatch) and sequence.tag == 0x00400275
+    kinds = [(k.tag, k.kind) for k in sequence.keys if isinstance(k, Match)]
+    assert kinds == [(0x00401001, MatchKind.EMPTY), (0x00400009, MatchKind.WILDCARD)]
+
+
+def test_a_sequence_with_only_universal_keys_is_universal() -> None:
+    (match,) = parse_search([("RequestAttributesSequence.RequestedProcedureID", "")]).matches
+    assert isinstance(match, Match) and match.kind is MatchKind.UNIVERSAL
+    assert match.tag == 0x00400275
+
+
+def test_a_negative_utc_offset_in_a_date_time_range_is_not_its_hyphen() -> None:
+    match = parse_match("AcquisitionDateTime", "20200101-0500-20200102")
+    assert (match.kind, match.lower, match.upper) == (MatchKind.RANGE, "20200101-0500", "20200102")
 
 
 @pytest.mark.parametrize(
