@@ -188,6 +188,8 @@ def _value(indexed: IndexedColumn, value: str) -> object:
 def _condition(indexed: IndexedColumn, match: Match) -> ColumnElement[bool]:
     if match.kind is MatchKind.EMPTY:
         columns = (indexed.column, *indexed.groups)
+        if indexed.kind in (Kind.INT, Kind.NUMBER):
+            return and_(*(c.is_(None) for c in columns))
         return and_(*(or_(c.is_(None), c == "") for c in columns))
     if match.kind is MatchKind.ALL:
         # A column holds one value: it holds all of those listed only if they are all it.
