@@ -1,4 +1,8 @@
-"""Tables of the index. The Alembic migrations build exactly this (a test checks no drift)."""
+"""Tables of the index. The Alembic migrations build exactly this (a test checks no drift).
+
+On PostgreSQL, migration 0003 also gives the matched text columns the "C" collation (byte
+order, as DICOM values compare) and adds GIN indexes on the stored JSON (below).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData(
@@ -55,6 +60,7 @@ studies = Table(
     Index(None, "patient_id"),
     Index(None, "patient_name"),
     Index(None, "patient_name_ideographic"),
+    Index(None, "patient_name_phonetic"),
     Index(None, "study_date"),
     Index(None, "accession_number"),
 )
@@ -98,3 +104,18 @@ instances = Table(
     Index(None, "study_pk"),
     Index(None, "sop_class_uid"),
 )
+
+
+def _json_gin(name: str, table: Table, column: str) -> None:
+    """PostgreSQL: a GIN index on the stored JSON cast to jsonb, for `@>` (migration 0003)."""
+    Index(
+        name,
+        text(f"(CAST({column} AS jsonb)) jsonb_path_ops"),
+        postgresql_using="gin",
+        _table=table,
+    ).ddl_if(dialect="postgresql")
+
+
+_json_gin("ix_studies_attributes_gin", studies, "attributes")
+_json_gin("ix_series_attributes_gin", series, "attributes")
+_json_gin("ix_instances_metadata_gin", instances, "metadata")
