@@ -14,7 +14,12 @@ from enum import StrEnum
 from typing import Any
 
 from dicomweb_server.dicom import uids
-from dicomweb_server.dicom.attributes import keyword_of, tag_of_keyword, vr_of
+from dicomweb_server.dicom.attributes import (
+    TIMEZONE_OFFSET_FROM_UTC,
+    keyword_of,
+    tag_of_keyword,
+    vr_of,
+)
 from dicomweb_server.dicom.errors import InvalidAttribute, InvalidQuery, InvalidUID
 
 
@@ -62,6 +67,9 @@ class SearchRequest:
     fuzzy: bool = False
     empty_value_matching: bool = False
     multiple_value_matching: bool = False
+    # TimezoneOffsetFromUTC given as a key: the query's dates and times are local to it,
+    # in minutes east of UTC (dicom/timezone.py adjusts them to each entity's offset).
+    timezone_offset: int | None = None
     # Parameters understood but not honoured: each becomes a `Warning: 299` header.
     warnings: list[str] = field(default_factory=list)
 
@@ -78,10 +86,22 @@ UNMATCHABLE_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "AT"})
 _DA = re.compile(r"^\d{8}$")
 _TM = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
 _DT = re.compile(r"^\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?)?)?)?([+-]\d{4})?$")
+_OFFSET = re.compile(r"^([+-])(\d{2})(\d{2})$")
 _HEX_TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _MAX_LIMIT_DIGITS = 9
 EMPTY_VALUE = '""'
+
+
+def parse_offset(value: str) -> int:
+    """TimezoneOffsetFromUTC, `+HHMM` or `-HHMM` (PS3.3 C.12.1.1.8), in minutes east of UTC."""
+    found = _OFFSET.match(value)
+    if not found or int(found.group(2)) > 14 or int(found.group(3)) > 59:
+        raise InvalidQuery(
+            f"TimezoneOffsetFromUTC must be +HHMM or -HHMM (hours up to 14), not {value!r}"
+        )
+    minutes = int(found.group(2)) * 60 + int(found.group(3))
+    return -minutes if found.group(1) == "-" else minutes
 
 
 def parse_attribute_id(text: str) -> int:
@@ -136,6 +156,9 @@ def parse_search(params: Iterable[tuple[str, str]]) -> SearchRequest:
     tree: dict[int, Any] = {}
     for name, value in keys:
         path = parse_attribute_path(name)
+        if path == (TIMEZONE_OFFSET_FROM_UTC,) and value:
+            request.timezone_offset = parse_offset(value)
+            continue
         if len(path) == 1:
             match = parse_match(
                 name, value, request.empty_value_matching, request.multiple_value_matching

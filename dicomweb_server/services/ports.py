@@ -117,6 +117,8 @@ class SearchQuery:
     with_metadata: bool = False
     # PS3.18 8.3.4.2 fuzzymatching: names match on the start of any of their components.
     fuzzy: bool = False
+    # TimezoneOffsetFromUTC of the query, in minutes east of UTC (dicom/timezone.py).
+    timezone_offset: int | None = None
 
 
 class SearchIndex(Protocol):

@@ -91,6 +91,7 @@ class SearchService:
                 offset=request.offset,
                 with_metadata=needs_metadata,
                 fuzzy=request.fuzzy,
+                timezone_offset=request.timezone_offset,
             )
         )
         next_offset = None

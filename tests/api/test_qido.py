@@ -456,3 +456,67 @@ def test_fuzzy_matching_of_names_held_only_in_the_json(
     )
     assert r.status_code == 200 and "warning" not in r.headers
     assert {values(x, "00100020")[0] for x in r.json()} == {"W80"}
+
+
+@pytest.fixture
+def zoned(client: httpx.Client) -> dict[str, str]:
+    """The same local clock reading, once at +0100 and once with no offset."""
+    made = {}
+    for name, offset in (("paris", "+0100"), ("unzoned", None)):
+        ds = make_instance(patient_id=name, study_date="20230105", study_time="233000")
+        ds.AcquisitionDateTime = "20230105233000"
+        if offset:
+            ds.TimezoneOffsetFromUTC = offset
+        made[name] = ds
+    assert stow(client, made.values()).status_code == 200
+    return {k: v.StudyInstanceUID for k, v in made.items()}
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "expected"),
+    [
+        # 23:30 at +0100 is 22:30 UTC and 17:30 at -0500, on 5 January everywhere.
+        (
+            "/studies",
+            {"StudyDate": "20230105", "TimezoneOffsetFromUTC": "-0500"},
+            {"paris", "unzoned"},
+        ),
+        ("/studies", {"StudyDate": "20230106", "TimezoneOffsetFromUTC": "-0500"}, set()),
+        # At +0500 it is 03:30 on 6 January.
+        ("/studies", {"StudyDate": "20230106", "TimezoneOffsetFromUTC": "+0500"}, {"paris"}),
+        ("/studies", {"StudyTime": "2230-2240", "TimezoneOffsetFromUTC": "+0000"}, {"paris"}),
+        ("/studies", {"StudyTime": "0300-0400", "TimezoneOffsetFromUTC": "+0500"}, {"paris"}),
+        (
+            "/studies",
+            {"StudyTime": "233000", "TimezoneOffsetFromUTC": "+0100"},
+            {"paris", "unzoned"},
+        ),
+        ("/studies", {"StudyTime": "2230-2240"}, set()),  # without the key: no adjustment
+        (
+            "/instances",
+            {"AcquisitionDateTime": "2023010522", "TimezoneOffsetFromUTC": "+0000"},
+            {"paris"},
+        ),
+        ("/instances", {"AcquisitionDateTime": "2023010522+0000"}, {"paris"}),
+        (
+            "/instances",
+            {"AcquisitionDateTime": "-2023010521+0000", "TimezoneOffsetFromUTC": "+0100"},
+            set(),
+        ),
+    ],
+)
+def test_timezone_offset_from_utc_adjusts_date_and_time_keys(
+    client: httpx.Client,
+    zoned: dict[str, str],
+    path: str,
+    params: dict[str, str],
+    expected: set[str],
+) -> None:
+    r = client.get(path, params={**params, "includefield": "PatientID"})
+    assert r.status_code == 200, r.text
+    assert {values(x, "00100020")[0] for x in r.json()} == expected
+
+
+def test_a_malformed_timezone_offset_is_400(client: httpx.Client) -> None:
+    r = client.get("/studies", params={"TimezoneOffsetFromUTC": "+25:00"})
+    assert r.status_code == 400 and "TimezoneOffsetFromUTC" in r.json()["error"]

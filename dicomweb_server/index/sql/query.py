@@ -11,10 +11,11 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import orjson
-from sqlalchemy import ColumnElement, and_, exists, or_, select, text, true
+from sqlalchemy import ColumnElement, and_, case, exists, literal_column, or_, select, text, true
 from sqlalchemy.sql.elements import ColumnElement as _Col
 
 from dicomweb_server.dicom import attributes as a
+from dicomweb_server.dicom import timezone
 from dicomweb_server.dicom.attributes import Level
 from dicomweb_server.dicom.matching import (
     NUMBER_VRS,
@@ -23,6 +24,7 @@ from dicomweb_server.dicom.matching import (
     Match,
     MatchKind,
     SequenceMatch,
+    parse_offset,
 )
 from dicomweb_server.index.sql.models import instances, series, studies
 
@@ -105,26 +107,63 @@ def json_matchable(level: Level, tag: int) -> bool:
     return a.level_of(tag) in a.levels_above(level) and a.vr_of(tag) not in UNMATCHABLE_VRS
 
 
-def where(level: Level, keys: list[Key], dialect: str, fuzzy: bool = False) -> ColumnElement[bool]:
-    conditions: list[ColumnElement[bool]] = []
+def where(
+    level: Level,
+    keys: list[Key],
+    dialect: str,
+    fuzzy: bool = False,
+    timezone_offset: int | None = None,
+) -> ColumnElement[bool]:
     columns: dict[int, IndexedColumn] = {}
     for lv in a.levels_above(level):
         columns.update(COLUMNS[lv])
     json = _JsonSql(dialect, fuzzy)
-    for key in keys:
+
+    def condition(key: Key) -> ColumnElement[bool]:
         if isinstance(key, SequenceMatch):
-            conditions.append(json.condition(_ATTRIBUTES[a.level_of(key.tag)], key))
-        elif key.tag == a.MODALITIES_IN_STUDY:
-            conditions.append(_modalities_in_study(key))
-        elif key.tag in columns:
+            return json.condition(_ATTRIBUTES[a.level_of(key.tag)], key)
+        if key.tag == a.MODALITIES_IN_STUDY:
+            return _modalities_in_study(key)
+        if key.tag in columns:
             indexed = columns[key.tag]
             if fuzzy and indexed.kind is Kind.NAME and key.kind is not MatchKind.RANGE:
-                conditions.append(_fuzzy_name(indexed, key))
-            else:
-                conditions.append(_condition(indexed, key))
+                return _fuzzy_name(indexed, key)
+            return _condition(indexed, key)
+        return json.condition(_ATTRIBUTES[a.level_of(key.tag)], key)
+
+    conditions = []
+    for key in keys:
+        if isinstance(key, Match) and (
+            (timezone_offset is not None and key.vr in ("DA", "TM", "DT"))
+            or timezone.has_own_offset(key)
+        ):
+            query_offset = 0 if timezone_offset is None else timezone_offset
+            conditions.append(_in_entity_timezone(key, query_offset, json, condition))
         else:
-            conditions.append(json.condition(_ATTRIBUTES[a.level_of(key.tag)], key))
+            conditions.append(condition(key))
     return and_(true(), *conditions)
+
+
+def _in_entity_timezone(
+    key: Match,
+    query_offset: int,
+    json: _JsonSql,
+    condition: Callable[[Key], ColumnElement[bool]],
+) -> ColumnElement[bool]:
+    """The key re-expressed at each entity's own TimezoneOffsetFromUTC (dicom/timezone.py):
+    one CASE branch per offset in use; entities without one (or with an unusual one) are
+    taken to be at the query's offset."""
+    entity_offset = json.first_text(_ATTRIBUTES[a.level_of(key.tag)], a.TIMEZONE_OFFSET_FROM_UTC)
+    whens = {}
+    for offset in timezone.OFFSETS:
+        minutes = parse_offset(offset)
+        adjusted = timezone.adjust(key, query_offset, minutes)
+        if adjusted != (key,):
+            whens[offset] = or_(*(condition(k) for k in adjusted))
+    same = condition(key)
+    if not whens:
+        return same
+    return case(whens, value=entity_offset, else_=same)
 
 
 def _modalities_in_study(match: Match) -> ColumnElement[bool]:
@@ -302,6 +341,16 @@ class _JsonSql:
         source = f"CAST({name} AS jsonb)" if self._pg else name
         sql = self._key(source, key, top=True)
         return and_(text(sql).bindparams(**self._params))
+
+    def first_text(self, column: _Col[object], tag: int) -> ColumnElement[str]:
+        """The first value of an attribute in a level's stored JSON, as text (the tag is a
+        constant of the code, not a value from the request)."""
+        name = f"{column.table.name}.{column.name}"
+        if self._pg:
+            sql = f"(CAST({name} AS jsonb) -> '{tag:08X}' -> 'Value' ->> 0)"
+        else:
+            sql = f"json_extract({name}, '$.\"{tag:08X}\".Value[0]')"
+        return literal_column(sql)
 
     def _bind(self, value: object) -> str:
         self._n += 1

@@ -315,7 +315,13 @@ class SqlIndex:
                     )
                 )
         stmt = stmt.where(
-            query.where(q.level, list(q.matches), self._engine.dialect.name, fuzzy=q.fuzzy)
+            query.where(
+                q.level,
+                list(q.matches),
+                self._engine.dialect.name,
+                fuzzy=q.fuzzy,
+                timezone_offset=q.timezone_offset,
+            )
         )
         if q.study_uid is not None:
             stmt = stmt.where(studies.c.study_instance_uid == q.study_uid)
