@@ -72,7 +72,8 @@ def fill(conn: Any, studies_from: int, studies_to: int) -> None:
             number_of_instances, attributes)
         SELECT r + 1, r / {per} + 1, '{ROOT}.2.' || r, 'CT', r % {per} + 1, {PER_SERIES},
             json_build_object('0020000E', {_v("UI", f"'{ROOT}.2.' || r")},
-                '00080060', {_v("CS", "'CT'")}, '00200011', {_v("IS", f"r % {per} + 1")})::text
+                '00080060', {_v("CS", "'CT'")}, '00200011', {_v("IS", f"r % {per} + 1")},
+                '00080080', {_v("LO", "'HOSP' || r")})::text
         FROM generate_series(:a, :b - 1) AS r
     """),
         {"a": studies_from * per, "b": studies_to * per},
@@ -86,7 +87,14 @@ def fill(conn: Any, studies_from: int, studies_to: int) -> None:
             k % {PER_SERIES} + 1, '1.2.840.10008.1.2.1', 'synthetic', 0, 1,
             json_build_object('00080018', {_v("UI", f"'{ROOT}.3.' || k")},
                 '00080016', {_v("UI", f"'{CT}'")},
-                '00200013', {_v("IS", f"k % {PER_SERIES} + 1")})::text, '{{}}', '{{}}'
+                '00200013', {_v("IS", f"k % {PER_SERIES} + 1")})::text,
+            json_build_object('00080018', {_v("UI", f"'{ROOT}.3.' || k")},
+                '00080016', {_v("UI", f"'{CT}'")},
+                '00200013', {_v("IS", f"k % {PER_SERIES} + 1")},
+                '00080008', json_build_object('vr', 'CS',
+                    'Value', json_build_array('ORIGINAL', 'PRIMARY', 'AXIAL')),
+                '00180050', {_v("DS", "k % 5 + 1")},
+                '00204000', {_v("LT", "'C' || k")})::text, '{{}}'
         FROM generate_series(:a, :b - 1) AS k
     """),
         {"a": studies_from * PER_STUDY, "b": studies_to * PER_STUDY},
@@ -165,8 +173,18 @@ def scale_run(
                     warmups,
                     reps,
                 ),
-                "qido_non_indexed_attribute": timed(
-                    qido("/studies", {"StudyDescription": "NO SUCH"}, 0), warmups, reps
+                # Attributes without a column: matched on the stored JSON (PostgreSQL: an
+                # exact value through the GIN index; a wildcard reads every row's JSON).
+                "qido_non_indexed_exact_instance": timed(
+                    qido("/instances", {"ImageComments": f"C{point // 2}"}, 1), warmups, reps
+                ),
+                "qido_non_indexed_exact_series": timed(
+                    qido("/series", {"InstitutionName": f"HOSP{point // PER_SERIES // 2}"}, 1),
+                    warmups,
+                    reps,
+                ),
+                "qido_non_indexed_wildcard_series": timed(
+                    qido("/series", {"InstitutionName": "NOWHERE*"}, 0), warmups, reps
                 ),
             }
             print(f"   scale {point:,}: done", flush=True)

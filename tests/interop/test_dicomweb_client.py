@@ -70,3 +70,41 @@ def test_store_search_retrieve_round_trip(dicomweb: DICOMwebClient) -> None:
         media_types=(("application/octet-stream", "*"),),
     )
     assert rle == list(generate_frames(bundled.PixelData, number_of_frames=2))[1:]
+
+
+def test_searches_as_dicomweb_client_sends_them(dicomweb: DICOMwebClient) -> None:
+    """search_filters, fuzzymatching, fields, limit and offset, as the client encodes them."""
+    names = ["Doe^John", "Doe^Jane", "Roe^John"]
+    sent = []
+    for i, name in enumerate(names):
+        ds = make_instance(patient_name=name, patient_id="FIND", study_date=f"2023010{i + 1}")
+        ds.InstitutionName = f"General {i}"
+        ds.ImageType = ["ORIGINAL", "PRIMARY"] if i else ["DERIVED", "SECONDARY"]
+        sent.append(ds)
+    dicomweb.store_instances(sent)
+
+    def names_of(found: list[dict]) -> set[str]:
+        return {f["00100010"]["Value"][0]["Alphabetic"] for f in found}
+
+    found = dicomweb.search_for_studies(search_filters={"PatientName": "john"}, fuzzymatching=True)
+    assert names_of(found) == {"Doe^John", "Roe^John"}
+    assert names_of(dicomweb.search_for_studies(search_filters={"PatientName": "doe*"})) == {
+        "Doe^John",
+        "Doe^Jane",
+    }
+    ranged = dicomweb.search_for_studies(
+        search_filters={"PatientID": "FIND", "StudyDate": "20230102-"}
+    )
+    assert names_of(ranged) == {"Doe^Jane", "Roe^John"}
+    series = dicomweb.search_for_series(
+        search_filters={"InstitutionName": "General 1"}, fields=["InstitutionName"]
+    )
+    assert [s["00080080"]["Value"] for s in series] == [["General 1"]]
+    derived = dicomweb.search_for_instances(search_filters={"ImageType": "DERIVED"})
+    assert [d["00080018"]["Value"][0] for d in derived] == [sent[0].SOPInstanceUID]
+    pages = [
+        dicomweb.search_for_studies(search_filters={"PatientID": "FIND"}, limit=2, offset=o)
+        for o in (0, 2)
+    ]
+    assert [len(p) for p in pages] == [2, 1]
+    assert names_of(pages[0] + pages[1]) == set(names)
