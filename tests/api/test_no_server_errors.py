@@ -30,6 +30,17 @@ KEYS = [
     "NoSuchKey",
     "00080020.00100010",
     "",
+    "emptyvaluematching",
+    "multiplevaluematching",
+    "TimezoneOffsetFromUTC",
+    "AcquisitionDateTime",
+    "ImageType",
+    "SliceThickness",
+    "NameOfPhysiciansReadingStudy",
+    "RequestAttributesSequence",
+    "RequestAttributesSequence.RequestedProcedureID",
+    "00400275.00400009",
+    "ReferencedSOPSequence.ReferencedSOPInstanceUID",
 ]
 ACCEPTS = [
     None,
@@ -42,7 +53,10 @@ ACCEPTS = [
     "a/b;c",
     ",,,",
 ]
-text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
+text = st.one_of(
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30),
+    st.sampled_from(['""', "true", "+0100", "-1400", "2023-", "-2023+0100", "A\\B*", "1.5"]),
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +69,7 @@ def loaded(server: RunningServer) -> tuple[str, str, str]:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     params=st.lists(st.tuples(st.sampled_from(KEYS), text), max_size=4),
