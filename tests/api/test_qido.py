@@ -418,17 +418,21 @@ def test_fuzzy_matching_of_names(
     assert study_uids(r) == {studies[k] for k in expected}
 
 
-def test_search_results_in_xml(client: httpx.Client, studies: dict[str, str]) -> None:
+@pytest.mark.parametrize("path", ["/studies", "/series", "/instances"])
+def test_search_results_in_xml(
+    client: httpx.Client, studies: dict[str, str], described: dict[str, str], path: str
+) -> None:
     from dicomweb_server.dicom.xml_model import native_to_json
     from tests.helpers import parts
 
-    as_json = client.get("/studies", params={"PatientID": "P1"}).json()
+    query = {"PatientID": "P1\\W80", "includefield": "all"}
+    as_json = client.get(path, params=query).json()
     r = client.get(
-        "/studies",
-        params={"PatientID": "P1"},
+        path,
+        params=query,
         headers={"Accept": 'multipart/related; type="application/dicom+xml"'},
     )
-    assert r.status_code == 200
+    assert r.status_code == 200 and len(as_json) >= 2
     assert [native_to_json(body) for _, body in parts(r)] == as_json
 
 
