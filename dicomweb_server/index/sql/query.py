@@ -194,12 +194,6 @@ def _fuzzy_name(indexed: IndexedColumn, match: Match) -> ColumnElement[bool]:
     with a value given (case-insensitively; `*` and `?` keep their meaning)."""
     if match.kind is MatchKind.EMPTY:
         return _condition(indexed, match)
-    options = []
-    for value in match.values:
-        pattern = _like_pattern(fold(value))
-        for column in (indexed.column, *indexed.groups):
-            options.append(column.like(pattern + "%", escape="\\"))
-            options.append(column.like("%^" + pattern + "%", escape="\\"))
     if match.kind is MatchKind.ALL:
         return and_(
             *(
@@ -207,6 +201,12 @@ def _fuzzy_name(indexed: IndexedColumn, match: Match) -> ColumnElement[bool]:
                 for v in match.values
             )
         )
+    options = []
+    for value in match.values:
+        pattern = _like_pattern(fold(value))
+        for column in (indexed.column, *indexed.groups):
+            options.append(column.like(pattern + "%", escape="\\"))
+            options.append(column.like("%^" + pattern + "%", escape="\\"))
     return or_(*options)
 
 
