@@ -22,18 +22,18 @@ from datetime import datetime, timedelta
 
 from dicomweb_server.dicom.matching import Match, MatchKind, parse_offset
 
-# The offsets in use around the world (whole, half and quarter hours), as DICOM writes them.
-OFFSETS: tuple[str, ...] = tuple(
-    f"{'-' if m < 0 else '+'}{abs(m) // 60:02d}{abs(m) % 60:02d}"
+# The offsets in use around the world (whole, half and quarter hours), as DICOM writes them,
+# with their minutes east of UTC.
+OFFSETS: dict[str, int] = {
+    f"{'-' if m < 0 else '+'}{abs(m) // 60:02d}{abs(m) % 60:02d}": m
     for m in (
         -720, -660, -600, -570, -540, -480, -420, -360, -300, -240, -210, -180, -150,
         -120, -60, 0, 60, 120, 180, 210, 240, 270, 300, 330, 345, 360, 390, 420, 480,
         525, 540, 570, 600, 630, 660, 720, 765, 780, 825, 840,
     )
-)  # fmt: skip
+}  # fmt: skip
 
-_DAY = 24 * 60
-_TM_FORMAT = "%H%M%S.%f"
+_DAY_US = 24 * 3600 * 1_000_000
 
 
 def has_own_offset(match: Match) -> bool:
@@ -82,8 +82,8 @@ def _shift(
             )
         ]
     if match.vr == "DT":
-        low_dt = None if lower is None else _datetime_start(lower, delta, entity_offset)
-        high_dt = None if upper is None else _datetime_end(upper, delta, entity_offset)
+        low_dt = None if lower is None else _datetime_span(lower, delta, entity_offset)[0]
+        high_dt = None if upper is None else _datetime_span(upper, delta, entity_offset)[1]
         return [
             replace(
                 ranged,
@@ -91,16 +91,13 @@ def _shift(
                 upper=None if high_dt is None else high_dt.strftime("%Y%m%d%H%M%S.%f"),
             )
         ]
-    # TM: minutes of the day, around the clock.
-    start = 0 if lower is None else _time_start(lower)
-    end = _DAY * 60_000_000 - 1 if upper is None else _time_end(upper)
-    if lower is None and upper is None:
-        return [match]
-    shift = delta * 60_000_000
-    day = _DAY * 60_000_000
-    if end - start >= day - 1:
+    # TM: microseconds of the day, around the clock (a range always has a bound).
+    start = 0 if lower is None else _time_us(lower)
+    end = _DAY_US - 1 if upper is None else _time_end(upper)
+    if end - start >= _DAY_US - 1:
         return [replace(ranged, lower="000000", upper=None)]
-    low_us, high_us = (start + shift) % day, (end + shift) % day
+    shift = delta * 60_000_000
+    low_us, high_us = (start + shift) % _DAY_US, (end + shift) % _DAY_US
     if low_us <= high_us:
         return [replace(ranged, lower=_lowest(_tm(low_us)), upper=_tm(high_us))]
     return [
@@ -136,21 +133,13 @@ def _dt_parts(value: str) -> tuple[datetime, timedelta]:
     return start, unit.get(len(digits), timedelta(seconds=1))
 
 
-def _datetime_start(value: str, delta: int, entity_offset: int) -> datetime:
-    text, own = _split_dt(value)
-    start, _ = _dt_parts(text)
-    return start + timedelta(minutes=delta if own is None else entity_offset - own)
-
-
-def _datetime_end(value: str, delta: int, entity_offset: int) -> datetime:
+def _datetime_span(value: str, delta: int, entity_offset: int) -> tuple[datetime, datetime]:
+    """The first and last moments a (partial) DT covers, at the entity's offset; a value
+    with its own offset shifts from that offset instead of the query's."""
     text, own = _split_dt(value)
     start, width = _dt_parts(text)
-    end = start + width - timedelta(microseconds=1)
-    return end + timedelta(minutes=delta if own is None else entity_offset - own)
-
-
-def _time_start(value: str) -> int:
-    return _time_us(value)
+    shift = timedelta(minutes=delta if own is None else entity_offset - own)
+    return start + shift, start + width - timedelta(microseconds=1) + shift
 
 
 def _time_end(value: str) -> int:

@@ -24,7 +24,6 @@ from dicomweb_server.dicom.matching import (
     Match,
     MatchKind,
     SequenceMatch,
-    parse_offset,
 )
 from dicomweb_server.index.sql.models import instances, series, studies
 
@@ -120,15 +119,14 @@ def where(
     json = _JsonSql(dialect, fuzzy)
 
     def condition(key: Key) -> ColumnElement[bool]:
-        if isinstance(key, SequenceMatch):
-            return json.condition(_ATTRIBUTES[a.level_of(key.tag)], key)
-        if key.tag == a.MODALITIES_IN_STUDY:
+        if isinstance(key, Match) and key.tag == a.MODALITIES_IN_STUDY:
             return _modalities_in_study(key)
-        if key.tag in columns:
+        if isinstance(key, Match) and key.tag in columns:
             indexed = columns[key.tag]
             if fuzzy and indexed.kind is Kind.NAME and key.kind is not MatchKind.RANGE:
                 return _fuzzy_name(indexed, key)
             return _condition(indexed, key)
+        # Sequences and attributes without a column: the level's stored JSON.
         return json.condition(_ATTRIBUTES[a.level_of(key.tag)], key)
 
     conditions = []
@@ -155,8 +153,7 @@ def _in_entity_timezone(
     taken to be at the query's offset."""
     entity_offset = json.first_text(_ATTRIBUTES[a.level_of(key.tag)], a.TIMEZONE_OFFSET_FROM_UTC)
     whens = {}
-    for offset in timezone.OFFSETS:
-        minutes = parse_offset(offset)
+    for offset, minutes in timezone.OFFSETS.items():
         adjusted = timezone.adjust(key, query_offset, minutes)
         if adjusted != (key,):
             whens[offset] = or_(*(condition(k) for k in adjusted))

@@ -95,6 +95,7 @@ def test_a_negative_utc_offset_in_a_date_time_range_is_not_its_hyphen() -> None:
         ("SeriesNumber", "one"),
         ("Nope", "x"),
         ("StudyDate", "20200102-20200101"),
+        ("AcquisitionDateTime", "20230101+9999"),  # an offset no clock has
         ("StudyInstanceUID", "01.2"),
     ],
 )
