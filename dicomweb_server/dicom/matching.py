@@ -249,12 +249,11 @@ def parse_match(
 def _split_range(name: str, vr: str, value: str) -> tuple[str, str]:
     """`lower-upper`, either side may be open. A DT bound may end in a negative UTC offset
     (`-0500`), so each hyphen is tried until both sides are valid."""
-    candidates = [i for i, ch in enumerate(value) if ch == "-"]
-    for i in candidates:
+    pattern = {"DA": _DA, "TM": _TM, "DT": _DT}[vr]
+    for i in (i for i, ch in enumerate(value) if ch == "-"):
         lower, upper = value[:i], value[i + 1 :]
         if not lower and not upper:
             raise InvalidQuery(f"{name}: a range needs at least one bound")
-        pattern = {"DA": _DA, "TM": _TM, "DT": _DT}[vr]
         if all(pattern.match(b) for b in (lower, upper) if b):
             if lower and upper and _sortable(lower) > _sortable(upper):
                 raise InvalidQuery(f"{name}: range {value!r} ends before it starts")

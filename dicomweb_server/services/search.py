@@ -56,14 +56,10 @@ class SearchService:
         matchable = self._index.matchable(level)
         matches: list[Key] = []
         for match in request.matches:
-            universal = isinstance(match, Match) and match.kind is MatchKind.UNIVERSAL
-            if (
-                universal
-                or self._index.json_matchable(level, match.tag)
-                or (match.tag in matchable)
-            ):
-                if not universal:
-                    matches.append(match)
+            if isinstance(match, Match) and match.kind is MatchKind.UNIVERSAL:
+                continue  # nothing to match: the attribute is only returned
+            if match.tag in matchable or self._index.json_matchable(level, match.tag):
+                matches.append(match)
             else:
                 warnings.append(
                     f"matching on {keyword_of(match.tag)} is not supported at the {level} "

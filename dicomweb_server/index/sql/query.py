@@ -414,9 +414,10 @@ class _JsonSql:
 
     def _group(self, alias: str, group: str) -> str:
         if self._pg:
-            lower = self._bind(_ASCII_LOWER)
-            upper = self._bind(_ASCII_LOWER.upper())
-            return f"translate({alias}.value ->> '{group}', {lower}, {upper})"
+            return (
+                f"translate({alias}.value ->> '{group}', "
+                f"'{_ASCII_LOWER}', '{_ASCII_LOWER.upper()}')"
+            )
         return (
             f"CASE WHEN {alias}.type = 'object' "
             f"THEN upper(json_extract({alias}.value, '$.{group}')) END"
