@@ -29,3 +29,7 @@ class ObjectRejected(DicomError):
         super().__init__(message)
         self.failure_reason = failure_reason
         self.message = message
+
+
+class TranscodeError(DicomError):
+    """Pixel data that cannot be decoded, or encoded in the transfer syntax asked for."""
