@@ -18,6 +18,7 @@ from dicomweb_server.index.sql import migrate
 from dicomweb_server.index.sql.engine import make_engine
 from dicomweb_server.index.sql.repository import SqlIndex
 from dicomweb_server.services.check import CheckService
+from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.store import DuplicatePolicy, StoreLimits, StoreService
@@ -78,7 +79,7 @@ def build_container(settings: Settings) -> Container:
             ),
         ),
         search=SearchService(index, settings.qido_max_limit),
-        retrieve=RetrieveService(index, blobs),
+        retrieve=RetrieveService(index, blobs, PixelReader(blobs, settings.max_transcode_bytes)),
         consistency=CheckService(index, blobs, settings.resolved_spool_dir),
         checks={"database": index.check, "blob store": blobs.check},
         engine=engine,

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         description="Secret from which replacement UIDs and date shifts are derived; "
         "required with DICOMWEB_DEIDENTIFY.",
     )
+    max_transcode_bytes: int = Field(
+        default=512 * 2**20,
+        ge=1,
+        description="Most bytes of stored objects one response decodes to transcode or render; "
+        "past it, a request for another transfer syntax answers 406.",
+    )
     db_pool_size: int = Field(default=10, ge=1, description="Connections kept open per process.")
     log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
 

@@ -313,7 +313,12 @@ def _frames(
     header: Dataset, scan: ScanResult, buf: Buffer, transfer_syntax: str
 ) -> tuple[list[Ranges] | None, str | None, int]:
     if transfer_syntax == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN and "Rows" in header:
-        return None, "the object is deflated: its frames have no byte offsets", 0
+        # Served by decoding the whole object (services/pixels.py); the count still holds.
+        try:
+            count = max(1, int(header.get("NumberOfFrames") or 1))
+        except (ValueError, TypeError):
+            count = 1
+        return None, "the object is deflated: its frames have no byte offsets", count
     if scan.pixel_vr is None:
         return None, None, 0
     try:

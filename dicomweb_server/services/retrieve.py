@@ -14,6 +14,7 @@ from dicomweb_server.dicom import uids
 from dicomweb_server.dicom.frames import Ranges
 from dicomweb_server.dicom.scan import PIXEL_DATA
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable, NotFound
+from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import (
     BlobStore,
     RetrieveIndex,
@@ -29,10 +30,28 @@ _BULK_PATH = re.compile(r"^[0-9A-F]{8}(/\d+/[0-9A-F]{8})*$")
 class ByteParts:
     """Parts of a multipart response, each a list of byte ranges of one stored object."""
 
-    instance: StoredInstance
+    pixels: StoredPixels
     parts: list[Ranges]
     # The transfer syntax the bytes are encoded in (native pixel data: Explicit VR LE).
     transfer_syntax_uid: str
+    # Frame numbers when the parts are frames of Pixel Data (they may be transcoded).
+    frame_numbers: list[int] | None = None
+
+    @property
+    def instance(self) -> StoredInstance:
+        return self.pixels.instance
+
+
+def slice_ranges(ranges: Ranges, start: int, length: int) -> Ranges:
+    """The byte ranges holding bytes [start, start + length) of the concatenation of `ranges`."""
+    out: Ranges = []
+    position = 0
+    for offset, size in ranges:
+        lo, hi = max(start, position), min(start + length, position + size)
+        if lo < hi:
+            out.append((offset + lo - position, hi - lo))
+        position += size
+    return out
 
 
 def parse_frame_numbers(text: str) -> list[int]:
@@ -46,9 +65,38 @@ def parse_frame_numbers(text: str) -> list[int]:
 
 
 class RetrieveService:
-    def __init__(self, index: RetrieveIndex, blobs: BlobStore) -> None:
+    def __init__(self, index: RetrieveIndex, blobs: BlobStore, pixels: PixelReader) -> None:
         self._index = index
         self._blobs = blobs
+        self.pixels = pixels
+
+    def transcoded(self, instance: StoredInstance, target: str) -> bytes:
+        """The instance as a PS3.10 object in `target` (PS3.18 8.7.3.4)."""
+        return self.pixels.transcoded_object(instance, target)
+
+    def transcoded_all(
+        self, instances: list[StoredInstance], targets: list[str]
+    ) -> list[tuple[str, bytes]]:
+        """(SOP Instance UID, object) for each instance whose target differs from its
+        stored syntax; they are held in memory together, so their total is bounded."""
+        todo = [
+            (inst, target)
+            for inst, target in zip(instances, targets, strict=True)
+            if target != inst.transfer_syntax_uid
+        ]
+        total = sum(inst.size for inst, _ in todo)
+        if total > self.pixels.max_transcode_bytes:
+            raise NotAcceptable(
+                f"{len(todo)} instance(s), {total} bytes, would need transcoding; this server "
+                f"transcodes at most {self.pixels.max_transcode_bytes} bytes per response: ask "
+                "for transfer-syntax=* or retrieve fewer instances at once"
+            )
+        return [(inst.sop_instance_uid, self.transcoded(inst, t)) for inst, t in todo]
+
+    def transcoded_frames(self, found: ByteParts, target: str) -> list[bytes]:
+        """The frames of `found` decoded and encoded in `target`."""
+        assert found.frame_numbers is not None
+        return self.pixels.encoded_frames(found.pixels, found.frame_numbers, target)
 
     def instances(
         self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
@@ -81,9 +129,14 @@ class RetrieveService:
         if layout.frames is None:
             if layout.frames_error is None:
                 raise NotFound(f"instance {sop_instance_uid} has no Pixel Data")
-            raise NotAcceptable(
-                f"the frames of instance {sop_instance_uid} cannot be served: {layout.frames_error}"
-            )
+            # Frames not located at ingest (a deflated object): decoded from the whole object.
+            count = layout.number_of_frames
+            beyond = [n for n in numbers if n > count]
+            if beyond:
+                raise NotFound(
+                    f"instance {sop_instance_uid} has {count} frame(s); no frame {beyond[0]}"
+                )
+            return ByteParts(pixels, [], pixels.instance.transfer_syntax_uid, numbers)
         count = len(layout.frames)
         beyond = [n for n in numbers if n > count]
         if beyond:
@@ -91,9 +144,10 @@ class RetrieveService:
                 f"instance {sop_instance_uid} has {count} frame(s); no frame {beyond[0]}"
             )
         return ByteParts(
-            pixels.instance,
+            pixels,
             [layout.frames[n - 1] for n in numbers],
             pixels.instance.transfer_syntax_uid,
+            numbers,
         )
 
     def bulk_data(
@@ -113,8 +167,13 @@ class RetrieveService:
                 raise NotAcceptable(
                     f"the Pixel Data frames cannot be located: {layout.frames_error}"
                 )
-            return ByteParts(pixels.instance, list(layout.frames), ts)
-        return ByteParts(pixels.instance, [[value]], uids.EXPLICIT_VR_LITTLE_ENDIAN)
+            numbers = list(range(1, len(layout.frames) + 1))
+            return ByteParts(pixels, list(layout.frames), ts, numbers)
+        if path == f"{PIXEL_DATA:08X}" and layout.frames is not None:
+            # Native Pixel Data is its frames one after the other: they may be transcoded.
+            numbers = list(range(1, len(layout.frames) + 1))
+            return ByteParts(pixels, [[value]], uids.EXPLICIT_VR_LITTLE_ENDIAN, numbers)
+        return ByteParts(pixels, [[value]], uids.EXPLICIT_VR_LITTLE_ENDIAN)
 
     def _pixels(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> StoredPixels:
         pixels = self._index.pixels(study_uid, series_uid, sop_instance_uid)

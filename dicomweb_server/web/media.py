@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from dicomweb_server.dicom import transcode, uids
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable
 
 DICOM = "application/dicom"
@@ -12,8 +13,9 @@ DICOM_JSON = "application/dicom+json"
 DICOM_XML = "application/dicom+xml"
 OCTET_STREAM = "application/octet-stream"
 MULTIPART_RELATED = "multipart/related"
+ZIP = "application/zip"
 
-# PS3.18 Table 8.7.3-2 (subset): the media type of each encapsulated transfer syntax's frames.
+# PS3.18 Table 8.7.3-2: the media type of each encapsulated transfer syntax's frames.
 FRAME_MEDIA_TYPES = {
     "1.2.840.10008.1.2.4.50": "image/jpeg",
     "1.2.840.10008.1.2.4.51": "image/jpeg",
@@ -27,6 +29,14 @@ FRAME_MEDIA_TYPES = {
     "1.2.840.10008.1.2.4.202": "image/jphc",
     "1.2.840.10008.1.2.4.203": "image/jphc",
     "1.2.840.10008.1.2.5": "image/dicom-rle",
+}
+# PS3.18 Table 8.7.3-2: the default transfer syntax of each compressed frame media type.
+MEDIA_TYPE_DEFAULT_SYNTAX = {
+    "image/jpeg": "1.2.840.10008.1.2.4.70",
+    "image/jls": "1.2.840.10008.1.2.4.80",
+    "image/jp2": "1.2.840.10008.1.2.4.90",
+    "image/jphc": "1.2.840.10008.1.2.4.201",
+    "image/dicom-rle": "1.2.840.10008.1.2.5",
 }
 
 _TOKEN = re.compile(r'\s*([^\s;,="]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^\s;,"]*))?\s*')
@@ -135,41 +145,112 @@ def negotiate_json(accept: str | None) -> str:
     )
 
 
-def negotiate_dicom(accept: str | None, stored_syntaxes: set[str]) -> None:
-    """Instances: `multipart/related; type="application/dicom"` in their stored syntax.
+@dataclass(frozen=True)
+class InstancesChoice:
+    """What an Accept header asks of instances: the container, then the transfer syntaxes
+    acceptable in it, best first (None: no parameter, the default; "*": as stored)."""
 
-    PS3.18 8.7.3.5: `transfer-syntax=*` asks for the stored syntax; transcoding to another
-    syntax is not offered yet, so any other explicit syntax must equal the stored one.
-    """
+    container: str  # MULTIPART_RELATED, DICOM (one instance, single part) or ZIP
+    syntaxes: list[str | None]
+
+
+def negotiate_instances(accept: str | None, single: bool) -> InstancesChoice:
+    """PS3.18 8.7.3, Table 10.4.4-1: `multipart/related; type="application/dicom"`, the
+    single-part `application/dicom` for one instance, or `application/zip` (PS3.18 8.7.5)."""
+    chosen: list[tuple[str, str | None]] = []
     for media in parse_accept(accept):
-        if not media.matches(MULTIPART_RELATED) or not _related_accepts(media, DICOM):
+        if media.matches(MULTIPART_RELATED) and _related_accepts(media, DICOM):
+            kind = MULTIPART_RELATED
+        elif single and media.matches(DICOM):
+            kind = DICOM
+        elif media.type == ZIP:
+            kind = ZIP
+        else:
             continue
-        syntax = media.params.get("transfer-syntax")
-        if syntax is None or syntax == "*" or stored_syntaxes == {syntax}:
-            return
-    stored = ", ".join(sorted(stored_syntaxes))
-    raise NotAcceptable(
-        f'this resource is available as multipart/related; type="{DICOM}" in its stored '
-        f"transfer syntax ({stored}; ask with transfer-syntax=*); the request accepts "
-        f"{accept!r}"
-    )
+        chosen.append((kind, media.params.get("transfer-syntax")))
+    if not chosen:
+        raise NotAcceptable(
+            f'this resource is available as multipart/related; type="{DICOM}"'
+            + (f" or {DICOM}" if single else "")
+            + f" or {ZIP}; the request accepts {accept!r}"
+        )
+    container = chosen[0][0]
+    return InstancesChoice(container, [ts for kind, ts in chosen if kind == container])
 
 
-def negotiate_bytes(accept: str | None, transfer_syntax: str) -> str:
-    """Frames and bulk data: the part media type to send (PS3.18 8.7.3.3, Table 8.7.3-2)."""
-    own = FRAME_MEDIA_TYPES.get(transfer_syntax)
+@dataclass(frozen=True)
+class BytesChoice:
+    """Frames or bulk data: the part media type and the transfer syntax wanted in it,
+    best first (None: the media type's default; "*": as stored)."""
+
+    media_type: str
+    transfer_syntax: str | None
+    multipart: bool
+
+
+def negotiate_bytes(accept: str | None, single: bool) -> list[BytesChoice]:
+    """Frames and bulk data (PS3.18 8.7.3.3, Table 8.7.3-2): every acceptable pair of part
+    media type and transfer syntax, best first; single part only for one item."""
+    out: list[BytesChoice] = []
     for media in parse_accept(accept):
-        if not media.matches(MULTIPART_RELATED):
-            continue
         syntax = media.params.get("transfer-syntax")
-        if syntax not in (None, "*", transfer_syntax):
+        if media.matches(MULTIPART_RELATED):
+            wanted = media.params.get("type", OCTET_STREAM).lower()
+            out.append(BytesChoice(wanted, syntax, True))
+        elif single and media.type != "*/*":
+            out.append(BytesChoice(media.type, syntax, False))
+        elif media.type == "*/*":
+            out.append(BytesChoice(OCTET_STREAM, syntax, True))
+    return out
+
+
+def choose_instance_syntax(syntaxes: list[str | None], stored: str) -> str | None:
+    """The transfer syntax to send an instance stored in `stored` in, or None if none of
+    `syntaxes` can be produced. PS3.18 8.7.3.4: without a parameter, Explicit VR Little
+    Endian, unless the pixel data is lossy (or cannot be decoded here): then as stored."""
+    for wanted in syntaxes:
+        if wanted is None:
+            target = _default_syntax(stored)
+        elif wanted == "*":
+            target = stored
+        else:
+            target = wanted
+        if target not in uids.NOT_ALLOWED_ON_THE_WEB and transcode.can_transcode(stored, target):
+            return target
+    return None
+
+
+def _default_syntax(stored: str) -> str:
+    explicit = uids.EXPLICIT_VR_LITTLE_ENDIAN
+    if stored in transcode.LOSSY_SYNTAXES or not transcode.can_transcode(stored, explicit):
+        return stored
+    return explicit
+
+
+def choose_bytes(choices: list[BytesChoice], stored: str) -> tuple[BytesChoice, str] | None:
+    """For pixel data stored in `stored`: the first acceptable choice with the transfer
+    syntax it gets. Octet-stream defaults to native (PS3.18 8.7.3.4, lossy stays as
+    stored); a compressed media type is the stored frame when it is that type's, else its
+    transfer-syntax parameter or default (Table 8.7.3-2), transcoded."""
+    for choice in choices:
+        accepted = MediaRange(choice.media_type)
+        wanted = choice.transfer_syntax
+        if accepted.matches(OCTET_STREAM):
+            target = stored if wanted == "*" else wanted or _default_syntax(stored)
+            if target not in uids.NOT_ALLOWED_ON_THE_WEB and transcode.can_transcode(
+                stored, target
+            ):
+                return BytesChoice(OCTET_STREAM, target, choice.multipart), target
             continue
-        if _related_accepts(media, OCTET_STREAM):
-            return OCTET_STREAM
-        if own is not None and _related_accepts(media, own):
-            return own
-    offered = OCTET_STREAM + (f" or {own}" if own else "")
-    raise NotAcceptable(
-        f'this resource is available as multipart/related; type="{offered}" in transfer '
-        f"syntax {transfer_syntax}; the request accepts {accept!r}"
-    )
+        own = FRAME_MEDIA_TYPES.get(stored)
+        for media_type, default in MEDIA_TYPE_DEFAULT_SYNTAX.items():
+            if not accepted.matches(media_type):
+                continue
+            if own == media_type and wanted in (None, "*", stored):
+                return BytesChoice(media_type, stored, choice.multipart), stored
+            target = default if wanted in (None, "*") else wanted
+            if FRAME_MEDIA_TYPES.get(target) == media_type and transcode.can_transcode(
+                stored, target
+            ):
+                return BytesChoice(media_type, target, choice.multipart), target
+    return None

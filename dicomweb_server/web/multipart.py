@@ -167,6 +167,8 @@ class OutgoingPart:
     length: int
     chunks: Callable[[], Iterable[bytes]]
     content_location: str | None = None
+    # (start, length) -> those bytes of the part, where it can be read piecewise.
+    read_slice: Callable[[int, int], Iterable[bytes]] | None = None
 
 
 class MultipartBody:

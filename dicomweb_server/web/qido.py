@@ -10,6 +10,7 @@ from starlette.responses import Response
 from dicomweb_server.dicom.attributes import Level
 from dicomweb_server.dicom.matching import parse_search
 from dicomweb_server.web.context import base_url, container, json_bytes_with_base, path_uid
+from dicomweb_server.web.encoding import json_response
 from dicomweb_server.web.media import DICOM_XML, negotiate_json
 from dicomweb_server.web.xml import xml_response
 
@@ -25,7 +26,9 @@ async def _search(request: Request, level: Level) -> Response:
     )
     body = json_bytes_with_base([orjson.dumps(r).decode() for r in found.results], base)
     response = (
-        xml_response(body) if media_type == DICOM_XML else Response(body, media_type=media_type)
+        xml_response(body)
+        if media_type == DICOM_XML
+        else await json_response(request, body, media_type)
     )
     for warning in found.warnings:
         # PS3.18 8.3.4: parameters not honoured are reported with Warning: 299.

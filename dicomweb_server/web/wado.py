@@ -2,22 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from dicomweb_server.dicom import uids
+from dicomweb_server.services.errors import NotAcceptable
 from dicomweb_server.services.ports import StoredInstance
-from dicomweb_server.services.retrieve import ByteParts, RetrieveService, parse_frame_numbers
+from dicomweb_server.services.retrieve import (
+    ByteParts,
+    RetrieveService,
+    parse_frame_numbers,
+    slice_ranges,
+)
+from dicomweb_server.web import caching
 from dicomweb_server.web.context import base_url, container, json_bytes_with_base, path_uid
+from dicomweb_server.web.encoding import json_response
 from dicomweb_server.web.media import (
     DICOM,
     DICOM_XML,
+    OCTET_STREAM,
+    ZIP,
+    BytesChoice,
+    MediaRange,
+    choose_bytes,
+    choose_instance_syntax,
     negotiate_bytes,
-    negotiate_dicom,
+    negotiate_instances,
     negotiate_json,
 )
 from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
+from dicomweb_server.web.ranges import single_part_response
 from dicomweb_server.web.xml import xml_response
+from dicomweb_server.web.zipstream import ZipMember, zip_stream
 
 
 def _scope(request: Request) -> tuple[str, str | None, str | None]:
@@ -33,37 +52,115 @@ BUFFER_LIMIT = 16 * 2**20
 STREAM_PIECE = 4 * 2**20
 
 
-async def _multipart(body: MultipartBody, related_type: str) -> Response:
+async def _multipart(
+    body: MultipartBody, related_type: str, headers: dict[str, str] | None = None
+) -> Response:
     media_type = f'multipart/related; type="{related_type}"; boundary={body.boundary}'
     if body.content_length <= BUFFER_LIMIT:
-        return Response(await run_in_threadpool(body.read), media_type=media_type)
+        return Response(await run_in_threadpool(body.read), media_type=media_type, headers=headers)
     return StreamingResponse(
         body.coalesced(STREAM_PIECE),
         media_type=media_type,
-        headers={"Content-Length": str(body.content_length)},
+        headers={**(headers or {}), "Content-Length": str(body.content_length)},
+    )
+
+
+def _instance_url(base: str, inst: StoredInstance) -> str:
+    return (
+        f"{base}/studies/{inst.study_uid}/series/{inst.series_uid}"
+        f"/instances/{inst.sop_instance_uid}"
     )
 
 
 async def retrieve_instances(request: Request) -> Response:
-    """Study, series or instance as `multipart/related; type="application/dicom"`."""
+    """Study, series or instance (PS3.18 10.4.1.1.1): `multipart/related;
+    type="application/dicom"`, `application/dicom` for one instance, or `application/zip`;
+    each instance in the transfer syntax negotiated for it (PS3.18 8.7.3.4)."""
     scope = _scope(request)
     retrieve = container(request).retrieve
     found = await run_in_threadpool(retrieve.instances, *scope)
-    negotiate_dicom(request.headers.get("accept"), {i.transfer_syntax_uid for i in found})
+    choice = negotiate_instances(request.headers.get("accept"), single=scope[2] is not None)
+    targets = []
+    for inst in found:
+        target = choose_instance_syntax(choice.syntaxes, inst.transfer_syntax_uid)
+        if target is None:
+            raise NotAcceptable(
+                f"instance {inst.sop_instance_uid} (stored in {inst.transfer_syntax_uid}) "
+                f"cannot be sent in any transfer syntax the request accepts "
+                f"({', '.join(t or 'default' for t in choice.syntaxes)})"
+            )
+        targets.append(target)
+    etag = caching.etag(
+        choice.container, *(f"{i.blob_key}>{t}" for i, t in zip(found, targets, strict=True))
+    )
+    if (
+        unchanged := caching.not_modified(request, etag, immutable=scope[2] is not None)
+    ) is not None:
+        return unchanged
+    headers = caching.headers(etag, immutable=scope[2] is not None)
     base = base_url(request)
-    parts = [_instance_part(retrieve, i, base) for i in found]
-    return await _multipart(MultipartBody(parts), DICOM)
+    members = await run_in_threadpool(_members, retrieve, found, targets)
+    if choice.container == ZIP:
+        names = [f"{i.study_uid}/{i.series_uid}/{i.sop_instance_uid}.dcm" for i in found]
+        return StreamingResponse(
+            zip_stream(
+                [ZipMember(n, chunks) for n, (_, _, chunks) in zip(names, members, strict=True)]
+            ),
+            media_type=ZIP,
+            headers={**headers, "Content-Disposition": 'attachment; filename="dicom.zip"'},
+        )
+    if choice.container == DICOM:
+        ((length, target, chunks),) = members
+        return await _single(f"{DICOM}; transfer-syntax={target}", length, chunks, headers)
+    parts = [
+        OutgoingPart(
+            content_type=f"{DICOM}; transfer-syntax={target}",
+            length=length,
+            chunks=chunks,
+            content_location=_instance_url(base, inst),
+        )
+        for inst, (length, target, chunks) in zip(found, members, strict=True)
+    ]
+    return await _multipart(MultipartBody(parts), DICOM, headers)
 
 
-def _instance_part(retrieve: RetrieveService, inst: StoredInstance, base: str) -> OutgoingPart:
-    return OutgoingPart(
-        content_type=f"{DICOM}; transfer-syntax={inst.transfer_syntax_uid}",
-        length=inst.size,
-        chunks=lambda: retrieve.stream(inst),
-        content_location=(
-            f"{base}/studies/{inst.study_uid}/series/{inst.series_uid}"
-            f"/instances/{inst.sop_instance_uid}"
-        ),
+Member = tuple[int, str, Callable[[], Iterable[bytes]]]
+
+
+def _members(
+    retrieve: RetrieveService, found: list[StoredInstance], targets: list[str]
+) -> list[Member]:
+    """(length, transfer syntax, chunks) of each instance: stored ones stream from storage,
+    transcoded ones are made now, so a failure is a clean 406 before anything is sent."""
+    transcoded = dict(retrieve.transcoded_all(found, targets))
+    out: list[Member] = []
+    for inst, target in zip(found, targets, strict=True):
+        data = transcoded.get(inst.sop_instance_uid)
+        if data is None:
+            out.append((inst.size, target, _streamer(retrieve, inst)))
+        else:
+            out.append((len(data), target, _held(data)))
+    return out
+
+
+def _streamer(retrieve: RetrieveService, inst: StoredInstance) -> Callable[[], Iterable[bytes]]:
+    return lambda: retrieve.stream(inst)
+
+
+def _held(data: bytes) -> Callable[[], Iterable[bytes]]:
+    return lambda: (data,)
+
+
+async def _single(
+    content_type: str, length: int, chunks: Callable[[], Iterable[bytes]], headers: dict[str, str]
+) -> Response:
+    if length <= BUFFER_LIMIT:
+        body = await run_in_threadpool(lambda: b"".join(chunks()))
+        return Response(body, media_type=content_type, headers=headers)
+    return StreamingResponse(
+        iter(chunks()),
+        media_type=content_type,
+        headers={**headers, "Content-Length": str(length)},
     )
 
 
@@ -73,7 +170,7 @@ async def retrieve_metadata(request: Request) -> Response:
     body = json_bytes_with_base(texts, base_url(request))
     if media_type == DICOM_XML:
         return await run_in_threadpool(xml_response, body)
-    return Response(body, media_type=media_type)
+    return await json_response(request, body, media_type)
 
 
 async def retrieve_frames(request: Request) -> Response:
@@ -82,29 +179,89 @@ async def retrieve_frames(request: Request) -> Response:
     numbers = parse_frame_numbers(request.path_params["frames"])
     retrieve = container(request).retrieve
     found = await run_in_threadpool(retrieve.frames, study, series, instance, numbers)
-    return await _byte_parts(request, retrieve, found)
+    base = _instance_url(base_url(request), found.instance)
+    locations = [f"{base}/frames/{n}" for n in numbers]
+    return await _byte_parts(request, retrieve, found, locations)
 
 
 async def retrieve_bulk_data(request: Request) -> Response:
     study, series, instance = _scope(request)
     assert series is not None and instance is not None
     retrieve = container(request).retrieve
-    found = await run_in_threadpool(
-        retrieve.bulk_data, study, series, instance, request.path_params["path"]
-    )
-    return await _byte_parts(request, retrieve, found)
+    path = request.path_params["path"]
+    found = await run_in_threadpool(retrieve.bulk_data, study, series, instance, path)
+    base = _instance_url(base_url(request), found.instance)
+    # PS3.18 10.4.3.3.5: each part's Content-Location is its BulkDataURI; Pixel Data sent
+    # frame by frame names each frame.
+    if found.frame_numbers is not None and len(found.parts) == len(found.frame_numbers):
+        locations = [f"{base}/frames/{n}" for n in found.frame_numbers]
+    else:
+        locations = [f"{base}/bulkdata/{path}"] * len(found.parts)
+    return await _byte_parts(request, retrieve, found, locations)
 
 
-async def _byte_parts(request: Request, retrieve: RetrieveService, found: ByteParts) -> Response:
-    media_type = negotiate_bytes(request.headers.get("accept"), found.transfer_syntax_uid)
-    part_type = f"{media_type}; transfer-syntax={found.transfer_syntax_uid}"
-    key = found.instance.blob_key
-    parts = [
-        OutgoingPart(
-            content_type=part_type,
-            length=sum(length for _, length in ranges),
-            chunks=lambda ranges=ranges: retrieve.stream_ranges(key, ranges),  # type: ignore[misc]
+async def _byte_parts(
+    request: Request, retrieve: RetrieveService, found: ByteParts, locations: list[str]
+) -> Response:
+    accept = request.headers.get("accept")
+    stored = found.transfer_syntax_uid
+    pixel_frames = found.frame_numbers is not None
+    choices = negotiate_bytes(accept, single=len(locations) == 1)
+    if pixel_frames:
+        chosen = choose_bytes(choices, stored)
+    else:
+        # Other bulk data is little-endian bytes, sent as they are.
+        chosen = next(((c, stored) for c in choices if _accepts_octets(c, stored)), None)
+    if chosen is None:
+        raise NotAcceptable(
+            f"this resource is available as {OCTET_STREAM} (transfer syntax {stored}"
+            + (", or transcoded" if pixel_frames else "")
+            + f"); the request accepts {accept!r}"
         )
-        for ranges in found.parts
-    ]
-    return await _multipart(MultipartBody(parts), media_type)
+    choice, target = chosen
+    etag = caching.etag(found.instance.blob_key, request.url.path, choice.media_type, target)
+    if (unchanged := caching.not_modified(request, etag, immutable=True)) is not None:
+        return unchanged
+    headers = caching.headers(etag, immutable=True)
+    key = found.instance.blob_key
+    parts: list[OutgoingPart]
+    same = target == stored or (
+        target == uids.EXPLICIT_VR_LITTLE_ENDIAN and stored in uids.NATIVE_TRANSFER_SYNTAXES
+    )
+    if same and found.parts:
+        parts = [
+            OutgoingPart(
+                content_type=f"{choice.media_type}; transfer-syntax={target}",
+                length=sum(length for _, length in ranges),
+                chunks=lambda ranges=ranges: retrieve.stream_ranges(key, ranges),  # type: ignore[misc]
+                content_location=location,
+                read_slice=lambda start, length, ranges=ranges: retrieve.stream_ranges(  # type: ignore[misc]
+                    key, slice_ranges(ranges, start, length)
+                ),
+            )
+            for ranges, location in zip(found.parts, locations, strict=True)
+        ]
+    else:
+        encoded = await run_in_threadpool(retrieve.transcoded_frames, found, target)
+        frame_base = locations[0].rsplit("/", 1)[0] if pixel_frames else ""
+        assert found.frame_numbers is not None
+        parts = [
+            OutgoingPart(
+                content_type=f"{choice.media_type}; transfer-syntax={target}",
+                length=len(data),
+                chunks=_held(data),
+                content_location=f"{frame_base}/{n}" if "/frames/" in locations[0] else None,
+            )
+            for data, n in zip(encoded, found.frame_numbers, strict=True)
+        ]
+    if not choice.multipart and len(parts) == 1:
+        return await single_part_response(request, parts[0], headers)
+    return await _multipart(MultipartBody(parts), choice.media_type, headers)
+
+
+def _accepts_octets(choice: BytesChoice, stored: str) -> bool:
+    return MediaRange(choice.media_type).matches(OCTET_STREAM) and choice.transfer_syntax in (
+        None,
+        "*",
+        stored,
+    )

@@ -32,7 +32,11 @@ ERROR_COMMENT = "00000902"
 
 
 def retrieve_one(client: httpx.Client, study: str, series: str, instance: str) -> bytes:
-    r = client.get(f"/studies/{study}/series/{series}/instances/{instance}")
+    """The instance as stored (transfer-syntax=*; without it compressed objects are decoded)."""
+    r = client.get(
+        f"/studies/{study}/series/{series}/instances/{instance}",
+        headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+    )
     assert r.status_code == 200, r.text
     (only,) = parts(r)
     return only[1]

@@ -1,0 +1,114 @@
+"""Reading pixels of stored objects for transcoding and rendering.
+
+A frame is decoded from the bytes found at ingest (one ranged read) with the object's header
+(the bytes before Pixel Data, parsed once and kept in a small cache keyed by the blob key:
+a blob key names one immutable copy, so the cache is right whatever another process
+stores). Objects whose frames could not be located at ingest (deflated ones) are decoded
+whole, within the transcoding size limit.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+
+from dicomweb_server.dicom import transcode
+from dicomweb_server.dicom.errors import TranscodeError
+from dicomweb_server.dicom.scan import PIXEL_DATA
+from dicomweb_server.services.errors import NotAcceptable, NotFound
+from dicomweb_server.services.ports import BlobStore, StoredInstance, StoredPixels
+
+# Explicit VR Little Endian header of Pixel Data: tag, VR, two reserved bytes, 4-byte length.
+_PIXEL_ELEMENT_HEADER = 12
+
+Description = dict[str, Any]
+
+
+class PixelReader:
+    def __init__(
+        self,
+        blobs: BlobStore,
+        max_transcode_bytes: int,
+        options: transcode.TranscodeOptions | None = None,
+        cache_entries: int = 512,
+    ) -> None:
+        self._blobs = blobs
+        self.max_transcode_bytes = max_transcode_bytes
+        self.options = options or transcode.TranscodeOptions()
+        self._headers: OrderedDict[str, Dataset] = OrderedDict()
+        self._cache_entries = cache_entries
+        self._lock = threading.Lock()
+
+    def header(self, pixels: StoredPixels) -> Dataset:
+        """The data set before Pixel Data (File Meta included), parsed once per copy."""
+        key = pixels.instance.blob_key
+        with self._lock:
+            cached = self._headers.get(key)
+            if cached is not None:
+                self._headers.move_to_end(key)
+                return cached
+        value = pixels.layout.bulk_data.get(f"{PIXEL_DATA:08X}")
+        if value is None:
+            raise NotFound(f"instance {pixels.instance.sop_instance_uid} has no Pixel Data")
+        head = self._blobs.read_range(key, 0, value[0] - _PIXEL_ELEMENT_HEADER)
+        header = dcmread(io.BytesIO(head), stop_before_pixels=True)
+        with self._lock:
+            self._headers[key] = header
+            while len(self._headers) > self._cache_entries:
+                self._headers.popitem(last=False)
+        return header
+
+    def whole_object(self, instance: StoredInstance) -> bytes:
+        if instance.size > self.max_transcode_bytes:
+            raise NotAcceptable(
+                f"instance {instance.sop_instance_uid} ({instance.size} bytes) is larger than "
+                f"{self.max_transcode_bytes} bytes, the most this server decodes at once; "
+                "retrieve it in its stored transfer syntax (transfer-syntax=*)"
+            )
+        return self._blobs.read_range(instance.blob_key, 0, instance.size)
+
+    def frame_array(self, pixels: StoredPixels, number: int) -> tuple[np.ndarray, Description]:
+        """Frame `number` (from 1) decoded, colour as RGB, with its pixel description."""
+        source = pixels.instance.transfer_syntax_uid
+        try:
+            frames = pixels.layout.frames
+            if frames is None:
+                return self._frame_of_whole_object(pixels, number)
+            ranges = frames[number - 1]
+            data = b"".join(
+                self._blobs.read_range(pixels.instance.blob_key, o, n) for o, n in ranges
+            )
+            return transcode.decode_frame(self.header(pixels), data, source)
+        except TranscodeError as exc:
+            raise NotAcceptable(str(exc)) from exc
+
+    def _frame_of_whole_object(
+        self, pixels: StoredPixels, number: int
+    ) -> tuple[np.ndarray, Description]:
+        ds = dcmread(io.BytesIO(self.whole_object(pixels.instance)))
+        if "PixelData" not in ds:
+            raise NotFound(f"instance {pixels.instance.sop_instance_uid} has no Pixel Data")
+        return transcode.decode_frame_of(ds, number)
+
+    def encoded_frames(self, pixels: StoredPixels, numbers: list[int], target: str) -> list[bytes]:
+        """Frames decoded and encoded in `target` (native: little-endian pixel bytes)."""
+        out = []
+        for n in numbers:
+            array, description = self.frame_array(pixels, n)
+            try:
+                out.append(transcode.encode_frame(array, description, target, self.options))
+            except TranscodeError as exc:
+                raise NotAcceptable(str(exc)) from exc
+        return out
+
+    def transcoded_object(self, instance: StoredInstance, target: str) -> bytes:
+        try:
+            return transcode.transcode(self.whole_object(instance), target, self.options)
+        except TranscodeError as exc:
+            raise NotAcceptable(f"instance {instance.sop_instance_uid}: {exc}") from exc

@@ -1,0 +1,53 @@
+"""Single-part responses with byte ranges (RFC 9110 14): bulk data asked for as
+`application/octet-stream` (not multipart) may be fetched piece by piece."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from dicomweb_server.web.multipart import OutgoingPart
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_BUFFER_LIMIT = 16 * 2**20
+
+
+def _slice(part: OutgoingPart, start: int, end: int) -> bytes:
+    if part.read_slice is not None:
+        return b"".join(part.read_slice(start, end + 1 - start))
+    return b"".join(part.chunks())[start : end + 1]
+
+
+async def single_part_response(
+    request: Request, part: OutgoingPart, headers: dict[str, str]
+) -> Response:
+    """The one part as the whole body; a single `Range: bytes=a-b` answers 206, an
+    unsatisfiable one 416 (several ranges at once are answered whole, as RFC 9110 allows)."""
+    out = {**headers, "Accept-Ranges": "bytes"}
+    if part.content_location:
+        out["Content-Location"] = part.content_location
+    header = request.headers.get("range")
+    match = _RANGE.match(header.strip()) if header else None
+    size = part.length
+    if match is None or (not match.group(1) and not match.group(2)):
+        if size <= _BUFFER_LIMIT:
+            body = await run_in_threadpool(lambda: b"".join(part.chunks()))
+            return Response(body, media_type=part.content_type, headers=out)
+        return StreamingResponse(
+            iter(part.chunks()),
+            media_type=part.content_type,
+            headers={**out, "Content-Length": str(size)},
+        )
+    first, last = match.group(1), match.group(2)
+    if first:
+        start, end = int(first), min(int(last) if last else size - 1, size - 1)
+    else:
+        start, end = max(0, size - int(last)), size - 1
+    if start >= size or start > end:
+        return Response(status_code=416, headers={**out, "Content-Range": f"bytes */{size}"})
+    body = await run_in_threadpool(_slice, part, start, end)
+    out["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return Response(body, status_code=206, media_type=part.content_type, headers=out)
