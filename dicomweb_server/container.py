@@ -19,6 +19,7 @@ from dicomweb_server.index.sql.engine import make_engine
 from dicomweb_server.index.sql.repository import SqlIndex
 from dicomweb_server.services.check import CheckService
 from dicomweb_server.services.pixels import PixelReader
+from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.store import DuplicatePolicy, StoreLimits, StoreService
@@ -31,6 +32,7 @@ class Container:
     store: StoreService
     search: SearchService
     retrieve: RetrieveService
+    render: RenderService
     consistency: CheckService
     checks: dict[str, Callable[[], None]]
     engine: Engine
@@ -65,6 +67,7 @@ def build_container(settings: Settings) -> Container:
     engine = make_engine(settings.resolved_database_url, settings.db_pool_size)
     index = SqlIndex(engine)
     blobs = FilesystemBlobStore(settings.resolved_blob_dir)
+    pixels = PixelReader(blobs, settings.max_transcode_bytes)
     return Container(
         settings=settings,
         store=StoreService(
@@ -79,7 +82,8 @@ def build_container(settings: Settings) -> Container:
             ),
         ),
         search=SearchService(index, settings.qido_max_limit),
-        retrieve=RetrieveService(index, blobs, PixelReader(blobs, settings.max_transcode_bytes)),
+        retrieve=RetrieveService(index, blobs, pixels),
+        render=RenderService(index, pixels),
         consistency=CheckService(index, blobs, settings.resolved_spool_dir),
         checks={"database": index.check, "blob store": blobs.check},
         engine=engine,

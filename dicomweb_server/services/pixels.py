@@ -54,9 +54,13 @@ class PixelReader:
                 self._headers.move_to_end(key)
                 return cached
         value = pixels.layout.bulk_data.get(f"{PIXEL_DATA:08X}")
-        if value is None:
+        if pixels.layout.frames is None:
+            # Not addressable by offset (deflated): the header is read from the whole object.
+            head = self.whole_object(pixels.instance)
+        elif value is None:
             raise NotFound(f"instance {pixels.instance.sop_instance_uid} has no Pixel Data")
-        head = self._blobs.read_range(key, 0, value[0] - _PIXEL_ELEMENT_HEADER)
+        else:
+            head = self._blobs.read_range(key, 0, value[0] - _PIXEL_ELEMENT_HEADER)
         header = dcmread(io.BytesIO(head), stop_before_pixels=True)
         with self._lock:
             self._headers[key] = header

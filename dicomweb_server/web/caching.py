@@ -23,6 +23,11 @@ def etag(*parts: str) -> str:
     return '"' + hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest() + '"'
 
 
+def body_etag(body: bytes) -> str:
+    """For computed bodies (renderings): the digest of the bytes themselves."""
+    return '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+
+
 def headers(tag: str, immutable: bool) -> dict[str, str]:
     return {"ETag": tag, "Cache-Control": IMMUTABLE if immutable else REVALIDATE}
 

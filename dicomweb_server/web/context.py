@@ -8,6 +8,7 @@ import orjson
 from starlette.requests import Request
 
 from dicomweb_server.dicom import uids
+from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.store import StoreService
@@ -21,6 +22,7 @@ class Archive(Protocol):
     store: StoreService
     search: SearchService
     retrieve: RetrieveService
+    render: RenderService
 
 
 def container(request: Request) -> Archive:

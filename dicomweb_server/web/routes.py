@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from dicomweb_server.web import qido, stow, wado
+from dicomweb_server.web import qido, rendered, stow, wado
 
 STUDY = "/studies/{study}"
 SERIES = STUDY + "/series/{series}"
@@ -30,4 +30,15 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Route(INSTANCE + "/metadata", wado.retrieve_metadata, methods=["GET"]),
     Route(INSTANCE + "/frames/{frames}", wado.retrieve_frames, methods=["GET"]),
     Route(INSTANCE + "/bulkdata/{path:path}", wado.retrieve_bulk_data, methods=["GET"]),
+    # Rendered resources and thumbnails, PS3.18 10.4.1.1.3-4
+    Route(STUDY + "/rendered", rendered.retrieve_rendered, methods=["GET"]),
+    Route(SERIES + "/rendered", rendered.retrieve_rendered, methods=["GET"]),
+    Route(INSTANCE + "/rendered", rendered.retrieve_rendered, methods=["GET"]),
+    Route(
+        INSTANCE + "/frames/{frames}/rendered", rendered.retrieve_rendered_frames, methods=["GET"]
+    ),
+    Route(STUDY + "/thumbnail", rendered.retrieve_thumbnail, methods=["GET"]),
+    Route(SERIES + "/thumbnail", rendered.retrieve_thumbnail, methods=["GET"]),
+    Route(INSTANCE + "/thumbnail", rendered.retrieve_thumbnail, methods=["GET"]),
+    Route(INSTANCE + "/frames/{frames}/thumbnail", rendered.retrieve_thumbnail, methods=["GET"]),
 ]

@@ -1,0 +1,263 @@
+"""Rendered images (PS3.18 8.3.5, 10.4.1.1.3; PS3.4 N.2 pixel transformations), pure.
+
+Grayscale: Modality LUT (Rescale Slope/Intercept or the Modality LUT Sequence), then the VOI
+transformation (the request's window, else the object's first Window Center/Width with its
+VOI LUT Function, else its VOI LUT Sequence, else the frame's own range), then MONOCHROME1 or
+an INVERSE Presentation LUT Shape inverted, so the output is what a viewer would show.
+Colour: RGB (YBR is decoded to RGB), PALETTE COLOR through its lookup tables; scaled to 8 bits.
+Then the source region, the viewport, annotations, and the image format.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+from pydicom.dataset import Dataset
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
+
+from dicomweb_server.dicom.errors import InvalidQuery
+
+JPEG = "image/jpeg"
+PNG = "image/png"
+GIF = "image/gif"
+RENDERED_MEDIA_TYPES = (JPEG, PNG, GIF)
+_PIL_FORMAT = {JPEG: "JPEG", PNG: "PNG", GIF: "GIF"}
+VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+ANNOTATIONS = ("patient", "technique")
+
+
+@dataclass(frozen=True)
+class Window:
+    center: float
+    width: float
+    function: str = "LINEAR"
+
+
+@dataclass(frozen=True)
+class RenderParams:
+    media_type: str = JPEG
+    window: Window | None = None
+    # Largest output size (width, height); the aspect ratio is kept.
+    viewport: tuple[int, int] | None = None
+    # Source region in pixels: x, y, width, height (PS3.18 8.3.5.1.3).
+    source: tuple[float, float, float, float] | None = None
+    # Source region as fractions of the image: x1, y1, x2, y2 (WADO-URI `region`).
+    region: tuple[float, float, float, float] | None = None
+    quality: int = 90
+    annotations: tuple[str, ...] = field(default_factory=tuple)
+
+    def key(self) -> str:
+        return repr(self)
+
+
+def _numbers(text: str, what: str, count: tuple[int, ...]) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InvalidQuery(f"{what} {text!r} is not a comma-separated list of numbers") from None
+    if len(values) not in count or not all(math.isfinite(v) for v in values):
+        raise InvalidQuery(f"{what} {text!r} needs {' or '.join(map(str, count))} numbers")
+    return values
+
+
+def parse_window(text: str) -> Window:
+    """PS3.18 8.3.5.1.4: `window=center,width,function`."""
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise InvalidQuery(f"window {text!r} must be center,width,function")
+    center, width = _numbers(",".join(parts[:2]), "window", (2,))
+    function = parts[2].strip().upper()
+    if function not in VOI_FUNCTIONS:
+        raise InvalidQuery(f"window function {parts[2]!r} is not one of {', '.join(VOI_FUNCTIONS)}")
+    if width < 1 or (function == "LINEAR" and width < 1):
+        raise InvalidQuery(f"window width {width:g} must be at least 1")
+    return Window(center, width, function)
+
+
+def parse_viewport(text: str) -> tuple[tuple[int, int], tuple[float, float, float, float] | None]:
+    """PS3.18 8.3.5.1.3: `viewport=vw,vh[,sx,sy,sw,sh]`."""
+    values = _numbers(text, "viewport", (2, 6))
+    width, height = values[0], values[1]
+    if width < 1 or height < 1 or width > 16384 or height > 16384:
+        raise InvalidQuery(f"viewport {text!r}: width and height must be 1 to 16384")
+    source = None
+    if len(values) == 6:
+        sx, sy, sw, sh = values[2:]
+        if sx < 0 or sy < 0 or sw == 0 or sh == 0:
+            raise InvalidQuery(f"viewport {text!r}: the source region is empty or negative")
+        source = (sx, sy, sw, sh)
+    return (int(width), int(height)), source
+
+
+def parse_quality(text: str) -> int:
+    values = _numbers(text, "quality", (1,))
+    if not 1 <= values[0] <= 100 or values[0] != int(values[0]):
+        raise InvalidQuery(f"quality {text!r} must be an integer from 1 to 100")
+    return int(values[0])
+
+
+def parse_annotations(text: str) -> tuple[str, ...]:
+    wanted = tuple(a.strip().lower() for a in text.split(",") if a.strip())
+    unknown = [a for a in wanted if a not in ANNOTATIONS]
+    if unknown:
+        raise InvalidQuery(f"annotation {unknown[0]!r} is not one of {', '.join(ANNOTATIONS)}")
+    return wanted
+
+
+def parse_region(text: str) -> tuple[float, float, float, float]:
+    """PS3.18 8.2.? WADO-URI `region=x1,y1,x2,y2`, fractions of the image from 0.0 to 1.0."""
+    x1, y1, x2, y2 = _numbers(text, "region", (4,))
+    if not (0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1):
+        raise InvalidQuery(f"region {text!r} must satisfy 0 <= x1 < x2 <= 1 and 0 <= y1 < y2 <= 1")
+    return x1, y1, x2, y2
+
+
+def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
+    """PS3.3 C.11.2.1.2: the VOI function to output 0..255 (float)."""
+    c, w = window.center, window.width
+    x = values.astype(np.float64)
+    if window.function == "SIGMOID":
+        return 255.0 / (1.0 + np.exp(-4.0 * (x - c) / w))
+    if window.function == "LINEAR_EXACT":
+        return np.clip(((x - c) / w + 0.5) * 255.0, 0.0, 255.0)
+    # LINEAR (C.11.2.1.2.1)
+    return (
+        np.clip(((x - (c - 0.5)) / (w - 1) + 0.5) * 255.0, 0.0, 255.0)
+        if w > 1
+        else np.where(x <= c - 0.5, 0.0, 255.0)
+    )
+
+
+def to_display(
+    array: np.ndarray, description: dict[str, Any], header: Dataset, window: Window | None
+) -> np.ndarray:
+    """One decoded frame as 8-bit display values: (rows, columns) or (rows, columns, 3)."""
+    photometric = str(description["photometric_interpretation"])
+    if photometric == "PALETTE COLOR":
+        rgb = apply_color_lut(array, header)
+        top = float(rgb.max()) if rgb.size else 0.0
+        scale = 255.0 / 65535.0 if top > 255 else 1.0
+        return np.clip(np.rint(rgb * scale), 0, 255).astype(np.uint8)
+    if int(description["samples_per_pixel"]) == 3:
+        bits = int(description["bits_stored"])
+        return (array >> (bits - 8) if bits > 8 else array).astype(np.uint8)
+    values = _modality(array, header)
+    if window is None:
+        window = _stored_window(header)
+    if window is not None:
+        display = apply_window(values, window)
+    elif "VOILUTSequence" in header:
+        voi = apply_voi_lut(values, header, prefer_lut=True).astype(np.float64)
+        lut_bits = int(header.VOILUTSequence[0].LUTDescriptor[2])
+        display = voi * 255.0 / ((1 << lut_bits) - 1)
+    else:
+        low, high = float(values.min()), float(values.max())
+        display = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    inverse = photometric == "MONOCHROME1" or header.get("PresentationLUTShape") == "INVERSE"
+    if inverse:
+        display = 255.0 - display
+    return np.asarray(np.clip(np.rint(display), 0, 255), dtype=np.uint8)
+
+
+def _modality(array: np.ndarray, header: Dataset) -> np.ndarray:
+    if "ModalityLUTSequence" in header:
+        return np.asarray(apply_modality_lut(array, header), dtype=np.float64)
+    slope = float(header.get("RescaleSlope", 1) or 1)
+    intercept = float(header.get("RescaleIntercept", 0) or 0)
+    return array.astype(np.float64) * slope + intercept
+
+
+def _stored_window(header: Dataset) -> Window | None:
+    center, width = header.get("WindowCenter"), header.get("WindowWidth")
+    if center is None or width is None or center == "" or width == "":
+        return None
+    first_c = center[0] if _is_multi(center) else center
+    first_w = width[0] if _is_multi(width) else width
+    try:
+        c, w = float(first_c), float(first_w)
+    except (TypeError, ValueError):
+        return None
+    function = str(header.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+    if w < 1 or function not in VOI_FUNCTIONS:
+        return None
+    return Window(c, w, function)
+
+
+def _is_multi(value: Any) -> bool:
+    return not isinstance(value, str | bytes | int | float) and hasattr(value, "__getitem__")
+
+
+def compose(display: np.ndarray, params: RenderParams, header: Dataset) -> Image.Image:
+    """Region, viewport and annotations applied to one frame's display values."""
+    image = Image.fromarray(display, "RGB" if display.ndim == 3 else "L")
+    if params.region is not None:
+        x1, y1, x2, y2 = params.region
+        w, h = image.size
+        image = image.crop(
+            (round(x1 * w), round(y1 * h), max(round(x2 * w), 1), max(round(y2 * h), 1))
+        )
+    if params.source is not None:
+        sx, sy, sw, sh = params.source
+        w, h = image.size
+        if sx >= w or sy >= h:
+            raise InvalidQuery(f"the viewport source region starts outside the {w}x{h} image")
+        box = (round(sx), round(sy), round(min(sx + abs(sw), w)), round(min(sy + abs(sh), h)))
+        image = image.crop(box)
+        # PS3.18 8.3.5.1.3: a negative width or height flips the region.
+        if sw < 0:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if sh < 0:
+            image = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+    if params.viewport is not None:
+        vw, vh = params.viewport
+        w, h = image.size
+        scale = min(vw / w, vh / h)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        if size != image.size:
+            image = image.resize(
+                size, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.BILINEAR
+            )
+    if params.annotations:
+        image = _annotate(image, params.annotations, header)
+    return image
+
+
+def _annotate(image: Image.Image, wanted: tuple[str, ...], header: Dataset) -> Image.Image:
+    """PS3.18 8.3.5.1.1: burn in patient and/or technique information."""
+    image = image.convert("RGB")
+    draw = ImageDraw.Draw(image)
+    if "patient" in wanted:
+        text = f"{header.get('PatientName', '')}  {header.get('PatientID', '')}".strip()
+        draw.text((3, 3), text, fill=(255, 255, 255), stroke_width=1, stroke_fill=(0, 0, 0))
+    if "technique" in wanted:
+        parts = [str(header.get(k, "")) for k in ("Modality", "SeriesDescription")]
+        window = _stored_window(header)
+        if window is not None:
+            parts.append(f"W {window.width:g} L {window.center:g}")
+        text = "  ".join(p for p in parts if p)
+        draw.text(
+            (3, max(0, image.size[1] - 14)),
+            text,
+            fill=(255, 255, 255),
+            stroke_width=1,
+            stroke_fill=(0, 0, 0),
+        )
+    return image
+
+
+def encode(images: list[Image.Image], params: RenderParams) -> bytes:
+    """One image, or for GIF several frames as an animation."""
+    out = io.BytesIO()
+    first = images[0]
+    if params.media_type == GIF and len(images) > 1:
+        first.save(out, "GIF", save_all=True, append_images=images[1:], duration=100, loop=0)
+    elif params.media_type == JPEG:
+        first.save(out, "JPEG", quality=params.quality)
+    else:
+        first.save(out, _PIL_FORMAT[params.media_type])
+    return out.getvalue()

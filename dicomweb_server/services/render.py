@@ -1,0 +1,150 @@
+"""Rendered resources and thumbnails (PS3.18 10.4.1.1.3, 10.4.1.1.4).
+
+Renderings are kept in a small in-process cache keyed by the blob key (one immutable copy),
+the frame and the parameters: a study list asking for the same thumbnails again is served
+without decoding, and a copy replaced by another process has a new key, so nothing stale is
+ever served.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from dicomweb_server.dicom import render
+from dicomweb_server.dicom.render import RenderParams
+from dicomweb_server.services.errors import NotFound
+from dicomweb_server.services.pixels import PixelReader
+from dicomweb_server.services.ports import RetrieveIndex, StoredInstance, StoredPixels
+
+THUMBNAIL_SIZE = (128, 128)
+
+
+class RenderCache:
+    def __init__(self, max_bytes: int) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: str, value: bytes) -> None:
+        if len(value) > self._max_bytes // 4:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._bytes -= len(old) if old is not None else 0
+            self._items[key] = value
+            self._bytes += len(value)
+            while self._bytes > self._max_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= len(dropped)
+
+
+class RenderService:
+    def __init__(
+        self, index: RetrieveIndex, pixels: PixelReader, cache_bytes: int = 64 * 2**20
+    ) -> None:
+        self._index = index
+        self._pixels = pixels
+        self._cache = RenderCache(cache_bytes)
+
+    def _stored(self, study: str, series: str, instance: str) -> StoredPixels:
+        found = self._index.pixels(study, series, instance)
+        if found is None:
+            raise NotFound(f"no instance {instance} in series {series} of study {study} is stored")
+        if found.layout.number_of_frames < 1:
+            raise NotFound(f"instance {instance} has no Pixel Data to render")
+        return found
+
+    def _image_instances(self, study: str, series: str | None) -> list[StoredPixels]:
+        found = self._index.instances(study, series)
+        if not found:
+            raise NotFound(
+                f"no series {series} in study {study} is stored"
+                if series
+                else f"no study {study} is stored"
+            )
+        images = [p for i in found if (p := self._pixels_of(i)) is not None]
+        if not images:
+            raise NotFound(f"{'series ' + series if series else 'study ' + study} has no images")
+        return images
+
+    def _pixels_of(self, inst: StoredInstance) -> StoredPixels | None:
+        found = self._index.pixels(inst.study_uid, inst.series_uid, inst.sop_instance_uid)
+        return found if found is not None and found.layout.number_of_frames > 0 else None
+
+    def frames(
+        self, study: str, series: str, instance: str, numbers: list[int], params: RenderParams
+    ) -> list[bytes]:
+        """Each frame rendered, or (GIF) all of them as one animation."""
+        pixels = self._stored(study, series, instance)
+        count = pixels.layout.number_of_frames
+        beyond = [n for n in numbers if n > count]
+        if beyond:
+            raise NotFound(f"instance {instance} has {count} frame(s); no frame {beyond[0]}")
+        if params.media_type == render.GIF and len(numbers) > 1:
+            return [self._render(pixels, numbers, params)]
+        return [self._render(pixels, [n], params) for n in numbers]
+
+    def instance(self, study: str, series: str, instance: str, params: RenderParams) -> bytes:
+        """The instance: its first frame, or every frame as an animated GIF."""
+        pixels = self._stored(study, series, instance)
+        count = pixels.layout.number_of_frames
+        numbers = list(range(1, count + 1)) if params.media_type == render.GIF else [1]
+        return self._render(pixels, numbers, params)
+
+    def instances(
+        self, study: str, series: str | None, params: RenderParams
+    ) -> list[tuple[StoredInstance, bytes]]:
+        """Every image instance of a study or series, rendered as `instance` renders one."""
+        return [
+            (p.instance, self._render(p, [1], params)) for p in self._image_instances(study, series)
+        ]
+
+    def thumbnail(
+        self,
+        study: str,
+        series: str | None,
+        instance: str | None,
+        frame: int | None,
+        params: RenderParams,
+    ) -> bytes:
+        """A small rendering of a representative frame: the middle instance of the first
+        series of a study, the middle instance of a series, the middle frame of an instance."""
+        if params.viewport is None:
+            params = RenderParams(**{**params.__dict__, "viewport": THUMBNAIL_SIZE})
+        if instance is not None:
+            assert series is not None
+            pixels = self._stored(study, series, instance)
+        else:
+            images = self._image_instances(study, series)
+            first_series = [
+                p for p in images if p.instance.series_uid == images[0].instance.series_uid
+            ]
+            pixels = first_series[(len(first_series) - 1) // 2]
+        count = pixels.layout.number_of_frames
+        if frame is not None and frame > count:
+            raise NotFound(f"the instance has {count} frame(s); no frame {frame}")
+        return self._render(pixels, [frame or (count + 1) // 2], params)
+
+    def _render(self, pixels: StoredPixels, numbers: list[int], params: RenderParams) -> bytes:
+        key = f"{pixels.instance.blob_key}|{','.join(map(str, numbers))}|{params.key()}"
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        header = self._pixels.header(pixels)
+        images = []
+        for n in numbers:
+            array, description = self._pixels.frame_array(pixels, n)
+            display = render.to_display(array, description, header, params.window)
+            images.append(render.compose(display, params, header))
+        body = render.encode(images, params)
+        self._cache.put(key, body)
+        return body

@@ -1,0 +1,135 @@
+"""WADO-RS rendered resources and thumbnails (PS3.18 10.4.1.1.3, 10.4.1.1.4, 8.3.5)."""
+
+from __future__ import annotations
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dicomweb_server.dicom import render
+from dicomweb_server.dicom.render import RenderParams
+from dicomweb_server.services.errors import NotAcceptable
+from dicomweb_server.services.retrieve import parse_frame_numbers
+from dicomweb_server.web import caching
+from dicomweb_server.web.context import container, path_uid
+from dicomweb_server.web.media import MULTIPART_RELATED, MediaRange, parse_accept
+from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
+
+
+def negotiate_rendered(accept: str | None, single: bool) -> tuple[str, bool]:
+    """(image media type, multipart?): single-part types only for one image (PS3.18
+    10.4.4); `*/*` and `image/*` get JPEG, the default rendered type (Table 8.7.4-1)."""
+    for media in parse_accept(accept):
+        if media.type == MULTIPART_RELATED:
+            wanted = MediaRange(media.params.get("type", render.JPEG).lower())
+            for candidate in render.RENDERED_MEDIA_TYPES:
+                if wanted.matches(candidate):
+                    return candidate, True
+            continue
+        for candidate in render.RENDERED_MEDIA_TYPES:
+            if media.matches(candidate):
+                if single:
+                    return candidate, False
+                if media.type == "*/*":
+                    return candidate, True
+                break
+    offered = ", ".join(render.RENDERED_MEDIA_TYPES)
+    shape = offered if single else f"{MULTIPART_RELATED} of {offered}"
+    raise NotAcceptable(f"this resource is rendered as {shape}; the request accepts {accept!r}")
+
+
+def render_params(request: Request, media_type: str) -> RenderParams:
+    """PS3.18 8.3.5.1: annotation, quality, viewport, window (others are ignored)."""
+    query = request.query_params
+    viewport, source = (None, None)
+    if "viewport" in query:
+        viewport, source = render.parse_viewport(query["viewport"])
+    return RenderParams(
+        media_type=media_type,
+        window=render.parse_window(query["window"]) if "window" in query else None,
+        viewport=viewport,
+        source=source,
+        quality=render.parse_quality(query["quality"]) if "quality" in query else 90,
+        annotations=render.parse_annotations(query["annotation"]) if "annotation" in query else (),
+    )
+
+
+def _scope(request: Request) -> tuple[str, str | None, str | None]:
+    params = request.path_params
+    return (
+        path_uid(request, "study"),
+        path_uid(request, "series") if "series" in params else None,
+        path_uid(request, "instance") if "instance" in params else None,
+    )
+
+
+def image_response(request: Request, body: bytes, media_type: str) -> Response:
+    tag = caching.body_etag(body)
+    unchanged = caching.not_modified(request, tag, immutable=True)
+    return unchanged or Response(body, media_type=media_type, headers=caching.headers(tag, True))
+
+
+def _multipart_images(request: Request, bodies: list[bytes], media_type: str) -> Response:
+    parts = [
+        OutgoingPart(content_type=media_type, length=len(b), chunks=lambda b=b: (b,))  # type: ignore[misc]
+        for b in bodies
+    ]
+    body = MultipartBody(parts)
+    tag = caching.body_etag(b"".join(bodies))
+    unchanged = caching.not_modified(request, tag, immutable=False)
+    return unchanged or Response(
+        body.read(),
+        media_type=f'{MULTIPART_RELATED}; type="{media_type}"; boundary={body.boundary}',
+        headers=caching.headers(tag, immutable=False),
+    )
+
+
+async def retrieve_rendered(request: Request) -> Response:
+    """Study, series and instance rendered resources."""
+    study, series, instance = _scope(request)
+    renderer = container(request).render
+    media_type, multipart = negotiate_rendered(request.headers.get("accept"), instance is not None)
+    params = render_params(request, media_type)
+    if instance is not None:
+        assert series is not None
+        body = await run_in_threadpool(renderer.instance, study, series, instance, params)
+        if multipart:
+            return _multipart_images(request, [body], media_type)
+        return image_response(request, body, media_type)
+    found = await run_in_threadpool(renderer.instances, study, series, params)
+    return _multipart_images(request, [b for _, b in found], media_type)
+
+
+async def retrieve_rendered_frames(request: Request) -> Response:
+    study, series, instance = _scope(request)
+    assert series is not None and instance is not None
+    numbers = parse_frame_numbers(request.path_params["frames"])
+    accept = request.headers.get("accept")
+    media_type, multipart = negotiate_rendered(accept, single=len(numbers) == 1 or _gif(accept))
+    params = render_params(request, media_type)
+    renderer = container(request).render
+    bodies = await run_in_threadpool(renderer.frames, study, series, instance, numbers, params)
+    if multipart or len(bodies) > 1:
+        return _multipart_images(request, bodies, media_type)
+    return image_response(request, bodies[0], media_type)
+
+
+def _gif(accept: str | None) -> bool:
+    """Several frames in one image/gif answer as one animation."""
+    return any(m.type == render.GIF for m in parse_accept(accept))
+
+
+async def retrieve_thumbnail(request: Request) -> Response:
+    """PS3.18 10.4.1.1.4: one small image for a study, series, instance or frame."""
+    study, series, instance = _scope(request)
+    frame = None
+    if "frames" in request.path_params:
+        numbers = parse_frame_numbers(request.path_params["frames"])
+        if len(numbers) != 1:
+            raise NotAcceptable("a thumbnail is of one frame")
+        frame = numbers[0]
+    media_type, _ = negotiate_rendered(request.headers.get("accept"), single=True)
+    params = render_params(request, media_type)
+    renderer = container(request).render
+    body = await run_in_threadpool(renderer.thumbnail, study, series, instance, frame, params)
+    return image_response(request, body, media_type)
