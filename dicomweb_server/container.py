@@ -6,6 +6,7 @@ for PostgreSQL is a change of `DICOMWEB_DATABASE_URL`, never of code.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -63,6 +64,16 @@ def deidentifier(settings: Settings) -> Deidentifier | None:
     return Deidentifier(settings.deidentify_key.encode(), options)
 
 
+def retrieve_anonymizer(settings: Settings) -> Deidentifier:
+    """For WADO-URI `anonymize=yes`: the ingest options and key when configured; otherwise a
+    key made for this process (replacement UIDs then differ between processes and restarts)."""
+    configured = deidentifier(settings) if settings.deidentify else None
+    if configured is not None:
+        return configured
+    key = settings.deidentify_key.encode() if settings.deidentify_key else secrets.token_bytes(32)
+    return Deidentifier(key)
+
+
 def build_container(settings: Settings) -> Container:
     engine = make_engine(settings.resolved_database_url, settings.db_pool_size)
     index = SqlIndex(engine)
@@ -82,7 +93,7 @@ def build_container(settings: Settings) -> Container:
             ),
         ),
         search=SearchService(index, settings.qido_max_limit),
-        retrieve=RetrieveService(index, blobs, pixels),
+        retrieve=RetrieveService(index, blobs, pixels, retrieve_anonymizer(settings)),
         render=RenderService(index, pixels),
         consistency=CheckService(index, blobs, settings.resolved_spool_dir),
         checks={"database": index.check, "blob store": blobs.check},

@@ -14,10 +14,12 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
+import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
@@ -218,3 +220,13 @@ def _shift_dates(value: object, shift: int) -> object:
     if isinstance(value, list | tuple):
         return [one(str(v)) for v in value]
     return value
+
+
+def deidentify_object(data: bytes, deidentifier: Deidentifier) -> bytes:
+    """A PS3.10 object de-identified as a whole (WADO-URI `anonymize=yes`, PS3.18 9.5.1.2.2)."""
+    ds = dcmread(io.BytesIO(data))
+    deidentifier.apply(ds)
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()

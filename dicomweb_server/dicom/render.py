@@ -39,6 +39,21 @@ class Window:
 
 
 @dataclass(frozen=True)
+class Presentation:
+    """What a Grayscale Softcopy Presentation State changes in rendering (PS3.4 N.2; the
+    subset we apply: Modality LUT, Softcopy VOI LUT, Presentation LUT Shape, Displayed Area,
+    rotation and flip). Graphic annotations and shutters are not drawn."""
+
+    rescale: tuple[float, float] | None = None  # slope, intercept
+    window: Window | None = None
+    inverse: bool | None = None  # None: as the image says
+    # Displayed area, 1-based pixel corners: left, top, right, bottom.
+    area: tuple[int, int, int, int] | None = None
+    rotation: int = 0
+    flip: bool = False
+
+
+@dataclass(frozen=True)
 class RenderParams:
     media_type: str = JPEG
     window: Window | None = None
@@ -50,6 +65,7 @@ class RenderParams:
     region: tuple[float, float, float, float] | None = None
     quality: int = 90
     annotations: tuple[str, ...] = field(default_factory=tuple)
+    presentation: Presentation | None = None
 
     def key(self) -> str:
         return repr(self)
@@ -134,7 +150,11 @@ def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
 
 
 def to_display(
-    array: np.ndarray, description: dict[str, Any], header: Dataset, window: Window | None
+    array: np.ndarray,
+    description: dict[str, Any],
+    header: Dataset,
+    window: Window | None,
+    presentation: Presentation | None = None,
 ) -> np.ndarray:
     """One decoded frame as 8-bit display values: (rows, columns) or (rows, columns, 3)."""
     photometric = str(description["photometric_interpretation"])
@@ -146,7 +166,13 @@ def to_display(
     if int(description["samples_per_pixel"]) == 3:
         bits = int(description["bits_stored"])
         return (array >> (bits - 8) if bits > 8 else array).astype(np.uint8)
-    values = _modality(array, header)
+    if presentation is not None and presentation.rescale is not None:
+        slope, intercept = presentation.rescale
+        values = array.astype(np.float64) * slope + intercept
+    else:
+        values = _modality(array, header)
+    if window is None and presentation is not None:
+        window = presentation.window
     if window is None:
         window = _stored_window(header)
     if window is not None:
@@ -159,6 +185,9 @@ def to_display(
         low, high = float(values.min()), float(values.max())
         display = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
     inverse = photometric == "MONOCHROME1" or header.get("PresentationLUTShape") == "INVERSE"
+    if presentation is not None and presentation.inverse is not None:
+        # PS3.4 N.2.1.1: the state's Presentation LUT Shape replaces the image's own.
+        inverse = presentation.inverse
     if inverse:
         display = 255.0 - display
     return np.asarray(np.clip(np.rint(display), 0, 255), dtype=np.uint8)
@@ -195,6 +224,8 @@ def _is_multi(value: Any) -> bool:
 def compose(display: np.ndarray, params: RenderParams, header: Dataset) -> Image.Image:
     """Region, viewport and annotations applied to one frame's display values."""
     image = Image.fromarray(display, "RGB" if display.ndim == 3 else "L")
+    if params.presentation is not None:
+        image = _present(image, params.presentation)
     if params.region is not None:
         x1, y1, x2, y2 = params.region
         w, h = image.size
@@ -225,6 +256,53 @@ def compose(display: np.ndarray, params: RenderParams, header: Dataset) -> Image
     if params.annotations:
         image = _annotate(image, params.annotations, header)
     return image
+
+
+def _present(image: Image.Image, state: Presentation) -> Image.Image:
+    """Displayed area, then rotation and flip (PS3.4 N.2.3 spatial transformation)."""
+    if state.area is not None:
+        left, top, right, bottom = state.area
+        image = image.crop((left - 1, top - 1, right, bottom))
+    if state.rotation:
+        image = image.rotate(-state.rotation, expand=True)  # clockwise, as PS3.3 C.10.6
+    if state.flip:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return image
+
+
+def presentation_for(state: Dataset, sop_instance_uid: str) -> Presentation:
+    """The parts of a presentation state that apply to one referenced image."""
+
+    def applies(item: Dataset) -> bool:
+        refs = item.get("ReferencedImageSequence")
+        return not refs or any(r.get("ReferencedSOPInstanceUID") == sop_instance_uid for r in refs)
+
+    rescale = None
+    if "RescaleSlope" in state or "RescaleIntercept" in state:
+        rescale = (float(state.get("RescaleSlope", 1)), float(state.get("RescaleIntercept", 0)))
+    window = None
+    for item in state.get("SoftcopyVOILUTSequence", []):
+        if applies(item):
+            window = _stored_window(item)
+            break
+    area = None
+    for item in state.get("DisplayedAreaSelectionSequence", []):
+        if applies(item) and "DisplayedAreaTopLeftHandCorner" in item:
+            (left, top), (right, bottom) = (
+                item.DisplayedAreaTopLeftHandCorner,
+                item.DisplayedAreaBottomRightHandCorner,
+            )
+            area = (int(left), int(top), int(right), int(bottom))
+            break
+    shape = state.get("PresentationLUTShape")
+    return Presentation(
+        rescale=rescale,
+        window=window,
+        inverse=None if shape is None else shape == "INVERSE",
+        area=area,
+        rotation=int(state.get("ImageRotation", 0) or 0) % 360,
+        flip=state.get("ImageHorizontalFlip") == "Y",
+    )
 
 
 def _annotate(image: Image.Image, wanted: tuple[str, ...], header: Dataset) -> Image.Image:

@@ -77,6 +77,10 @@ class PixelReader:
             )
         return self._blobs.read_range(instance.blob_key, 0, instance.size)
 
+    def parse_object(self, instance: StoredInstance) -> Dataset:
+        """A whole (small) object parsed, e.g. a presentation state."""
+        return dcmread(io.BytesIO(self.whole_object(instance)))
+
     def frame_array(self, pixels: StoredPixels, number: int) -> tuple[np.ndarray, Description]:
         """Frame `number` (from 1) decoded, colour as RGB, with its pixel description."""
         source = pixels.instance.transfer_syntax_uid

@@ -13,11 +13,20 @@ from collections import OrderedDict
 
 from dicomweb_server.dicom import render
 from dicomweb_server.dicom.render import RenderParams
-from dicomweb_server.services.errors import NotFound
+from dicomweb_server.services.errors import InvalidRequest, NotAcceptable, NotFound
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import RetrieveIndex, StoredInstance, StoredPixels
 
 THUMBNAIL_SIZE = (128, 128)
+# PS3.4 B.5: Grayscale, Color, Pseudo-Color and Blending Softcopy Presentation State Storage.
+PRESENTATION_STATE_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.11.1",
+        "1.2.840.10008.5.1.4.1.1.11.2",
+        "1.2.840.10008.5.1.4.1.1.11.3",
+        "1.2.840.10008.5.1.4.1.1.11.4",
+    }
+)
 
 
 class RenderCache:
@@ -60,7 +69,7 @@ class RenderService:
         if found is None:
             raise NotFound(f"no instance {instance} in series {series} of study {study} is stored")
         if found.layout.number_of_frames < 1:
-            raise NotFound(f"instance {instance} has no Pixel Data to render")
+            raise NotAcceptable(f"instance {instance} has no Pixel Data: it cannot be rendered")
         return found
 
     def _image_instances(self, study: str, series: str | None) -> list[StoredPixels]:
@@ -73,7 +82,9 @@ class RenderService:
             )
         images = [p for i in found if (p := self._pixels_of(i)) is not None]
         if not images:
-            raise NotFound(f"{'series ' + series if series else 'study ' + study} has no images")
+            raise NotAcceptable(
+                f"{'series ' + series if series else 'study ' + study} has no images to render"
+            )
         return images
 
     def _pixels_of(self, inst: StoredInstance) -> StoredPixels | None:
@@ -134,6 +145,20 @@ class RenderService:
             raise NotFound(f"the instance has {count} frame(s); no frame {frame}")
         return self._render(pixels, [frame or (count + 1) // 2], params)
 
+    def presentation(
+        self, study: str, series: str, instance: str, image_uid: str
+    ) -> render.Presentation:
+        """A stored Grayscale Softcopy Presentation State, as it applies to one image."""
+        found = self._index.instances(study, series, instance)
+        if not found:
+            raise NotFound(
+                f"presentation state {instance} (series {series}) is not stored in study {study}"
+            )
+        state = self._pixels.parse_object(found[0])
+        if str(state.get("SOPClassUID", "")) not in PRESENTATION_STATE_CLASSES:
+            raise InvalidRequest(f"instance {instance} is not a presentation state")
+        return render.presentation_for(state, image_uid)
+
     def _render(self, pixels: StoredPixels, numbers: list[int], params: RenderParams) -> bytes:
         key = f"{pixels.instance.blob_key}|{','.join(map(str, numbers))}|{params.key()}"
         cached = self._cache.get(key)
@@ -143,7 +168,9 @@ class RenderService:
         images = []
         for n in numbers:
             array, description = self._pixels.frame_array(pixels, n)
-            display = render.to_display(array, description, header, params.window)
+            display = render.to_display(
+                array, description, header, params.window, params.presentation
+            )
             images.append(render.compose(display, params, header))
         body = render.encode(images, params)
         self._cache.put(key, body)

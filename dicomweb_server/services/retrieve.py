@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from dicomweb_server.dicom import uids
+from dicomweb_server.dicom.deidentify import Deidentifier, deidentify_object
 from dicomweb_server.dicom.frames import Ranges
 from dicomweb_server.dicom.scan import PIXEL_DATA
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable, NotFound
@@ -65,10 +66,40 @@ def parse_frame_numbers(text: str) -> list[int]:
 
 
 class RetrieveService:
-    def __init__(self, index: RetrieveIndex, blobs: BlobStore, pixels: PixelReader) -> None:
+    def __init__(
+        self,
+        index: RetrieveIndex,
+        blobs: BlobStore,
+        pixels: PixelReader,
+        anonymizer: Deidentifier | None = None,
+    ) -> None:
         self._index = index
         self._blobs = blobs
         self.pixels = pixels
+        self._anonymizer = anonymizer
+
+    def pixel_count(self, instance: StoredInstance) -> int:
+        """Number of frames of the instance; 0 when it has no Pixel Data."""
+        found = self._index.pixels(
+            instance.study_uid, instance.series_uid, instance.sop_instance_uid
+        )
+        return 0 if found is None else found.layout.number_of_frames
+
+    def object_bytes(self, instance: StoredInstance, target: str, anonymize: bool) -> bytes:
+        """One whole object in `target`, de-identified on the way out when asked
+        (WADO-URI, PS3.18 9.5.1.2.2: the PS3.15 Basic Profile, as on ingest)."""
+        if target == instance.transfer_syntax_uid:
+            data = self.pixels.whole_object(instance)
+        else:
+            data = self.transcoded(instance, target)
+        if anonymize:
+            if self._anonymizer is None:
+                raise NotAcceptable("this server is not configured to de-identify on retrieve")
+            try:
+                data = deidentify_object(data, self._anonymizer)
+            except (ValueError, TypeError, KeyError) as exc:
+                raise NotAcceptable(f"the object cannot be de-identified: {exc}") from exc
+        return data
 
     def transcoded(self, instance: StoredInstance, target: str) -> bytes:
         """The instance as a PS3.10 object in `target` (PS3.18 8.7.3.4)."""

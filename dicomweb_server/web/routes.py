@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from dicomweb_server.web import qido, rendered, stow, wado
+from dicomweb_server.web import qido, rendered, stow, wado, wado_uri
 
 STUDY = "/studies/{study}"
 SERIES = STUDY + "/series/{series}"
@@ -30,6 +30,8 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Route(INSTANCE + "/metadata", wado.retrieve_metadata, methods=["GET"]),
     Route(INSTANCE + "/frames/{frames}", wado.retrieve_frames, methods=["GET"]),
     Route(INSTANCE + "/bulkdata/{path:path}", wado.retrieve_bulk_data, methods=["GET"]),
+    # WADO-URI, PS3.18 9
+    Route("/wado", wado_uri.retrieve_wado_uri, methods=["GET"]),
     # Rendered resources and thumbnails, PS3.18 10.4.1.1.3-4
     Route(STUDY + "/rendered", rendered.retrieve_rendered, methods=["GET"]),
     Route(SERIES + "/rendered", rendered.retrieve_rendered, methods=["GET"]),

@@ -1,0 +1,213 @@
+"""WADO-URI: Retrieve DICOM Objects by URI (PS3.18 Chapter 9; the older 8.2 parameters).
+
+`GET {root}/wado?requestType=WADO&studyUID=…&seriesUID=…&objectUID=…` with every parameter of
+PS3.18 9.4 / 8.2: the object as `application/dicom` (in a transfer syntax, optionally
+de-identified), or rendered as `image/jpeg`, `image/png` or `image/gif` (window, size,
+region, frame, quality, annotation, presentation state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dicomweb_server.dicom import render, uids
+from dicomweb_server.dicom.render import RenderParams, Window
+from dicomweb_server.services.errors import InvalidRequest, NotAcceptable
+from dicomweb_server.services.ports import StoredInstance
+from dicomweb_server.web import caching
+from dicomweb_server.web.context import container
+from dicomweb_server.web.media import DICOM, MediaRange, choose_instance_syntax, parse_accept
+from dicomweb_server.web.rendered import image_response
+
+_TYPES = (DICOM, *render.RENDERED_MEDIA_TYPES)
+_ONE_VALUE = (
+    "requestType",
+    "studyUID",
+    "seriesUID",
+    "objectUID",
+    "charset",
+    "anonymize",
+    "annotation",
+    "rows",
+    "columns",
+    "region",
+    "windowCenter",
+    "windowWidth",
+    "frameNumber",
+    "imageQuality",
+    "presentationUID",
+    "presentationSeriesUID",
+    "transferSyntax",
+)
+
+
+def _uid(query: QueryParams, name: str, required: bool = True) -> str | None:
+    value = query.get(name)
+    if value is None or value == "":
+        if required:
+            raise InvalidRequest(f"WADO-URI needs the {name} parameter (PS3.18 9.4)")
+        return None
+    return uids.require_uid(value, name)
+
+
+def _positive_int(query: QueryParams, name: str) -> int | None:
+    value = query.get(name)
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise InvalidRequest(f"{name}={value!r} must be a positive integer")
+    return int(value)
+
+
+def _number(query: QueryParams, name: str) -> float:
+    value = query[name]
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidRequest(f"{name}={value!r} is not a number") from None
+
+
+def content_type(query: QueryParams, accept: str | None, has_pixels: bool) -> str:
+    """PS3.18 9.4.1.1 / 8.1.5: the contentType list (best first), else Accept; without
+    either, image/jpeg for images and application/dicom for other objects."""
+    wanted = query.get("contentType")
+    ranges = parse_accept(wanted if wanted else accept)
+    if not wanted and all(r.type == "*/*" for r in ranges):
+        return render.JPEG if has_pixels else DICOM
+    for media in ranges:
+        for candidate in _TYPES:
+            if MediaRange(media.type).matches(candidate) and (candidate == DICOM or has_pixels):
+                return candidate
+    offered = ", ".join(_TYPES if has_pixels else (DICOM,))
+    raise NotAcceptable(
+        f"this object is available as {offered}; the request asks for {wanted or accept!r}"
+    )
+
+
+async def retrieve_wado_uri(request: Request) -> Response:
+    query = request.query_params
+    for name in _ONE_VALUE:
+        if len(query.getlist(name)) > 1:
+            raise InvalidRequest(f"the {name} parameter may be given once")
+    if query.get("requestType") != "WADO":
+        raise InvalidRequest("requestType must be WADO (PS3.18 9.4.1)")
+    study, series, instance = (_uid(query, n) for n in ("studyUID", "seriesUID", "objectUID"))
+    assert study and series and instance
+    archive = container(request)
+    found = await run_in_threadpool(archive.retrieve.instances, study, series, instance)
+    inst = found[0]
+    pixels = await run_in_threadpool(archive.retrieve.pixel_count, inst)
+    media_type = content_type(query, request.headers.get("accept"), pixels > 0)
+    if media_type == DICOM:
+        return await _dicom(request, query, inst)
+    return await _image(request, query, (study, series, instance), media_type, pixels)
+
+
+_IMAGE_ONLY = (
+    "annotation",
+    "rows",
+    "columns",
+    "region",
+    "windowCenter",
+    "windowWidth",
+    "frameNumber",
+    "presentationUID",
+    "presentationSeriesUID",
+)
+
+
+async def _dicom(request: Request, query: QueryParams, inst: StoredInstance) -> Response:
+    for name in _IMAGE_ONLY:
+        if name in query:
+            raise InvalidRequest(f"{name} applies to images, not to contentType={DICOM}")
+    anonymize = query.get("anonymize")
+    if anonymize not in (None, "yes"):
+        raise InvalidRequest(f"anonymize={anonymize!r}: the only value is yes")
+    wanted = _uid(query, "transferSyntax", required=False)
+    if wanted in uids.NOT_ALLOWED_ON_THE_WEB:
+        raise NotAcceptable(f"transfer syntax {wanted} is never used on the web (PS3.18 8.7.3)")
+    default = choose_instance_syntax([None], inst.transfer_syntax_uid)
+    target = choose_instance_syntax([wanted], inst.transfer_syntax_uid) or default
+    assert target is not None and default is not None
+    retrieve = container(request).retrieve
+    tag = caching.etag(inst.blob_key, "wado-uri", wanted or "", anonymize or "")
+    if (unchanged := caching.not_modified(request, tag, immutable=True)) is not None:
+        return unchanged
+    try:
+        body = await run_in_threadpool(retrieve.object_bytes, inst, target, anonymize == "yes")
+    except NotAcceptable:
+        if target == default:
+            raise
+        # PS3.18 8.2.11: an object that cannot be sent in the syntax asked for is sent in
+        # the default one.
+        target = default
+        body = await run_in_threadpool(retrieve.object_bytes, inst, target, anonymize == "yes")
+    return Response(
+        body,
+        media_type=f"{DICOM}; transfer-syntax={target}",
+        headers=caching.headers(tag, immutable=True),
+    )
+
+
+async def _image(
+    request: Request,
+    query: QueryParams,
+    uids_: tuple[str, str, str],
+    media_type: str,
+    frames: int,
+) -> Response:
+    if "transferSyntax" in query:
+        raise InvalidRequest(f"transferSyntax applies to {DICOM} only (PS3.18 9.4.2.4)")
+    if "anonymize" in query:
+        raise InvalidRequest(f"anonymize applies to {DICOM} only")
+    study, series, instance = uids_
+    frame = _positive_int(query, "frameNumber")
+    if frame is not None and frame > frames:
+        # PS3.18 9.5.2.1 (and 8.2.x): a frame the object does not have is a bad request.
+        raise InvalidRequest(f"frameNumber={frame}: the object has {frames} frame(s)")
+    window = None
+    if ("windowCenter" in query) != ("windowWidth" in query):
+        raise InvalidRequest("windowCenter and windowWidth go together")
+    if "windowCenter" in query:
+        center, width = _number(query, "windowCenter"), _number(query, "windowWidth")
+        if width < 1:
+            raise InvalidRequest(f"windowWidth={width:g} must be at least 1")
+        window = Window(center, width)
+    rows, columns = _positive_int(query, "rows"), _positive_int(query, "columns")
+    viewport = None
+    if rows or columns:
+        viewport = (min(columns or 16384, 16384), min(rows or 16384, 16384))
+    quality = 90
+    if "imageQuality" in query:
+        quality = render.parse_quality(query["imageQuality"])
+    params = RenderParams(
+        media_type=media_type,
+        window=window,
+        viewport=viewport,
+        region=render.parse_region(query["region"]) if "region" in query else None,
+        quality=quality,
+        annotations=render.parse_annotations(query["annotation"]) if "annotation" in query else (),
+    )
+    renderer = container(request).render
+    state_uid = _uid(query, "presentationUID", required=False)
+    state_series = _uid(query, "presentationSeriesUID", required=False)
+    if (state_uid is None) != (state_series is None):
+        raise InvalidRequest("presentationUID and presentationSeriesUID go together")
+    if state_uid is not None and state_series is not None:
+        state = await run_in_threadpool(
+            renderer.presentation, study, state_series, state_uid, instance
+        )
+        params = replace(params, presentation=state)
+    if frame is None and media_type == render.GIF:
+        body = await run_in_threadpool(renderer.instance, study, series, instance, params)
+    else:
+        bodies = await run_in_threadpool(
+            renderer.frames, study, series, instance, [frame or 1], params
+        )
+        body = bodies[0]
+    return image_response(request, body, media_type)
