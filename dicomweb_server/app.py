@@ -22,7 +22,16 @@ from dicomweb_server.web.routes import DICOMWEB_ROUTES
 
 log = logging.getLogger("dicomweb_server")
 
-EXPOSED_HEADERS = ["Content-Type", "Content-Length", "Content-Location", "Warning", "Link"]
+EXPOSED_HEADERS = [
+    "Content-Type",
+    "Content-Length",
+    "Content-Location",
+    "Warning",
+    "Link",
+    "ETag",
+    "Content-Range",
+    "Accept-Ranges",
+]
 
 
 def openapi_text() -> str:

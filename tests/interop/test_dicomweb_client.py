@@ -108,3 +108,73 @@ def test_searches_as_dicomweb_client_sends_them(dicomweb: DICOMwebClient) -> Non
     ]
     assert [len(p) for p in pages] == [2, 1]
     assert names_of(pages[0] + pages[1]) == set(names)
+
+
+def test_retrieve_transcoded_rendered_and_thumbnails(dicomweb: DICOMwebClient) -> None:
+    """dicomweb-client's retrieve calls with media types, rendered images and thumbnails."""
+    import io
+
+    from PIL import Image
+
+    rle = parse(bundled_bytes("MR_small_RLE.dcm"))
+    colour = parse(bundled_bytes("SC_rgb_rle_2frame.dcm"))
+    dicomweb.store_instances([rle, colour])
+    study, series, uid = rle.StudyInstanceUID, rle.SeriesInstanceUID, rle.SOPInstanceUID
+
+    # Instances: the client's default accepts any syntax (the stored one); others on request.
+    got = dicomweb.retrieve_instance(study, series, uid)
+    assert got.file_meta.TransferSyntaxUID == rle.file_meta.TransferSyntaxUID
+    got = dicomweb.retrieve_instance(
+        study, series, uid, media_types=(("application/dicom", "1.2.840.10008.1.2.1"),)
+    )
+    assert got.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert np.array_equal(got.pixel_array, rle.pixel_array)
+    jpeg_ls = "1.2.840.10008.1.2.4.80"
+    got = dicomweb.retrieve_instance(
+        study, series, uid, media_types=(("application/dicom", jpeg_ls),)
+    )
+    assert got.file_meta.TransferSyntaxUID == jpeg_ls
+    assert np.array_equal(got.pixel_array, rle.pixel_array)
+    (whole,) = dicomweb.retrieve_series(study, series, media_types=(("application/dicom", "*"),))
+    assert whole.file_meta.TransferSyntaxUID == rle.file_meta.TransferSyntaxUID
+
+    # Frames in compressed media types.
+    frames = dicomweb.retrieve_instance_frames(
+        colour.StudyInstanceUID,
+        colour.SeriesInstanceUID,
+        colour.SOPInstanceUID,
+        [1, 2],
+        media_types=(("image/jpeg", "1.2.840.10008.1.2.4.50"),),
+    )
+    decoded = [np.asarray(Image.open(io.BytesIO(f)).convert("RGB")) for f in frames]
+    for frame, expected in zip(decoded, colour.pixel_array, strict=True):
+        assert np.abs(frame.astype(int) - expected.astype(int)).mean() < 8
+    (native,) = dicomweb.retrieve_instance_frames(
+        colour.StudyInstanceUID, colour.SeriesInstanceUID, colour.SOPInstanceUID, [2]
+    )
+    assert native == colour.pixel_array[1].tobytes()
+
+    # Rendered instance and frames.
+    image = dicomweb.retrieve_instance_rendered(
+        study, series, uid, media_types=("image/png",), params={"window": "600,1600,linear"}
+    )
+    assert Image.open(io.BytesIO(image)).size == (rle.Columns, rle.Rows)
+    rendered = dicomweb.retrieve_instance_frames_rendered(
+        colour.StudyInstanceUID,
+        colour.SeriesInstanceUID,
+        colour.SOPInstanceUID,
+        [2],
+        media_types=("image/jpeg",),
+        params={"viewport": "50,50"},
+    )
+    assert Image.open(io.BytesIO(rendered)).size == (50, 50)
+
+    # Thumbnails (the client has no call of its own for them: its HTTP session is used).
+    base = dicomweb.base_url
+    for url in (
+        f"{base}/studies/{study}/thumbnail",
+        f"{base}/studies/{study}/series/{series}/thumbnail",
+        f"{base}/studies/{study}/series/{series}/instances/{uid}/thumbnail",
+    ):
+        response = dicomweb._http_get(url, headers={"Accept": "image/jpeg"})
+        assert Image.open(io.BytesIO(response.content)).format == "JPEG"
