@@ -110,3 +110,119 @@ def test_random_paths(
         headers = {"Accept": accept} if accept is not None else {}
         r = httpx.get(server.base_url + path.replace("{x}", quoted), headers=headers)
         assert r.status_code < 500, (path, r.text)
+
+
+RETRIEVE_ACCEPTS = [
+    *ACCEPTS,
+    "image/jpeg",
+    "image/png;q=0.5, image/gif",
+    'multipart/related; type="image/jpeg"',
+    "application/zip",
+    "application/dicom",
+    "application/octet-stream",
+    'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.4.50',
+    'multipart/related; type="image/jls"; transfer-syntax=1.2.840.10008.1.2.4.81',
+    'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.91',
+    'multipart/related; type="application/dicom"; transfer-syntax=1.2.3',
+    'multipart/related; type="image/*"',
+]
+RENDER_KEYS = ["window", "viewport", "quality", "annotation", "iccprofile"]
+WADO_URI_KEYS = [
+    "contentType",
+    "charset",
+    "anonymize",
+    "annotation",
+    "rows",
+    "columns",
+    "region",
+    "windowCenter",
+    "windowWidth",
+    "frameNumber",
+    "imageQuality",
+    "presentationUID",
+    "presentationSeriesUID",
+    "transferSyntax",
+]
+render_text = st.one_of(
+    text,
+    st.sampled_from(
+        [
+            "40,400,LINEAR",
+            "1,1,SIGMOID",
+            "10,10",
+            "64,64,0,0,8,8",
+            "0.1,0.1,0.9,0.9",
+            "yes",
+            "image/png",
+            "application/dicom",
+            "2",
+            "1e308",
+            "nan",
+            "-5",
+            "patient",
+        ]
+    ),
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    tail=st.sampled_from(
+        [
+            "",
+            "/rendered",
+            "/thumbnail",
+            "/frames/1/rendered",
+            "/frames/1,2/rendered",
+            "/frames/2/thumbnail",
+            "/frames/1",
+            "/frames/1,2",
+            "/bulkdata/7FE00010",
+        ]
+    ),
+    level=st.sampled_from(["study", "series", "instance"]),
+    params=st.lists(st.tuples(st.sampled_from(RENDER_KEYS), render_text), max_size=3),
+    accept=st.sampled_from(RETRIEVE_ACCEPTS),
+    byte_range=st.sampled_from([None, "bytes=0-10", "bytes=-5", "bytes=99999-", "bytes=a-b"]),
+)
+def test_random_retrieves(
+    server: RunningServer,
+    loaded: tuple[str, str, str],
+    tail: str,
+    level: str,
+    params: list[tuple[str, str]],
+    accept: str | None,
+    byte_range: str | None,
+) -> None:
+    study, series, instance = loaded
+    path = {
+        "study": f"/studies/{study}",
+        "series": f"/studies/{study}/series/{series}",
+        "instance": f"/studies/{study}/series/{series}/instances/{instance}",
+    }[level]
+    if "frames" in tail or "bulkdata" in tail:
+        path = f"/studies/{study}/series/{series}/instances/{instance}"
+    headers = {k: v for k, v in (("Accept", accept), ("Range", byte_range)) if v is not None}
+    r = httpx.get(server.base_url + path + tail, params=params, headers=headers)
+    assert r.status_code < 500, (path + tail, params, accept, r.text)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(params=st.lists(st.tuples(st.sampled_from(WADO_URI_KEYS), render_text), max_size=4))
+def test_random_wado_uri(
+    server: RunningServer, loaded: tuple[str, str, str], params: list[tuple[str, str]]
+) -> None:
+    study, series, instance = loaded
+    query = [
+        ("requestType", "WADO"),
+        ("studyUID", study),
+        ("seriesUID", series),
+        ("objectUID", instance),
+        *params,
+    ]
+    r = httpx.get(server.base_url + "/wado", params=query)
+    assert r.status_code < 500, (params, r.text)
