@@ -140,7 +140,8 @@ def start_ours(name: str, workdir: Path, database_url: str | None, workers: int)
     log = (workdir / f"{name}.log").open("wb")
     process = subprocess.Popen(command, env=env, cwd=data, stdout=log, stderr=subprocess.STDOUT)
     _wait(f"http://127.0.0.1:{port}/health", process, name)
-    return Peer(name, f"http://127.0.0.1:{port}/dicomweb", None, process, [log.close])
+    root = f"http://127.0.0.1:{port}/dicomweb"
+    return Peer(name, root, f"{root}/wado", process, [log.close])
 
 
 def apt_install(*packages: str) -> None:

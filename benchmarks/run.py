@@ -341,6 +341,29 @@ def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[st
 
     results["wado_rendered_jpeg"] = timed(rendered, warmups, reps)
 
+    if mf is not None:
+
+        def rendered_frame() -> int:
+            number = (mf.frames + 1) // 2
+            url = f"{mf_url}/frames/{number}/rendered"
+            r = check(client.get(url, headers={"Accept": "image/jpeg"}))
+            if not r.content.startswith(b"\xff\xd8"):
+                raise Mismatch("not a JPEG")
+            return 0
+
+        results["wado_rendered_frame"] = timed(rendered_frame, warmups, reps)
+
+    def study_thumbnails() -> int:
+        """A study list's thumbnails: one request per study, as a viewer's list makes them."""
+        for each in studies:
+            url = f"{base}/studies/{each}/thumbnail"
+            r = check(client.get(url, headers={"Accept": "image/jpeg"}))
+            if not r.content.startswith(b"\xff\xd8"):
+                raise Mismatch("not a JPEG")
+        return 0
+
+    results["wado_study_thumbnails"] = timed(study_thumbnails, warmups, reps)
+
     def wado_uri() -> int:
         if peer.wado_uri is None:
             raise Unsupported("no WADO-URI endpoint")
