@@ -63,10 +63,15 @@ def _scope(request: Request) -> tuple[str, str | None, str | None]:
     )
 
 
-def image_response(request: Request, body: bytes, media_type: str) -> Response:
+def image_response(
+    request: Request, body: bytes, media_type: str, immutable: bool = True
+) -> Response:
+    """One image; `immutable` unless it stands for a study or series that may grow."""
     tag = caching.body_etag(body)
-    unchanged = caching.not_modified(request, tag, immutable=True)
-    return unchanged or Response(body, media_type=media_type, headers=caching.headers(tag, True))
+    unchanged = caching.not_modified(request, tag, immutable)
+    return unchanged or Response(
+        body, media_type=media_type, headers=caching.headers(tag, immutable)
+    )
 
 
 def _multipart_images(request: Request, bodies: list[bytes], media_type: str) -> Response:
@@ -132,4 +137,4 @@ async def retrieve_thumbnail(request: Request) -> Response:
     params = render_params(request, media_type)
     renderer = container(request).render
     body = await run_in_threadpool(renderer.thumbnail, study, series, instance, frame, params)
-    return image_response(request, body, media_type)
+    return image_response(request, body, media_type, immutable=instance is not None)
