@@ -82,7 +82,7 @@ def parse_accept(header: str | None) -> list[MediaRange]:
             if not piece.strip():
                 continue
             match = _TOKEN.fullmatch(piece)
-            if match is None or match.group(2) is None:
+            if match is None or not match.group(2):
                 raise InvalidRequest(f"malformed parameter {piece.strip()!r} in Accept")
             name, value = match.group(1).lower(), match.group(2)
             if value.startswith('"'):

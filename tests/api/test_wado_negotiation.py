@@ -155,3 +155,20 @@ def test_bulk_data_range_requests(client: httpx.Client) -> None:
     # In multipart, each part names its BulkDataURI.
     ((headers, _),) = parts(client.get(url))
     assert headers["content-location"].endswith("/bulkdata/7FE00010")
+
+
+def test_malformed_accept_and_impossible_syntax(client: httpx.Client) -> None:
+    ds = make_instance(frames=2)
+    assert stow(client, [ds]).status_code == 200
+    study_url, _, instance_url = urls(ds)
+    for url in (study_url, instance_url + "/frames/1", instance_url + "/rendered"):
+        r = client.get(url, headers={"Accept": "multipart/related; type="})
+        assert r.status_code == 400, url
+        assert "Accept" in r.json()["error"]
+    r = client.get(study_url, headers={"Accept": f"{RELATED}; transfer-syntax=1.2.3.4"})
+    assert r.status_code == 406
+    assert "1.2.3.4" in r.json()["error"]
+    frames = client.get(
+        instance_url + "/frames/1,2", headers={"Accept": "application/octet-stream"}
+    )
+    assert frames.status_code == 406  # single part for two frames (PS3.18 10.4.4)
