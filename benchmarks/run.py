@@ -210,7 +210,8 @@ def load_rest(peer: Peer, corpus: Corpus) -> list[str]:
                 f"{peer.dicomweb}/studies", content=body, headers={"Content-Type": content_type}
             )
             # 202 with no failure: stored, or a duplicate of another corpus object kept once.
-            failed = r.status_code not in (200, 202) or "00081198" in r.json()
+            failures = r.json().get("00081198", {}).get("Value") if r.status_code < 300 else None
+            failed = r.status_code not in (200, 202) or bool(failures)
             if failed:
                 refused.append(f"{entry.path} (HTTP {r.status_code})")
     return refused

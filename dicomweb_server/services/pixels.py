@@ -105,7 +105,21 @@ class PixelReader:
         return transcode.decode_frame_of(ds, number)
 
     def encoded_frames(self, pixels: StoredPixels, numbers: list[int], target: str) -> list[bytes]:
-        """Frames decoded and encoded in `target` (native: little-endian pixel bytes)."""
+        """Frames decoded and encoded in `target` (native: little-endian pixel bytes); they
+        are held together, so their decoded size is bounded like a transcoded object's."""
+        header = self.header(pixels)
+        frame_bytes = (
+            int(header.get("Rows", 0))
+            * int(header.get("Columns", 0))
+            * int(header.get("SamplesPerPixel", 1))
+            * max(1, int(header.get("BitsAllocated", 8)) // 8)
+        )
+        if frame_bytes * len(numbers) > self.max_transcode_bytes:
+            raise NotAcceptable(
+                f"{len(numbers)} frame(s) of {frame_bytes} bytes exceed the "
+                f"{self.max_transcode_bytes} bytes this server transcodes per response; ask "
+                "for fewer frames or for transfer-syntax=*"
+            )
         out = []
         for n in numbers:
             array, description = self.frame_array(pixels, n)

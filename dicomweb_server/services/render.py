@@ -135,11 +135,7 @@ class RenderService:
             assert series is not None
             pixels = self._stored(study, series, instance)
         else:
-            images = self._image_instances(study, series)
-            first_series = [
-                p for p in images if p.instance.series_uid == images[0].instance.series_uid
-            ]
-            pixels = first_series[(len(first_series) - 1) // 2]
+            pixels = self._representative(study, series)
         count = pixels.layout.number_of_frames
         if frame is not None and frame > count:
             raise NotFound(f"the instance has {count} frame(s); no frame {frame}")
@@ -158,6 +154,29 @@ class RenderService:
         if str(state.get("SOPClassUID", "")) not in PRESENTATION_STATE_CLASSES:
             raise InvalidRequest(f"instance {instance} is not a presentation state")
         return render.presentation_for(state, image_uid)
+
+    def _representative(self, study: str, series: str | None) -> StoredPixels:
+        """The middle image of the first series that has images: the instances nearest the
+        middle are tried first, so one pixel-layout lookup usually suffices."""
+        found = self._index.instances(study, series)
+        if not found:
+            raise NotFound(
+                f"no series {series} in study {study} is stored"
+                if series
+                else f"no study {study} is stored"
+            )
+        by_series: dict[str, list[StoredInstance]] = {}
+        for inst in found:
+            by_series.setdefault(inst.series_uid, []).append(inst)
+        for members in by_series.values():
+            middle = (len(members) - 1) // 2
+            for k in sorted(range(len(members)), key=lambda k: abs(k - middle)):
+                pixels = self._pixels_of(members[k])
+                if pixels is not None:
+                    return pixels
+        raise NotAcceptable(
+            f"{'series ' + series if series else 'study ' + study} has no images to render"
+        )
 
     def _render(self, pixels: StoredPixels, numbers: list[int], params: RenderParams) -> bytes:
         key = f"{pixels.instance.blob_key}|{','.join(map(str, numbers))}|{params.key()}"

@@ -26,6 +26,7 @@ from dicomweb_server.web.media import (
     OCTET_STREAM,
     ZIP,
     BytesChoice,
+    InstancesChoice,
     MediaRange,
     choose_bytes,
     choose_instance_syntax,
@@ -79,25 +80,15 @@ async def retrieve_instances(request: Request) -> Response:
     scope = _scope(request)
     retrieve = container(request).retrieve
     found = await run_in_threadpool(retrieve.instances, *scope)
-    choice = negotiate_instances(request.headers.get("accept"), single=scope[2] is not None)
-    targets = []
-    for inst in found:
-        target = choose_instance_syntax(choice.syntaxes, inst.transfer_syntax_uid)
-        if target is None:
-            raise NotAcceptable(
-                f"instance {inst.sop_instance_uid} (stored in {inst.transfer_syntax_uid}) "
-                f"cannot be sent in any transfer syntax the request accepts "
-                f"({', '.join(t or 'default' for t in choice.syntaxes)})"
-            )
-        targets.append(target)
+    one = scope[2] is not None
+    choice = negotiate_instances(request.headers.get("accept"), single=one)
+    targets = _targets(choice, found)
     etag = caching.etag(
         choice.container, *(f"{i.blob_key}>{t}" for i, t in zip(found, targets, strict=True))
     )
-    if (
-        unchanged := caching.not_modified(request, etag, immutable=scope[2] is not None)
-    ) is not None:
+    if (unchanged := caching.not_modified(request, etag, immutable=one)) is not None:
         return unchanged
-    headers = caching.headers(etag, immutable=scope[2] is not None)
+    headers = caching.headers(etag, immutable=one)
     base = base_url(request)
     members = await run_in_threadpool(_members, retrieve, found, targets)
     if choice.container == ZIP:
@@ -122,6 +113,21 @@ async def retrieve_instances(request: Request) -> Response:
         for inst, (length, target, chunks) in zip(found, members, strict=True)
     ]
     return await _multipart(MultipartBody(parts), DICOM, headers)
+
+
+def _targets(choice: InstancesChoice, found: list[StoredInstance]) -> list[str]:
+    """The transfer syntax each instance is sent in; 406 naming the first that has none."""
+    targets = []
+    for inst in found:
+        target = choose_instance_syntax(choice.syntaxes, inst.transfer_syntax_uid)
+        if target is None:
+            raise NotAcceptable(
+                f"instance {inst.sop_instance_uid} (stored in {inst.transfer_syntax_uid}) "
+                f"cannot be sent in any transfer syntax the request accepts "
+                f"({', '.join(t or 'default' for t in choice.syntaxes)})"
+            )
+        targets.append(target)
+    return targets
 
 
 Member = tuple[int, str, Callable[[], Iterable[bytes]]]
@@ -243,14 +249,15 @@ async def _byte_parts(
         ]
     else:
         encoded = await run_in_threadpool(retrieve.transcoded_frames, found, target)
-        frame_base = locations[0].rsplit("/", 1)[0] if pixel_frames else ""
+        # Transcoded Pixel Data is sent frame by frame: each part names its frame.
+        frames_url = _instance_url(base_url(request), found.instance) + "/frames"
         assert found.frame_numbers is not None
         parts = [
             OutgoingPart(
                 content_type=f"{choice.media_type}; transfer-syntax={target}",
                 length=len(data),
                 chunks=_held(data),
-                content_location=f"{frame_base}/{n}" if "/frames/" in locations[0] else None,
+                content_location=f"{frames_url}/{n}",
             )
             for data, n in zip(encoded, found.frame_numbers, strict=True)
         ]

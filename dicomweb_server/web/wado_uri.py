@@ -25,13 +25,8 @@ from dicomweb_server.web.media import DICOM, MediaRange, choose_instance_syntax,
 from dicomweb_server.web.rendered import image_response
 
 _TYPES = (DICOM, *render.RENDERED_MEDIA_TYPES)
-_ONE_VALUE = (
-    "requestType",
-    "studyUID",
-    "seriesUID",
-    "objectUID",
-    "charset",
-    "anonymize",
+# PS3.18 9.4: parameters that only make sense for a rendered image.
+_IMAGE_ONLY = (
     "annotation",
     "rows",
     "columns",
@@ -39,10 +34,20 @@ _ONE_VALUE = (
     "windowCenter",
     "windowWidth",
     "frameNumber",
-    "imageQuality",
     "presentationUID",
     "presentationSeriesUID",
+)
+# Every parameter but contentType (a list) takes one value.
+_ONE_VALUE = (
+    "requestType",
+    "studyUID",
+    "seriesUID",
+    "objectUID",
+    "charset",
+    "anonymize",
+    "imageQuality",
     "transferSyntax",
+    *_IMAGE_ONLY,
 )
 
 
@@ -106,19 +111,6 @@ async def retrieve_wado_uri(request: Request) -> Response:
     if media_type == DICOM:
         return await _dicom(request, query, inst)
     return await _image(request, query, (study, series, instance), media_type, pixels)
-
-
-_IMAGE_ONLY = (
-    "annotation",
-    "rows",
-    "columns",
-    "region",
-    "windowCenter",
-    "windowWidth",
-    "frameNumber",
-    "presentationUID",
-    "presentationSeriesUID",
-)
 
 
 async def _dicom(request: Request, query: QueryParams, inst: StoredInstance) -> Response:

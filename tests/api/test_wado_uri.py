@@ -31,6 +31,22 @@ def wado(client: httpx.Client, ds: Dataset, **params: str) -> httpx.Response:
     return client.get("/wado", params=query)
 
 
+def _drop_pixels(ds: Dataset) -> None:
+    """Make a non-image object of a factory instance (a report, a presentation state)."""
+    for keyword in (
+        "Rows",
+        "Columns",
+        "BitsAllocated",
+        "BitsStored",
+        "HighBit",
+        "PixelData",
+        "SamplesPerPixel",
+        "PhotometricInterpretation",
+        "PixelRepresentation",
+    ):
+        delattr(ds, keyword)
+
+
 def store(client: httpx.Client, *items: Dataset | bytes) -> None:
     from tests.helpers import stow
 
@@ -62,18 +78,7 @@ def test_application_dicom_and_transfer_syntax(client: httpx.Client) -> None:
 def test_default_content_type_and_non_images(client: httpx.Client) -> None:
     image = make_instance()
     report = make_instance(image.StudyInstanceUID)
-    for keyword in (
-        "Rows",
-        "Columns",
-        "BitsAllocated",
-        "BitsStored",
-        "HighBit",
-        "PixelData",
-        "SamplesPerPixel",
-        "PhotometricInterpretation",
-        "PixelRepresentation",
-    ):
-        delattr(report, keyword)
+    _drop_pixels(report)
     report.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
     store(client, image, report)
     r = wado(client, image)
@@ -137,18 +142,7 @@ def test_anonymize(client: httpx.Client) -> None:
 
 def _presentation_state(image: Dataset) -> Dataset:
     state = make_instance(image.StudyInstanceUID)
-    for keyword in (
-        "Rows",
-        "Columns",
-        "BitsAllocated",
-        "BitsStored",
-        "HighBit",
-        "PixelData",
-        "SamplesPerPixel",
-        "PhotometricInterpretation",
-        "PixelRepresentation",
-    ):
-        delattr(state, keyword)
+    _drop_pixels(state)
     state.SOPClassUID = GSPS
     state.Modality = "PR"
     ref = Dataset()
