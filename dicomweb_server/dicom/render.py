@@ -166,15 +166,30 @@ def to_display(
     if int(description["samples_per_pixel"]) == 3:
         bits = int(description["bits_stored"])
         return (array >> (bits - 8) if bits > 8 else array).astype(np.uint8)
-    if presentation is not None and presentation.rescale is not None:
-        slope, intercept = presentation.rescale
-        values = array.astype(np.float64) * slope + intercept
-    else:
-        values = _modality(array, header)
+    rescale = presentation.rescale if presentation is not None else None
     if window is None and presentation is not None:
         window = presentation.window
     if window is None:
         window = _stored_window(header)
+    inverse = photometric == "MONOCHROME1" or header.get("PresentationLUTShape") == "INVERSE"
+    if presentation is not None and presentation.inverse is not None:
+        # PS3.4 N.2.1.1: the state's Presentation LUT Shape replaces the image's own.
+        inverse = presentation.inverse
+    linear = rescale is not None or "ModalityLUTSequence" not in header
+    if array.dtype.kind in "iu" and linear:
+        # Integer samples: the pipeline runs once per stored value in the frame's range and
+        # the frame is looked up, several times faster than per pixel. A linear Modality
+        # LUT keeps the frame's extremes at the ends of that range, so the result is equal.
+        low, high = int(array.min()), int(array.max())
+        if high - low < 1 << 17:
+            domain = np.arange(low, high + 1, dtype=np.int64)
+            lut = _grey(_modality(domain, header, rescale), header, window, inverse)
+            return np.asarray(lut[array.astype(np.int64) - low], dtype=np.uint8)
+    return _grey(_modality(array, header, rescale), header, window, inverse)
+
+
+def _grey(values: np.ndarray, header: Dataset, window: Window | None, inverse: bool) -> np.ndarray:
+    """Modality values to 8-bit display values: VOI, then the Presentation LUT shape."""
     if window is not None:
         display = apply_window(values, window)
     elif "VOILUTSequence" in header:
@@ -184,16 +199,16 @@ def to_display(
     else:
         low, high = float(values.min()), float(values.max())
         display = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
-    inverse = photometric == "MONOCHROME1" or header.get("PresentationLUTShape") == "INVERSE"
-    if presentation is not None and presentation.inverse is not None:
-        # PS3.4 N.2.1.1: the state's Presentation LUT Shape replaces the image's own.
-        inverse = presentation.inverse
     if inverse:
         display = 255.0 - display
     return np.asarray(np.clip(np.rint(display), 0, 255), dtype=np.uint8)
 
 
-def _modality(array: np.ndarray, header: Dataset) -> np.ndarray:
+def _modality(
+    array: np.ndarray, header: Dataset, rescale: tuple[float, float] | None = None
+) -> np.ndarray:
+    if rescale is not None:
+        return array.astype(np.float64) * rescale[0] + rescale[1]
     if "ModalityLUTSequence" in header:
         return np.asarray(apply_modality_lut(array, header), dtype=np.float64)
     slope = float(header.get("RescaleSlope", 1) or 1)
