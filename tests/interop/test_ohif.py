@@ -1,0 +1,178 @@
+"""OHIF Viewer 3 (the built app from npm) in headless Chromium against the server: the study
+opens as a radiologist would open it, with the data source of docs/conformance.md.
+
+The app is not committed: .ci/run fetches `@ohif/app` from the npm registry into a cache
+folder and names it in DICOMWEB_TEST_OHIF_DIR. Without it the test skips (fails under CI).
+"""
+
+from __future__ import annotations
+
+import http.server
+import io
+import os
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+from pydicom.uid import generate_uid
+
+from dicomweb_server.app import create_app
+from tests.conftest import IN_CI, RunningServer
+from tests.factories import make_instance, to_bytes
+from tests.helpers import stow
+from tests.interop.test_browser import chromium  # noqa: F401 - the fixture
+
+OHIF_DIR = Path(os.environ.get("DICOMWEB_TEST_OHIF_DIR", "/var/tmp/ohif-app-3.13.2"))
+
+
+def _data_source(root: str) -> str:
+    """The OHIF data source of docs/conformance.md ("Viewers: OHIF"), for `root`."""
+    text = (Path(__file__).parents[2] / "docs" / "conformance.md").read_text("utf-8")
+    block = re.search(r"```js\n(\{.*?\n\})\n```", text, re.S)
+    assert block, "the conformance notes lost their OHIF data source"
+    return block.group(1).replace("http://127.0.0.1:8080/dicomweb", root)
+
+
+def _app_config(root: str) -> bytes:
+    return f"""window.config = {{
+  routerBasename: null, extensions: [], modes: [], showStudyList: true,
+  maxNumberOfWebWorkers: 1, showWarningMessageForCrossOrigin: false,
+  showCPUFallbackMessage: false, showLoadingIndicator: false,
+  investigationalUseDialog: {{ option: 'never' }},
+  defaultDataSourceName: 'dicomweb',
+  dataSources: [{_data_source(root)}],
+}};""".encode()
+
+
+class OhifSite:
+    url = ""
+    dicomweb_root = ""
+
+
+@pytest.fixture
+def ohif_site() -> Iterator[OhifSite]:
+    """The built app on its own origin, with an app-config.js for `dicomweb_root`; unknown
+    paths get index.html (OHIF routes in the browser)."""
+    dist = OHIF_DIR / "dist"
+    if not (dist / "index.html").is_file():
+        if IN_CI:
+            pytest.fail(f"CI=true and the OHIF app is not in {dist} (.ci/run fetches it)")
+        pytest.skip(f"the OHIF app is not in {dist}; see .ci/run to fetch it")
+    site = OhifSite()
+
+    class Site(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args, directory=str(dist))  # type: ignore[arg-type]
+
+        def send_head(self):  # type: ignore[no-untyped-def]
+            path = self.path.split("?", 1)[0]
+            if path == "/app-config.js":
+                config = _app_config(site.dicomweb_root)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/javascript")
+                self.send_header("Content-Length", str(len(config)))
+                self.end_headers()
+                return io.BytesIO(config)
+            if not Path(self.translate_path(path)).is_file():
+                self.path = "/index.html"
+            return super().send_head()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Site)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    site.url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        yield site
+    finally:
+        httpd.shutdown()
+
+
+def test_ohif_opens_a_study(
+    archive: RunningServer,
+    chromium: str,  # noqa: F811
+    ohif_site: OhifSite,
+    tmp_path: Path,
+) -> None:
+    if archive.backend != "sqlite":
+        pytest.skip("the viewer path does not depend on the index; run once")
+    study, series = generate_uid(), generate_uid()
+    sent = []
+    yy, xx = np.mgrid[0:128, 0:128]
+    for i in range(5):
+        ds = make_instance(study, series, rows=128, columns=128, instance_number=i + 1)
+        ds.PixelData = ((np.sin(xx / 10 + i) * np.cos(yy / 13) + 1) * 1500).astype("<u2").tobytes()
+        ds.WindowCenter, ds.WindowWidth = 1500, 3000
+        ds.ImagePositionPatient = [0, 0, i * 2.0]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [1, 1]
+        sent.append(to_bytes(ds))
+    with httpx.Client(base_url=archive.base_url) as client:
+        assert stow(client, sent).status_code == 200
+
+    # Our server again, on a port of its own, recording what the viewer asks and gets.
+    seen: list[tuple[str, str, int]] = []
+    app = create_app(archive.container)
+
+    async def recorder(scope, receive, send):  # type: ignore[no-untyped-def]
+        async def record(message):  # type: ignore[no-untyped-def]
+            if message["type"] == "http.response.start":
+                seen.append((scope["method"], scope["path"], message["status"]))
+            await send(message)
+
+        await app(scope, receive, record)
+
+    server = uvicorn.Server(
+        uvicorn.Config(recorder, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    ohif_site.dicomweb_root = f"http://127.0.0.1:{port}{archive.settings.base_path}"
+    try:
+        shot = tmp_path / "viewer.png"
+        run = subprocess.run(
+            [
+                chromium,
+                "--headless=new",
+                "--no-sandbox",
+                "--enable-unsafe-swiftshader",
+                "--use-angle=swiftshader",
+                "--no-first-run",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--window-size=1280,800",
+                "--virtual-time-budget=30000",
+                f"--screenshot={shot}",
+                f"{ohif_site.url}/viewer?StudyInstanceUIDs={study}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert shot.is_file(), run.stderr[-2000:]
+    failures = [s for s in seen if s[2] >= 400]
+    assert failures == [], failures
+    paths = [p for _, p, _ in seen]
+    assert any(p.endswith("/studies") for p in paths), seen
+    assert any(p.endswith("/metadata") for p in paths), seen
+    frames = {p for p in paths if p.endswith("/frames/1")}
+    assert len(frames) >= 1, seen
+    assert any(p.endswith("/thumbnail") for p in paths), seen
+    # The image is on screen: the viewport holds the sine pattern, not a blank area.
+    viewport = np.asarray(Image.open(shot).convert("L"))[250:650, 480:1040]
+    assert viewport.std() > 30, viewport.std()
