@@ -196,3 +196,44 @@ def test_rendered_media_type_negotiation(client: httpx.Client) -> None:
     )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith('multipart/related; type="image/png"')
+
+
+def test_modality_lut_voi_lut_and_planar_configuration(client: httpx.Client) -> None:
+    from pydicom.pixels.processing import apply_voi_lut
+    from pydicom.sequence import Sequence
+
+    lut_ds = make_instance(rows=8, columns=8)
+    lut_ds.PixelData = np.arange(64, dtype="<u2").tobytes()
+    modality = Dataset()
+    modality.LUTDescriptor = [64, 0, 16]
+    modality.ModalityLUTType = "HU"
+    modality.LUTData = [int(v) for v in (np.arange(64) ** 2)]
+    modality["LUTData"].VR = "US"
+    lut_ds.ModalityLUTSequence = Sequence([modality])
+
+    voi_ds = make_instance(rows=8, columns=8)
+    voi_ds.PixelData = np.arange(64, dtype="<u2").tobytes()
+    voi = Dataset()
+    voi.LUTDescriptor = [64, 0, 8]
+    voi.LUTData = [int(v) for v in (255 - np.arange(64) * 4)]
+    voi["LUTData"].VR = "US"
+    voi_ds.VOILUTSequence = Sequence([voi])
+
+    planar = make_instance(rows=4, columns=5)
+    planar.SamplesPerPixel, planar.PhotometricInterpretation = 3, "RGB"
+    planar.PlanarConfiguration = 1
+    planar.BitsAllocated, planar.BitsStored, planar.HighBit = 8, 8, 7
+    rgb = np.random.default_rng(3).integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    planar.PixelData = rgb.transpose(2, 0, 1).tobytes()  # R plane, G plane, B plane
+
+    assert stow(client, [lut_ds, voi_ds, planar]).status_code == 200
+    png = {"Accept": "image/png"}
+    got = _png(client.get(urls(lut_ds)[2] + "/rendered?window=1000,2000,LINEAR", headers=png))
+    assert np.abs(got - _windowed(lut_ds, 1000, 2000, "LINEAR")).max() <= 1
+    got = _png(client.get(urls(voi_ds)[2] + "/rendered", headers=png))
+    values = apply_modality_lut(voi_ds.pixel_array, voi_ds)
+    expected = apply_voi_lut(values, voi_ds, prefer_lut=True).astype(np.float64)
+    assert np.abs(got - expected).max() <= 1
+    got = _png(client.get(urls(planar)[2] + "/rendered", headers=png))
+    assert np.array_equal(got, rgb)
+    assert np.array_equal(planar.pixel_array, rgb)

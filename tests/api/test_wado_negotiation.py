@@ -172,3 +172,30 @@ def test_malformed_accept_and_impossible_syntax(client: httpx.Client) -> None:
         instance_url + "/frames/1,2", headers={"Accept": "application/octet-stream"}
     )
     assert frames.status_code == 406  # single part for two frames (PS3.18 10.4.4)
+
+
+def _bulk_uris(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["BulkDataURI"]] if "BulkDataURI" in node else []
+        return found + [u for v in node.values() for u in _bulk_uris(v)]
+    if isinstance(node, list):
+        return [u for v in node for u in _bulk_uris(v)]
+    return []
+
+
+def test_every_bulk_data_uri_of_every_bundled_file_resolves(client: httpx.Client) -> None:
+    from tests.factories import BUNDLED
+
+    items = [bundled_bytes(name) for name in sorted(BUNDLED)]
+    for data in items:
+        assert stow(client, [data]).status_code in (200, 202)
+    uris = _bulk_uris(client.get("/instances", params={"includefield": "all"}).json())
+    for data in items:
+        ds = parse(data)
+        meta = client.get(urls(ds)[2] + "/metadata").json()
+        uris += _bulk_uris(meta)
+    assert len(uris) >= len(items)
+    for uri in uris:
+        r = client.get(uri)
+        assert r.status_code == 200, (uri, r.text)
+        assert all(body for _, body in parts(r)), uri
