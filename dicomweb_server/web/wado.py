@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dicomweb_server.dicom import uids
+from dicomweb_server.dicom.frames import Ranges
 from dicomweb_server.services.errors import NotAcceptable
 from dicomweb_server.services.ports import StoredInstance
 from dicomweb_server.services.retrieve import (
@@ -229,41 +230,44 @@ async def _byte_parts(
     if (unchanged := caching.not_modified(request, etag, immutable=True)) is not None:
         return unchanged
     headers = caching.headers(etag, immutable=True)
-    key = found.instance.blob_key
-    parts: list[OutgoingPart]
     same = target == stored or (
         target == uids.EXPLICIT_VR_LITTLE_ENDIAN and stored in uids.NATIVE_TRANSFER_SYNTAXES
     )
+    part_type = f"{choice.media_type}; transfer-syntax={target}"
     if same and found.parts:
-        parts = [
-            OutgoingPart(
-                content_type=f"{choice.media_type}; transfer-syntax={target}",
-                length=sum(length for _, length in ranges),
-                chunks=lambda ranges=ranges: retrieve.stream_ranges(key, ranges),  # type: ignore[misc]
-                content_location=location,
-                read_slice=lambda start, length, ranges=ranges: retrieve.stream_ranges(  # type: ignore[misc]
-                    key, slice_ranges(ranges, start, length)
-                ),
-            )
-            for ranges, location in zip(found.parts, locations, strict=True)
-        ]
+        parts = _stored_parts(retrieve, found, part_type, locations)
     else:
         encoded = await run_in_threadpool(retrieve.transcoded_frames, found, target)
         # Transcoded Pixel Data is sent frame by frame: each part names its frame.
         frames_url = _instance_url(base_url(request), found.instance) + "/frames"
         assert found.frame_numbers is not None
         parts = [
-            OutgoingPart(
-                content_type=f"{choice.media_type}; transfer-syntax={target}",
-                length=len(data),
-                chunks=_held(data),
-                content_location=f"{frames_url}/{n}",
-            )
+            OutgoingPart(part_type, len(data), _held(data), f"{frames_url}/{n}")
             for data, n in zip(encoded, found.frame_numbers, strict=True)
         ]
     if not choice.multipart and len(parts) == 1:
         return await single_part_response(request, parts[0], headers)
     return await _multipart(MultipartBody(parts), choice.media_type, headers)
+
+
+def _stored_parts(
+    retrieve: RetrieveService, found: ByteParts, part_type: str, locations: list[str]
+) -> list[OutgoingPart]:
+    """Parts read straight from the stored object, each one or more byte ranges."""
+    key = found.instance.blob_key
+
+    def part(ranges: Ranges, location: str) -> OutgoingPart:
+        return OutgoingPart(
+            content_type=part_type,
+            length=sum(length for _, length in ranges),
+            chunks=lambda: retrieve.stream_ranges(key, ranges),
+            content_location=location,
+            read_slice=lambda start, length: retrieve.stream_ranges(
+                key, slice_ranges(ranges, start, length)
+            ),
+        )
+
+    return [part(r, loc) for r, loc in zip(found.parts, locations, strict=True)]
 
 
 def _accepts_octets(choice: BytesChoice, stored: str) -> bool:
