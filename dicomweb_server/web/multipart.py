@@ -170,6 +170,13 @@ class OutgoingPart:
     # (start, length) -> those bytes of the part, where it can be read piecewise.
     read_slice: Callable[[int, int], Iterable[bytes]] | None = None
 
+    @classmethod
+    def of(
+        cls, content_type: str, data: bytes, content_location: str | None = None
+    ) -> OutgoingPart:
+        """A part whose bytes are already in memory."""
+        return cls(content_type, len(data), lambda: (data,), content_location)
+
 
 class MultipartBody:
     """A multipart/related body whose parts are produced lazily."""

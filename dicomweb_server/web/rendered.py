@@ -75,10 +75,7 @@ def image_response(
 
 
 def _multipart_images(request: Request, bodies: list[bytes], media_type: str) -> Response:
-    parts = [
-        OutgoingPart(content_type=media_type, length=len(b), chunks=lambda b=b: (b,))  # type: ignore[misc]
-        for b in bodies
-    ]
+    parts = [OutgoingPart.of(media_type, b) for b in bodies]
     body = MultipartBody(parts)
     tag = caching.body_etag(b"".join(bodies))
     unchanged = caching.not_modified(request, tag, immutable=False)

@@ -242,7 +242,7 @@ async def _byte_parts(
         frames_url = _instance_url(base_url(request), found.instance) + "/frames"
         assert found.frame_numbers is not None
         parts = [
-            OutgoingPart(part_type, len(data), _held(data), f"{frames_url}/{n}")
+            OutgoingPart.of(part_type, data, f"{frames_url}/{n}")
             for data, n in zip(encoded, found.frame_numbers, strict=True)
         ]
     if not choice.multipart and len(parts) == 1:

@@ -16,8 +16,6 @@ def xml_response(json_array: bytes) -> Response:
     """The data sets of a DICOM JSON array as `multipart/related; type=application/dicom+xml`."""
     datasets: list[dict[str, Any]] = orjson.loads(json_array)
     documents = [json_to_native(ds) for ds in datasets]
-    body = MultipartBody(
-        [OutgoingPart(DICOM_XML, len(d), lambda d=d: [d]) for d in documents]  # type: ignore[misc]
-    )
+    body = MultipartBody([OutgoingPart.of(DICOM_XML, d) for d in documents])
     media_type = f'multipart/related; type="{DICOM_XML}"; boundary={body.boundary}'
     return Response(body.read(), media_type=media_type)
