@@ -125,3 +125,29 @@ def test_one_gigabyte_in_and_out_with_flat_memory(sqlite_archive: RunningServer)
         last = client.get(url + f"/frames/{frames}")
         assert last.status_code == 200
         assert frame(frames - 1) in last.content
+
+        # The same object in a zip archive: written as it is sent, memory stays flat.
+        study_url = f"/studies/{ds.StudyInstanceUID}"
+        zipped = 0
+        with (
+            PeakMemory() as archive_read,
+            client.stream("GET", study_url, headers={"Accept": "application/zip"}) as response,
+        ):
+            assert response.status_code == 200
+            assert response.headers["content-type"] == "application/zip"
+            for chunk in response.iter_raw():
+                zipped += len(chunk)
+        assert zipped > size
+        assert archive_read.growth < LIMIT_MB, f"zip grew memory by {archive_read.growth:.0f} MB"
+        print(f"memory growth: zip download {archive_read.growth:.1f} MB")
+
+        # Transcoding would hold the object in memory: past the bound it is refused, not tried.
+        r = client.get(
+            url,
+            headers={
+                "Accept": 'multipart/related; type="application/dicom"; '
+                "transfer-syntax=1.2.840.10008.1.2.5"
+            },
+        )
+        assert r.status_code == 406
+        assert "transfer-syntax=*" in r.json()["error"]
