@@ -16,6 +16,7 @@ from dicomweb_server.dicom.render import RenderParams
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable, NotFound
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import RetrieveIndex, StoredInstance, StoredPixels
+from dicomweb_server.services.retrieve import missing, require_frames
 
 THUMBNAIL_SIZE = (128, 128)
 # PS3.4 B.5: Grayscale, Color, Pseudo-Color and Blending Softcopy Presentation State Storage.
@@ -67,7 +68,7 @@ class RenderService:
     def _stored(self, study: str, series: str, instance: str) -> StoredPixels:
         found = self._index.pixels(study, series, instance)
         if found is None:
-            raise NotFound(f"no instance {instance} in series {series} of study {study} is stored")
+            raise NotFound(missing(study, series, instance))
         if found.layout.number_of_frames < 1:
             raise NotAcceptable(f"instance {instance} has no Pixel Data: it cannot be rendered")
         return found
@@ -75,11 +76,7 @@ class RenderService:
     def _image_instances(self, study: str, series: str | None) -> list[StoredPixels]:
         found = self._index.instances(study, series)
         if not found:
-            raise NotFound(
-                f"no series {series} in study {study} is stored"
-                if series
-                else f"no study {study} is stored"
-            )
+            raise NotFound(missing(study, series))
         images = [p for i in found if (p := self._pixels_of(i)) is not None]
         if not images:
             raise NotAcceptable(
@@ -96,10 +93,7 @@ class RenderService:
     ) -> list[bytes]:
         """Each frame rendered, or (GIF) all of them as one animation."""
         pixels = self._stored(study, series, instance)
-        count = pixels.layout.number_of_frames
-        beyond = [n for n in numbers if n > count]
-        if beyond:
-            raise NotFound(f"instance {instance} has {count} frame(s); no frame {beyond[0]}")
+        require_frames(instance, pixels.layout.number_of_frames, numbers)
         if params.media_type == render.GIF and len(numbers) > 1:
             return [self._render(pixels, numbers, params)]
         return [self._render(pixels, [n], params) for n in numbers]
@@ -137,8 +131,8 @@ class RenderService:
         else:
             pixels = self._representative(study, series)
         count = pixels.layout.number_of_frames
-        if frame is not None and frame > count:
-            raise NotFound(f"the instance has {count} frame(s); no frame {frame}")
+        if frame is not None:
+            require_frames(pixels.instance.sop_instance_uid, count, [frame])
         return self._render(pixels, [frame or (count + 1) // 2], params)
 
     def presentation(
@@ -160,11 +154,7 @@ class RenderService:
         middle are tried first, so one pixel-layout lookup usually suffices."""
         found = self._index.instances(study, series)
         if not found:
-            raise NotFound(
-                f"no series {series} in study {study} is stored"
-                if series
-                else f"no study {study} is stored"
-            )
+            raise NotFound(missing(study, series))
         by_series: dict[str, list[StoredInstance]] = {}
         for inst in found:
             by_series.setdefault(inst.series_uid, []).append(inst)
@@ -184,6 +174,13 @@ class RenderService:
         if cached is not None:
             return cached
         header = self._pixels.header(pixels)
+        # Every frame of an animation is held as an image: bounded like transcoding.
+        shown = int(header.get("Rows", 0)) * int(header.get("Columns", 0)) * 3 * len(numbers)
+        if shown > self._pixels.max_transcode_bytes:
+            raise NotAcceptable(
+                f"{len(numbers)} frames are more than this server renders in one image; "
+                "ask for fewer frames"
+            )
         images = []
         for n in numbers:
             array, description = self._pixels.frame_array(pixels, n)

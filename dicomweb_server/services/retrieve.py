@@ -134,7 +134,7 @@ class RetrieveService:
     ) -> list[StoredInstance]:
         found = self._index.instances(study_uid, series_uid, sop_instance_uid)
         if not found:
-            raise NotFound(_missing(study_uid, series_uid, sop_instance_uid))
+            raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
         return found
 
     def metadata(
@@ -142,7 +142,7 @@ class RetrieveService:
     ) -> list[str]:
         found = self._index.metadata(study_uid, series_uid, sop_instance_uid)
         if not found:
-            raise NotFound(_missing(study_uid, series_uid, sop_instance_uid))
+            raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
         return found
 
     def stream(self, instance: StoredInstance, chunk_size: int = 1 << 20) -> Iterator[bytes]:
@@ -161,19 +161,9 @@ class RetrieveService:
             if layout.frames_error is None:
                 raise NotFound(f"instance {sop_instance_uid} has no Pixel Data")
             # Frames not located at ingest (a deflated object): decoded from the whole object.
-            count = layout.number_of_frames
-            beyond = [n for n in numbers if n > count]
-            if beyond:
-                raise NotFound(
-                    f"instance {sop_instance_uid} has {count} frame(s); no frame {beyond[0]}"
-                )
+            require_frames(sop_instance_uid, layout.number_of_frames, numbers)
             return ByteParts(pixels, [], pixels.instance.transfer_syntax_uid, numbers)
-        count = len(layout.frames)
-        beyond = [n for n in numbers if n > count]
-        if beyond:
-            raise NotFound(
-                f"instance {sop_instance_uid} has {count} frame(s); no frame {beyond[0]}"
-            )
+        require_frames(sop_instance_uid, len(layout.frames), numbers)
         return ByteParts(
             pixels,
             [layout.frames[n - 1] for n in numbers],
@@ -209,11 +199,19 @@ class RetrieveService:
     def _pixels(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> StoredPixels:
         pixels = self._index.pixels(study_uid, series_uid, sop_instance_uid)
         if pixels is None:
-            raise NotFound(_missing(study_uid, series_uid, sop_instance_uid))
+            raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
         return pixels
 
 
-def _missing(study: str, series: str | None, instance: str | None) -> str:
+def require_frames(sop_instance_uid: str, count: int, numbers: list[int]) -> None:
+    """404 for a frame number past the last (frame 0 is refused by parse_frame_numbers)."""
+    beyond = [n for n in numbers if n > count]
+    if beyond:
+        raise NotFound(f"instance {sop_instance_uid} has {count} frame(s); no frame {beyond[0]}")
+
+
+def missing(study: str, series: str | None = None, instance: str | None = None) -> str:
+    """What is not stored, in words."""
     if instance is not None:
         return f"no instance {instance} in series {series} of study {study} is stored"
     if series is not None:
