@@ -7,7 +7,8 @@ libjpeg-turbo 3, which reads and writes all of them, so this module is:
 - a pydicom decoder plugin (the module-level `is_available`, `DECODER_DEPENDENCIES` and
   `decode_frame` pydicom's plugin interface asks for), registered by `register()` after
   pydicom's own plugins, so a GPL plugin a user installs still comes first;
-- two frame encoders used by `transcode.py`.
+- frame encoders used by `transcode.py`: JPEG Baseline, JPEG Lossless SV1, and HTJ2K
+  lossless (OpenJPH, which pydicom cannot encode with either).
 """
 
 from __future__ import annotations
@@ -71,3 +72,10 @@ def encode_jpeg_lossless_sv1(frame: np.ndarray, bits_stored: int) -> bytes:
     return bytes(
         imagecodecs.jpeg8_encode(frame, lossless=True, predictor=1, bitspersample=bits_stored)
     )
+
+
+def encode_htj2k_lossless(frame: np.ndarray) -> bytes:
+    """PS3.5 A.4.8 High-Throughput JPEG 2000 Lossless of one frame: a reversible code-stream
+    without a colour transform, so RGB stays RGB (a transform would make it YBR_RCT)."""
+    frame = np.ascontiguousarray(frame)
+    return bytes(imagecodecs.htj2k_encode(frame, reversible=True, rgb=False))

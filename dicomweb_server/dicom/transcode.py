@@ -3,8 +3,8 @@
 Decoding goes through pydicom's decoders (pylibjpeg-openjpeg, pylibjpeg-rle, pyjpegls,
 Pillow, and `codecs.py` for the JPEG processes pydicom can only read through GPL code).
 Encoding goes through pydicom's encoders where it has them (RLE Lossless, JPEG-LS, JPEG 2000)
-and through `codecs.py` for JPEG Baseline and JPEG Lossless SV1. One frame is decoded and
-encoded at a time. The matrix this gives is in docs/conformance.md.
+and through `codecs.py` for JPEG Baseline, JPEG Lossless SV1 and HTJ2K Lossless. One frame is
+decoded and encoded at a time. The matrix this gives is in docs/conformance.md.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
 JPEG_LS_NEAR_LOSSLESS = "1.2.840.10008.1.2.4.81"
 JPEG_2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
 JPEG_2000 = "1.2.840.10008.1.2.4.91"
+HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
 HTJ2K_LOSSY = "1.2.840.10008.1.2.4.203"
 RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 
@@ -64,6 +65,7 @@ ENCODABLE = frozenset(
         JPEG_LS_NEAR_LOSSLESS,
         JPEG_2000_LOSSLESS,
         JPEG_2000,
+        HTJ2K_LOSSLESS,
     }
 )
 
@@ -192,6 +194,10 @@ def encode_frame(
                     f"{bits_stored}-bit samples"
                 )
             return codecs.encode_jpeg_baseline(array, options.jpeg_quality)
+        if target == HTJ2K_LOSSLESS:
+            if int(description["bits_allocated"]) > 16:
+                raise TranscodeError(f"HTJ2K here holds at most 16-bit samples, not {bits_stored}")
+            return codecs.encode_htj2k_lossless(array)
         if target == JPEG_LOSSLESS_SV1:
             unsigned = array.astype(np.int64) & ((1 << bits_stored) - 1)
             dtype = np.uint8 if bits_stored <= 8 else np.uint16

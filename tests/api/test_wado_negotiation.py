@@ -93,6 +93,11 @@ def test_frames_transcoded_and_in_their_own_media_types(client: httpx.Client) ->
     assert [imagecodecs.jpegls_decode(b).tobytes() for _, b in got] == [
         f.tobytes() for f in ds.pixel_array
     ]
+    htj2k = 'multipart/related; type="image/jphc"'
+    got = parts(client.get(frames_url, headers={"Accept": htj2k}))
+    assert [imagecodecs.htj2k_decode(b).tobytes() for _, b in got] == [
+        f.tobytes() for f in ds.pixel_array
+    ]
     # One frame may be asked for as a single part.
     r = client.get(urls(ds)[2] + "/frames/2", headers={"Accept": "image/jls"})
     assert r.status_code == 200

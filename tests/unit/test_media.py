@@ -90,6 +90,8 @@ def test_frame_media_types_per_table_8_7_3_2() -> None:
         JPEG,
     )
     assert _frames('multipart/related; type="image/jls"', RLE) == ("image/jls", JPEG_LS)
+    htj2k = "1.2.840.10008.1.2.4.201"
+    assert _frames('multipart/related; type="image/jphc"', EXPLICIT) == ("image/jphc", htj2k)
     # A syntax that is not the media type's is not acceptable.
     assert _frames(f'multipart/related; type="image/jpeg"; transfer-syntax={JPEG_LS}', RLE) is None
     assert _frames("text/html", EXPLICIT) is None

@@ -100,7 +100,8 @@ def test_decodable_and_matrix() -> None:
     for syntax in (t.JPEG_BASELINE, t.JPEG_EXTENDED, t.JPEG_LOSSLESS, t.JPEG_LOSSLESS_SV1):
         assert t.decodable(syntax), syntax
     assert not t.can_transcode("1.2.840.10008.1.2.4.100", t.JPEG_2000)  # MPEG-2: no decoder
-    assert not t.can_transcode(t.RLE_LOSSLESS, "1.2.840.10008.1.2.4.201")  # no HTJ2K encoder
+    assert not t.can_transcode(t.RLE_LOSSLESS, t.HTJ2K_LOSSY)  # no lossy HTJ2K encoder
+    assert t.can_transcode(t.RLE_LOSSLESS, t.HTJ2K_LOSSLESS)
     assert t.can_transcode(t.RLE_LOSSLESS, t.RLE_LOSSLESS)
 
 
