@@ -95,9 +95,9 @@ def test_frames_transcoded_and_in_their_own_media_types(client: httpx.Client) ->
     ]
     htj2k = 'multipart/related; type="image/jphc"'
     got = parts(client.get(frames_url, headers={"Accept": htj2k}))
-    assert [imagecodecs.htj2k_decode(b).tobytes() for _, b in got] == [
-        f.tobytes() for f in ds.pixel_array
-    ]
+    # Without a colour transform the decoder gives the components as planes.
+    decoded = [np.moveaxis(imagecodecs.htj2k_decode(b), 0, -1) for _, b in got]
+    assert [d.tobytes() for d in decoded] == [f.tobytes() for f in ds.pixel_array]
     # One frame may be asked for as a single part.
     r = client.get(urls(ds)[2] + "/frames/2", headers={"Accept": "image/jls"})
     assert r.status_code == 200
