@@ -90,8 +90,9 @@ def parse_window(text: str) -> Window:
     function = parts[2].strip().upper()
     if function not in VOI_FUNCTIONS:
         raise InvalidQuery(f"window function {parts[2]!r} is not one of {', '.join(VOI_FUNCTIONS)}")
-    if width < 1 or (function == "LINEAR" and width < 1):
-        raise InvalidQuery(f"window width {width:g} must be at least 1")
+    # PS3.3 C.11.2.1.2: LINEAR needs a width of at least 1, the other functions above 0.
+    if (function == "LINEAR" and width < 1) or width <= 0:
+        raise InvalidQuery(f"window width {width:g} is too small for {function}")
     return Window(center, width, function)
 
 
@@ -227,7 +228,7 @@ def _stored_window(header: Dataset) -> Window | None:
     except (TypeError, ValueError):
         return None
     function = str(header.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
-    if w < 1 or function not in VOI_FUNCTIONS:
+    if function not in VOI_FUNCTIONS or (function == "LINEAR" and w < 1) or w <= 0:
         return None
     return Window(c, w, function)
 
