@@ -204,3 +204,21 @@ def test_every_bulk_data_uri_of_every_bundled_file_resolves(client: httpx.Client
         r = client.get(uri)
         assert r.status_code == 200, (uri, r.text)
         assert all(body for _, body in parts(r)), uri
+
+
+def test_pixel_data_bulk_data_transcoded(client: httpx.Client) -> None:
+    data = bundled_bytes("SC_rgb_rle_2frame.dcm")
+    ds = parse(data)
+    assert stow(client, [data]).status_code == 200
+    (meta,) = client.get(urls(ds)[2] + "/metadata").json()
+    uri = meta["7FE00010"]["BulkDataURI"]
+    # Default: decoded, one native part per frame, each naming its frame.
+    got = parts(client.get(uri))
+    assert [body for _, body in got] == [f.tobytes() for f in ds.pixel_array]
+    assert [h["content-location"].rsplit("/", 2)[1:] for h, _ in got] == [
+        ["frames", "1"],
+        ["frames", "2"],
+    ]
+    # Another compressed syntax on request.
+    got = parts(client.get(uri, headers={"Accept": 'multipart/related; type="image/jls"'}))
+    assert all(JPEG_LS in h["content-type"] for h, _ in got) and len(got) == 2
