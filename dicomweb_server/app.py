@@ -81,6 +81,7 @@ def create_app_from_settings() -> Starlette:
     settings = Settings()
     upgrade_database(settings)
     container = build_container(settings)
+    container.verify()
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -55,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "check":
         return _check(settings, args.repair, args.grace_minutes * 60)
+    problem = _unusable_backend(settings)
+    if problem is not None:
+        print(f"dicomweb-server: {problem}", file=sys.stderr)
+        return 2
     upgrade_database(settings)
     import uvicorn
 
@@ -71,6 +75,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         http=NoDelayH11Protocol,
     )
     return 0
+
+
+def _unusable_backend(settings: Settings) -> str | None:
+    """Why the configured database or blob store cannot be used, before serving anything."""
+    from dicomweb_server.container import BackendUnusable, build_container
+
+    try:
+        container = build_container(settings)
+    except (BackendUnusable, ValueError) as exc:
+        return str(exc)
+    try:
+        container.verify()
+    except BackendUnusable as exc:
+        return str(exc)
+    finally:
+        container.close()
+    return None
 
 
 def _check(settings: Settings, repair: bool, grace_seconds: float) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from dicomweb_server.blobs.filesystem import FilesystemBlobStore
+from dicomweb_server.blobs.s3 import S3BlobStore, S3Location
 from dicomweb_server.dicom.confidentiality_profile import Option
 from dicomweb_server.dicom.deidentify import Deidentifier
 from dicomweb_server.index.sql import migrate
@@ -20,6 +21,7 @@ from dicomweb_server.index.sql.engine import make_engine
 from dicomweb_server.index.sql.repository import SqlIndex
 from dicomweb_server.services.check import CheckService
 from dicomweb_server.services.pixels import PixelReader
+from dicomweb_server.services.ports import BlobStore
 from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
@@ -35,6 +37,7 @@ class Container:
     retrieve: RetrieveService
     render: RenderService
     consistency: CheckService
+    blobs: BlobStore
     checks: dict[str, Callable[[], None]]
     engine: Engine
     _closers: list[Callable[[], None]] = field(default_factory=list)
@@ -42,6 +45,15 @@ class Container:
     def close(self) -> None:
         for closer in self._closers:
             closer()
+
+    def verify(self) -> None:
+        """Fail at start, with a clear message, when a backend cannot be used."""
+        for name, check in self.checks.items():
+            try:
+                check()
+            except Exception as exc:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise BackendUnusable(f"the {name} cannot be used: {reason}") from exc
 
 
 def upgrade_database(settings: Settings) -> None:
@@ -74,10 +86,37 @@ def retrieve_anonymizer(settings: Settings) -> Deidentifier:
     return Deidentifier(key)
 
 
+class BackendUnusable(RuntimeError):
+    """A configured backend cannot be used; the message says which and why."""
+
+
+def build_blob_store(settings: Settings) -> BlobStore:
+    """The blob store the settings name: the local file system or an S3-compatible bucket."""
+    if settings.blob_store == "s3":
+        if not settings.s3_bucket:
+            raise BackendUnusable("DICOMWEB_BLOB_STORE=s3 needs DICOMWEB_S3_BUCKET")
+        return S3BlobStore(
+            S3Location(
+                bucket=settings.s3_bucket,
+                prefix=settings.s3_prefix,
+                endpoint_url=settings.s3_endpoint_url,
+                region=settings.s3_region,
+                access_key_id=settings.s3_access_key_id,
+                secret_access_key=settings.s3_secret_access_key,
+                addressing_style=settings.s3_addressing_style,
+                connect_timeout=settings.s3_connect_timeout,
+                read_timeout=settings.s3_read_timeout,
+                max_attempts=settings.s3_max_attempts,
+                max_pool_connections=settings.s3_max_pool_connections,
+            )
+        )
+    return FilesystemBlobStore(settings.resolved_blob_dir)
+
+
 def build_container(settings: Settings) -> Container:
     engine = make_engine(settings.resolved_database_url, settings.db_pool_size)
     index = SqlIndex(engine)
-    blobs = FilesystemBlobStore(settings.resolved_blob_dir)
+    blobs = build_blob_store(settings)
     pixels = PixelReader(blobs, settings.max_transcode_bytes)
     return Container(
         settings=settings,
@@ -96,7 +135,8 @@ def build_container(settings: Settings) -> Container:
         retrieve=RetrieveService(index, blobs, pixels, retrieve_anonymizer(settings)),
         render=RenderService(index, pixels),
         consistency=CheckService(index, blobs, settings.resolved_spool_dir),
+        blobs=blobs,
         checks={"database": index.check, "blob store": blobs.check},
         engine=engine,
-        _closers=[engine.dispose],
+        _closers=[engine.dispose, blobs.close],
     )

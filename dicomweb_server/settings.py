@@ -46,6 +46,40 @@ class Settings(BaseSettings):
         default=None,
         description="Folder where objects are stored; default: `objects` in the data folder.",
     )
+    blob_store: Literal["filesystem", "s3"] = Field(
+        default="filesystem",
+        description="Where objects are stored: filesystem (DICOMWEB_BLOB_DIR) or s3 "
+        "(an S3-compatible bucket, DICOMWEB_S3_*).",
+    )
+    s3_bucket: str | None = Field(default=None, description="Bucket of the s3 blob store.")
+    s3_prefix: str = Field(default="", description="Key prefix inside the bucket.")
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint URL (MinIO, Ceph, a region endpoint); AWS's by default.",
+    )
+    s3_region: str | None = Field(default=None, description="S3 region name.")
+    s3_access_key_id: str | None = Field(
+        default=None,
+        description="S3 access key; without it the standard AWS credential chain is used.",
+    )
+    s3_secret_access_key: str | None = Field(
+        default=None, description="S3 secret key (with DICOMWEB_S3_ACCESS_KEY_ID)."
+    )
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto", description="S3 addressing: path for MinIO and Ceph, virtual for AWS."
+    )
+    s3_connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to wait for a connection to S3."
+    )
+    s3_read_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds to wait for S3 to send data."
+    )
+    s3_max_attempts: int = Field(
+        default=5, ge=1, description="Attempts per S3 call (retries with backoff)."
+    )
+    s3_max_pool_connections: int = Field(
+        default=50, ge=1, description="HTTP connections to S3 kept per process."
+    )
     spool_dir: Path | None = Field(
         default=None,
         description="Folder for request parts while they are received; default: `spool` in "

@@ -1,9 +1,11 @@
 """Real components for every test: a real server over a real socket, on each backend.
 
-The API tests run on both backend pairs: SQLite + filesystem (the embedded default) and
-PostgreSQL + filesystem. PostgreSQL is the one on 127.0.0.1:5432; each run gets a database of
-its own, dropped at the end, and each test starts from empty tables. Without PostgreSQL the
-PostgreSQL half is skipped with a visible reason; under CI=true that is a failure.
+The API tests run on four backend pairs: SQLite or PostgreSQL for the index, the file system
+or an S3 bucket for objects. PostgreSQL is the one on 127.0.0.1:5432; each run gets a database
+of its own, dropped at the end, and each test starts from empty tables. S3 is a real
+S3-protocol server (moto's server mode) on a loopback port, spoken to over HTTP by boto3; each
+backend pair gets a bucket of its own. Without PostgreSQL the PostgreSQL half is skipped with
+a visible reason; under CI=true that is a failure.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ PG_ADMIN_URL = os.environ.get(
     "DICOMWEB_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-BACKENDS = ["sqlite", "postgresql"]
+# index + blob store; a name without "+s3" keeps objects on the file system.
+BACKENDS = ["sqlite", "postgresql", "sqlite+s3", "postgresql+s3"]
+S3_ACCESS = {"s3_access_key_id": "test", "s3_secret_access_key": "test-secret"}
 
 _pg_problem: str | None = None
 
@@ -67,6 +71,34 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-protocol server on a loopback port, for the whole run."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def new_bucket(endpoint: str, name: str) -> None:
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=S3_ACCESS["s3_access_key_id"],
+        aws_secret_access_key=S3_ACCESS["s3_secret_access_key"],
+    )
+    client.create_bucket(Bucket=name)
+    client.close()
+
+
 @dataclass
 class RunningServer:
     backend: str
@@ -78,16 +110,34 @@ class RunningServer:
     def base_url(self) -> str:
         return self.url + self.settings.base_path
 
+    @property
+    def database(self) -> str:
+        return self.backend.split("+")[0]
+
     def reset(self) -> None:
         with self.container.engine.begin() as conn:
-            if self.backend == "postgresql":
+            if self.database == "postgresql":
                 conn.execute(text("TRUNCATE instances, series, studies RESTART IDENTITY CASCADE"))
             else:
                 for table in ("instances", "series", "studies"):
                     conn.execute(text(f"DELETE FROM {table}"))
-        blob_dir = self.settings.resolved_blob_dir
-        shutil.rmtree(blob_dir, ignore_errors=True)
-        blob_dir.mkdir(parents=True)
+        if self.settings.blob_store == "s3":
+            blobs = self.container.blobs
+            for key, _ in list(blobs.iter_keys()):
+                blobs.delete(key)
+        else:
+            blob_dir = self.settings.resolved_blob_dir
+            shutil.rmtree(blob_dir, ignore_errors=True)
+            blob_dir.mkdir(parents=True)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as the environment variables that give them (for subprocesses)."""
+    return {
+        f"DICOMWEB_{name.upper()}": str(value)
+        for name, value in settings.model_dump().items()
+        if value is not None and value != ""
+    }
 
 
 def serve_in_thread(container: Container) -> tuple[uvicorn.Server, threading.Thread, str]:
@@ -120,10 +170,26 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     backend: str = request.param
-    database_url = request.getfixturevalue("pg_url") if backend == "postgresql" else None
-    settings = make_settings(tmp_path_factory.mktemp(f"archive-{backend}"), database_url)
+    database, _, blobs = backend.partition("+")
+    database_url = request.getfixturevalue("pg_url") if database == "postgresql" else None
+    extra: dict[str, object] = {}
+    if blobs == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        bucket = f"dicomweb-{database}-{uuid.uuid4().hex[:8]}"
+        new_bucket(endpoint, bucket)
+        extra = {
+            "blob_store": "s3",
+            "s3_bucket": bucket,
+            "s3_endpoint_url": endpoint,
+            "s3_region": "us-east-1",
+            "s3_addressing_style": "path",
+            **S3_ACCESS,
+        }
+    folder = tmp_path_factory.mktemp(f"archive-{backend.replace('+', '-')}")
+    settings = make_settings(folder, database_url, **extra)
     upgrade_database(settings)
     container = build_container(settings)
+    container.verify()
     uv, thread, url = serve_in_thread(container)
     try:
         yield RunningServer(backend, container, url, settings)

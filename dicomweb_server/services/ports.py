@@ -36,6 +36,9 @@ class BlobStore(Protocol):
     def check(self) -> None:
         """Raise if the store cannot be used."""
 
+    def close(self) -> None:
+        """Release connections."""
+
 
 @dataclass(frozen=True)
 class StoredInstance:

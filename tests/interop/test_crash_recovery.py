@@ -1,6 +1,6 @@
 """A server process killed in the middle of a large STOW-RS request loses nothing acknowledged.
 
-A real `dicomweb-server serve` shares the archive (database and object folder) of the test
+A real `dicomweb-server serve` shares the archive (database and object store) of the test
 server. It is killed with SIGKILL while a multipart request is streaming; after a restart,
 everything acknowledged before is retrievable, no index row lacks its object, and
 `check --repair` leaves the archive consistent.
@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 from pydicom.uid import generate_uid
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, settings_env
 from tests.factories import make_instance, to_bytes
 from tests.helpers import STOW_TYPE, stow
 from tests.interop.test_readme import free_port
@@ -30,9 +30,7 @@ from tests.interop.test_readme import free_port
 def start_server(archive: RunningServer) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
-    env["DICOMWEB_DATA_DIR"] = str(archive.settings.data_dir)
-    if archive.settings.database_url:
-        env["DICOMWEB_DATABASE_URL"] = archive.settings.database_url
+    env.update(settings_env(archive.settings))
     command = [str(Path(sys.executable).parent / "dicomweb-server"), "serve", "--port", str(port)]
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
