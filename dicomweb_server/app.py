@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -50,11 +51,29 @@ def create_app(container: Container) -> Starlette:
         return Response(spec, media_type="application/yaml")
 
     async def health(_request: Request) -> Response:
+        """Liveness: the process answers (Kubernetes livenessProbe, load balancers)."""
         return JSONResponse({"status": "ok"})
+
+    async def ready(_request: Request) -> Response:
+        """Readiness: the database and the blob store answer (Kubernetes readinessProbe)."""
+        problems = {}
+        for name, check in container.checks.items():
+            try:
+                await run_in_threadpool(check)
+            except Exception as exc:  # noqa: BLE001 - a probe reports any failure by name
+                problems[name] = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if problems:
+            return JSONResponse(
+                {"status": "unavailable", "problems": problems},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        return JSONResponse({"status": "ready"})
 
     routes: list[BaseRoute] = [
         Route("/openapi.yaml", openapi, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
     ]
     if settings.base_path:
         routes.append(Mount(settings.base_path, routes=DICOMWEB_ROUTES))

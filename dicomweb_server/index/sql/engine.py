@@ -5,22 +5,42 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import OperationalError
+
+from dicomweb_server.services.errors import Unavailable
 
 WRITE = "dicomweb_write"
 
 
-def make_engine(url: str, pool_size: int = 10) -> Engine:
+def make_engine(url: str, pool_size: int = 10, pool_timeout: float = 10.0) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(url)
-    return create_engine(
-        url,
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=True,
-        pool_recycle=1800,
-    )
+        engine = _sqlite_engine(url)
+    else:
+        engine = create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=pool_timeout,
+            # A connection the database dropped (restart, failover, network cut) is noticed
+            # before use and replaced: the server recovers by itself when the database returns.
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            connect_args={"connect_timeout": 5},
+        )
+    event.listen(engine, "handle_error", _unavailable)
+    return engine
+
+
+def _unavailable(context: ExceptionContext) -> Exception | None:
+    """A database that cannot be reached (or is locked) is a 503 with Retry-After for the
+    client, not a 500: the request can be made again once it is back."""
+    if context.is_disconnect or isinstance(context.sqlalchemy_exception, OperationalError):
+        reason = str(context.original_exception).strip().splitlines()
+        detail = f": {reason[0]}" if reason else ""
+        return Unavailable(f"the index database is unavailable{detail}")
+    return None
 
 
 def _sqlite_engine(url: str) -> Engine:
