@@ -170,3 +170,61 @@ def test_database_cut_off_during_load(fault_database: str, tmp_path: object) -> 
         thread.join(timeout=10)
         container.close()
         proxy.close()
+
+
+def test_blob_store_cut_off(s3_endpoint: str, tmp_path: object) -> None:
+    """S3 unreachable: STOW answers 503 and indexes nothing; retrieve answers 503; both work
+    again when it is back."""
+    from tests.conftest import S3_ACCESS, new_bucket
+
+    endpoint = make_url(s3_endpoint.replace("http://", "postgresql://"))
+    proxy = CuttableProxy((endpoint.host or "127.0.0.1", endpoint.port or 80))
+    bucket = f"dicomweb-fault-{uuid.uuid4().hex[:8]}"
+    new_bucket(s3_endpoint, bucket)
+    settings = make_settings(
+        tmp_path,  # type: ignore[arg-type]
+        blob_store="s3",
+        s3_bucket=bucket,
+        s3_endpoint_url=f"http://127.0.0.1:{proxy.port}",
+        s3_region="us-east-1",
+        s3_addressing_style="path",
+        s3_max_attempts=2,
+        s3_connect_timeout=1,
+        s3_read_timeout=2,
+        **S3_ACCESS,
+    )
+    upgrade_database(settings)
+    container = build_container(settings)
+    uv, thread, url = serve_in_thread(container)
+    try:
+        with httpx.Client(base_url=url + settings.base_path, timeout=60) as client:
+            kept = make_instance()
+            assert stow(client, [kept]).status_code == 200
+            instance_url = (
+                f"/studies/{kept.StudyInstanceUID}/series/{kept.SeriesInstanceUID}"
+                f"/instances/{kept.SOPInstanceUID}"
+            )
+            proxy.cut()
+            lost = make_instance()
+            r = stow(client, [lost])
+            assert r.status_code == 503, r.text
+            assert r.headers["retry-after"]
+            assert "blob" in r.json()["error"] or "s3://" in r.json()["error"]
+            r = client.get(instance_url)
+            assert r.status_code == 503
+            # The index never took the instance whose object could not be written.
+            assert (
+                client.get("/studies", params={"StudyInstanceUID": lost.StudyInstanceUID}).json()
+                == []
+            )
+            ready = httpx.get(url + "/ready", timeout=30)
+            assert ready.status_code == 503 and "blob store" in ready.json()["problems"]
+            proxy.restore()
+            assert httpx.get(url + "/ready", timeout=30).status_code == 200
+            assert client.get(instance_url).status_code == 200
+            assert stow(client, [lost]).status_code == 200
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=10)
+        container.close()
+        proxy.close()
