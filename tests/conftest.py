@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -73,16 +76,31 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """A real S3-protocol server on a loopback port, for the whole run."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    """A real S3-protocol server (moto) on a loopback port, for the whole run. It runs in a
+    process of its own, so the memory it uses for objects is not counted as the server's."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
     try:
-        yield f"http://{host}:{port}"
+        while True:
+            try:
+                httpx.get(endpoint, timeout=2)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise RuntimeError("the S3-protocol test server did not start") from None
+                time.sleep(0.1)
+        yield endpoint
     finally:
-        server.stop()
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def new_bucket(endpoint: str, name: str) -> None:

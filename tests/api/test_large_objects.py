@@ -91,8 +91,9 @@ def large_instance(frames: int) -> tuple[Dataset, Iterator[bytes], int]:
 
 @pytest.fixture
 def sqlite_archive(server: RunningServer) -> RunningServer:
-    if server.backend != "sqlite":
-        pytest.skip("the streaming paths do not depend on the index; run once")
+    """Once per blob store: the streaming paths do not depend on the index."""
+    if server.database != "sqlite":
+        pytest.skip("the streaming paths do not depend on the index; run once per blob store")
     server.reset()
     return server
 
