@@ -7,6 +7,7 @@ mode makes ALTER TABLE work on SQLite.
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 
 from dicomweb_server.index.sql.engine import make_engine
 from dicomweb_server.index.sql.models import metadata
@@ -38,9 +39,16 @@ def run_migrations_online() -> None:
         engine.dispose()
 
 
-def _run(connection: object) -> None:
+def _run(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        # Batch mode rebuilds a SQLite table by copy, drop and rename: with foreign keys on,
+        # dropping the old `studies` would cascade to every series and instance row. The
+        # pragma only takes effect outside a transaction, so it goes to the driver directly.
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.execute("PRAGMA foreign_keys=OFF")
     context.configure(
-        connection=connection,  # type: ignore[arg-type]
+        connection=connection,
         target_metadata=metadata,
         render_as_batch=True,
         compare_type=True,

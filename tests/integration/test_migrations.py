@@ -65,3 +65,63 @@ def test_db_upgrade_command_on_postgresql(pg_url: str, tmp_path: Path) -> None:
         }
     engine.dispose()
     assert {"studies", "series", "instances", "alembic_version"} <= tables
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_populated_archive_upgrades_in_place(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """Stored under revision 0001 (before the name group columns), upgraded to head: every
+    instance is still served and the old study is found by its Ideographic name group."""
+    import httpx
+    from alembic import command
+
+    from dicomweb_server.container import build_container
+    from dicomweb_server.index.sql.migrate import alembic_config
+    from tests.conftest import make_settings, serve_in_thread
+    from tests.factories import make_instance
+    from tests.helpers import stow
+
+    if backend == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA IF EXISTS populated CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA populated")
+        engine.dispose()
+        url = url + "?options=-csearch_path%3Dpopulated"
+    else:
+        url = f"sqlite:///{tmp_path / 'populated.sqlite3'}"
+    settings = make_settings(tmp_path, url)
+    name = "Yamada^Tarou=山田^太郎=やまだ^たろう"
+    sent = [make_instance(patient_name=name, patient_id="OLD") for _ in range(3)]
+
+    def serve_and(action):  # type: ignore[no-untyped-def]
+        container = build_container(settings)
+        server, thread, root = serve_in_thread(container)
+        try:
+            with httpx.Client(base_url=root + settings.base_path, timeout=60) as client:
+                return action(client)
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            container.close()
+
+    upgrade(url)
+    serve_and(lambda client: stow(client, sent))
+    # Back to the first schema: as if these studies had been stored by the first release.
+    command.downgrade(alembic_config(url), "0001")
+    upgrade(url)
+
+    def found(client: httpx.Client) -> list[int]:
+        hits = client.get("/studies", params={"PatientName": "山田^太郎"}).json()
+        served = [
+            client.get(
+                f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+                f"/instances/{ds.SOPInstanceUID}"
+            ).status_code
+            for ds in sent
+        ]
+        return [len(hits), *served]
+
+    assert serve_and(found) == [3, 200, 200, 200]
