@@ -114,7 +114,12 @@ def build_blob_store(settings: Settings) -> BlobStore:
 
 
 def build_container(settings: Settings) -> Container:
-    engine = make_engine(settings.resolved_database_url, settings.db_pool_size)
+    engine = make_engine(
+        settings.resolved_database_url,
+        settings.db_pool_size,
+        settings.db_max_overflow,
+        settings.db_pool_timeout,
+    )
     index = SqlIndex(engine)
     blobs = build_blob_store(settings)
     pixels = PixelReader(blobs, settings.max_transcode_bytes)

@@ -137,6 +137,14 @@ class Settings(BaseSettings):
         "past it, a request for another transfer syntax answers 406.",
     )
     db_pool_size: int = Field(default=10, ge=1, description="Connections kept open per process.")
+    db_max_overflow: int = Field(
+        default=10, ge=0, description="Extra connections a process may open under load."
+    )
+    db_pool_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a request waits for a free connection before answering 503.",
+    )
     log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
 
     @field_validator("base_path")

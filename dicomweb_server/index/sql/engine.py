@@ -13,7 +13,9 @@ from dicomweb_server.services.errors import Unavailable
 WRITE = "dicomweb_write"
 
 
-def make_engine(url: str, pool_size: int = 10, pool_timeout: float = 10.0) -> Engine:
+def make_engine(
+    url: str, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 10.0
+) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = _sqlite_engine(url)
@@ -21,7 +23,7 @@ def make_engine(url: str, pool_size: int = 10, pool_timeout: float = 10.0) -> En
         engine = create_engine(
             url,
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=max_overflow,
             pool_timeout=pool_timeout,
             # A connection the database dropped (restart, failover, network cut) is noticed
             # before use and replaced: the server recovers by itself when the database returns.

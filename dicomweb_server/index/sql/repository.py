@@ -9,12 +9,14 @@ from sqlalchemy import Engine, Row, Select, Table, bindparam, select, text, upda
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dicomweb_server.dicom import attributes as a
 from dicomweb_server.dicom.attributes import Level
 from dicomweb_server.index.sql import query
 from dicomweb_server.index.sql.engine import WRITE
 from dicomweb_server.index.sql.models import instances, series, studies
+from dicomweb_server.services.errors import Unavailable
 from dicomweb_server.services.ports import (
     AddOutcome,
     AddResult,
@@ -81,6 +83,13 @@ def _split(value: str) -> list[str]:
 class SqlIndex:
     """One index over one engine; thread-safe (each call uses its own connection)."""
 
+    def _connect(self) -> Connection:
+        """A pooled connection; none free within the pool timeout is a 503, not a 500."""
+        try:
+            return self._engine.connect()
+        except PoolTimeout as exc:
+            raise Unavailable("every database connection is busy; try again shortly") from exc
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         # Statements built once: SQLAlchemy then reuses their compiled SQL for every call.
@@ -105,7 +114,7 @@ class SqlIndex:
 
     def add_instance(self, instance: NewInstance, replace: bool = False) -> AddResult:
         try:
-            with self._engine.connect() as conn:
+            with self._connect() as conn:
                 conn.execution_options(**{WRITE: True})
                 with conn.begin():
                     return self._add(conn, instance, replace)
@@ -277,7 +286,7 @@ class SqlIndex:
                     series.c.series_instance_uid == series_uid,
                 )
             )
-        with self._engine.connect() as conn:
+        with self._connect() as conn:
             return conn.execute(stmt.limit(1)).first() is not None
 
     def search(self, q: SearchQuery) -> list[SearchResult]:
@@ -328,7 +337,7 @@ class SqlIndex:
         if q.series_uid is not None:
             stmt = stmt.where(series.c.series_instance_uid == q.series_uid)
         stmt = stmt.order_by(*query.ORDER[q.level]).limit(q.limit).offset(q.offset)
-        with self._engine.connect() as conn:
+        with self._connect() as conn:
             rows = conn.execute(stmt).all()
         return [self._result(q.level, row) for row in rows]
 
@@ -415,14 +424,14 @@ class SqlIndex:
         stmt = self._scoped(
             select(*self._INSTANCE_COLUMNS), study_uid, series_uid, sop_instance_uid
         )
-        with self._engine.connect() as conn:
+        with self._connect() as conn:
             return [self._stored(row) for row in conn.execute(stmt)]
 
     def metadata(
         self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
     ) -> list[str]:
         stmt = self._scoped(select(instances.c.metadata), study_uid, series_uid, sop_instance_uid)
-        with self._engine.connect() as conn:
+        with self._connect() as conn:
             return [str(m) for m in conn.execute(stmt).scalars()]
 
     def pixels(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> StoredPixels | None:
@@ -438,7 +447,7 @@ class SqlIndex:
             series_uid,
             sop_instance_uid,
         )
-        with self._engine.connect() as conn:
+        with self._connect() as conn:
             row = conn.execute(stmt).first()
         if row is None:
             return None
@@ -452,9 +461,9 @@ class SqlIndex:
     # -- operations -------------------------------------------------------------------------
 
     def blob_keys(self) -> set[str]:
-        with self._engine.connect() as conn:
+        with self._connect() as conn:
             return {str(k) for k in conn.execute(select(instances.c.blob_key)).scalars()}
 
     def check(self) -> None:
-        with self._engine.connect() as conn:
+        with self._connect() as conn:
             conn.execute(text("SELECT 1"))
