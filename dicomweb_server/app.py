@@ -98,7 +98,8 @@ def create_app(container: Container) -> Starlette:
 def create_app_from_settings() -> Starlette:
     """Factory for `uvicorn --factory`: settings from the environment, schema upgraded."""
     settings = Settings()
-    upgrade_database(settings)
+    if settings.migrate_on_start:
+        upgrade_database(settings)
     container = build_container(settings)
     container.verify()
 

@@ -59,7 +59,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem is not None:
         print(f"dicomweb-server: {problem}", file=sys.stderr)
         return 2
-    upgrade_database(settings)
+    if settings.migrate_on_start:
+        upgrade_database(settings)
+    else:
+        from dicomweb_server.index.sql.migrate import pending
+
+        behind = pending(settings.resolved_database_url)
+        if behind is not None:
+            print(
+                f"dicomweb-server: the index schema is at {behind}; run `dicomweb-server db "
+                "upgrade` (DICOMWEB_MIGRATE_ON_START=false leaves it to a separate job)",
+                file=sys.stderr,
+            )
+            return 2
     import uvicorn
 
     from dicomweb_server.serving import NoDelayH11Protocol

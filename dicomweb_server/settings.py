@@ -136,6 +136,11 @@ class Settings(BaseSettings):
         description="Most bytes of stored objects one response decodes to transcode or render; "
         "past it, a request for another transfer syntax answers 406.",
     )
+    migrate_on_start: bool = Field(
+        default=True,
+        description="`serve` applies pending migrations; false: it refuses to start on an "
+        "old schema (a separate job runs `dicomweb-server db upgrade`).",
+    )
     db_pool_size: int = Field(default=10, ge=1, description="Connections kept open per process.")
     db_max_overflow: int = Field(
         default=10, ge=0, description="Extra connections a process may open under load."
