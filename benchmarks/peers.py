@@ -120,13 +120,63 @@ def create_pg_database(admin_url: str) -> tuple[str, object]:
     return admin_url.rsplit("/", 1)[0] + f"/{name}", drop
 
 
-def start_ours(name: str, workdir: Path, database_url: str | None, workers: int) -> Peer:
+def start_s3_server(workdir: Path) -> tuple[dict[str, str], object]:
+    """An S3-protocol server on loopback (moto's server mode, from the test extra) with a
+    bucket; returns the settings that point our server at it, and a function that stops it.
+    It is a Python server keeping objects in memory: slower than MinIO or AWS S3, so the
+    S3 column is an upper bound on what S3 costs us."""
+    import boto3
+
+    port = free_port()
+    log = (workdir / "s3-server.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    _wait(endpoint, process, "the S3-protocol server")
+    settings = {
+        "DICOMWEB_BLOB_STORE": "s3",
+        "DICOMWEB_S3_BUCKET": "dicomweb-bench",
+        "DICOMWEB_S3_ENDPOINT_URL": endpoint,
+        "DICOMWEB_S3_REGION": "us-east-1",
+        "DICOMWEB_S3_ADDRESSING_STYLE": "path",
+        "DICOMWEB_S3_ACCESS_KEY_ID": "bench",
+        "DICOMWEB_S3_SECRET_ACCESS_KEY": "bench-secret",
+    }
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench-secret",
+    )
+    client.create_bucket(Bucket=settings["DICOMWEB_S3_BUCKET"])
+    client.close()
+
+    def stop() -> None:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+    return settings, stop
+
+
+def start_ours(
+    name: str,
+    workdir: Path,
+    database_url: str | None,
+    workers: int,
+    extra_env: dict[str, str] | None = None,
+) -> Peer:
     port = free_port()
     data = workdir / name
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
     env.update({"DICOMWEB_DATA_DIR": str(data), "DICOMWEB_LOG_LEVEL": "warning"})
+    env.update(extra_env or {})
     if database_url:
         env["DICOMWEB_DATABASE_URL"] = database_url
     command = [

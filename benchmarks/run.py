@@ -1,6 +1,6 @@
 """Run the benchmark side by side: our server (PostgreSQL and embedded) and Orthanc.
 
-    python -m benchmarks.run CORPUS [--out DIR] [--peers ours-pg,ours-sqlite,orthanc]
+    python -m benchmarks.run CORPUS [--out DIR] [--peers ours-pg,ours-pg-s3,ours-sqlite,orthanc]
                              [--repetitions N] [--warmups N] [--workers N] [--scale ROWS]
 
 CORPUS is a folder made by `python -m benchmarks.corpus`; when it holds no corpus yet, the
@@ -35,6 +35,7 @@ from benchmarks.peers import (
     start_nginx,
     start_orthanc,
     start_ours,
+    start_s3_server,
 )
 
 DEFAULT_PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -499,6 +500,15 @@ def _start(name: str, work: Path, workers: int, pg_admin_url: str) -> tuple[Peer
     if name == "ours-pg":
         url, drop = create_pg_database(pg_admin_url)
         return start_ours(name, work, url, workers), drop
+    if name == "ours-pg-s3":
+        url, drop = create_pg_database(pg_admin_url)
+        s3, stop_s3 = start_s3_server(work)
+
+        def cleanup() -> None:
+            drop()  # type: ignore[operator]
+            stop_s3()  # type: ignore[operator]
+
+        return start_ours(name, work, url, workers, s3), cleanup
     if name == "orthanc":
         binary = ensure_orthanc()
         if binary is None:
@@ -635,8 +645,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     parser.add_argument(
         "--peers",
-        default="ours-pg,ours-sqlite,orthanc",
-        help="comma-separated: ours-pg, ours-sqlite, orthanc",
+        default="ours-pg,ours-pg-s3,ours-sqlite,orthanc",
+        help="comma-separated: ours-pg, ours-pg-s3 (PostgreSQL + an S3-protocol server), "
+        "ours-sqlite, orthanc",
     )
     parser.add_argument("--warmups", type=int, default=3)
     parser.add_argument("--repetitions", type=int, default=20)

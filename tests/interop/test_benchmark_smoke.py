@@ -33,7 +33,7 @@ def test_benchmark_runs_on_a_tiny_corpus(tmp_path: Path, pg_url: str) -> None:
     assert (again / "multiframe.dcm").read_bytes() == (data / "multiframe.dcm").read_bytes()
     assert (again / manifest[0].path).read_bytes() == (data / manifest[0].path).read_bytes()
 
-    peers = ["ours-sqlite", "ours-pg"]
+    peers = ["ours-sqlite", "ours-pg", "ours-pg-s3"]
     have_orthanc = (
         shutil.which("Orthanc") is not None
         and Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so").is_file()
@@ -71,7 +71,7 @@ def test_benchmark_runs_on_a_tiny_corpus(tmp_path: Path, pg_url: str) -> None:
     )
     assert code == 0
     report = json.loads((out / "results.json").read_text())
-    for name in ("ours-sqlite", "ours-pg"):
+    for name in ("ours-sqlite", "ours-pg", "ours-pg-s3"):
         results = report["peers"][name]
         failed = {m: r for m, r in results.items() if "failed" in r}
         assert failed == {}
