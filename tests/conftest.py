@@ -149,6 +149,30 @@ class RunningServer:
             blob_dir.mkdir(parents=True)
 
 
+def start_serve(settings: Settings, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    """A real `dicomweb-server serve` process on the given settings, ready; returns it and
+    its DICOMweb root URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
+    env.update(settings_env(settings))
+    command = [str(Path(sys.executable).parent / "dicomweb-server"), "serve", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    root = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(root + "/ready").status_code == 200:
+                return process, root + settings.base_path
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("the server did not start")
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as the environment variables that give them (for subprocesses)."""
     return {

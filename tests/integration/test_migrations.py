@@ -13,19 +13,22 @@ from dicomweb_server.index.sql.migrate import upgrade
 from dicomweb_server.index.sql.models import metadata
 
 
+def pg_schema(pg_url: str, name: str) -> str:
+    """A fresh schema of the test database (the server fixture may share the database)."""
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+        conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+    engine.dispose()
+    return pg_url + f"?options=-csearch_path%3D{name}"
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_models_and_migrations_do_not_drift(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     if backend == "postgresql":
-        url = request.getfixturevalue("pg_url")
-        # The server fixture may share this database: a schema of its own keeps this clean.
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP SCHEMA IF EXISTS drift CASCADE")
-            conn.exec_driver_sql("CREATE SCHEMA drift")
-        url = url + "?options=-csearch_path%3Ddrift"
-        engine.dispose()
+        url = pg_schema(request.getfixturevalue("pg_url"), "drift")
     else:
         url = f"sqlite:///{tmp_path / 'drift.sqlite3'}"
     upgrade(url)
@@ -45,17 +48,14 @@ def test_db_upgrade_command_on_postgresql(pg_url: str, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    engine = create_engine(pg_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP SCHEMA IF EXISTS cli CASCADE")
-        conn.exec_driver_sql("CREATE SCHEMA cli")
-    url = pg_url + "?options=-csearch_path%3Dcli"
+    url = pg_schema(pg_url, "cli")
     command = [str(Path(sys.executable).parent / "dicomweb-server"), "db", "upgrade"]
     env = {**os.environ, "DICOMWEB_DATABASE_URL": url}
     result = subprocess.run(
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
+    engine = create_engine(pg_url)
     with engine.connect() as conn:
         tables = {
             r[0]
@@ -83,13 +83,7 @@ def test_a_populated_archive_upgrades_in_place(
     from tests.helpers import stow
 
     if backend == "postgresql":
-        url = request.getfixturevalue("pg_url")
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP SCHEMA IF EXISTS populated CASCADE")
-            conn.exec_driver_sql("CREATE SCHEMA populated")
-        engine.dispose()
-        url = url + "?options=-csearch_path%3Dpopulated"
+        url = pg_schema(request.getfixturevalue("pg_url"), "populated")
     else:
         url = f"sqlite:///{tmp_path / 'populated.sqlite3'}"
     settings = make_settings(tmp_path, url)

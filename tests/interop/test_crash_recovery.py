@@ -9,41 +9,22 @@ everything acknowledged before is retrievable, no index row lacks its object, an
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 from pydicom.uid import generate_uid
 
-from tests.conftest import RunningServer, settings_env
+from tests.conftest import RunningServer, start_serve
 from tests.factories import make_instance, to_bytes
 from tests.helpers import STOW_TYPE, stow
-from tests.interop.test_readme import free_port
 
 
 def start_server(archive: RunningServer) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
-    env.update(settings_env(archive.settings))
-    command = [str(Path(sys.executable).parent / "dicomweb-server"), "serve", "--port", str(port)]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                return process, f"http://127.0.0.1:{port}/dicomweb"
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the server did not start")
+    return start_serve(archive.settings)
 
 
 def test_kill_during_a_large_stow(archive: RunningServer, client: httpx.Client) -> None:

@@ -5,54 +5,22 @@ instances through both, alternately; both then give identical answers and exact 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 from pydicom.uid import generate_uid
 
-from tests.conftest import RunningServer, settings_env
+from tests.conftest import RunningServer, start_serve
 from tests.factories import make_instance
 from tests.helpers import stow, values
-from tests.interop.test_readme import free_port
-
-
-def start(archive: RunningServer, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
-    env.update(settings_env(archive.settings))
-    command = [
-        str(Path(sys.executable).parent / "dicomweb-server"),
-        "serve",
-        "--port",
-        str(port),
-        *extra,
-    ]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    root = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(root + "/ready").status_code == 200:
-                return process, root + archive.settings.base_path
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("the server did not start")
 
 
 def test_two_processes_share_one_database_and_one_bucket(archive: RunningServer) -> None:
     if archive.backend != "postgresql+s3":
         pytest.skip("scale-out is PostgreSQL and S3: the production pair")
-    a, url_a = start(archive, "--workers", "2")
-    b, url_b = start(archive)
+    a, url_a = start_serve(archive.settings, "--workers", "2")
+    b, url_b = start_serve(archive.settings)
     try:
         study = generate_uid()
         series = [generate_uid(), generate_uid()]
