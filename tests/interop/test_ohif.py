@@ -25,6 +25,7 @@ from PIL import Image
 from pydicom.uid import generate_uid
 
 from dicomweb_server.app import create_app
+from dicomweb_server.dicom.transcode import transcode
 from tests.conftest import IN_CI, RunningServer
 from tests.factories import make_instance, to_bytes
 from tests.helpers import stow
@@ -98,12 +99,16 @@ def ohif_site() -> Iterator[OhifSite]:
         httpd.shutdown()
 
 
+@pytest.mark.parametrize("stored_as", [None, "1.2.840.10008.1.2.4.80"])
 def test_ohif_opens_a_study(
     archive: RunningServer,
     chromium: str,  # noqa: F811
     ohif_site: OhifSite,
     tmp_path: Path,
+    stored_as: str | None,
 ) -> None:
+    """Stored natively, and stored as JPEG-LS (the viewer asks for frames with
+    transfer-syntax=* and decodes the stored code-streams itself)."""
     if archive.backend != "sqlite":
         pytest.skip("the viewer path does not depend on the index; run once")
     study, series = generate_uid(), generate_uid()
@@ -116,18 +121,23 @@ def test_ohif_opens_a_study(
         ds.ImagePositionPatient = [0, 0, i * 2.0]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
         ds.PixelSpacing = [1, 1]
-        sent.append(to_bytes(ds))
+        sent.append(to_bytes(ds) if stored_as is None else transcode(to_bytes(ds), stored_as))
     with httpx.Client(base_url=archive.base_url) as client:
         assert stow(client, sent).status_code == 200
 
     # Our server again, on a port of its own, recording what the viewer asks and gets.
     seen: list[tuple[str, str, int]] = []
+    frame_types: set[str] = set()
     app = create_app(archive.container)
 
     async def recorder(scope, receive, send):  # type: ignore[no-untyped-def]
         async def record(message):  # type: ignore[no-untyped-def]
             if message["type"] == "http.response.start":
                 seen.append((scope["method"], scope["path"], message["status"]))
+            if message["type"] == "http.response.body" and "/frames/" in scope["path"]:
+                # The head of the first part names the transfer syntax of the frame.
+                head = message.get("body", b"")[:400]
+                frame_types.update(re.findall(r"transfer-syntax=([0-9.]+)", head.decode("latin-1")))
             await send(message)
 
         await app(scope, receive, record)
@@ -173,6 +183,8 @@ def test_ohif_opens_a_study(
     frames = {p for p in paths if p.endswith("/frames/1")}
     assert len(frames) >= 1, seen
     assert any(p.endswith("/thumbnail") for p in paths), seen
+    # The frames went out as stored (the viewer asks with transfer-syntax=*).
+    assert frame_types == {stored_as or "1.2.840.10008.1.2.1"}, frame_types
     # The image is on screen: the viewport holds the sine pattern, not a blank area.
     viewport = np.asarray(Image.open(shot).convert("L"))[250:650, 480:1040]
     assert viewport.std() > 30, viewport.std()
