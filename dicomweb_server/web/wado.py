@@ -213,12 +213,12 @@ async def _byte_parts(
     accept = request.headers.get("accept")
     stored = found.transfer_syntax_uid
     pixel_frames = found.frame_numbers is not None
-    choices = negotiate_bytes(accept, single=len(locations) == 1)
-    if pixel_frames:
-        chosen = choose_bytes(choices, stored)
-    else:
-        # Other bulk data is little-endian bytes, sent as they are.
-        chosen = next(((c, stored) for c in choices if _accepts_octets(c, stored)), None)
+    chosen = _choose_bytes(accept, found, single=len(locations) == 1)
+    several_frames = len(found.frame_numbers or []) > 1
+    if chosen and not chosen[0].multipart and several_frames and not _as_stored(chosen[1], found):
+        # Transcoded Pixel Data goes frame by frame, one part each: a single-part media type
+        # fits only one frame (PS3.18 10.4.4).
+        chosen = _choose_bytes(accept, found, single=False)
     if chosen is None:
         raise NotAcceptable(
             f"this resource is available as {OCTET_STREAM} (transfer syntax {stored}"
@@ -230,11 +230,8 @@ async def _byte_parts(
     if (unchanged := caching.not_modified(request, etag, immutable=True)) is not None:
         return unchanged
     headers = caching.headers(etag, immutable=True)
-    same = target == stored or (
-        target == uids.EXPLICIT_VR_LITTLE_ENDIAN and stored in uids.NATIVE_TRANSFER_SYNTAXES
-    )
     part_type = f"{choice.media_type}; transfer-syntax={target}"
-    if same and found.parts:
+    if _as_stored(target, found):
         parts = _stored_parts(retrieve, found, part_type, locations)
     else:
         encoded = await run_in_threadpool(retrieve.transcoded_frames, found, target)
@@ -248,6 +245,26 @@ async def _byte_parts(
     if not choice.multipart and len(parts) == 1:
         return await single_part_response(request, parts[0], headers)
     return await _multipart(MultipartBody(parts), choice.media_type, headers)
+
+
+def _choose_bytes(
+    accept: str | None, found: ByteParts, single: bool
+) -> tuple[BytesChoice, str] | None:
+    stored = found.transfer_syntax_uid
+    choices = negotiate_bytes(accept, single)
+    if found.frame_numbers is not None:
+        return choose_bytes(choices, stored)
+    # Other bulk data is little-endian bytes, sent as they are.
+    return next(((c, stored) for c in choices if _accepts_octets(c, stored)), None)
+
+
+def _as_stored(target: str, found: ByteParts) -> bool:
+    """Whether the parts can be read straight from the stored object in `target`."""
+    stored = found.transfer_syntax_uid
+    same = target == stored or (
+        target == uids.EXPLICIT_VR_LITTLE_ENDIAN and stored in uids.NATIVE_TRANSFER_SYNTAXES
+    )
+    return same and bool(found.parts)
 
 
 def _stored_parts(

@@ -222,3 +222,18 @@ def test_pixel_data_bulk_data_transcoded(client: httpx.Client) -> None:
     # Another compressed syntax on request.
     got = parts(client.get(uri, headers={"Accept": 'multipart/related; type="image/jls"'}))
     assert all(JPEG_LS in h["content-type"] for h, _ in got) and len(got) == 2
+
+
+def test_single_part_for_several_transcoded_frames_is_not_acceptable(
+    client: httpx.Client,
+) -> None:
+    ds = make_instance(rows=8, columns=8, frames=3)
+    assert stow(client, [ds]).status_code == 200
+    bulk = urls(ds)[2] + "/bulkdata/7FE00010"
+    # As stored, native Pixel Data is one value: single part is fine.
+    r = client.get(bulk, headers={"Accept": "application/octet-stream"})
+    assert r.status_code == 200 and r.content == ds.PixelData
+    # Transcoded, it is three frames: single part cannot hold them; multipart can.
+    assert client.get(bulk, headers={"Accept": "image/jls"}).status_code == 406
+    r = client.get(bulk, headers={"Accept": 'image/jls, multipart/related; type="image/jls"'})
+    assert r.status_code == 200 and len(parts(r)) == 3
