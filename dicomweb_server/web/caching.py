@@ -38,6 +38,6 @@ def not_modified(request: Request, tag: str, immutable: bool) -> Response | None
     if header is None:
         return None
     wanted = {t.strip().removeprefix("W/") for t in header.split(",")}
-    if "*" in wanted or tag in wanted:
+    if "*" in wanted or tag.removeprefix("W/") in wanted:
         return Response(status_code=304, headers=headers(tag, immutable))
     return None

@@ -175,9 +175,18 @@ async def retrieve_metadata(request: Request) -> Response:
     media_type = negotiate_json(request.headers.get("accept"))
     texts = await run_in_threadpool(container(request).retrieve.metadata, *_scope(request))
     body = json_bytes_with_base(texts, base_url(request))
+    # Revalidation saves a viewer reopening a study the whole download (the study may grow,
+    # so caches ask each time).
+    # Weak: the same JSON is sent gzip-coded or not (RFC 9110 8.8.1).
+    etag = "W/" + caching.body_etag(body + media_type.encode())
+    if (unchanged := caching.not_modified(request, etag, immutable=False)) is not None:
+        return unchanged
+    headers = caching.headers(etag, immutable=False)
     if media_type == DICOM_XML:
-        return await run_in_threadpool(xml_response, body)
-    return await json_response(request, body, media_type)
+        response = await run_in_threadpool(xml_response, body)
+        response.headers.update(headers)
+        return response
+    return await json_response(request, body, media_type, headers)
 
 
 async def retrieve_frames(request: Request) -> Response:

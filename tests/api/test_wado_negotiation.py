@@ -237,3 +237,16 @@ def test_single_part_for_several_transcoded_frames_is_not_acceptable(
     assert client.get(bulk, headers={"Accept": "image/jls"}).status_code == 406
     r = client.get(bulk, headers={"Accept": 'image/jls, multipart/related; type="image/jls"'})
     assert r.status_code == 200 and len(parts(r)) == 3
+
+
+def test_metadata_revalidates(client: httpx.Client) -> None:
+    ds = make_instance()
+    assert stow(client, [ds]).status_code == 200
+    url = urls(ds)[0] + "/metadata"
+    r = client.get(url)
+    assert r.headers["cache-control"] == "private, no-cache"
+    assert client.get(url, headers={"If-None-Match": r.headers["etag"]}).status_code == 304
+    xml = client.get(url, headers={"Accept": 'multipart/related; type="application/dicom+xml"'})
+    assert xml.headers["etag"] != r.headers["etag"]
+    assert stow(client, [make_instance(ds.StudyInstanceUID)]).status_code == 200
+    assert client.get(url, headers={"If-None-Match": r.headers["etag"]}).status_code == 200
