@@ -61,6 +61,16 @@ def path_uid(request: Request, name: str) -> str:
     return uids.require_uid(request.path_params[name], labels[name])
 
 
+def scope_uids(request: Request) -> tuple[str, str | None, str | None]:
+    """The study, series and instance UIDs of the request path, validated (absent: None)."""
+    params = request.path_params
+    return (
+        path_uid(request, "study"),
+        path_uid(request, "series") if "series" in params else None,
+        path_uid(request, "instance") if "instance" in params else None,
+    )
+
+
 def json_bytes_with_base(texts: list[str], base: str) -> bytes:
     """Join stored DICOM JSON texts into an array, making BulkDataURIs absolute.
 

@@ -11,7 +11,7 @@ from dicomweb_server.dicom.render import RenderParams
 from dicomweb_server.services.errors import NotAcceptable
 from dicomweb_server.services.retrieve import parse_frame_numbers
 from dicomweb_server.web import caching
-from dicomweb_server.web.context import container, path_uid
+from dicomweb_server.web.context import container, scope_uids
 from dicomweb_server.web.media import MULTIPART_RELATED, MediaRange, parse_accept
 from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
 
@@ -54,15 +54,6 @@ def render_params(request: Request, media_type: str) -> RenderParams:
     )
 
 
-def _scope(request: Request) -> tuple[str, str | None, str | None]:
-    params = request.path_params
-    return (
-        path_uid(request, "study"),
-        path_uid(request, "series") if "series" in params else None,
-        path_uid(request, "instance") if "instance" in params else None,
-    )
-
-
 def image_response(
     request: Request, body: bytes, media_type: str, immutable: bool = True
 ) -> Response:
@@ -88,7 +79,7 @@ def _multipart_images(request: Request, bodies: list[bytes], media_type: str) ->
 
 async def retrieve_rendered(request: Request) -> Response:
     """Study, series and instance rendered resources."""
-    study, series, instance = _scope(request)
+    study, series, instance = scope_uids(request)
     renderer = container(request).render
     media_type, multipart = negotiate_rendered(request.headers.get("accept"), instance is not None)
     params = render_params(request, media_type)
@@ -103,7 +94,7 @@ async def retrieve_rendered(request: Request) -> Response:
 
 
 async def retrieve_rendered_frames(request: Request) -> Response:
-    study, series, instance = _scope(request)
+    study, series, instance = scope_uids(request)
     assert series is not None and instance is not None
     numbers = parse_frame_numbers(request.path_params["frames"])
     accept = request.headers.get("accept")
@@ -123,7 +114,7 @@ def _gif(accept: str | None) -> bool:
 
 async def retrieve_thumbnail(request: Request) -> Response:
     """PS3.18 10.4.1.1.4: one small image for a study, series, instance or frame."""
-    study, series, instance = _scope(request)
+    study, series, instance = scope_uids(request)
     frame = None
     if "frames" in request.path_params:
         numbers = parse_frame_numbers(request.path_params["frames"])

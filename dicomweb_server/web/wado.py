@@ -19,7 +19,7 @@ from dicomweb_server.services.retrieve import (
     slice_ranges,
 )
 from dicomweb_server.web import caching
-from dicomweb_server.web.context import base_url, container, json_bytes_with_base, path_uid
+from dicomweb_server.web.context import base_url, container, json_bytes_with_base, scope_uids
 from dicomweb_server.web.encoding import json_response
 from dicomweb_server.web.media import (
     DICOM,
@@ -39,14 +39,6 @@ from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
 from dicomweb_server.web.ranges import single_part_response
 from dicomweb_server.web.xml import xml_response
 from dicomweb_server.web.zipstream import ZipMember, zip_stream
-
-
-def _scope(request: Request) -> tuple[str, str | None, str | None]:
-    study = path_uid(request, "study")
-    series = path_uid(request, "series") if "series" in request.path_params else None
-    instance = path_uid(request, "instance") if "instance" in request.path_params else None
-    return study, series, instance
-
 
 # Bodies up to this size are read in one thread hop and sent whole; larger ones stream in
 # pieces of STREAM_PIECE bytes, so memory per response stays bounded either way.
@@ -78,7 +70,7 @@ async def retrieve_instances(request: Request) -> Response:
     """Study, series or instance (PS3.18 10.4.1.1.1): `multipart/related;
     type="application/dicom"`, `application/dicom` for one instance, or `application/zip`;
     each instance in the transfer syntax negotiated for it (PS3.18 8.7.3.4)."""
-    scope = _scope(request)
+    scope = scope_uids(request)
     retrieve = container(request).retrieve
     found = await run_in_threadpool(retrieve.instances, *scope)
     one = scope[2] is not None
@@ -173,7 +165,7 @@ async def _single(
 
 async def retrieve_metadata(request: Request) -> Response:
     media_type = negotiate_json(request.headers.get("accept"))
-    texts = await run_in_threadpool(container(request).retrieve.metadata, *_scope(request))
+    texts = await run_in_threadpool(container(request).retrieve.metadata, *scope_uids(request))
     body = json_bytes_with_base(texts, base_url(request))
     # Revalidation saves a viewer reopening a study the whole download (the study may grow,
     # so caches ask each time).
@@ -190,7 +182,7 @@ async def retrieve_metadata(request: Request) -> Response:
 
 
 async def retrieve_frames(request: Request) -> Response:
-    study, series, instance = _scope(request)
+    study, series, instance = scope_uids(request)
     assert series is not None and instance is not None
     numbers = parse_frame_numbers(request.path_params["frames"])
     retrieve = container(request).retrieve
@@ -201,7 +193,7 @@ async def retrieve_frames(request: Request) -> Response:
 
 
 async def retrieve_bulk_data(request: Request) -> Response:
-    study, series, instance = _scope(request)
+    study, series, instance = scope_uids(request)
     assert series is not None and instance is not None
     retrieve = container(request).retrieve
     path = request.path_params["path"]
