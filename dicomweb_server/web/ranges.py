@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -12,7 +13,21 @@ from starlette.responses import Response, StreamingResponse
 from dicomweb_server.web.multipart import OutgoingPart
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_BUFFER_LIMIT = 16 * 2**20
+# Bodies up to this size are read in one thread hop and sent whole; larger ones stream in
+# pieces, so memory per response stays bounded either way.
+BUFFER_LIMIT = 16 * 2**20
+
+
+async def whole_body(
+    content_type: str, length: int, chunks: Callable[[], Iterable[bytes]], headers: dict[str, str]
+) -> Response:
+    """A body of known length: read at once when small, streamed otherwise."""
+    if length <= BUFFER_LIMIT:
+        body = await run_in_threadpool(lambda: b"".join(chunks()))
+        return Response(body, media_type=content_type, headers=headers)
+    return StreamingResponse(
+        iter(chunks()), media_type=content_type, headers={**headers, "Content-Length": str(length)}
+    )
 
 
 def _slice(part: OutgoingPart, start: int, end: int) -> bytes:
@@ -33,14 +48,7 @@ async def single_part_response(
     match = _RANGE.match(header.strip()) if header else None
     size = part.length
     if match is None or (not match.group(1) and not match.group(2)):
-        if size <= _BUFFER_LIMIT:
-            body = await run_in_threadpool(lambda: b"".join(part.chunks()))
-            return Response(body, media_type=part.content_type, headers=out)
-        return StreamingResponse(
-            iter(part.chunks()),
-            media_type=part.content_type,
-            headers={**out, "Content-Length": str(size)},
-        )
+        return await whole_body(part.content_type, size, part.chunks, out)
     first, last = match.group(1), match.group(2)
     if first:
         start, end = int(first), min(int(last) if last else size - 1, size - 1)

@@ -36,13 +36,11 @@ from dicomweb_server.web.media import (
     negotiate_json,
 )
 from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
-from dicomweb_server.web.ranges import single_part_response
+from dicomweb_server.web.ranges import BUFFER_LIMIT, single_part_response, whole_body
 from dicomweb_server.web.xml import xml_response
 from dicomweb_server.web.zipstream import ZipMember, zip_stream
 
-# Bodies up to this size are read in one thread hop and sent whole; larger ones stream in
-# pieces of STREAM_PIECE bytes, so memory per response stays bounded either way.
-BUFFER_LIMIT = 16 * 2**20
+# Larger multipart bodies (see BUFFER_LIMIT) stream in pieces of this many bytes.
 STREAM_PIECE = 4 * 2**20
 
 
@@ -95,7 +93,7 @@ async def retrieve_instances(request: Request) -> Response:
         )
     if choice.container == DICOM:
         ((length, target, chunks),) = members
-        return await _single(f"{DICOM}; transfer-syntax={target}", length, chunks, headers)
+        return await whole_body(f"{DICOM}; transfer-syntax={target}", length, chunks, headers)
     parts = [
         OutgoingPart(
             content_type=f"{DICOM}; transfer-syntax={target}",
@@ -148,19 +146,6 @@ def _streamer(retrieve: RetrieveService, inst: StoredInstance) -> Callable[[], I
 
 def _held(data: bytes) -> Callable[[], Iterable[bytes]]:
     return lambda: (data,)
-
-
-async def _single(
-    content_type: str, length: int, chunks: Callable[[], Iterable[bytes]], headers: dict[str, str]
-) -> Response:
-    if length <= BUFFER_LIMIT:
-        body = await run_in_threadpool(lambda: b"".join(chunks()))
-        return Response(body, media_type=content_type, headers=headers)
-    return StreamingResponse(
-        iter(chunks()),
-        media_type=content_type,
-        headers={**headers, "Content-Length": str(length)},
-    )
 
 
 async def retrieve_metadata(request: Request) -> Response:
