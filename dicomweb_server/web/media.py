@@ -209,22 +209,27 @@ def choose_instance_syntax(syntaxes: list[str | None], stored: str) -> str | Non
     `syntaxes` can be produced. PS3.18 8.7.3.4: without a parameter, Explicit VR Little
     Endian, unless the pixel data is lossy (or cannot be decoded here): then as stored."""
     for wanted in syntaxes:
-        if wanted is None:
-            target = _default_syntax(stored)
-        elif wanted == "*":
-            target = stored
-        else:
-            target = wanted
-        if target not in uids.NOT_ALLOWED_ON_THE_WEB and transcode.can_transcode(stored, target):
+        target = _resolve(wanted, stored)
+        if _sendable(stored, target):
             return target
     return None
 
 
-def _default_syntax(stored: str) -> str:
+def _resolve(wanted: str | None, stored: str) -> str:
+    """A transfer-syntax parameter as a syntax: "*" is the stored one; none is the default,
+    Explicit VR Little Endian unless the data is lossy or cannot be decoded (8.7.3.4)."""
+    if wanted == "*":
+        return stored
+    if wanted is not None:
+        return wanted
     explicit = uids.EXPLICIT_VR_LITTLE_ENDIAN
     if stored in transcode.LOSSY_SYNTAXES or not transcode.can_transcode(stored, explicit):
         return stored
     return explicit
+
+
+def _sendable(stored: str, target: str) -> bool:
+    return target not in uids.NOT_ALLOWED_ON_THE_WEB and transcode.can_transcode(stored, target)
 
 
 def choose_bytes(choices: list[BytesChoice], stored: str) -> tuple[BytesChoice, str] | None:
@@ -236,10 +241,8 @@ def choose_bytes(choices: list[BytesChoice], stored: str) -> tuple[BytesChoice, 
         accepted = MediaRange(choice.media_type)
         wanted = choice.transfer_syntax
         if accepted.matches(OCTET_STREAM):
-            target = stored if wanted == "*" else wanted or _default_syntax(stored)
-            if target not in uids.NOT_ALLOWED_ON_THE_WEB and transcode.can_transcode(
-                stored, target
-            ):
+            target = _resolve(wanted, stored)
+            if _sendable(stored, target):
                 return BytesChoice(OCTET_STREAM, target, choice.multipart), target
             continue
         own = FRAME_MEDIA_TYPES.get(stored)
