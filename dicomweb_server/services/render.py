@@ -73,15 +73,16 @@ class RenderService:
             raise NotAcceptable(f"instance {instance} has no Pixel Data: it cannot be rendered")
         return found
 
-    def _image_instances(self, study: str, series: str | None) -> list[StoredPixels]:
+    def _instances(self, study: str, series: str | None) -> list[StoredInstance]:
         found = self._index.instances(study, series)
         if not found:
             raise NotFound(missing(study, series))
-        images = [p for i in found if (p := self._pixels_of(i)) is not None]
+        return found
+
+    def _image_instances(self, study: str, series: str | None) -> list[StoredPixels]:
+        images = [p for i in self._instances(study, series) if (p := self._pixels_of(i))]
         if not images:
-            raise NotAcceptable(
-                f"{'series ' + series if series else 'study ' + study} has no images to render"
-            )
+            raise _no_images(study, series)
         return images
 
     def _pixels_of(self, inst: StoredInstance) -> StoredPixels | None:
@@ -152,11 +153,8 @@ class RenderService:
     def _representative(self, study: str, series: str | None) -> StoredPixels:
         """The middle image of the first series that has images: the instances nearest the
         middle are tried first, so one pixel-layout lookup usually suffices."""
-        found = self._index.instances(study, series)
-        if not found:
-            raise NotFound(missing(study, series))
         by_series: dict[str, list[StoredInstance]] = {}
-        for inst in found:
+        for inst in self._instances(study, series):
             by_series.setdefault(inst.series_uid, []).append(inst)
         for members in by_series.values():
             middle = (len(members) - 1) // 2
@@ -164,9 +162,7 @@ class RenderService:
                 pixels = self._pixels_of(members[k])
                 if pixels is not None:
                     return pixels
-        raise NotAcceptable(
-            f"{'series ' + series if series else 'study ' + study} has no images to render"
-        )
+        raise _no_images(study, series)
 
     def _render(self, pixels: StoredPixels, numbers: list[int], params: RenderParams) -> bytes:
         key = f"{pixels.instance.blob_key}|{','.join(map(str, numbers))}|{params.key()}"
@@ -191,3 +187,9 @@ class RenderService:
         body = render.encode(images, params)
         self._cache.put(key, body)
         return body
+
+
+def _no_images(study: str, series: str | None) -> NotAcceptable:
+    return NotAcceptable(
+        f"{'series ' + series if series else 'study ' + study} has no images to render"
+    )
