@@ -228,11 +228,6 @@ def encode_frame(
         raise TranscodeError(f"the pixel data cannot be encoded in {_name(target)}: {exc}") from exc
 
 
-def encoded_photometric(description: dict[str, Any], target: str) -> str:
-    """The Photometric Interpretation of a frame decoded to `description` once in `target`."""
-    return _encoded_photometric(description, target)
-
-
 def _encoded_photometric(description: dict[str, Any], target: str) -> str:
     photometric = str(description["photometric_interpretation"])
     if target == JPEG_BASELINE and description["samples_per_pixel"] == 3:
