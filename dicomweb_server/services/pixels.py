@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -81,28 +82,30 @@ class PixelReader:
         """A whole (small) object parsed, e.g. a presentation state."""
         return dcmread(io.BytesIO(self.whole_object(instance)))
 
-    def frame_array(self, pixels: StoredPixels, number: int) -> tuple[np.ndarray, Description]:
-        """Frame `number` (from 1) decoded, colour as RGB, with its pixel description."""
+    def frame_arrays(
+        self, pixels: StoredPixels, numbers: list[int]
+    ) -> Iterator[tuple[np.ndarray, Description]]:
+        """Frames `numbers` (from 1) decoded one at a time, colour as RGB, each with its pixel
+        description. An object without frame offsets is read and parsed once for all."""
         source = pixels.instance.transfer_syntax_uid
         try:
             frames = pixels.layout.frames
             if frames is None:
-                return self._frame_of_whole_object(pixels, number)
-            ranges = frames[number - 1]
-            data = b"".join(
-                self._blobs.read_range(pixels.instance.blob_key, o, n) for o, n in ranges
-            )
-            return transcode.decode_frame(self.header(pixels), data, source)
+                ds = dcmread(io.BytesIO(self.whole_object(pixels.instance)))
+                if "PixelData" not in ds:
+                    raise NotFound(f"instance {pixels.instance.sop_instance_uid} has no Pixel Data")
+                for n in numbers:
+                    yield transcode.decode_frame_of(ds, n)
+                return
+            header = self.header(pixels)
+            for n in numbers:
+                data = b"".join(
+                    self._blobs.read_range(pixels.instance.blob_key, o, length)
+                    for o, length in frames[n - 1]
+                )
+                yield transcode.decode_frame(header, data, source)
         except TranscodeError as exc:
             raise NotAcceptable(str(exc)) from exc
-
-    def _frame_of_whole_object(
-        self, pixels: StoredPixels, number: int
-    ) -> tuple[np.ndarray, Description]:
-        ds = dcmread(io.BytesIO(self.whole_object(pixels.instance)))
-        if "PixelData" not in ds:
-            raise NotFound(f"instance {pixels.instance.sop_instance_uid} has no Pixel Data")
-        return transcode.decode_frame_of(ds, number)
 
     def encoded_frames(self, pixels: StoredPixels, numbers: list[int], target: str) -> list[bytes]:
         """Frames decoded and encoded in `target` (native: little-endian pixel bytes); they
@@ -121,8 +124,7 @@ class PixelReader:
                 "for fewer frames or for transfer-syntax=*"
             )
         out = []
-        for n in numbers:
-            array, description = self.frame_array(pixels, n)
+        for array, description in self.frame_arrays(pixels, numbers):
             try:
                 out.append(transcode.encode_frame(array, description, target, self.options))
             except TranscodeError as exc:

@@ -178,8 +178,7 @@ class RenderService:
                 "ask for fewer frames"
             )
         images = []
-        for n in numbers:
-            array, description = self._pixels.frame_array(pixels, n)
+        for array, description in self._pixels.frame_arrays(pixels, numbers):
             display = render.to_display(
                 array, description, header, params.window, params.presentation
             )
