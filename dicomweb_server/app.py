@@ -56,12 +56,7 @@ def create_app(container: Container) -> Starlette:
 
     async def ready(_request: Request) -> Response:
         """Readiness: the database and the blob store answer (Kubernetes readinessProbe)."""
-        problems = {}
-        for name, check in container.checks.items():
-            try:
-                await run_in_threadpool(check)
-            except Exception as exc:  # noqa: BLE001 - a probe reports any failure by name
-                problems[name] = (str(exc).splitlines() or [type(exc).__name__])[0]
+        problems = await run_in_threadpool(container.problems)
         if problems:
             return JSONResponse(
                 {"status": "unavailable", "problems": problems},

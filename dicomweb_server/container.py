@@ -46,14 +46,21 @@ class Container:
         for closer in self._closers:
             closer()
 
-    def verify(self) -> None:
-        """Fail at start, with a clear message, when a backend cannot be used."""
+    def problems(self) -> dict[str, str]:
+        """Each backend that cannot be used now, with the first line of the reason (for
+        `/ready` and for the start-up check)."""
+        found = {}
         for name, check in self.checks.items():
             try:
                 check()
-            except Exception as exc:
-                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise BackendUnusable(f"the {name} cannot be used: {reason}") from exc
+            except Exception as exc:  # noqa: BLE001 - any failure is reported by name
+                found[name] = (str(exc).splitlines() or [type(exc).__name__])[0]
+        return found
+
+    def verify(self) -> None:
+        """Fail at start, with a clear message, when a backend cannot be used."""
+        for name, reason in self.problems().items():
+            raise BackendUnusable(f"the {name} cannot be used: {reason}")
 
 
 def upgrade_database(settings: Settings) -> None:
@@ -79,7 +86,7 @@ def deidentifier(settings: Settings) -> Deidentifier | None:
 def retrieve_anonymizer(settings: Settings) -> Deidentifier:
     """For WADO-URI `anonymize=yes`: the ingest options and key when configured; otherwise a
     key made for this process (replacement UIDs then differ between processes and restarts)."""
-    configured = deidentifier(settings) if settings.deidentify else None
+    configured = deidentifier(settings)
     if configured is not None:
         return configured
     key = settings.deidentify_key.encode() if settings.deidentify_key else secrets.token_bytes(32)

@@ -107,13 +107,10 @@ class S3BlobStore:
             response = self._client.get_object(
                 Bucket=self._bucket, Key=self._key(key), Range=f"bytes={offset}-{end}"
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+        except (BotoCoreError, ClientError) as exc:
+            code = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else ""
+            if code in ("NoSuchKey", "404"):
                 raise FileNotFoundError(f"object {key} is not in {self.description}") from exc
-            raise BlobStoreError(
-                f"object {key} could not be read from {self.description}: {exc}"
-            ) from exc
-        except BotoCoreError as exc:
             raise BlobStoreError(
                 f"object {key} could not be read from {self.description}: {exc}"
             ) from exc
