@@ -335,10 +335,14 @@ def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[st
 
             results[f"wado_frame_{label}"] = timed(frame, warmups, reps)
 
-    def rendered() -> int:
-        r = check(client.get(instance_url + "/rendered", headers={"Accept": "image/jpeg"}))
+    def jpeg(url: str) -> None:
+        """GET an image resource and check that a JPEG came back."""
+        r = check(client.get(url, headers={"Accept": "image/jpeg"}))
         if not r.content.startswith(b"\xff\xd8"):
             raise Mismatch("not a JPEG")
+
+    def rendered() -> int:
+        jpeg(instance_url + "/rendered")
         return 0
 
     results["wado_rendered_jpeg"] = timed(rendered, warmups, reps)
@@ -346,11 +350,7 @@ def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[st
     if mf is not None:
 
         def rendered_frame() -> int:
-            number = (mf.frames + 1) // 2
-            url = f"{mf_url}/frames/{number}/rendered"
-            r = check(client.get(url, headers={"Accept": "image/jpeg"}))
-            if not r.content.startswith(b"\xff\xd8"):
-                raise Mismatch("not a JPEG")
+            jpeg(f"{mf_url}/frames/{(mf.frames + 1) // 2}/rendered")
             return 0
 
         results["wado_rendered_frame"] = timed(rendered_frame, warmups, reps)
@@ -358,10 +358,7 @@ def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[st
     def study_thumbnails() -> int:
         """A study list's thumbnails: one request per study, as a viewer's list makes them."""
         for each in studies:
-            url = f"{base}/studies/{each}/thumbnail"
-            r = check(client.get(url, headers={"Accept": "image/jpeg"}))
-            if not r.content.startswith(b"\xff\xd8"):
-                raise Mismatch("not a JPEG")
+            jpeg(f"{base}/studies/{each}/thumbnail")
         return 0
 
     results["wado_study_thumbnails"] = timed(study_thumbnails, warmups, reps)
