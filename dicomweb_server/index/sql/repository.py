@@ -204,38 +204,28 @@ class SqlIndex:
                     )
                 )
             series_pk = int(row.pk)
-        existing = conn.execute(
-            select(instances.c.pk, instances.c.series_pk, instances.c.blob_key).where(
-                instances.c.sop_instance_uid == stored.sop_instance_uid
-            )
-        ).first()
-        if existing is not None:
-            if existing.series_pk != series_pk:
-                raise _Abort(
-                    AddResult(
-                        AddOutcome.CONFLICT,
-                        f"SOP Instance UID {stored.sop_instance_uid} is already stored in another "
-                        "series",
-                    )
+        # A UID another transaction committed between our look and our insert makes the
+        # insert do nothing (it waits for that transaction on the unique index): look again,
+        # so the outcome is the one the serial order would give (a conflict when the UID is
+        # in another series), never a duplicate of an instance the request cannot retrieve.
+        for _attempt in range(3):
+            existing = conn.execute(
+                select(instances.c.pk, instances.c.series_pk, instances.c.blob_key).where(
+                    instances.c.sop_instance_uid == stored.sop_instance_uid
                 )
-            if not replace:
-                raise _Abort(AddResult(AddOutcome.DUPLICATE))
-            conn.execute(
-                update(instances)
-                .where(instances.c.pk == existing.pk)
-                .values(**self._instance_row(inst))
-            )
-            self._add_sop_class(conn, study.pk, study.sop_classes_in_study, stored.sop_class_uid)
-            return AddResult(AddOutcome.REPLACED, replaced_key=existing.blob_key)
-        new_row = {
-            "series_pk": series_pk,
-            "study_pk": study.pk,
-            "sop_instance_uid": stored.sop_instance_uid,
-            **self._instance_row(inst),
-        }
-        pk = self._insert_ignore(conn, instances, new_row)
-        if pk is None:
-            raise _Abort(AddResult(AddOutcome.DUPLICATE))
+            ).first()
+            if existing is not None:
+                return self._add_existing(conn, inst, replace, study, series_pk, existing)
+            new_row = {
+                "series_pk": series_pk,
+                "study_pk": study.pk,
+                "sop_instance_uid": stored.sop_instance_uid,
+                **self._instance_row(inst),
+            }
+            if self._insert_ignore(conn, instances, new_row) is not None:
+                break
+        else:
+            raise Unavailable("the instance is being stored concurrently; try again shortly")
         conn.execute(self._count_series_instance, {"series_pk": series_pk})
         values: dict[str, Any] = {
             "number_of_instances": studies.c.number_of_instances + 1,
@@ -255,6 +245,35 @@ class SqlIndex:
         conn.execute(update(studies).where(studies.c.pk == study.pk).values(**values))
         self._add_sop_class(conn, study.pk, study.sop_classes_in_study, stored.sop_class_uid)
         return AddResult(AddOutcome.STORED)
+
+    def _add_existing(
+        self,
+        conn: Connection,
+        inst: NewInstance,
+        replace: bool,
+        study: Row[Any, Any],
+        series_pk: int,
+        existing: Row[Any, Any, Any],
+    ) -> AddResult:
+        """The outcome of storing a SOP Instance UID the index already holds."""
+        stored = inst.instance
+        if existing.series_pk != series_pk:
+            raise _Abort(
+                AddResult(
+                    AddOutcome.CONFLICT,
+                    f"SOP Instance UID {stored.sop_instance_uid} is already stored in another "
+                    "series",
+                )
+            )
+        if not replace:
+            raise _Abort(AddResult(AddOutcome.DUPLICATE))
+        conn.execute(
+            update(instances)
+            .where(instances.c.pk == existing.pk)
+            .values(**self._instance_row(inst))
+        )
+        self._add_sop_class(conn, study.pk, study.sop_classes_in_study, stored.sop_class_uid)
+        return AddResult(AddOutcome.REPLACED, replaced_key=existing.blob_key)
 
     @staticmethod
     def _add_sop_class(conn: Connection, study_pk: int, listed: str, sop_class: str) -> None:
