@@ -16,6 +16,7 @@ from dicomweb_server.blobs.filesystem import FilesystemBlobStore
 from dicomweb_server.blobs.s3 import S3BlobStore, S3Location
 from dicomweb_server.dicom.confidentiality_profile import Option
 from dicomweb_server.dicom.deidentify import Deidentifier
+from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.index.sql import migrate
 from dicomweb_server.index.sql.engine import make_engine
 from dicomweb_server.index.sql.repository import SqlIndex
@@ -54,7 +55,7 @@ class Container:
             try:
                 check()
             except Exception as exc:  # noqa: BLE001 - any failure is reported by name
-                found[name] = (str(exc).splitlines() or [type(exc).__name__])[0]
+                found[name] = backend_text(str(exc)) or type(exc).__name__
         return found
 
     def verify(self) -> None:

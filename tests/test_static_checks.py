@@ -35,3 +35,33 @@ def test_dependency_rule() -> None:
     if lint_imports is None:
         pytest.fail("import-linter is not installed (pip install -e '.[test]')")
     run(lint_imports)
+
+
+SOURCES = sorted((ROOT / "dicomweb_server").rglob("*.py"))
+
+
+def test_numbers_are_read_by_one_parser() -> None:
+    """str.isdigit() and friends take superscript and Arabic-Indic digits (dicom/numbers.py
+    reads every number)."""
+    found = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in SOURCES
+        for n, line in enumerate(path.read_text("utf-8").splitlines(), 1)
+        if any(f".{m}(" in line for m in ("isdigit", "isdecimal", "isnumeric"))
+    ]
+    assert found == []
+
+
+def test_patterns_are_ascii_and_matched_whole() -> None:
+    """`\\d` takes any script's digits without re.ASCII, and `$` a trailing newline: every
+    pattern is compiled ASCII and has no anchors (it is used with fullmatch)."""
+    import re
+
+    found = []
+    for path in SOURCES:
+        text = path.read_text("utf-8")
+        for call in re.finditer(r"re\.compile\((.*?)\)\n", text, re.DOTALL):
+            body = call.group(1)
+            if "re.ASCII" not in body or re.search(r"""^r?f?["']\^|\$["']""", body.strip()):
+                found.append(f"{path.relative_to(ROOT)}: re.compile({body[:60]}...)")
+    assert found == []

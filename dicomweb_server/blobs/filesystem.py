@@ -67,7 +67,7 @@ class FilesystemBlobStore:
 
     def check(self) -> None:
         if not os.access(self._root, os.W_OK):
-            raise OSError(f"the object folder {self._root} is not writable")
+            raise OSError("the object folder is not writable")
 
     def close(self) -> None:
         """Nothing to release: files are opened per call."""

@@ -75,7 +75,10 @@ class S3BlobStore:
             max_concurrency=4,
             use_threads=True,
         )
-        self.description = f"s3://{self._bucket}/{self._prefix}"
+        # Named without the endpoint: messages may reach clients and logs (no hosts there).
+        self.description = f"bucket {self._bucket}" + (
+            f" (prefix {self._prefix})" if self._prefix else ""
+        )
 
     def _key(self, key: str) -> str:
         parts = key.split("/")
@@ -143,7 +146,7 @@ class S3BlobStore:
         try:
             self._client.head_bucket(Bucket=self._bucket)
         except (BotoCoreError, ClientError) as exc:
-            raise BlobStoreError(f"the bucket {self.description} cannot be used: {exc}") from exc
+            raise BlobStoreError(f"the {self.description} cannot be used: {exc}") from exc
 
     def close(self) -> None:
         self._client.close()

@@ -17,7 +17,9 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import UID
 
 from dicomweb_server.dicom import uids
-from dicomweb_server.dicom.errors import ObjectRejected
+from dicomweb_server.dicom.depth import check_json
+from dicomweb_server.dicom.errors import NestedTooDeeply, ObjectRejected
+from dicomweb_server.dicom.json_model import validate_json
 from dicomweb_server.dicom.parse import required_uids
 
 CANNOT_UNDERSTAND = 0xC000
@@ -48,6 +50,11 @@ def assemble(metadata: object, bulk: Callable[[str], BulkPart | None], out: Path
     `metadata` is one decoded JSON value; anything but a DICOM JSON object is rejected."""
     if not isinstance(metadata, dict):
         raise ObjectRejected(CANNOT_UNDERSTAND, "a metadata item is not a DICOM JSON object")
+    try:
+        check_json(metadata, "the metadata item")
+        validate_json(metadata)
+    except (NestedTooDeeply, ValueError) as exc:
+        raise ObjectRejected(CANNOT_UNDERSTAND, f"the DICOM JSON is refused: {exc}") from None
     syntax = uids.EXPLICIT_VR_LITTLE_ENDIAN
     pixel = metadata.get(PIXEL_DATA)
     compressed: BulkPart | None = None

@@ -19,7 +19,8 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 
-from dicomweb_server.dicom.scan import BINARY_VRS, tag_path
+from dicomweb_server.dicom.scan import tag_path
+from dicomweb_server.dicom.vr import ALL_VRS, BINARY_VRS, FLOAT_VRS, INTEGER_RANGES
 
 JsonDict = dict[str, Any]
 BulkDataURIFactory = Callable[[str], str]
@@ -28,7 +29,7 @@ _STRING_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
 )
 _INT_VRS = frozenset({"IS", "SL", "SS", "SV", "UL", "US", "UV"})
-_FLOAT_VRS = frozenset({"DS", "FL", "FD"})
+_FLOAT_VRS = frozenset({"DS", *FLOAT_VRS})
 
 
 def dataset_to_json(
@@ -245,9 +246,9 @@ def _fast_element(vr: str, data: bytes, codec: str | None) -> JsonDict | None:
             return {"vr": vr, "Value": [_name_groups(n) for n in names]}
         else:
             return None
-        if vr == "IS" and any(v and not v.lstrip("+-").isdigit() for v in items):
+        if vr == "IS" and any(v and not _IS.fullmatch(v) for v in items):
             return None
-        if vr == "DS" and any(v and not _DS.match(v) for v in items):
+        if vr == "DS" and any(v and not _DS.fullmatch(v) for v in items):
             return None
         values = [None if v == "" else _value(vr, v) for v in items]
     except (UnicodeDecodeError, ValueError, OverflowError, struct.error):
@@ -269,4 +270,95 @@ def _name_groups(name: str) -> dict[str, str] | None:
     return out
 
 
-_DS = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+# PS3.5 Table 6.2-1: IS is at most 12 characters, DS at most 16.
+_IS = re.compile(r"[+-]?[0-9]{1,11}", re.ASCII)
+_DS = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
+
+
+# -- received DICOM JSON ---------------------------------------------------------------------
+
+_TAG_KEY = re.compile(r"[0-9A-F]{8}", re.ASCII)
+_BASE64 = re.compile(r"[A-Za-z0-9+/\s]*={0,2}\s*", re.ASCII)
+_NAME_GROUPS = frozenset({"Alphabetic", "Ideographic", "Phonetic"})
+_UI = re.compile(r"[0-9.]{1,64}", re.ASCII)
+# The data dictionary's ambiguous VRs, each checked as its widest reading.
+_AMBIGUOUS_VRS = {"OB or OW": "OB", "US or SS": "SL", "US or OW": "OW", "US or SS or OW": "OW"}
+
+
+def validate_json(item: object) -> None:
+    """Check one received DICOM JSON object against PS3.18 F.2 before it is converted:
+    tags are 8 hex digits, every VR is one of PS3.5 6.2, and each value has the JSON type
+    and range its VR allows (F.2.3: US, SS, UL, SL, UV, SV, FL, FD as numbers in range; IS
+    and DS as numbers or their string form; PN as objects of component groups; InlineBinary
+    base64 and only for binary VRs). Raises ValueError naming the first fault; the caller
+    has measured the nesting (depth.check_json), so the walk may recurse."""
+    if not isinstance(item, dict):
+        raise ValueError("a data set is not a JSON object")
+    for key, element in item.items():
+        if not _TAG_KEY.fullmatch(key.upper()):
+            raise ValueError(f"{key[:20]!r} is not a tag (8 hex digits)")
+        if not isinstance(element, dict):
+            raise ValueError(f"{key}: the element is not a JSON object")
+        vr = element.get("vr")
+        if isinstance(vr, str) and vr in _AMBIGUOUS_VRS:
+            # pydicom writes the data dictionary's "OB or OW" where the VR depends on
+            # other attributes; its reader takes it back, and so do we.
+            vr = _AMBIGUOUS_VRS[vr]
+        if vr not in ALL_VRS:
+            raise ValueError(f"{key}: {str(vr)[:8]!r} is not a VR of PS3.5 6.2")
+        forms = [f for f in ("Value", "InlineBinary", "BulkDataURI") if f in element]
+        if len(forms) > 1:
+            raise ValueError(f"{key}: an element has one of Value, InlineBinary, BulkDataURI")
+        if "InlineBinary" in element:
+            text = element["InlineBinary"]
+            if vr not in BINARY_VRS or not isinstance(text, str) or not _BASE64.fullmatch(text):
+                raise ValueError(f"{key}: InlineBinary is base64 of a {'/'.join(BINARY_VRS)} value")
+        elif "BulkDataURI" in element:
+            if not isinstance(element["BulkDataURI"], str):
+                raise ValueError(f"{key}: BulkDataURI is not a string")
+        elif "Value" in element:
+            values = element["Value"]
+            if not isinstance(values, list):
+                raise ValueError(f"{key}: Value is not an array")
+            if vr in BINARY_VRS and values:
+                raise ValueError(f"{key}: a {vr} value is given as InlineBinary or BulkDataURI")
+            for value in values:
+                if value is not None:
+                    _check_value(key, vr, value)
+
+
+def _check_value(key: str, vr: str, value: object) -> None:
+    def fault(what: str) -> ValueError:
+        return ValueError(f"{key}: {str(value)[:40]!r} is not {what} (VR {vr})")
+
+    if vr == "SQ":
+        validate_json(value)
+    elif vr == "PN":
+        if not isinstance(value, dict) or not set(value) <= _NAME_GROUPS:
+            raise fault("an object of Alphabetic, Ideographic and Phonetic names")
+        if not all(isinstance(v, str) for v in value.values()):
+            raise fault("a person name")
+    elif vr in INTEGER_RANGES:
+        low, high = INTEGER_RANGES[vr]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise fault(f"a whole number from {low} to {high}")
+    elif vr in FLOAT_VRS:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise fault("a number")
+    elif vr == "IS":
+        ok = isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**31
+        if not ok and not (isinstance(value, str) and _IS.fullmatch(value.strip())):
+            raise fault("an integer string")
+    elif vr == "DS":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok and not (isinstance(value, str) and _DS.fullmatch(value.strip())):
+            raise fault("a decimal string")
+    elif vr == "AT":
+        if not isinstance(value, str) or not _TAG_KEY.fullmatch(value.upper()):
+            raise fault("a tag of 8 hex digits")
+    elif vr == "UI":
+        # PS3.5 9.1 characters; leading zeros in a component, common in old data, pass.
+        if not isinstance(value, str) or not _UI.fullmatch(value):
+            raise fault("a UID of digits and dots")
+    elif not isinstance(value, str):
+        raise fault("a string")

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from dicomweb_server.dicom import uids
+from dicomweb_server.dicom import numbers, uids
 from dicomweb_server.dicom.attributes import (
     TIMEZONE_OFFSET_FROM_UTC,
     keyword_of,
     tag_of_keyword,
     vr_of,
 )
+from dicomweb_server.dicom.depth import check_path
 from dicomweb_server.dicom.errors import InvalidAttribute, InvalidQuery, InvalidUID
 
 
@@ -44,6 +45,15 @@ class Match:
     values: tuple[str, ...] = ()
     lower: str | None = None
     upper: str | None = None
+
+    def __post_init__(self) -> None:
+        # Every kind that compares values has at least one: an empty list would reach the
+        # index as `IN ()`, which no database takes.
+        if self.kind in _VALUED and not self.values:
+            raise InvalidQuery(f"{keyword_of(self.tag) or f'{self.tag:08X}'} holds no value")
+
+
+_VALUED = frozenset({MatchKind.SINGLE, MatchKind.LIST, MatchKind.WILDCARD, MatchKind.ALL})
 
 
 @dataclass(frozen=True)
@@ -83,21 +93,23 @@ MULTIPLE_VALUE_VRS = frozenset({"AE", "AS", "CS", "LO", "PN", "SH", "UC"})
 # Never keys: their values are bytes or tags (includefield still returns them).
 UNMATCHABLE_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "AT"})
 # PS3.4 C.2.2.2.5.1 ranges; a DT may carry its own UTC offset (&ZZXX).
-_DA = re.compile(r"^\d{8}$")
-_TM = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
+# Patterns are matched whole (fullmatch: `$` would take a trailing newline) and ASCII (`\d`
+# would take any script's digits).
+_DA = re.compile(r"\d{8}", re.ASCII)
+_TM = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?", re.ASCII)
 _DT = re.compile(
-    r"^\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?)?)?)?([+-](0\d|1[0-4])[0-5]\d)?$"
+    r"\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?)?)?)?([+-](0\d|1[0-4])[0-5]\d)?", re.ASCII
 )
-_OFFSET = re.compile(r"^([+-])(\d{2})(\d{2})$")
-_HEX_TAG = re.compile(r"^[0-9A-Fa-f]{8}$")
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-_MAX_LIMIT_DIGITS = 9
+_OFFSET = re.compile(r"([+-])(\d{2})(\d{2})", re.ASCII)
+_HEX_TAG = re.compile(r"[0-9A-Fa-f]{8}", re.ASCII)
+_NUMBER = re.compile(r"[+-]?(\d{1,400}(\.\d{0,400})?|\.\d{1,400})([eE][+-]?\d{1,4})?", re.ASCII)
+_MAX_LIMIT = 999_999_999
 EMPTY_VALUE = '""'
 
 
 def parse_offset(value: str) -> int:
     """TimezoneOffsetFromUTC, `+HHMM` or `-HHMM` (PS3.3 C.12.1.1.8), in minutes east of UTC."""
-    found = _OFFSET.match(value)
+    found = _OFFSET.fullmatch(value)
     if not found or int(found.group(2)) > 14 or int(found.group(3)) > 59:
         raise InvalidQuery(
             f"TimezoneOffsetFromUTC must be +HHMM or -HHMM (hours up to 14), not {value!r}"
@@ -108,7 +120,7 @@ def parse_offset(value: str) -> int:
 
 def parse_attribute_id(text: str) -> int:
     """A keyword (`PatientName`) or an 8-hex tag (`00100010`), PS3.18 8.3.4.1."""
-    if _HEX_TAG.match(text):
+    if _HEX_TAG.fullmatch(text):
         return int(text, 16)
     tag = tag_of_keyword(text)
     if tag is None:
@@ -119,7 +131,9 @@ def parse_attribute_id(text: str) -> int:
 def parse_attribute_path(text: str) -> tuple[int, ...]:
     """An attribute ID or a dotted path into sequences (`00400275.00400009`,
     `RequestAttributesSequence.ScheduledProcedureStepID`), PS3.18 8.3.4.1."""
-    tags = tuple(parse_attribute_id(part) for part in text.split("."))
+    parts = text.split(".")
+    check_path(parts, f"the key path {text[:40]!r}...")
+    tags = tuple(parse_attribute_id(part) for part in parts)
     for tag in tags[:-1]:
         if vr_of(tag) != "SQ":
             raise InvalidAttribute(f"{text!r}: {keyword_of(tag)} is not a sequence")
@@ -221,7 +235,7 @@ def parse_match(
         if len(values) == 1:
             return Match(tag, vr, MatchKind.SINGLE, values)
         return Match(tag, vr, MatchKind.LIST, values)
-    if vr in RANGE_VRS and "-" in value and not (vr == "DT" and _DT.match(value)):
+    if vr in RANGE_VRS and "-" in value and not (vr == "DT" and _DT.fullmatch(value)):
         lower, upper = _split_range(name, vr, value)
         return Match(tag, vr, MatchKind.RANGE, lower=lower or None, upper=upper or None)
     if "*" in value or "?" in value:
@@ -235,7 +249,7 @@ def parse_match(
     for v in values:
         if vr in RANGE_VRS:
             _check_temporal(name, vr, v)
-        elif vr in NUMBER_VRS and not _NUMBER.match(v):
+        elif vr in NUMBER_VRS and not _NUMBER.fullmatch(v):
             raise InvalidQuery(f"{name}: {v!r} is not a number")
     if not values:
         raise InvalidQuery(f"{name}: {value!r} holds no value")
@@ -254,7 +268,7 @@ def _split_range(name: str, vr: str, value: str) -> tuple[str, str]:
         lower, upper = value[:i], value[i + 1 :]
         if not lower and not upper:
             raise InvalidQuery(f"{name}: a range needs at least one bound")
-        if all(pattern.match(b) for b in (lower, upper) if b):
+        if all(pattern.fullmatch(b) for b in (lower, upper) if b):
             if lower and upper and _sortable(lower) > _sortable(upper):
                 raise InvalidQuery(f"{name}: range {value!r} ends before it starts")
             return lower, upper
@@ -270,15 +284,13 @@ def _sortable(bound: str) -> str:
 
 def _check_temporal(name: str, vr: str, value: str) -> None:
     pattern = {"DA": _DA, "TM": _TM, "DT": _DT}[vr]
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         shape = {"DA": "YYYYMMDD", "TM": "HHMMSS.FFFFFF", "DT": "YYYYMMDDHHMMSS.FFFFFF&ZZXX"}
         raise InvalidQuery(f"{name}: {value!r} is not a valid {vr} value ({shape[vr]})")
 
 
 def _count(name: str, value: str) -> int:
-    if not value.isdigit() or len(value) > _MAX_LIMIT_DIGITS:
-        raise InvalidQuery(f"{name} must be a whole number from 0 to 999999999, not {value!r}")
-    return int(value)
+    return numbers.parse_integer(value, name, 0, _MAX_LIMIT)
 
 
 def _boolean(name: str, value: str) -> bool:

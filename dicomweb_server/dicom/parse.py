@@ -13,6 +13,7 @@ from __future__ import annotations
 import mmap
 import shutil
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,13 @@ from dicomweb_server.dicom.frames import (
     encapsulated_frames,
     native_frames,
 )
-from dicomweb_server.dicom.scan import PIXEL_DATA_TAGS, Buffer, ScanResult, scan_dataset
+from dicomweb_server.dicom.scan import (
+    PIXEL_DATA_TAGS,
+    Buffer,
+    ScanResult,
+    check_nesting,
+    scan_dataset,
+)
 
 # PS3.18 Table I.2-2 failure reasons.
 CANNOT_UNDERSTAND = 0xC000
@@ -96,7 +103,9 @@ def peek_uids(path: Path) -> tuple[str | None, str | None]:
         return None, None
 
 
-def prepare_instance(src: Path, workdir: Path, bulk_data_threshold: int) -> PreparedInstance:
+def prepare_instance(
+    src: Path, workdir: Path, bulk_data_threshold: int, max_inflated: int = 512 * 2**20
+) -> PreparedInstance:
     """Check and complete one received object. Raises ObjectRejected with the reason."""
     with src.open("rb") as fp:
         head = fp.read(136)
@@ -107,6 +116,7 @@ def prepare_instance(src: Path, workdir: Path, bulk_data_threshold: int) -> Prep
             "the part is not a DICOM object: no 'DICM' prefix and it does not begin with a "
             "DICOM data element",
         )
+    _check_nesting(src, max_inflated)
     header = _read_header(src, force=not has_preamble)
     study, series, sop_instance, sop_class = required_uids(header)
     meta = getattr(header, "file_meta", None)
@@ -202,6 +212,66 @@ def _looks_like_dicom(head: bytes) -> bool:
     return group_le in (0x0002, 0x0008) or group_be == 0x0008
 
 
+def _meta_transfer_syntax(buf: Buffer, start: int) -> str | None:
+    """Transfer Syntax UID (0002,0010) of the File Meta group that begins at `start`."""
+    pos = start
+    while pos + 8 <= len(buf) and struct.unpack_from("<H", buf, pos)[0] == 0x0002:
+        element = struct.unpack_from("<H", buf, pos + 2)[0]
+        vr = bytes(buf[pos + 4 : pos + 6])
+        if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
+            length, value = struct.unpack_from("<I", buf, pos + 8)[0], pos + 12
+        else:
+            length, value = struct.unpack_from("<H", buf, pos + 6)[0], pos + 8
+        if element == 0x0010:
+            return _text(bytes(buf[value : value + length]).decode("ascii", "replace"))
+        pos = value + length
+    return None
+
+
+def _check_nesting(path: Path, max_inflated: int) -> None:
+    """Refuse an object whose sequences nest deeper than MAX_DEPTH before pydicom (which
+    recurses per level) reads it; a deflated one is inflated, within `max_inflated`, first."""
+    size = path.stat().st_size
+    if size < 8:
+        return
+    with path.open("rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        meta_start = 132 if buf[128:132] == b"DICM" else (4 if buf[:4] == b"DICM" else 0)
+        start = _meta_group_end(buf, meta_start)
+        syntax = _meta_transfer_syntax(buf, meta_start)
+        if start + 8 > size:
+            return
+        if syntax == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+            try:
+                data = inflater.decompress(buf[start:], max_inflated)
+            except zlib.error as exc:
+                raise ObjectRejected(
+                    CANNOT_UNDERSTAND, f"the deflated data set cannot be inflated: {exc}"
+                ) from exc
+            if inflater.unconsumed_tail:
+                raise ObjectRejected(
+                    CANNOT_UNDERSTAND,
+                    f"the deflated data set inflates to more than {max_inflated} bytes",
+                )
+            body: bytes | memoryview = data
+            offset, implicit, little = 0, False, True
+        else:
+            head = buf[start : start + 8]
+            implicit = syntax == uids.IMPLICIT_VR_LITTLE_ENDIAN or (
+                syntax is None and not (head[4:6].isalpha() and head[4:6].isupper())
+            )
+            if syntax is None:
+                little = struct.unpack_from(">H", head)[0] != 0x0008
+            else:
+                little = syntax != uids.EXPLICIT_VR_BIG_ENDIAN
+            body, offset = memoryview(buf), start
+        try:
+            check_nesting(body, offset, implicit, little)
+        finally:
+            if isinstance(body, memoryview):
+                body.release()
+
+
 def _read_header(path: Path, force: bool) -> Dataset:
     try:
         return dcmread(path, stop_before_pixels=True, defer_size=_DEFER_SIZE, force=force)
@@ -212,18 +282,26 @@ def _read_header(path: Path, force: bool) -> Dataset:
 
 
 def required_uids(header: Dataset) -> tuple[str, str, str, str]:
-    """Study, Series, SOP Instance and SOP Class UIDs, or ObjectRejected naming the fault."""
+    """Study, Series, SOP Instance and SOP Class UIDs, or ObjectRejected naming the fault.
+
+    The encoded value is checked, not pydicom's reading of it, which strips white space: a
+    UID that is valid only once stripped would name an object other than the one stored."""
     found: dict[str, str] = {}
     for keyword, label in _REQUIRED_UIDS:
         try:
-            value = _text(header.get(keyword))
+            raw = header.get_item(keyword)
+            encoded = raw.value if raw is not None else None
+            if isinstance(encoded, bytes):
+                value = _text(encoded.decode("ascii", "replace").rstrip("\x00"))
+            else:
+                value = _text(header.get(keyword))
         except (ValueError, TypeError, OverflowError) as exc:
             raise ObjectRejected(CANNOT_UNDERSTAND, f"{label} cannot be read: {exc}") from exc
         if value is None:
             raise ObjectRejected(DATASET_DOES_NOT_MATCH_SOP_CLASS, f"{label} is missing")
         if not uids.is_valid_uid(value):
             raise ObjectRejected(
-                DATASET_DOES_NOT_MATCH_SOP_CLASS, f"{label} {value!r} is not a valid UID"
+                DATASET_DOES_NOT_MATCH_SOP_CLASS, f"{label} {value[:80]!r} is not a valid UID"
             )
         found[keyword] = value
     return (

@@ -11,7 +11,6 @@ Then the source region, the viewport, annotations, and the image format.
 from __future__ import annotations
 
 import io
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +19,7 @@ from PIL import Image, ImageDraw
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 
+from dicomweb_server.dicom import numbers
 from dicomweb_server.dicom.errors import InvalidQuery
 
 JPEG = "image/jpeg"
@@ -29,6 +29,8 @@ RENDERED_MEDIA_TYPES = (JPEG, PNG, GIF)
 _PIL_FORMAT = {JPEG: "JPEG", PNG: "PNG", GIF: "GIF"}
 VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 ANNOTATIONS = ("patient", "technique")
+# Largest viewport width or height a request may name (PS3.18 8.3.5.1.3).
+MAX_VIEWPORT = 16384
 
 
 @dataclass(frozen=True)
@@ -72,12 +74,9 @@ class RenderParams:
 
 
 def _numbers(text: str, what: str, count: tuple[int, ...]) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise InvalidQuery(f"{what} {text!r} is not a comma-separated list of numbers") from None
-    if len(values) not in count or not all(math.isfinite(v) for v in values):
-        raise InvalidQuery(f"{what} {text!r} needs {' or '.join(map(str, count))} numbers")
+    values = numbers.parse_decimals(text, what)
+    if len(values) not in count:
+        raise InvalidQuery(f"{what} {text[:40]!r} needs {' or '.join(map(str, count))} numbers")
     return values
 
 
@@ -98,17 +97,19 @@ def parse_window(text: str) -> Window:
 
 def parse_viewport(text: str) -> tuple[tuple[int, int], tuple[float, float, float, float] | None]:
     """PS3.18 8.3.5.1.3: `viewport=vw,vh[,sx,sy,sw,sh]`."""
-    values = _numbers(text, "viewport", (2, 6))
-    width, height = values[0], values[1]
-    if width < 1 or height < 1 or width > 16384 or height > 16384:
-        raise InvalidQuery(f"viewport {text!r}: width and height must be 1 to 16384")
+    items = text.split(",")
+    if len(items) not in (2, 6):
+        raise InvalidQuery(f"viewport {text[:40]!r} needs 2 or 6 numbers")
+    width, height = (
+        numbers.parse_integer(v, "viewport width and height", 1, MAX_VIEWPORT) for v in items[:2]
+    )
     source = None
-    if len(values) == 6:
-        sx, sy, sw, sh = values[2:]
+    if len(items) == 6:
+        sx, sy, sw, sh = (numbers.parse_decimal(v, "viewport source region") for v in items[2:])
         if sx < 0 or sy < 0 or sw == 0 or sh == 0:
             raise InvalidQuery(f"viewport {text!r}: the source region is empty or negative")
         source = (sx, sy, sw, sh)
-    return (int(width), int(height)), source
+    return (width, height), source
 
 
 def parse_quality(text: str) -> int:
@@ -245,16 +246,14 @@ def compose(display: np.ndarray, params: RenderParams, header: Dataset) -> Image
     if params.region is not None:
         x1, y1, x2, y2 = params.region
         w, h = image.size
-        image = image.crop(
-            (round(x1 * w), round(y1 * h), max(round(x2 * w), 1), max(round(y2 * h), 1))
-        )
+        image = _crop(image, (x1 * w, y1 * h, x2 * w, y2 * h), "region")
     if params.source is not None:
         sx, sy, sw, sh = params.source
         w, h = image.size
         if sx >= w or sy >= h:
             raise InvalidQuery(f"the viewport source region starts outside the {w}x{h} image")
-        box = (round(sx), round(sy), round(min(sx + abs(sw), w)), round(min(sy + abs(sh), h)))
-        image = image.crop(box)
+        box = (sx, sy, min(sx + abs(sw), w), min(sy + abs(sh), h))
+        image = _crop(image, box, "viewport source region")
         # PS3.18 8.3.5.1.3: a negative width or height flips the region.
         if sw < 0:
             image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
@@ -274,11 +273,24 @@ def compose(display: np.ndarray, params: RenderParams, header: Dataset) -> Image
     return image
 
 
+def _crop(image: Image.Image, box: tuple[float, float, float, float], what: str) -> Image.Image:
+    """The pixels of `box` (left, top, right, bottom), at least one; a box that holds no
+    whole pixel of the image is refused (every later step divides by the image size)."""
+    w, h = image.size
+    left, top = max(0, round(box[0])), max(0, round(box[1]))
+    right, bottom = min(w, round(box[2])), min(h, round(box[3]))
+    if right <= left or bottom <= top:
+        raise InvalidQuery(f"the {what} holds no pixel of the {w}x{h} image")
+    return image.crop((left, top, right, bottom))
+
+
 def _present(image: Image.Image, state: Presentation) -> Image.Image:
     """Displayed area, then rotation and flip (PS3.4 N.2.3 spatial transformation)."""
     if state.area is not None:
         left, top, right, bottom = state.area
-        image = image.crop((left - 1, top - 1, right, bottom))
+        image = _crop(
+            image, (left - 1, top - 1, right, bottom), "presentation state's displayed area"
+        )
     if state.rotation:
         image = image.rotate(-state.rotation, expand=True)  # clockwise, as PS3.3 C.10.6
     if state.flip:

@@ -13,7 +13,11 @@ import mmap
 import struct
 from dataclasses import dataclass, field
 
+from pydicom.datadict import dictionary_VR
+
+from dicomweb_server.dicom.depth import MAX_DEPTH, too_deep
 from dicomweb_server.dicom.errors import ObjectRejected
+from dicomweb_server.dicom.vr import BINARY_VRS, LONG_LENGTH_VRS
 
 # Any readable buffer of the stored bytes: bytes in tests, a memory map at ingest.
 Buffer = bytes | memoryview | mmap.mmap
@@ -30,12 +34,6 @@ ITEM_DELIMITATION = 0xFFFEE00D
 SEQUENCE_DELIMITATION = 0xFFFEE0DD
 UNDEFINED_LENGTH = 0xFFFFFFFF
 
-# PS3.5 Table 7.1-1: VRs with a 2-byte reserved field and a 4-byte length.
-LONG_LENGTH_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
-)
-BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
-_MAX_DEPTH = 32
 
 _U16U16 = struct.Struct("<HH")
 _U16 = struct.Struct("<H")
@@ -94,7 +92,7 @@ class _Walker:
 
         Returns the position after the data set (after its delimiter, if any).
         """
-        if depth > _MAX_DEPTH:
+        if depth > MAX_DEPTH:
             raise ObjectRejected(CANNOT_UNDERSTAND, "sequences are nested too deeply")
         limit = self.end if end is None else end
         while pos < limit:
@@ -221,3 +219,73 @@ def scan_dataset(buf: Buffer, start: int, threshold: int) -> ScanResult:
     result = ScanResult()
     _Walker(buf, threshold, result).dataset(start, len(buf), (), False, 0)
     return result
+
+
+def check_nesting(buf: bytes | memoryview, start: int, implicit: bool, little: bool) -> None:
+    """Sequences nested in an encoded data set (PS3.5 7.5), walked without recursion.
+
+    Only nesting is measured; every other fault is left to the parser that follows. A
+    container of defined length ends at its length, one of undefined length at a delimiter;
+    the content of UN of undefined length is Implicit VR Little Endian (PS3.5 6.2.2)."""
+    order = "<" if little else ">"
+    u16, u32 = struct.Struct(order + "H"), struct.Struct(order + "I")
+    end = len(buf)
+    # Open containers (sequences and items, alternating): where each ends (None: at a
+    # delimiter) and whether its content is encoded with implicit VR.
+    open_: list[tuple[int | None, bool]] = []
+    pos = start
+    while pos + 8 <= end:
+        while open_ and open_[-1][0] is not None and pos >= (open_[-1][0] or 0):
+            open_.pop()
+        here_implicit = open_[-1][1] if open_ else implicit
+        tag = (u16.unpack_from(buf, pos)[0] << 16) | u16.unpack_from(buf, pos + 2)[0]
+        if tag >> 16 == 0xFFFE:
+            length = u32.unpack_from(buf, pos + 4)[0]
+            pos += 8
+            if tag == ITEM:
+                open_.append((None if length == UNDEFINED_LENGTH else pos + length, here_implicit))
+                if (len(open_) + 1) // 2 > MAX_DEPTH:
+                    raise ObjectRejected(CANNOT_UNDERSTAND, too_deep("the object").args[0])
+            elif open_ and open_[-1][0] is None:
+                open_.pop()
+            continue
+        vr: bytes | None = None
+        if here_implicit:
+            length, value = u32.unpack_from(buf, pos + 4)[0], pos + 8
+        else:
+            vr = bytes(buf[pos + 4 : pos + 6])
+            if vr in LONG_LENGTH_VRS:
+                if pos + 12 > end:
+                    return
+                length, value = u32.unpack_from(buf, pos + 8)[0], pos + 12
+            else:
+                length, value = u16.unpack_from(buf, pos + 6)[0], pos + 8
+        if length == UNDEFINED_LENGTH and tag in PIXEL_DATA_TAGS and not open_:
+            pos = _skip_fragments(buf, value, u16, u32)
+        elif vr == b"SQ" or length == UNDEFINED_LENGTH or (here_implicit and _is_sequence(tag)):
+            inner_implicit = here_implicit or (vr == b"UN" and length == UNDEFINED_LENGTH)
+            open_.append((None if length == UNDEFINED_LENGTH else value + length, inner_implicit))
+            pos = value
+        else:
+            pos = value + length
+
+
+def _is_sequence(tag: int) -> bool:
+    try:
+        return bool(dictionary_VR(tag) == "SQ")
+    except KeyError:
+        return False
+
+
+def _skip_fragments(
+    buf: bytes | memoryview, pos: int, u16: struct.Struct, u32: struct.Struct
+) -> int:
+    """Past encapsulated Pixel Data (PS3.5 A.4): items of raw bytes up to a delimiter."""
+    while pos + 8 <= len(buf):
+        tag = (u16.unpack_from(buf, pos)[0] << 16) | u16.unpack_from(buf, pos + 2)[0]
+        length = u32.unpack_from(buf, pos + 4)[0]
+        pos += 8
+        if tag != ITEM or length == UNDEFINED_LENGTH:
+            return pos
+        pos += length
+    return pos

@@ -9,7 +9,7 @@ from pydicom.uid import AllTransferSyntaxes
 from dicomweb_server.dicom.errors import InvalidUID
 
 # PS3.5 9.1: components of digits separated by '.', no leading zero in a component, <= 64 chars.
-_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*", re.ASCII)
 
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
@@ -38,7 +38,7 @@ IMPLEMENTATION_VERSION_NAME = "DICOMWEB_PY_01"
 
 
 def is_valid_uid(value: str) -> bool:
-    return 0 < len(value) <= 64 and _UID.match(value) is not None
+    return 0 < len(value) <= 64 and _UID.fullmatch(value) is not None
 
 
 def require_uid(value: str, what: str = "UID") -> str:

@@ -16,13 +16,14 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 from pydicom.datadict import keyword_for_tag
 
-from dicomweb_server.dicom.errors import ObjectRejected
+from dicomweb_server.dicom import numbers
+from dicomweb_server.dicom.depth import MAX_DEPTH
+from dicomweb_server.dicom.errors import InvalidNumber, ObjectRejected
 
 CANNOT_UNDERSTAND = 0xC000
 _INT_VRS = frozenset({"IS", "SL", "SS", "SV", "UL", "US", "UV"})
 _FLOAT_VRS = frozenset({"DS", "FL", "FD"})
 _NAME_PARTS = ("FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuffix")
-_MAX_DEPTH = 32
 
 
 def native_to_json(document: bytes) -> dict[str, Any]:
@@ -46,11 +47,16 @@ def _local(tag: str) -> str:
 
 def _numbered(element: Element, name: str) -> list[Element]:
     children = [c for c in element if _local(c.tag) == name]
-    return sorted(children, key=lambda c: int(c.get("number") or 0))
+    try:
+        return sorted(
+            children, key=lambda c: numbers.parse_integer(c.get("number") or "0", "number")
+        )
+    except InvalidNumber as exc:
+        raise ObjectRejected(CANNOT_UNDERSTAND, f"an XML {name} number: {exc}") from None
 
 
 def _dataset(element: Element, depth: int) -> dict[str, Any]:
-    if depth > _MAX_DEPTH:
+    if depth > MAX_DEPTH:
         raise ObjectRejected(CANNOT_UNDERSTAND, "the XML nests sequences too deeply")
     out: dict[str, Any] = {}
     for attribute in element:

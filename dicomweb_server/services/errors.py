@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from dicomweb_server.dicom.errors import backend_text, client_text
+
 
 class ServiceError(Exception):
-    """Base of the domain errors. The message is safe to show to the client."""
+    """Base of the domain errors. The message is safe to show to the client: it is made so
+    here (one line, no traceback, no file path), whatever text it is built from."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(client_text(message))
 
 
 class NotFound(ServiceError):
@@ -28,4 +34,8 @@ class PayloadTooLarge(ServiceError):
 
 
 class Unavailable(ServiceError):
-    """A backend is unreachable; the client may try again later."""
+    """A backend is unreachable; the client may try again later. The message names no host
+    or port of the backend."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(backend_text(message))

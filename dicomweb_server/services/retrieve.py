@@ -10,8 +10,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from dicomweb_server.dicom import uids
+from dicomweb_server.dicom import numbers, uids
 from dicomweb_server.dicom.deidentify import Deidentifier, deidentify_object
+from dicomweb_server.dicom.depth import MAX_DEPTH
 from dicomweb_server.dicom.frames import Ranges
 from dicomweb_server.dicom.scan import PIXEL_DATA
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable, NotFound
@@ -23,8 +24,7 @@ from dicomweb_server.services.ports import (
     StoredPixels,
 )
 
-_FRAME_LIST = re.compile(r"^\d+(,\d+)*$")
-_BULK_PATH = re.compile(r"^[0-9A-F]{8}(/\d+/[0-9A-F]{8})*$")
+_BULK_PATH = re.compile(rf"[0-9A-F]{{8}}(/[0-9]{{1,9}}/[0-9A-F]{{8}}){{0,{MAX_DEPTH}}}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,7 @@ def slice_ranges(ranges: Ranges, start: int, length: int) -> Ranges:
 
 def parse_frame_numbers(text: str) -> list[int]:
     """PS3.18 10.4.1.1.3: a comma-separated list of frame numbers, counted from 1."""
-    if not _FRAME_LIST.match(text):
-        raise InvalidRequest(f"frame list {text!r} is not comma-separated frame numbers")
-    numbers = [int(n) for n in text.split(",")]
-    if any(n < 1 for n in numbers):
-        raise InvalidRequest("frame numbers start at 1")
-    return numbers
+    return numbers.parse_integers(text, "frame number", minimum=1, maximum=2**31 - 1)
 
 
 class RetrieveService:
@@ -174,7 +169,7 @@ class RetrieveService:
     def bulk_data(
         self, study_uid: str, series_uid: str, sop_instance_uid: str, path: str
     ) -> ByteParts:
-        if not _BULK_PATH.match(path):
+        if not _BULK_PATH.fullmatch(path):
             raise InvalidRequest(f"bulk data path {path!r} is not a tag path")
         pixels = self._pixels(study_uid, series_uid, sop_instance_uid)
         layout = pixels.layout

@@ -13,14 +13,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dicomweb_server.dicom.errors import InvalidQuery, InvalidUID
+from dicomweb_server.dicom.errors import InvalidUID, InvalidValue
 from dicomweb_server.services import errors as e
 
 log = logging.getLogger("dicomweb_server.web")
 
 STATUS: dict[type[Exception], int] = {
     e.InvalidRequest: 400,
-    InvalidQuery: 400,
+    InvalidValue: 400,
     InvalidUID: 400,
     e.NotFound: 404,
     e.NotAcceptable: 406,

@@ -39,7 +39,7 @@ MEDIA_TYPE_DEFAULT_SYNTAX = {
     "image/dicom-rle": "1.2.840.10008.1.2.5",
 }
 
-_TOKEN = re.compile(r'\s*([^\s;,="]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^\s;,"]*))?\s*')
+_TOKEN = re.compile(r'\s*([^\s;,="]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^\s;,"]*))?\s*', re.ASCII)
 
 
 @dataclass(frozen=True)

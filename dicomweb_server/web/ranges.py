@@ -12,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 
 from dicomweb_server.web.multipart import OutgoingPart
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})", re.ASCII)
 # Bodies up to this size are read in one thread hop and sent whole; larger ones stream in
 # pieces, so memory per response stays bounded either way.
 BUFFER_LIMIT = 16 * 2**20
@@ -45,7 +45,7 @@ async def single_part_response(
     if part.content_location:
         out["Content-Location"] = part.content_location
     header = request.headers.get("range")
-    match = _RANGE.match(header.strip()) if header else None
+    match = _RANGE.fullmatch(header.strip()) if header else None
     size = part.length
     if match is None or (not match.group(1) and not match.group(2)):
         return await whole_body(part.content_type, size, part.chunks, out)

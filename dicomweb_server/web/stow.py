@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from dicomweb_server.dicom import numbers
 from dicomweb_server.dicom.assemble import BulkPart
 from dicomweb_server.services.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from dicomweb_server.services.store import (
@@ -30,13 +32,18 @@ from dicomweb_server.web.media import (
 )
 from dicomweb_server.web.multipart import MultipartReader, ReceivedPart
 
+_BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]", re.ASCII)
+
 
 async def store_instances(request: Request) -> Response:
     study_uid = path_uid(request, "study") if "study" in request.path_params else None
     boundary = _boundary(request.headers.get("content-type"))
     store = container(request).store
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > store.limits.request_bytes:
+    if (
+        declared is not None
+        and numbers.parse_integer(declared, "Content-Length") > store.limits.request_bytes
+    ):
         # Refused before a byte of the body is read.
         raise PayloadTooLarge(
             f"the request body of {declared} bytes exceeds the limit of "
@@ -118,6 +125,12 @@ def _boundary(content_type: str | None) -> str:
     boundary = media.params.get("boundary")
     if not boundary:
         raise InvalidRequest("the multipart/related Content-Type has no boundary parameter")
+    if not _BOUNDARY.fullmatch(boundary):
+        # RFC 2046 5.1.1: 1 to 70 characters of a small set, not ending in a space.
+        raise InvalidRequest(
+            "the multipart boundary must be 1 to 70 letters, digits or '()+_,-./:=? ' "
+            "(RFC 2046 5.1.1)"
+        )
     return boundary
 
 

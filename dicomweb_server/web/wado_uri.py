@@ -15,7 +15,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dicomweb_server.dicom import render, uids
+from dicomweb_server.dicom import numbers, render, uids
 from dicomweb_server.dicom.render import RenderParams, Window
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable
 from dicomweb_server.services.ports import StoredInstance
@@ -60,21 +60,13 @@ def _uid(query: QueryParams, name: str, required: bool = True) -> str | None:
     return uids.require_uid(value, name)
 
 
-def _positive_int(query: QueryParams, name: str) -> int | None:
+def _positive_int(query: QueryParams, name: str, maximum: int = 2**31 - 1) -> int | None:
     value = query.get(name)
-    if value is None:
-        return None
-    if not value.isdigit() or int(value) < 1:
-        raise InvalidRequest(f"{name}={value!r} must be a positive integer")
-    return int(value)
+    return None if value is None else numbers.parse_integer(value, name, 1, maximum)
 
 
 def _number(query: QueryParams, name: str) -> float:
-    value = query[name]
-    try:
-        return float(value)
-    except ValueError:
-        raise InvalidRequest(f"{name}={value!r} is not a number") from None
+    return numbers.parse_decimal(query[name], name)
 
 
 def content_type(query: QueryParams, accept: str | None, has_pixels: bool) -> str:
@@ -170,10 +162,11 @@ async def _image(
         if width < 1:
             raise InvalidRequest(f"windowWidth={width:g} must be at least 1")
         window = Window(center, width)
-    rows, columns = _positive_int(query, "rows"), _positive_int(query, "columns")
+    rows = _positive_int(query, "rows", render.MAX_VIEWPORT)
+    columns = _positive_int(query, "columns", render.MAX_VIEWPORT)
     viewport = None
     if rows or columns:
-        viewport = (min(columns or 16384, 16384), min(rows or 16384, 16384))
+        viewport = (columns or render.MAX_VIEWPORT, rows or render.MAX_VIEWPORT)
     quality = 90
     if "imageQuality" in query:
         quality = render.parse_quality(query["imageQuality"])

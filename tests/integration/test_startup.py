@@ -65,4 +65,4 @@ def test_missing_bucket_is_named(tmp_path: Path, s3_endpoint: str) -> None:
         s3_addressing_style="path",
     )
     assert result.returncode == 2
-    assert "s3://no-such-bucket/" in result.stderr
+    assert "bucket no-such-bucket" in result.stderr

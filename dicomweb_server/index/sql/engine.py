@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import OperationalError
 
-from dicomweb_server.services.errors import Unavailable
+from dicomweb_server.dicom.errors import backend_text
+from dicomweb_server.services.errors import InvalidRequest, Unavailable
+
+log = logging.getLogger("dicomweb_server.index")
 
 WRITE = "dicomweb_write"
 
@@ -35,13 +39,37 @@ def make_engine(
     return engine
 
 
+# SQLite's words for a statement past one of its limits (https://sqlite.org/limits.html).
+_SQLITE_LIMITS = (
+    "parser stack overflow",
+    "too many sql variables",
+    "expression tree is too large",
+    "too many terms in compound select",
+    "pattern too complex",
+    "string or blob too big",
+    "too many columns",
+)
+
+
 def _unavailable(context: ExceptionContext) -> Exception | None:
-    """A database that cannot be reached (or is locked) is a 503 with Retry-After for the
-    client, not a 500: the request can be made again once it is back."""
+    """A statement past a limit of the database is the request's fault (400); a database
+    that cannot be reached (or is locked) is a 503 with Retry-After, not a 500: the request
+    can be made again once it is back. Neither tells the client how the server is built."""
+    original = context.original_exception
+    text = str(original).lower()
+    # PostgreSQL SQLSTATE class 54: program limit exceeded (stack depth, too many columns...).
+    sqlstate = str(getattr(original, "sqlstate", "") or "")
+    if sqlstate.startswith("54") or any(limit in text for limit in _SQLITE_LIMITS):
+        return InvalidRequest(
+            "the request is too complex for the index: ask for fewer values or keys at once"
+        )
     if context.is_disconnect or isinstance(context.sqlalchemy_exception, OperationalError):
-        reason = str(context.original_exception).strip().splitlines()
-        detail = f": {reason[0]}" if reason else ""
-        return Unavailable(f"the index database is unavailable{detail}")
+        log.warning(
+            "index database unavailable: %s: %s",
+            type(original).__name__,
+            backend_text(str(original)),
+        )
+        return Unavailable("the index database is unavailable; try again shortly")
     return None
 
 
