@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
 from dicomweb_server.container import Container, build_container, upgrade_database
+from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.settings import Settings
 from dicomweb_server.web.errors import HANDLERS
 from dicomweb_server.web.routes import DICOMWEB_ROUTES
@@ -90,6 +92,28 @@ def create_app(container: Container) -> Starlette:
     return app
 
 
+async def sweep_periodically(container: Container) -> None:
+    """Remove what ended requests left (spool folders of dead processes, orphan objects past
+    the grace period): once at start, then every DICOMWEB_SWEEP_INTERVAL_SECONDS."""
+    interval = container.settings.sweep_interval_seconds
+    while True:
+        try:
+            report = await run_in_threadpool(container.consistency.sweep)
+        except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+            log.warning("sweep failed: %s", backend_text(f"{type(exc).__name__}: {exc}"))
+        else:
+            removed = len(report.orphans) - len(report.young)
+            if removed or report.spool_leftovers:
+                log.info(
+                    "sweep removed %d spool folder(s) of ended requests and %d orphan object(s)",
+                    len(report.spool_leftovers),
+                    removed,
+                )
+        if interval <= 0:
+            return
+        await asyncio.sleep(interval)
+
+
 def create_app_from_settings() -> Starlette:
     """Factory for `uvicorn --factory`: settings from the environment, schema upgraded."""
     settings = Settings()
@@ -100,9 +124,11 @@ def create_app_from_settings() -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        sweeper = asyncio.create_task(sweep_periodically(container))
         try:
             yield
         finally:
+            sweeper.cancel()
             container.close()
 
     app = create_app(container)

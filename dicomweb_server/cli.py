@@ -32,8 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument(
         "--grace-minutes",
         type=float,
-        default=60,
-        help="leave alone what is younger than this: it may belong to a store in progress",
+        default=None,
+        help="--repair leaves alone orphans younger than this, which may belong to a store in "
+        "progress (default: DICOMWEB_ORPHAN_GRACE_SECONDS); check reports them all",
     )
     args = parser.parse_args(argv)
 
@@ -54,7 +55,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("index schema is up to date")
         return 0
     if args.command == "check":
-        return _check(settings, args.repair, args.grace_minutes * 60)
+        grace = None if args.grace_minutes is None else args.grace_minutes * 60
+        return _check(settings, args.repair, grace)
     problem = _unusable_backend(settings)
     if problem is not None:
         print(f"dicomweb-server: {problem}", file=sys.stderr)
@@ -106,20 +108,32 @@ def _unusable_backend(settings: Settings) -> str | None:
     return None
 
 
-def _check(settings: Settings, repair: bool, grace_seconds: float) -> int:
-    from dicomweb_server.container import build_container, upgrade_database
+def _check(settings: Settings, repair: bool, grace_seconds: float | None) -> int:
+    from dicomweb_server.container import build_container
+    from dicomweb_server.index.sql.migrate import pending
 
-    upgrade_database(settings)
+    # `check` never changes the schema: on an old one it says so and stops.
+    behind = pending(settings.resolved_database_url)
+    if behind is not None:
+        print(
+            f"dicomweb-server: the index schema is at {behind}; run `dicomweb-server db "
+            "upgrade` first",
+            file=sys.stderr,
+        )
+        return 2
     container = build_container(settings)
     try:
         report = container.consistency.check(repair=repair, grace_seconds=grace_seconds)
     finally:
         container.close()
-    action = "removed" if report.repaired else "found"
+    young = set(report.young)
     for key in report.orphans:
-        print(f"orphan object ({action}): {key}")
+        if key in young:
+            print(f"orphan object (younger than the grace period, kept): {key}")
+        else:
+            print(f"orphan object ({'removed' if report.repaired else 'found'}): {key}")
     for name in report.spool_leftovers:
-        print(f"spool leftover ({action}): {name}")
+        print(f"spool leftover ({'removed' if report.repaired else 'found'}): {name}")
     for key in report.missing:
         print(f"MISSING object of an indexed instance: {key}")
     print(
@@ -129,4 +143,6 @@ def _check(settings: Settings, repair: bool, grace_seconds: float) -> int:
     )
     if report.missing:
         return 1
-    return 0 if report.clean or report.repaired else 1
+    # Orphans younger than the grace period are reported, not a fault: a store may own them.
+    settled = len(report.orphans) == len(report.young) and not report.spool_leftovers
+    return 0 if settled or report.repaired else 1

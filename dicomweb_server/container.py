@@ -131,23 +131,24 @@ def build_container(settings: Settings) -> Container:
     index = SqlIndex(engine)
     blobs = build_blob_store(settings)
     pixels = PixelReader(blobs, settings.max_transcode_bytes)
+    store = StoreService(
+        index,
+        blobs,
+        settings.resolved_spool_dir,
+        settings.bulk_data_threshold,
+        DuplicatePolicy(settings.duplicate_policy),
+        deidentifier=deidentifier(settings),
+        limits=StoreLimits(
+            settings.max_request_bytes, settings.max_instance_bytes, settings.max_parts
+        ),
+    )
     return Container(
         settings=settings,
-        store=StoreService(
-            index,
-            blobs,
-            settings.resolved_spool_dir,
-            settings.bulk_data_threshold,
-            DuplicatePolicy(settings.duplicate_policy),
-            deidentifier=deidentifier(settings),
-            limits=StoreLimits(
-                settings.max_request_bytes, settings.max_instance_bytes, settings.max_parts
-            ),
-        ),
+        store=store,
         search=SearchService(index, settings.qido_max_limit),
         retrieve=RetrieveService(index, blobs, pixels, retrieve_anonymizer(settings)),
         render=RenderService(index, pixels),
-        consistency=CheckService(index, blobs, settings.resolved_spool_dir),
+        consistency=CheckService(index, blobs, store.spool, settings.orphan_grace_seconds),
         blobs=blobs,
         checks={"database": index.check, "blob store": blobs.check},
         engine=engine,

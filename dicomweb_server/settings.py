@@ -151,6 +151,18 @@ class Settings(BaseSettings):
         description="Seconds a request waits for a free connection before answering 503.",
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
+    orphan_grace_seconds: float = Field(
+        default=3600,
+        ge=0,
+        description="Objects no index row points at are removed once older than this (a "
+        "younger one may belong to a store in progress in another process).",
+    )
+    sweep_interval_seconds: float = Field(
+        default=600,
+        ge=0,
+        description="How often each process removes what ended requests left (spool folders, "
+        "orphan objects past the grace period); 0: only at start.",
+    )
 
     @field_validator("base_path")
     @classmethod

@@ -135,9 +135,14 @@ class RunningServer:
     def reset(self) -> None:
         with self.container.engine.begin() as conn:
             if self.database == "postgresql":
-                conn.execute(text("TRUNCATE instances, series, studies RESTART IDENTITY CASCADE"))
+                conn.execute(
+                    text(
+                        "TRUNCATE instances, series, studies, retired_objects RESTART IDENTITY "
+                        "CASCADE"
+                    )
+                )
             else:
-                for table in ("instances", "series", "studies"):
+                for table in ("instances", "series", "studies", "retired_objects"):
                     conn.execute(text(f"DELETE FROM {table}"))
         if self.settings.blob_store == "s3":
             blobs = self.container.blobs
@@ -242,9 +247,13 @@ def server(
 
 
 @pytest.fixture
-def archive(server: RunningServer) -> RunningServer:
+def archive(server: RunningServer) -> Iterator[RunningServer]:
     server.reset()
-    return server
+    yield server
+    # Whatever a test sent, every request removed what it spooled (a test that leaves
+    # leftovers on purpose removes them).
+    leftovers = list(server.container.store.spool.root.iterdir())
+    assert leftovers == [], leftovers
 
 
 @pytest.fixture

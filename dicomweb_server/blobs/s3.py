@@ -91,7 +91,7 @@ class S3BlobStore:
             self._client.upload_file(str(path), self._bucket, self._key(key), Config=self._transfer)
         except (BotoCoreError, ClientError) as exc:
             raise BlobStoreError(
-                f"the object could not be written to {self.description}: {exc}"
+                f"the blob store ({self.description}) could not write the object: {exc}"
             ) from exc
         path.unlink(missing_ok=True)
 
@@ -115,7 +115,7 @@ class S3BlobStore:
             if code in ("NoSuchKey", "404"):
                 raise FileNotFoundError(f"object {key} is not in {self.description}") from exc
             raise BlobStoreError(
-                f"object {key} could not be read from {self.description}: {exc}"
+                f"the blob store ({self.description}) could not read object {key}: {exc}"
             ) from exc
         body = response["Body"]
         received = 0
@@ -132,7 +132,9 @@ class S3BlobStore:
         try:
             self._client.delete_object(Bucket=self._bucket, Key=self._key(key))
         except (BotoCoreError, ClientError) as exc:
-            raise BlobStoreError(f"object {key} could not be deleted: {exc}") from exc
+            raise BlobStoreError(
+                f"the blob store ({self.description}) could not delete object {key}: {exc}"
+            ) from exc
 
     def iter_keys(self) -> Iterator[tuple[str, float]]:
         pages = self._client.get_paginator("list_objects_v2").paginate(

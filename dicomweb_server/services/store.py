@@ -7,15 +7,13 @@ removed again. A failure of one instance is an outcome, not an exception (PS3.18
 
 from __future__ import annotations
 
-import os
+import contextlib
 import secrets
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from dataclasses import replace as replace_fields
 from enum import StrEnum
 from pathlib import Path
-from typing import IO
 from urllib.parse import urlsplit
 
 import orjson
@@ -42,6 +40,7 @@ from dicomweb_server.services.ports import (
     StoredInstance,
     StoreIndex,
 )
+from dicomweb_server.services.spool import RequestSpool, Spool
 
 # PS3.18 Table I.2-2 failure reasons used here.
 DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
@@ -128,14 +127,13 @@ class StoreService:
         self.deidentifier = deidentifier
         self._index = index
         self._blobs = blobs
-        self._spool_dir = spool_dir
+        self.spool = Spool(spool_dir)
         self._threshold = bulk_data_threshold
-        spool_dir.mkdir(parents=True, exist_ok=True)
 
-    def open_spool(self) -> tuple[Path, IO[bytes]]:
-        """A new temporary file for one request part, on the spool's file system."""
-        fd, name = tempfile.mkstemp(prefix="part-", suffix=".dcm", dir=self._spool_dir)
-        return Path(name), os.fdopen(fd, "wb")
+    def request_spool(self) -> contextlib.AbstractContextManager[RequestSpool]:
+        """The spool folder of one request, on the objects' file system; everything in it is
+        removed when the request ends, however it ends."""
+        return self.spool.request()
 
     def store_from_metadata(
         self,
@@ -166,17 +164,20 @@ class StoreService:
                     )
                     continue
                 for item in items:
-                    outcomes.append(self._store_item(item, lookup, study_uid))
+                    outcomes.append(self._store_item(item, lookup, study_uid, path.parent))
         finally:
             for path in [*metadata_parts, *(p.path for p in bulk_parts.values())]:
                 path.unlink(missing_ok=True)
         return outcomes
 
     def _store_item(
-        self, item: object, lookup: Callable[[str], BulkPart | None], study_uid: str | None
+        self,
+        item: object,
+        lookup: Callable[[str], BulkPart | None],
+        study_uid: str | None,
+        workdir: Path,
     ) -> InstanceOutcome:
-        path, fp = self.open_spool()
-        fp.close()
+        path = RequestSpool(workdir).new_path(".dcm")
         try:
             assemble(item, lookup, path)
         except ObjectRejected as exc:
@@ -191,13 +192,15 @@ class StoreService:
         return self.store(path, study_uid)
 
     def store(self, part: Path, study_uid: str | None = None) -> InstanceOutcome:
-        """Store the object in the spooled file `part`; the file is consumed."""
+        """Store the object in the spooled file `part`; the file is consumed. Files made on
+        the way go into the same (request's) folder."""
         prepared_path: Path | None = None
+        workdir = part.parent
         try:
             deidentifier = self.deidentifier
             if deidentifier is not None:
                 try:
-                    part = deidentify_file(part, self._spool_dir, deidentifier)
+                    part = deidentify_file(part, workdir, deidentifier)
                 except ObjectRejected as exc:
                     sop_class, _ = peek_uids(part)
                     return InstanceOutcome(
@@ -207,7 +210,7 @@ class StoreService:
                     # The URL names the study as the client knows it.
                     study_uid = deidentifier.map_uid(study_uid)
             try:
-                prepared = prepare_instance(part, self._spool_dir, self._threshold)
+                prepared = prepare_instance(part, workdir, self._threshold)
             except ObjectRejected as exc:
                 sop_class, sop_instance = peek_uids(part)
                 return InstanceOutcome(
@@ -297,9 +300,8 @@ class StoreService:
         if added.outcome is AddOutcome.STORED:
             return outcome
         if added.outcome is AddOutcome.REPLACED:
-            # The index points at the new copy since its commit; the old one can go.
-            if added.replaced_key is not None:
-                self._blobs.delete(added.replaced_key)
+            # The index points at the new copy since its commit; the old one was retired in
+            # that commit and stays readable until the sweep removes it after the grace period.
             return outcome
         self._blobs.delete(key)
         if added.outcome is AddOutcome.DUPLICATE:

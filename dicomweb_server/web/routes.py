@@ -2,45 +2,70 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from dicomweb_server.web import qido, rendered, stow, wado, wado_uri
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class Resource(Route):
+    """One path and every method it has. A method it lacks (OPTIONS included) answers 405
+    with an Allow header naming them all (RFC 9110 15.5.6), whichever method was asked."""
+
+    def __init__(self, path: str, **handlers: Handler) -> None:
+        self.handlers = handlers
+
+        async def dispatch(request: Request) -> Response:
+            method = "GET" if request.method == "HEAD" else request.method
+            return await self.handlers[method](request)
+
+        super().__init__(path, dispatch, methods=list(handlers))
+        self.allow = ", ".join(sorted(self.methods or ()))
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            raise HTTPException(status_code=405, headers={"Allow": self.allow})
+        await super().handle(scope, receive, send)
+
 
 STUDY = "/studies/{study}"
 SERIES = STUDY + "/series/{series}"
 INSTANCE = SERIES + "/instances/{instance}"
 
 DICOMWEB_ROUTES: list[BaseRoute] = [
-    # STOW-RS, PS3.18 10.5
-    Route("/studies", stow.store_instances, methods=["POST"]),
-    Route(STUDY, stow.store_instances, methods=["POST"]),
+    # STOW-RS (POST), PS3.18 10.5; QIDO-RS (GET /studies), 10.6; WADO-RS (GET a study), 10.4
+    Resource("/studies", GET=qido.search_studies, POST=stow.store_instances),
+    Resource(STUDY, GET=wado.retrieve_instances, POST=stow.store_instances),
     # QIDO-RS, PS3.18 10.6
-    Route("/studies", qido.search_studies, methods=["GET"]),
-    Route("/series", qido.search_series, methods=["GET"]),
-    Route("/instances", qido.search_instances, methods=["GET"]),
-    Route(STUDY + "/series", qido.search_series, methods=["GET"]),
-    Route(STUDY + "/instances", qido.search_instances, methods=["GET"]),
-    Route(SERIES + "/instances", qido.search_instances, methods=["GET"]),
+    Resource("/series", GET=qido.search_series),
+    Resource("/instances", GET=qido.search_instances),
+    Resource(STUDY + "/series", GET=qido.search_series),
+    Resource(STUDY + "/instances", GET=qido.search_instances),
+    Resource(SERIES + "/instances", GET=qido.search_instances),
     # WADO-RS, PS3.18 10.4
-    Route(STUDY, wado.retrieve_instances, methods=["GET"]),
-    Route(SERIES, wado.retrieve_instances, methods=["GET"]),
-    Route(INSTANCE, wado.retrieve_instances, methods=["GET"]),
-    Route(STUDY + "/metadata", wado.retrieve_metadata, methods=["GET"]),
-    Route(SERIES + "/metadata", wado.retrieve_metadata, methods=["GET"]),
-    Route(INSTANCE + "/metadata", wado.retrieve_metadata, methods=["GET"]),
-    Route(INSTANCE + "/frames/{frames}", wado.retrieve_frames, methods=["GET"]),
-    Route(INSTANCE + "/bulkdata/{path:path}", wado.retrieve_bulk_data, methods=["GET"]),
+    Resource(SERIES, GET=wado.retrieve_instances),
+    Resource(INSTANCE, GET=wado.retrieve_instances),
+    Resource(STUDY + "/metadata", GET=wado.retrieve_metadata),
+    Resource(SERIES + "/metadata", GET=wado.retrieve_metadata),
+    Resource(INSTANCE + "/metadata", GET=wado.retrieve_metadata),
+    Resource(INSTANCE + "/frames/{frames}", GET=wado.retrieve_frames),
+    Resource(INSTANCE + "/bulkdata/{path:path}", GET=wado.retrieve_bulk_data),
     # WADO-URI, PS3.18 9
-    Route("/wado", wado_uri.retrieve_wado_uri, methods=["GET"]),
+    Resource("/wado", GET=wado_uri.retrieve_wado_uri),
     # Rendered resources and thumbnails, PS3.18 10.4.1.1.3-4
-    Route(STUDY + "/rendered", rendered.retrieve_rendered, methods=["GET"]),
-    Route(SERIES + "/rendered", rendered.retrieve_rendered, methods=["GET"]),
-    Route(INSTANCE + "/rendered", rendered.retrieve_rendered, methods=["GET"]),
-    Route(
-        INSTANCE + "/frames/{frames}/rendered", rendered.retrieve_rendered_frames, methods=["GET"]
-    ),
-    Route(STUDY + "/thumbnail", rendered.retrieve_thumbnail, methods=["GET"]),
-    Route(SERIES + "/thumbnail", rendered.retrieve_thumbnail, methods=["GET"]),
-    Route(INSTANCE + "/thumbnail", rendered.retrieve_thumbnail, methods=["GET"]),
-    Route(INSTANCE + "/frames/{frames}/thumbnail", rendered.retrieve_thumbnail, methods=["GET"]),
+    Resource(STUDY + "/rendered", GET=rendered.retrieve_rendered),
+    Resource(SERIES + "/rendered", GET=rendered.retrieve_rendered),
+    Resource(INSTANCE + "/rendered", GET=rendered.retrieve_rendered),
+    Resource(INSTANCE + "/frames/{frames}/rendered", GET=rendered.retrieve_rendered_frames),
+    Resource(STUDY + "/thumbnail", GET=rendered.retrieve_thumbnail),
+    Resource(SERIES + "/thumbnail", GET=rendered.retrieve_thumbnail),
+    Resource(INSTANCE + "/thumbnail", GET=rendered.retrieve_thumbnail),
+    Resource(INSTANCE + "/frames/{frames}/thumbnail", GET=rendered.retrieve_thumbnail),
 ]

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from dicomweb_server.dicom import numbers
 from dicomweb_server.dicom.assemble import BulkPart
 from dicomweb_server.services.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from dicomweb_server.services.spool import RequestSpool
 from dicomweb_server.services.store import (
     CANNOT_UNDERSTAND,
     InstanceOutcome,
@@ -49,12 +50,17 @@ async def store_instances(request: Request) -> Response:
             f"the request body of {declared} bytes exceeds the limit of "
             f"{store.limits.request_bytes} bytes"
         )
-    result = await _receive(request, store, boundary, study_uid)
+    with store.request_spool() as spool:
+        result = await _receive(request, store, spool, boundary, study_uid)
     return _response(result, base_url(request), study_uid)
 
 
 async def _receive(
-    request: Request, store: StoreService, boundary: str, study_uid: str | None
+    request: Request,
+    store: StoreService,
+    spool: RequestSpool,
+    boundary: str,
+    study_uid: str | None,
 ) -> StoreResult:
     """Read the body part by part, storing each instance as soon as its part is complete.
 
@@ -64,7 +70,7 @@ async def _receive(
     limits = store.limits
     result = StoreResult()
     described = _Described()
-    reader = MultipartReader(boundary, store.open_spool, limits.instance_bytes, limits.parts)
+    reader = MultipartReader(boundary, spool.open_part, limits.instance_bytes, limits.parts)
     received = 0
     too_large: str | None = None
     try:

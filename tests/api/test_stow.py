@@ -166,6 +166,14 @@ def test_duplicate_overwrite_replaces_object_and_metadata(
     (study,) = client.get("/studies", params={"StudyInstanceUID": ds.StudyInstanceUID}).json()
     assert values(study, "00201208") == [1]
     # Exactly one object remains in storage: the old copy was removed after the switch.
+    # The replaced copy is retired, not deleted at once: a reader that looked it up just
+    # before the replacement may still be reading it (item 7 of the hardening issue).
+    stored = [key for key, _ in archive.container.blobs.iter_keys()]
+    assert len(stored) == 2
+    report = archive.container.consistency.check()
+    assert report.orphans == [] and report.missing == []
+    # Past the grace period, the sweep removes it.
+    archive.container.consistency.check(repair=True, grace_seconds=0)
     stored = [key for key, _ in archive.container.blobs.iter_keys()]
     assert len(stored) == 1
 

@@ -48,3 +48,24 @@ def test_cors_lets_a_viewer_on_another_origin_call(client: httpx.Client) -> None
     r = client.get("/studies", headers={"Origin": origin})
     assert r.headers["access-control-allow-origin"] in ("*", origin)
     assert "Warning" in r.headers["access-control-expose-headers"]
+
+
+def test_a_method_a_resource_lacks_names_the_methods_it_has(client: httpx.Client) -> None:
+    """RFC 9110 15.5.6: 405 with Allow listing every method of the resource (GET, HEAD and
+    POST on /studies, whichever route a method would have reached)."""
+    expected = {
+        "/studies": "GET, HEAD, POST",
+        "/studies/1.2.3": "GET, HEAD, POST",
+        "/series": "GET, HEAD",
+        "/studies/1.2.3/series/1.2.4/instances/1.2.5/frames/1": "GET, HEAD",
+        "/wado": "GET, HEAD",
+    }
+    for path, allow in expected.items():
+        for method in ("OPTIONS", "PUT", "DELETE", "PATCH"):
+            r = client.request(method, path)
+            assert r.status_code == 405, (method, path, r.status_code)
+            assert r.headers["allow"] == allow, (method, path)
+            assert r.json()["error"]
+    # The methods it has are served as before.
+    assert client.get("/studies").status_code == 200
+    assert client.head("/studies").status_code == 200

@@ -164,6 +164,8 @@ def test_database_cut_off_during_load(fault_database: str, tmp_path: object) -> 
         print(f"\n{ok} x 200, {len(statuses) - ok} x 503, {len(acknowledged)} acknowledged")
         report = container.consistency.check(grace_seconds=0)
         assert report.missing == [] and report.orphans == [], report
+        # Every request, whatever happened to it, removed what it spooled.
+        assert report.spool_leftovers == [] and not any(settings.resolved_spool_dir.iterdir())
     finally:
         stop.set()
         uv.should_exit = True

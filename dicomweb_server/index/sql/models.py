@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -103,6 +104,16 @@ instances = Table(
     Index(None, "series_pk", "instance_number"),
     Index(None, "study_pk"),
     Index(None, "sop_class_uid"),
+)
+
+# Copies no instance row points at any more (replaced by a newer copy), kept until the
+# grace period has passed so that a reader that looked them up can still read them.
+retired_objects = Table(
+    "retired_objects",
+    metadata,
+    Column("blob_key", Text, primary_key=True),
+    Column("retired_at", Float, nullable=False),  # seconds since the epoch
+    Index(None, "retired_at"),
 )
 
 

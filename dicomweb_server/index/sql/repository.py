@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Row, Select, Table, bindparam, select, text, update
+from sqlalchemy import (
+    Engine,
+    Row,
+    Select,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -15,7 +27,7 @@ from dicomweb_server.dicom import attributes as a
 from dicomweb_server.dicom.attributes import Level
 from dicomweb_server.index.sql import query
 from dicomweb_server.index.sql.engine import WRITE
-from dicomweb_server.index.sql.models import instances, series, studies
+from dicomweb_server.index.sql.models import instances, retired_objects, series, studies
 from dicomweb_server.services.errors import Unavailable
 from dicomweb_server.services.ports import (
     AddOutcome,
@@ -272,6 +284,11 @@ class SqlIndex:
             .where(instances.c.pk == existing.pk)
             .values(**self._instance_row(inst))
         )
+        # The old copy is retired in the same transaction: kept for readers that looked it
+        # up before this commit, removed by the sweep after the grace period.
+        conn.execute(
+            insert(retired_objects).values(blob_key=existing.blob_key, retired_at=time.time())
+        )
         self._add_sop_class(conn, study.pk, study.sop_classes_in_study, stored.sop_class_uid)
         return AddResult(AddOutcome.REPLACED, replaced_key=existing.blob_key)
 
@@ -482,6 +499,17 @@ class SqlIndex:
     def blob_keys(self) -> set[str]:
         with self._connect() as conn:
             return {str(k) for k in conn.execute(select(instances.c.blob_key)).scalars()}
+
+    def retired_keys(self, before: float | None = None) -> set[str]:
+        stmt = select(retired_objects.c.blob_key)
+        if before is not None:
+            stmt = stmt.where(retired_objects.c.retired_at < before)
+        with self._connect() as conn:
+            return {str(k) for k in conn.execute(stmt).scalars()}
+
+    def forget_retired(self, key: str) -> None:
+        with self._connect() as conn, conn.begin():
+            conn.execute(delete(retired_objects).where(retired_objects.c.blob_key == key))
 
     def check(self) -> None:
         with self._connect() as conn:

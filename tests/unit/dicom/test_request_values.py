@@ -105,7 +105,8 @@ def test_encoded_sequences_of_any_depth(levels: int, cut: bool) -> None:
     except ObjectRejected:
         assert levels > depth.MAX_DEPTH
         return
-    assert levels <= depth.MAX_DEPTH
+    # Cut short, a deep structure may end before it is too deep.
+    assert levels <= depth.MAX_DEPTH or cut
 
 
 @given(st.binary(max_size=300), st.booleans(), st.booleans())
