@@ -76,8 +76,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     import uvicorn
 
-    from dicomweb_server.serving import NoDelayH11Protocol
+    from dicomweb_server.serving import NoDelayH11Protocol, raise_file_limit
 
+    raise_file_limit()
     uvicorn.run(
         "dicomweb_server.app:create_app_from_settings",
         factory=True,
@@ -87,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level=settings.log_level.lower(),
         proxy_headers=True,
         http=NoDelayH11Protocol,
+        timeout_keep_alive=settings.keep_alive_seconds,
+        # Past it, uvicorn answers 503 at once: connections never exhaust file descriptors.
+        limit_concurrency=settings.max_connections,
     )
     return 0
 

@@ -139,8 +139,12 @@ def build_container(settings: Settings) -> Container:
         DuplicatePolicy(settings.duplicate_policy),
         deidentifier=deidentifier(settings),
         limits=StoreLimits(
-            settings.max_request_bytes, settings.max_instance_bytes, settings.max_parts
+            settings.max_request_bytes,
+            settings.max_instance_bytes,
+            settings.max_parts,
+            settings.body_timeout_seconds,
         ),
+        max_uploads=settings.max_concurrent_uploads,
     )
     return Container(
         settings=settings,
@@ -150,7 +154,7 @@ def build_container(settings: Settings) -> Container:
         render=RenderService(index, pixels),
         consistency=CheckService(index, blobs, store.spool, settings.orphan_grace_seconds),
         blobs=blobs,
-        checks={"database": index.check, "blob store": blobs.check},
+        checks={"database": index.check, "blob store": blobs.check, "spool": store.spool.check},
         engine=engine,
         _closers=[engine.dispose, blobs.close],
     )

@@ -5,14 +5,23 @@ socket that crossed processes this way no longer reports IPPROTO_TCP, so asyncio
 set TCP_NODELAY on the connections it accepts; responses (headers and body written
 separately) then wait for the client's delayed ACK, about 40 ms each. The protocol below
 sets TCP_NODELAY on every connection itself.
+
+uvicorn bounds the wait between requests on a kept-alive connection, not the wait for a
+request's headers: a client that connects and sends its headers a byte at a time (or never)
+would hold its connection, and a file descriptor, forever. The protocol closes a connection
+whose request headers are not complete within DICOMWEB_HEADER_TIMEOUT_SECONDS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import resource
 import socket
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from dicomweb_server.settings import Settings
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
@@ -21,8 +30,59 @@ def set_nodelay(transport: asyncio.BaseTransport) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+@functools.cache
+def header_timeout() -> float:
+    return Settings().header_timeout_seconds
+
+
 class NoDelayH11Protocol(H11Protocol):
+    _header_timer: asyncio.TimerHandle | None = None
+
     # H11Protocol narrows the transport to asyncio.Transport; so must this override.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         set_nodelay(transport)
         super().connection_made(transport)
+        self._await_headers()
+
+    def _await_headers(self) -> None:
+        self._stop_header_timer()
+        self._header_timer = self.loop.call_later(header_timeout(), self._headers_too_slow)
+
+    def _stop_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.cycle is None or self.cycle.response_complete:
+            # Still no complete request: the connection is given up.
+            self.transport.close()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._stop_header_timer()  # a request is being served
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+
+def raise_file_limit() -> int:
+    """Let the process open as many files as the system allows it (the soft limit up to the
+    hard one): each connection and each spooled part holds one. The limit in effect."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft

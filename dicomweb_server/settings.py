@@ -157,6 +157,32 @@ class Settings(BaseSettings):
         description="Objects no index row points at are removed once older than this (a "
         "younger one may belong to a store in progress in another process).",
     )
+    header_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        description="A connection whose request headers are not complete within this many "
+        "seconds is closed.",
+    )
+    body_timeout_seconds: float = Field(
+        default=60,
+        gt=0,
+        description="A request body that sends nothing for this many seconds is answered 408 "
+        "and what it sent is discarded.",
+    )
+    keep_alive_seconds: int = Field(
+        default=5, ge=1, description="An idle kept-alive connection is closed after this long."
+    )
+    max_concurrent_uploads: int = Field(
+        default=64,
+        ge=1,
+        description="STOW-RS requests one process receives at once; more answer 503 with "
+        "Retry-After.",
+    )
+    max_connections: int = Field(
+        default=1000,
+        ge=1,
+        description="Connections and requests one process serves at once; more answer 503.",
+    )
     sweep_interval_seconds: float = Field(
         default=600,
         ge=0,

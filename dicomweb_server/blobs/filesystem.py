@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+# Below this much free space the store is reported full (not ready): a STOW would fail.
+MIN_FREE_BYTES = 16 * 2**20
 
 
 class FilesystemBlobStore:
@@ -28,11 +32,17 @@ class FilesystemBlobStore:
             os.fsync(fp.fileno())
         try:
             os.replace(path, target)
-        except OSError:
-            # Another file system: copy, then move into place atomically.
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # Another file system: copy, then move into place atomically; a copy cut short
+            # (a full disk) is removed, so nothing half stored remains.
             partial = target.with_name(target.name + ".partial")
-            shutil.copyfile(path, partial)
-            os.replace(partial, target)
+            try:
+                shutil.copyfile(path, partial)
+                os.replace(partial, target)
+            finally:
+                partial.unlink(missing_ok=True)
             path.unlink(missing_ok=True)
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
@@ -67,7 +77,10 @@ class FilesystemBlobStore:
 
     def check(self) -> None:
         if not os.access(self._root, os.W_OK):
-            raise OSError("the object folder is not writable")
+            raise OSError("the object folder is not writable (read-only)")
+        usage = os.statvfs(self._root)
+        if usage.f_bavail * usage.f_frsize < MIN_FREE_BYTES:
+            raise OSError("the object folder's file system is full")
 
     def close(self) -> None:
         """Nothing to release: files are opened per call."""

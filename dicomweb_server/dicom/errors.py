@@ -5,6 +5,7 @@ The services map them to their own domain errors; nothing here knows about HTTP.
 
 from __future__ import annotations
 
+import errno
 import re
 
 
@@ -72,3 +73,15 @@ def backend_text(text: str) -> str:
     """An error text of a backend (database, object store), for the log: client_text with
     the addresses and ports of hosts removed as well."""
     return _PORT.sub("port <port>", _IPV4.sub("<host>", client_text(text)))
+
+
+# OS errors that are the storage's state, never the object's fault: they are raised on to
+# the caller (507 or 503 with the reason), not reported as a failure of the instance.
+STORAGE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EMFILE,
+     errno.ENFILE, errno.EIO}
+)  # fmt: skip
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS

@@ -28,7 +28,7 @@ from pydicom.uid import UID
 
 from dicomweb_server.dicom import uids
 from dicomweb_server.dicom.deidentify import Deidentifier
-from dicomweb_server.dicom.errors import ObjectRejected
+from dicomweb_server.dicom.errors import ObjectRejected, is_storage_error
 from dicomweb_server.dicom.frames import (
     FrameLayoutError,
     ImageGeometry,
@@ -276,6 +276,8 @@ def _read_header(path: Path, force: bool) -> Dataset:
     try:
         return dcmread(path, stop_before_pixels=True, defer_size=_DEFER_SIZE, force=force)
     except _PARSE_ERRORS as exc:
+        if is_storage_error(exc):
+            raise
         raise ObjectRejected(
             CANNOT_UNDERSTAND, f"the DICOM object cannot be parsed: {exc}"
         ) from exc
@@ -368,6 +370,8 @@ def _convert_to_explicit_little(
     except ObjectRejected:
         raise
     except _PARSE_ERRORS as exc:
+        if is_storage_error(exc):
+            raise
         raise ObjectRejected(
             CANNOT_UNDERSTAND, f"the object cannot be converted to Explicit VR Little Endian: {exc}"
         ) from exc
@@ -450,6 +454,8 @@ def deidentify_file(src: Path, workdir: Path, deidentifier: Deidentifier) -> Pat
         dst.unlink(missing_ok=True)
         raise
     except _PARSE_ERRORS as exc:
+        if is_storage_error(exc):
+            raise
         dst.unlink(missing_ok=True)
         raise ObjectRejected(
             CANNOT_UNDERSTAND, f"the object cannot be de-identified: {exc}"

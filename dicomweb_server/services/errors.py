@@ -39,3 +39,16 @@ class Unavailable(ServiceError):
 
     def __init__(self, message: str = "") -> None:
         super().__init__(backend_text(message))
+
+
+class RequestTimeout(ServiceError):
+    """The client stopped sending its request body; what it sent is discarded (408)."""
+
+
+class Busy(Unavailable):
+    """This process serves as many requests of this kind as it is allowed to; the client may
+    try again shortly (503 with Retry-After)."""
+
+
+class InsufficientStorage(ServiceError):
+    """The storage is full: nothing of the instance or request was kept (507)."""

@@ -27,6 +27,8 @@ _STAGING = ".new-"
 _LOCK = ".lock"
 # A staging folder is being made right now: left alone this long.
 _CREATING_SECONDS = 60.0
+# Below this much free space the spool is reported full (not ready).
+MIN_FREE_BYTES = 16 * 2**20
 
 
 class RequestSpool:
@@ -65,6 +67,14 @@ class Spool:
         finally:
             shutil.rmtree(path, ignore_errors=True)
             os.close(lock)
+
+    def check(self) -> None:
+        """Raise OSError when requests could not be spooled: read-only or full."""
+        if not os.access(self.root, os.W_OK):
+            raise OSError("the spool folder is not writable (read-only)")
+        usage = os.statvfs(self.root)
+        if usage.f_bavail * usage.f_frsize < MIN_FREE_BYTES:
+            raise OSError("the spool folder's file system is full")
 
     def leftovers(self) -> list[Path]:
         """Folders (and loose files) no running request owns."""

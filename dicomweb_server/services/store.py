@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from dataclasses import replace as replace_fields
 from enum import StrEnum
@@ -32,6 +33,7 @@ from dicomweb_server.dicom.parse import (
 )
 from dicomweb_server.dicom.scan import PIXEL_DATA_TAGS
 from dicomweb_server.dicom.xml_model import native_to_json
+from dicomweb_server.services.errors import Busy
 from dicomweb_server.services.ports import (
     AddOutcome,
     BlobStore,
@@ -69,6 +71,8 @@ class StoreLimits:
     request_bytes: int = 64 * 2**30
     instance_bytes: int = 8 * 2**30
     parts: int = 10_000
+    # A body that sends nothing this long is answered 408 (DICOMWEB_BODY_TIMEOUT_SECONDS).
+    idle_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -121,14 +125,35 @@ class StoreService:
         duplicate_policy: DuplicatePolicy = DuplicatePolicy.IGNORE,
         limits: StoreLimits | None = None,
         deidentifier: Deidentifier | None = None,
+        max_uploads: int = 64,
     ) -> None:
         self.duplicate_policy = duplicate_policy
+        self.max_uploads = max_uploads
+        self._uploads = 0
+        self._uploads_lock = threading.Lock()
         self.limits = limits or StoreLimits()
         self.deidentifier = deidentifier
         self._index = index
         self._blobs = blobs
         self.spool = Spool(spool_dir)
         self._threshold = bulk_data_threshold
+
+    @contextlib.contextmanager
+    def admission(self) -> Iterator[None]:
+        """One upload received by this process; past `max_uploads` at once, Busy (503):
+        each upload holds a connection, a spool file and a worker thread at times."""
+        with self._uploads_lock:
+            if self._uploads >= self.max_uploads:
+                raise Busy(
+                    f"this server receives at most {self.max_uploads} uploads at once; "
+                    "try again shortly"
+                )
+            self._uploads += 1
+        try:
+            yield
+        finally:
+            with self._uploads_lock:
+                self._uploads -= 1
 
     def request_spool(self) -> contextlib.AbstractContextManager[RequestSpool]:
         """The spool folder of one request, on the objects' file system; everything in it is

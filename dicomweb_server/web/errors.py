@@ -6,6 +6,7 @@ answers 500 with no internals.
 
 from __future__ import annotations
 
+import errno
 import logging
 import uuid
 
@@ -24,10 +25,14 @@ STATUS: dict[type[Exception], int] = {
     InvalidUID: 400,
     e.NotFound: 404,
     e.NotAcceptable: 406,
+    e.RequestTimeout: 408,
     e.PayloadTooLarge: 413,
     e.UnsupportedMediaType: 415,
     e.Unavailable: 503,
+    e.InsufficientStorage: 507,
 }
+# Statuses that close the connection: the rest of the body will not be read.
+_CLOSE = frozenset({408, 413})
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -37,7 +42,9 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 async def domain_error(_request: Request, exc: Exception) -> Response:
     for kind, status in STATUS.items():
         if isinstance(exc, kind):
-            headers = {"Retry-After": "5"} if status == 503 else None
+            headers = {"Retry-After": "5"} if status == 503 else {}
+            if status in _CLOSE:
+                headers["Connection"] = "close"
             return error_response(status, str(exc), headers)
     return await unexpected_error(_request, exc)
 
@@ -59,8 +66,34 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
     return error_response(500, f"internal error; request id {request_id}")
 
 
+# The storage's state, whatever code met it (spool, objects, SQLite file): the reason in
+# words, never the path.
+_STORAGE = {
+    errno.ENOSPC: (507, "the archive's storage is full; nothing unfinished was kept"),
+    errno.EDQUOT: (507, "the archive's storage quota is used up; nothing unfinished was kept"),
+    errno.EROFS: (503, "the archive's storage is read-only"),
+    errno.EACCES: (503, "the archive may not write to its storage"),
+    errno.EPERM: (503, "the archive may not write to its storage"),
+    errno.EIO: (503, "the archive's storage reports an input/output error"),
+    errno.EMFILE: (503, "the server has no file handle free; try again shortly"),
+    errno.ENFILE: (503, "the system has no file handle free; try again shortly"),
+}
+
+
+async def storage_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OSError)
+    found = _STORAGE.get(exc.errno or 0)
+    if found is None:
+        return await unexpected_error(request, exc)
+    status, reason = found
+    log.warning("%s on %s %s: %s", reason, request.method, request.url.path, type(exc).__name__)
+    headers = {"Retry-After": "30"} if status == 503 else {}
+    return error_response(status, reason, headers)
+
+
 HANDLERS = {
     **{kind: domain_error for kind in STATUS},
     HTTPException: http_error,
+    OSError: storage_error,
     Exception: unexpected_error,
 }

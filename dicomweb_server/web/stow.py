@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -14,7 +16,12 @@ from starlette.responses import Response
 
 from dicomweb_server.dicom import numbers
 from dicomweb_server.dicom.assemble import BulkPart
-from dicomweb_server.services.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from dicomweb_server.services.errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+)
 from dicomweb_server.services.spool import RequestSpool
 from dicomweb_server.services.store import (
     CANNOT_UNDERSTAND,
@@ -50,7 +57,7 @@ async def store_instances(request: Request) -> Response:
             f"the request body of {declared} bytes exceeds the limit of "
             f"{store.limits.request_bytes} bytes"
         )
-    with store.request_spool() as spool:
+    with store.admission(), store.request_spool() as spool:
         result = await _receive(request, store, spool, boundary, study_uid)
     return _response(result, base_url(request), study_uid)
 
@@ -74,7 +81,7 @@ async def _receive(
     received = 0
     too_large: str | None = None
     try:
-        async for chunk in request.stream():
+        async for chunk in _body(request, limits.idle_seconds):
             allowed = limits.request_bytes - received
             received += len(chunk)
             if received > limits.request_bytes:
@@ -109,6 +116,24 @@ async def _receive(
     if not result.outcomes and result.request_error is None:
         result.request_error = "the multipart body holds no parts"
     return result
+
+
+async def _body(request: Request, idle_seconds: float) -> AsyncIterator[bytes]:
+    """The request body chunk by chunk; a client that sends nothing for `idle_seconds` is
+    answered 408 (the request's spool goes with it)."""
+    stream = request.stream()
+    while True:
+        try:
+            with anyio.fail_after(idle_seconds):
+                chunk = await anext(stream)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the request body sent nothing for {idle_seconds:g} seconds; nothing of its "
+                "unfinished parts was kept"
+            ) from None
+        yield chunk
 
 
 def _boundary(content_type: str | None) -> str:

@@ -96,3 +96,22 @@ def test_check_reports_an_indexed_instance_whose_object_is_gone(
     result = check(archive, "--repair")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "MISSING object of an indexed instance" in result.stdout
+
+
+def test_check_never_changes_the_schema(tmp_path: Path) -> None:
+    """`check` on an archive whose schema is behind says so and stops; it migrates nothing
+    (even where serve would, and where migrations are left to a separate job)."""
+    from sqlalchemy import create_engine, inspect
+
+    database = tmp_path / "index.sqlite3"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
+    env.update({"DICOMWEB_DATA_DIR": str(tmp_path), "DICOMWEB_MIGRATE_ON_START": "false"})
+    command = [str(Path(sys.executable).parent / "dicomweb-server"), "check"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "db upgrade" in result.stderr
+    engine = create_engine(f"sqlite:///{database}")
+    try:
+        assert "instances" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
