@@ -20,10 +20,12 @@ from starlette.routing import BaseRoute, Mount, Route
 from dicomweb_server.container import Container, build_container, upgrade_database
 from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.settings import Settings
+from dicomweb_server.web.access import RequestLog
 from dicomweb_server.web.errors import HANDLERS
 from dicomweb_server.web.routes import DICOMWEB_ROUTES
 
 log = logging.getLogger("dicomweb_server")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 EXPOSED_HEADERS = [
     "Content-Type",
@@ -87,6 +89,8 @@ def create_app(container: Container) -> Starlette:
                 expose_headers=EXPOSED_HEADERS,
             )
         )
+    # Outermost: the request id and the log line cover everything, CORS answers included.
+    middleware.insert(0, Middleware(RequestLog, log_query_values=settings.log_query_values))
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=HANDLERS)
     app.state.container = container
     return app
@@ -117,6 +121,9 @@ async def sweep_periodically(container: Container) -> None:
 def create_app_from_settings() -> Starlette:
     """Factory for `uvicorn --factory`: settings from the environment, schema upgraded."""
     settings = Settings()
+    if not logging.getLogger().handlers:
+        # A worker process uvicorn started: the same log format as the parent's.
+        logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
     if settings.migrate_on_start:
         upgrade_database(settings)
     container = build_container(settings)

@@ -45,9 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"dicomweb-server: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from dicomweb_server.app import LOG_FORMAT
+
+    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
     from dicomweb_server.container import upgrade_database
 
     if args.command == "db":
@@ -91,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout_keep_alive=settings.keep_alive_seconds,
         # Past it, uvicorn answers 503 at once: connections never exhaust file descriptors.
         limit_concurrency=settings.max_connections,
+        # Our own access log (web/access.py) replaces uvicorn's, which logs query values
+        # (patient names and IDs) and client addresses.
+        access_log=False,
     )
     return 0
 

@@ -20,6 +20,7 @@ from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.index.sql import migrate
 from dicomweb_server.index.sql.engine import make_engine
 from dicomweb_server.index.sql.repository import SqlIndex
+from dicomweb_server.services.budget import MemoryBudget
 from dicomweb_server.services.check import CheckService
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import BlobStore
@@ -130,7 +131,9 @@ def build_container(settings: Settings) -> Container:
     )
     index = SqlIndex(engine)
     blobs = build_blob_store(settings)
-    pixels = PixelReader(blobs, settings.max_transcode_bytes)
+    pixels = PixelReader(
+        blobs, settings.max_transcode_bytes, budget=MemoryBudget(settings.decode_memory_bytes)
+    )
     store = StoreService(
         index,
         blobs,
@@ -151,7 +154,7 @@ def build_container(settings: Settings) -> Container:
         store=store,
         search=SearchService(index, settings.qido_max_limit),
         retrieve=RetrieveService(index, blobs, pixels, retrieve_anonymizer(settings)),
-        render=RenderService(index, pixels),
+        render=RenderService(index, pixels, max_pixels=settings.max_render_pixels),
         consistency=CheckService(index, blobs, store.spool, settings.orphan_grace_seconds),
         blobs=blobs,
         checks={"database": index.check, "blob store": blobs.check, "spool": store.spool.check},

@@ -133,8 +133,20 @@ class Settings(BaseSettings):
     max_transcode_bytes: int = Field(
         default=512 * 2**20,
         ge=1,
-        description="Most bytes of stored objects one response decodes to transcode or render; "
-        "past it, a request for another transfer syntax answers 406.",
+        description="Most bytes of decoded pixel data one response transcodes; past it, a "
+        "request for another transfer syntax answers 406.",
+    )
+    max_render_pixels: int = Field(
+        default=64 * 2**20,
+        ge=1,
+        description="Most pixels one rendered response holds (width x height x frames of an "
+        "animation); past it, 400.",
+    )
+    decode_memory_bytes: int = Field(
+        default=2 * 2**30,
+        ge=1,
+        description="Most memory one process holds for transcoding and rendering at once; "
+        "requests wait for room, then answer 503.",
     )
     migrate_on_start: bool = Field(
         default=True,
@@ -151,6 +163,11 @@ class Settings(BaseSettings):
         description="Seconds a request waits for a free connection before answering 503.",
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
+    log_query_values: bool = Field(
+        default=False,
+        description="Write query values (patient names, IDs...) to the access log; for "
+        "debugging only: by default they are replaced by `*`.",
+    )
     orphan_grace_seconds: float = Field(
         default=3600,
         ge=0,

@@ -154,18 +154,26 @@ class RunningServer:
             blob_dir.mkdir(parents=True)
 
 
-def start_serve(settings: Settings, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_serve(
+    settings: Settings, *extra: str, log: Path | None = None, prefix: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
     """A real `dicomweb-server serve` process on the given settings, ready; returns it and
-    its DICOMweb root URL."""
+    its DICOMweb root URL. Its output goes to `log` when given; `prefix` runs it under
+    another command (`prlimit ...`)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
     env.update(settings_env(settings))
     command = [str(Path(sys.executable).parent / "dicomweb-server"), "serve", "--port", str(port)]
-    process = subprocess.Popen(
-        [*command, *extra], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    output = log.open("wb") if log is not None else subprocess.DEVNULL
+    try:
+        process = subprocess.Popen(
+            [*prefix, *command, *extra], env=env, stdout=output, stderr=output
+        )
+    finally:
+        if log is not None:
+            output.close()  # type: ignore[union-attr]
     root = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

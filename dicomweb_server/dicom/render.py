@@ -238,6 +238,19 @@ def _is_multi(value: Any) -> bool:
     return not isinstance(value, str | bytes | int | float) and hasattr(value, "__getitem__")
 
 
+def output_pixels(rows: int, columns: int, params: RenderParams) -> int:
+    """Pixels of one rendered frame of a `rows` x `columns` image, as `compose` makes it: the
+    source scaled to fit the viewport (a crop only makes the source smaller, and the output
+    never exceeds the viewport), else the source itself. Known before any decoding."""
+    if params.viewport is None:
+        return max(1, rows) * max(1, columns)
+    vw, vh = params.viewport
+    if params.region is not None or params.source is not None or params.presentation:
+        return vw * vh
+    scale = min(vw / max(1, columns), vh / max(1, rows))
+    return max(1, round(columns * scale)) * max(1, round(rows * scale))
+
+
 def compose(display: np.ndarray, params: RenderParams, header: Dataset) -> Image.Image:
     """Region, viewport and annotations applied to one frame's display values."""
     image = Image.fromarray(display, "RGB" if display.ndim == 3 else "L")

@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 from dicomweb_server.dicom import transcode
 from dicomweb_server.dicom.errors import TranscodeError
 from dicomweb_server.dicom.scan import PIXEL_DATA
+from dicomweb_server.services.budget import MemoryBudget
 from dicomweb_server.services.errors import NotAcceptable, NotFound
 from dicomweb_server.services.ports import BlobStore, StoredInstance, StoredPixels
 
@@ -38,9 +39,11 @@ class PixelReader:
         max_transcode_bytes: int,
         options: transcode.TranscodeOptions | None = None,
         cache_entries: int = 512,
+        budget: MemoryBudget | None = None,
     ) -> None:
         self._blobs = blobs
         self.max_transcode_bytes = max_transcode_bytes
+        self.budget = budget or MemoryBudget(4 * max_transcode_bytes)
         self.options = options or transcode.TranscodeOptions()
         self._headers: OrderedDict[str, Dataset] = OrderedDict()
         self._cache_entries = cache_entries
@@ -78,6 +81,20 @@ class PixelReader:
             )
         return self._blobs.read_range(instance.blob_key, 0, instance.size)
 
+    def frame_bytes(self, pixels: StoredPixels) -> int:
+        """Bytes of one decoded frame (native, little endian), from the header."""
+        header = self.header(pixels)
+        return (
+            int(header.get("Rows", 0))
+            * int(header.get("Columns", 0))
+            * int(header.get("SamplesPerPixel", 1))
+            * max(1, int(header.get("BitsAllocated", 8)) // 8)
+        )
+
+    def decoded_bytes(self, pixels: StoredPixels) -> int:
+        """Bytes of all its frames decoded."""
+        return self.frame_bytes(pixels) * max(1, pixels.layout.number_of_frames)
+
     def parse_object(self, instance: StoredInstance) -> Dataset:
         """A whole (small) object parsed, e.g. a presentation state."""
         return dcmread(io.BytesIO(self.whole_object(instance)))
@@ -110,13 +127,7 @@ class PixelReader:
     def encoded_frames(self, pixels: StoredPixels, numbers: list[int], target: str) -> list[bytes]:
         """Frames decoded and encoded in `target` (native: little-endian pixel bytes); they
         are held together, so their decoded size is bounded like a transcoded object's."""
-        header = self.header(pixels)
-        frame_bytes = (
-            int(header.get("Rows", 0))
-            * int(header.get("Columns", 0))
-            * int(header.get("SamplesPerPixel", 1))
-            * max(1, int(header.get("BitsAllocated", 8)) // 8)
-        )
+        frame_bytes = self.frame_bytes(pixels)
         if frame_bytes * len(numbers) > self.max_transcode_bytes:
             raise NotAcceptable(
                 f"{len(numbers)} frame(s) of {frame_bytes} bytes exceed the "

@@ -59,10 +59,15 @@ class RenderCache:
 
 class RenderService:
     def __init__(
-        self, index: RetrieveIndex, pixels: PixelReader, cache_bytes: int = 64 * 2**20
+        self,
+        index: RetrieveIndex,
+        pixels: PixelReader,
+        cache_bytes: int = 64 * 2**20,
+        max_pixels: int = 64 * 2**20,
     ) -> None:
         self._index = index
         self._pixels = pixels
+        self.max_pixels = max_pixels
         self._cache = RenderCache(cache_bytes)
 
     def _stored(self, study: str, series: str, instance: str) -> StoredPixels:
@@ -70,7 +75,7 @@ class RenderService:
         if found is None:
             raise NotFound(missing(study, series, instance))
         if found.layout.number_of_frames < 1:
-            raise NotAcceptable(f"instance {instance} has no Pixel Data: it cannot be rendered")
+            raise _not_an_image(instance)
         return found
 
     def _instances(self, study: str, series: str | None) -> list[StoredInstance]:
@@ -93,15 +98,27 @@ class RenderService:
         self, study: str, series: str, instance: str, numbers: list[int], params: RenderParams
     ) -> list[bytes]:
         """Each frame rendered, or (GIF) all of them as one animation."""
-        pixels = self._stored(study, series, instance)
-        require_frames(instance, pixels.layout.number_of_frames, numbers)
+        return self.frames_of(self._stored(study, series, instance), numbers, params)
+
+    def frames_of(
+        self, pixels: StoredPixels, numbers: list[int], params: RenderParams
+    ) -> list[bytes]:
+        """`frames` of an instance already looked up."""
+        if pixels.layout.number_of_frames < 1:
+            raise _not_an_image(pixels.instance.sop_instance_uid)
+        require_frames(pixels.instance.sop_instance_uid, pixels.layout.number_of_frames, numbers)
         if params.media_type == render.GIF and len(numbers) > 1:
             return [self._render(pixels, numbers, params)]
         return [self._render(pixels, [n], params) for n in numbers]
 
     def instance(self, study: str, series: str, instance: str, params: RenderParams) -> bytes:
         """The instance: its first frame, or every frame as an animated GIF."""
-        pixels = self._stored(study, series, instance)
+        return self.instance_of(self._stored(study, series, instance), params)
+
+    def instance_of(self, pixels: StoredPixels, params: RenderParams) -> bytes:
+        """`instance` of an instance already looked up."""
+        if pixels.layout.number_of_frames < 1:
+            raise _not_an_image(pixels.instance.sop_instance_uid)
         count = pixels.layout.number_of_frames
         numbers = list(range(1, count + 1)) if params.media_type == render.GIF else [1]
         return self._render(pixels, numbers, params)
@@ -170,22 +187,33 @@ class RenderService:
         if cached is not None:
             return cached
         header = self._pixels.header(pixels)
-        # Every frame of an animation is held as an image: bounded like transcoding.
-        shown = int(header.get("Rows", 0)) * int(header.get("Columns", 0)) * 3 * len(numbers)
-        if shown > self._pixels.max_transcode_bytes:
-            raise NotAcceptable(
-                f"{len(numbers)} frames are more than this server renders in one image; "
-                "ask for fewer frames"
+        # Every frame of an animation is held as an image: the output is bounded before any
+        # frame is decoded, whatever the viewport asks for.
+        rows, columns = int(header.get("Rows", 0)), int(header.get("Columns", 0))
+        shown = render.output_pixels(rows, columns, params) * len(numbers)
+        if shown > self.max_pixels:
+            raise InvalidRequest(
+                f"the rendering would hold {shown} pixels ({len(numbers)} frame(s)); this "
+                f"server renders at most {self.max_pixels} pixels per response: ask for a "
+                "smaller viewport or fewer frames"
             )
-        images = []
-        for array, description in self._pixels.frame_arrays(pixels, numbers):
-            display = render.to_display(
-                array, description, header, params.window, params.presentation
-            )
-            images.append(render.compose(display, params, header))
-        body = render.encode(images, params)
+        # Held at once: one decoded frame in floating point while its display values are
+        # computed, and every output image (RGB) until the animation is encoded.
+        working = 8 * self._pixels.frame_bytes(pixels) + 2 * 3 * shown
+        with self._pixels.budget.reserve(working):
+            images = []
+            for array, description in self._pixels.frame_arrays(pixels, numbers):
+                display = render.to_display(
+                    array, description, header, params.window, params.presentation
+                )
+                images.append(render.compose(display, params, header))
+            body = render.encode(images, params)
         self._cache.put(key, body)
         return body
+
+
+def _not_an_image(instance: str) -> NotAcceptable:
+    return NotAcceptable(f"instance {instance} has no Pixel Data: it cannot be rendered")
 
 
 def _no_images(study: str, series: str | None) -> NotAcceptable:

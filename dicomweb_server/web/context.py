@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from dicomweb_server.dicom import uids
@@ -13,6 +14,7 @@ from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.store import StoreService
 from dicomweb_server.settings import Settings
+from dicomweb_server.web.access import after_response
 
 
 class Archive(Protocol):
@@ -27,6 +29,17 @@ class Archive(Protocol):
 
 def container(request: Request) -> Archive:
     return request.app.state.container  # type: ignore[no-any-return]
+
+
+async def hold_memory(request: Request, amount: int) -> None:
+    """Hold `amount` bytes of the process's decode budget until the response has been sent
+    (or the client has gone): a transcoded body stays in memory while it is sent. Waits for
+    room; Busy (503) when none comes."""
+    if amount <= 0:
+        return
+    budget = container(request).retrieve.pixels.budget
+    reservation = await run_in_threadpool(budget.acquire, amount)
+    after_response(request.scope, reservation.release)
 
 
 def base_url(request: Request) -> str:

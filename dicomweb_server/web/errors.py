@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import errno
 import logging
-import uuid
+import traceback
+from pathlib import Path
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dicomweb_server.dicom.errors import InvalidUID, InvalidValue
+from dicomweb_server.dicom.errors import InvalidUID, InvalidValue, backend_text
 from dicomweb_server.services import errors as e
+from dicomweb_server.web.access import request_id as request_id_of
 
 log = logging.getLogger("dicomweb_server.web")
 
@@ -39,14 +41,23 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-async def domain_error(_request: Request, exc: Exception) -> Response:
+async def domain_error(request: Request, exc: Exception) -> Response:
     for kind, status in STATUS.items():
         if isinstance(exc, kind):
             headers = {"Retry-After": "5"} if status == 503 else {}
             if status in _CLOSE:
                 headers["Connection"] = "close"
+            if status >= 500:
+                log.warning(
+                    "%s on %s %s [request %s]: %s",
+                    status,
+                    request.method,
+                    request.url.path,
+                    request_id_of(request.scope),
+                    exc,
+                )
             return error_response(status, str(exc), headers)
-    return await unexpected_error(_request, exc)
+    return await unexpected_error(request, exc)
 
 
 async def http_error(_request: Request, exc: Exception) -> Response:
@@ -55,13 +66,20 @@ async def http_error(_request: Request, exc: Exception) -> Response:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+    request_id = request_id_of(request.scope)
+    # Where it happened by file name and line, not by path: logs name no server folders.
+    where = " < ".join(
+        f"{Path(frame.filename).name}:{frame.lineno} {frame.name}"
+        for frame in reversed(traceback.extract_tb(exc.__traceback__))
+    )
     log.error(
-        "unexpected error on %s %s [request %s]",
+        "unexpected error on %s %s [request %s]: %s: %s at %s",
         request.method,
         request.url.path,
         request_id,
-        exc_info=exc,
+        type(exc).__name__,
+        backend_text(str(exc)),
+        where,
     )
     return error_response(500, f"internal error; request id {request_id}")
 

@@ -217,6 +217,13 @@ class MultipartBody:
         pending: list[bytes] = []
         buffered = 0
         for chunk in self:
+            if len(chunk) >= size:
+                # A large chunk (a body held in memory) goes as it is: joining would copy it.
+                if pending:
+                    yield b"".join(pending)
+                    pending, buffered = [], 0
+                yield chunk
+                continue
             pending.append(chunk)
             buffered += len(chunk)
             if buffered >= size:

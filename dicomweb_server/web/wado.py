@@ -19,7 +19,13 @@ from dicomweb_server.services.retrieve import (
     slice_ranges,
 )
 from dicomweb_server.web import caching
-from dicomweb_server.web.context import base_url, container, json_bytes_with_base, scope_uids
+from dicomweb_server.web.context import (
+    base_url,
+    container,
+    hold_memory,
+    json_bytes_with_base,
+    scope_uids,
+)
 from dicomweb_server.web.encoding import json_response
 from dicomweb_server.web.media import (
     DICOM,
@@ -81,6 +87,8 @@ async def retrieve_instances(request: Request) -> Response:
         return unchanged
     headers = caching.headers(etag, immutable=one)
     base = base_url(request)
+    # Transcoded instances are held in memory until sent: their cost is held as long.
+    await hold_memory(request, await run_in_threadpool(retrieve.transcode_cost, found, targets))
     members = await run_in_threadpool(_members, retrieve, found, targets)
     if choice.container == ZIP:
         names = [f"{i.study_uid}/{i.series_uid}/{i.sop_instance_uid}.dcm" for i in found]
@@ -220,6 +228,7 @@ async def _byte_parts(
     if _as_stored(target, found):
         parts = _stored_parts(retrieve, found, part_type, locations)
     else:
+        await hold_memory(request, await run_in_threadpool(retrieve.frames_cost, found))
         encoded = await run_in_threadpool(retrieve.transcoded_frames, found, target)
         # Transcoded Pixel Data is sent frame by frame: each part names its frame.
         frames_url = _instance_url(base_url(request), found.instance) + "/frames"

@@ -18,10 +18,11 @@ from starlette.responses import Response
 from dicomweb_server.dicom import numbers, render, uids
 from dicomweb_server.dicom.render import RenderParams, Window
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable
-from dicomweb_server.services.ports import StoredInstance
+from dicomweb_server.services.ports import StoredPixels
 from dicomweb_server.web import caching
-from dicomweb_server.web.context import container
+from dicomweb_server.web.context import container, hold_memory
 from dicomweb_server.web.media import DICOM, MediaRange, choose_instance_syntax, parse_accept
+from dicomweb_server.web.ranges import whole_body
 from dicomweb_server.web.rendered import image_response
 
 _TYPES = (DICOM, *render.RENDERED_MEDIA_TYPES)
@@ -96,16 +97,17 @@ async def retrieve_wado_uri(request: Request) -> Response:
     study, series, instance = (_uid(query, n) for n in ("studyUID", "seriesUID", "objectUID"))
     assert study and series and instance
     archive = container(request)
-    found = await run_in_threadpool(archive.retrieve.instances, study, series, instance)
-    inst = found[0]
-    pixels = await run_in_threadpool(archive.retrieve.pixel_count, inst)
-    media_type = content_type(query, request.headers.get("accept"), pixels > 0)
+    # One lookup serves the whole request: the object, its frames, its rendering.
+    stored = await run_in_threadpool(archive.retrieve.stored_pixels, study, series, instance)
+    frames = stored.layout.number_of_frames
+    media_type = content_type(query, request.headers.get("accept"), frames > 0)
     if media_type == DICOM:
-        return await _dicom(request, query, inst)
-    return await _image(request, query, (study, series, instance), media_type, pixels)
+        return await _dicom(request, query, stored)
+    return await _image(request, query, stored, media_type)
 
 
-async def _dicom(request: Request, query: QueryParams, inst: StoredInstance) -> Response:
+async def _dicom(request: Request, query: QueryParams, stored: StoredPixels) -> Response:
+    inst = stored.instance
     for name in _IMAGE_ONLY:
         if name in query:
             raise InvalidRequest(f"{name} applies to images, not to contentType={DICOM}")
@@ -122,34 +124,47 @@ async def _dicom(request: Request, query: QueryParams, inst: StoredInstance) -> 
     tag = caching.etag(inst.blob_key, "wado-uri", wanted or "", anonymize or "")
     if (unchanged := caching.not_modified(request, tag, immutable=True)) is not None:
         return unchanged
+    headers = caching.headers(tag, immutable=True)
+    if target == inst.transfer_syntax_uid and anonymize is None:
+        # As stored: streamed from storage like WADO-RS, whatever its size.
+        return await whole_body(
+            f"{DICOM}; transfer-syntax={target}",
+            inst.size,
+            lambda: retrieve.stream(inst),
+            headers,
+        )
     try:
-        body = await run_in_threadpool(retrieve.object_bytes, inst, target, anonymize == "yes")
+        body = await _object_bytes(request, stored, target, anonymize == "yes")
     except NotAcceptable:
         if target == default:
             raise
         # PS3.18 8.2.11: an object that cannot be sent in the syntax asked for is sent in
         # the default one.
         target = default
-        body = await run_in_threadpool(retrieve.object_bytes, inst, target, anonymize == "yes")
-    return Response(
-        body,
-        media_type=f"{DICOM}; transfer-syntax={target}",
-        headers=caching.headers(tag, immutable=True),
+        body = await _object_bytes(request, stored, target, anonymize == "yes")
+    return Response(body, media_type=f"{DICOM}; transfer-syntax={target}", headers=headers)
+
+
+async def _object_bytes(
+    request: Request, stored: StoredPixels, target: str, anonymize: bool
+) -> bytes:
+    """The object transcoded or de-identified, in memory: its cost is held until sent."""
+    retrieve = container(request).retrieve
+    await hold_memory(
+        request, await run_in_threadpool(retrieve.object_cost, stored, target, anonymize)
     )
+    return await run_in_threadpool(retrieve.object_bytes, stored.instance, target, anonymize)
 
 
 async def _image(
-    request: Request,
-    query: QueryParams,
-    uids_: tuple[str, str, str],
-    media_type: str,
-    frames: int,
+    request: Request, query: QueryParams, stored: StoredPixels, media_type: str
 ) -> Response:
+    frames = stored.layout.number_of_frames
     if "transferSyntax" in query:
         raise InvalidRequest(f"transferSyntax applies to {DICOM} only (PS3.18 9.4.2.4)")
     if "anonymize" in query:
         raise InvalidRequest(f"anonymize applies to {DICOM} only")
-    study, series, instance = uids_
+    study, instance = stored.instance.study_uid, stored.instance.sop_instance_uid
     frame = _positive_int(query, "frameNumber")
     if frame is not None and frame > frames:
         # PS3.18 9.5.2.1 (and 8.2.x): a frame the object does not have is a bad request.
@@ -189,10 +204,8 @@ async def _image(
         )
         params = replace(params, presentation=state)
     if frame is None and media_type == render.GIF:
-        body = await run_in_threadpool(renderer.instance, study, series, instance, params)
+        body = await run_in_threadpool(renderer.instance_of, stored, params)
     else:
-        bodies = await run_in_threadpool(
-            renderer.frames, study, series, instance, [frame or 1], params
-        )
+        bodies = await run_in_threadpool(renderer.frames_of, stored, [frame or 1], params)
         body = bodies[0]
     return image_response(request, body, media_type)

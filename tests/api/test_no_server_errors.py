@@ -41,6 +41,11 @@ KEYS = [
     "RequestAttributesSequence.RequestedProcedureID",
     "00400275.00400009",
     "ReferencedSOPSequence.ReferencedSOPInstanceUID",
+    # Paths of any depth (the depth limit), empty lists on UID keys.
+    ".".join(["ReferencedSeriesSequence"] * 40) + ".SeriesInstanceUID",
+    ".".join(["00081115"] * 1000),
+    "FrameOfReferenceUID",
+    "SOPInstanceUID",
 ]
 ACCEPTS = [
     None,
@@ -53,9 +58,16 @@ ACCEPTS = [
     "a/b;c",
     ",,,",
 ]
+# Numbers of every kind: other scripts' digits, huge, signed, with exponents.
+numbers = st.one_of(
+    st.text(alphabet=st.characters(categories=("Nd", "No")), min_size=1, max_size=8),
+    st.integers(min_value=-(10**30), max_value=10**30).map(str),
+    st.sampled_from(["9" * 5000, "1," + "9" * 5000, "1e999", "0x10", "1_0", "\u00b3", "\\", ","]),
+)
 text = st.one_of(
     st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30),
     st.sampled_from(['""', "true", "+0100", "-1400", "2023-", "-2023+0100", "A\\B*", "1.5"]),
+    numbers,
 )
 
 
@@ -160,8 +172,16 @@ render_text = st.one_of(
             "nan",
             "-5",
             "patient",
+            # Geometry: huge outputs, crops to nothing, flips.
+            "16384,16384",
+            "16384,16384,0,0,1,1",
+            "16,16,15.9,15.9,0.01,0.01",
+            "16,16,0,0,-4,-4",
+            "0.5,0.5,0.5000001,0.5000001",
+            "16384",
         ]
     ),
+    numbers,
 )
 
 
@@ -176,6 +196,9 @@ render_text = st.one_of(
             "/thumbnail",
             "/frames/1/rendered",
             "/frames/1,2/rendered",
+            "/frames/1,2,1,2,1,2/rendered",
+            "/frames/\u00b9/rendered",
+            "/frames/99999999999999999999",
             "/frames/2/thumbnail",
             "/frames/1",
             "/frames/1,2",
@@ -185,7 +208,9 @@ render_text = st.one_of(
     level=st.sampled_from(["study", "series", "instance"]),
     params=st.lists(st.tuples(st.sampled_from(RENDER_KEYS), render_text), max_size=3),
     accept=st.sampled_from(RETRIEVE_ACCEPTS),
-    byte_range=st.sampled_from([None, "bytes=0-10", "bytes=-5", "bytes=99999-", "bytes=a-b"]),
+    byte_range=st.sampled_from(
+        [None, "bytes=0-10", "bytes=-5", "bytes=99999-", "bytes=a-b", "bytes=" + "9" * 400 + "-"]
+    ),
 )
 def test_random_retrieves(
     server: RunningServer,

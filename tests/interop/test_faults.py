@@ -111,6 +111,7 @@ def test_database_cut_off_during_load(fault_database: str, tmp_path: object) -> 
     uv, thread, url = serve_in_thread(container)
     base = url + settings.base_path
     statuses: list[tuple[float, str, int, str]] = []
+    bodies: list[str] = []
     acknowledged: list[str] = []
     study = generate_uid()
     stop = threading.Event()
@@ -123,6 +124,8 @@ def test_database_cut_off_during_load(fault_database: str, tmp_path: object) -> 
                 statuses.append(
                     (time.monotonic(), "stow", r.status_code, r.headers.get("retry-after", ""))
                 )
+                if r.status_code == 503:
+                    bodies.append(r.text)
                 if r.status_code == 200:
                     acknowledged.append(ds.SOPInstanceUID)
                 q = client.get("/studies", params={"StudyInstanceUID": study})
@@ -148,6 +151,10 @@ def test_database_cut_off_during_load(fault_database: str, tmp_path: object) -> 
         assert codes <= {200, 503}, statuses
         assert any(code == 503 for _, _, code, _ in statuses), "the cut was not noticed"
         assert all(retry for _, _, code, retry in statuses if code == 503)
+        # The body says the database is unavailable, never where it is.
+        port = str(proxy.port)
+        assert bodies and all("database" in b and port not in b for b in bodies), bodies[:3]
+        assert not any("127.0.0.1" in b for b in bodies)
         # Served again by the same process once the database is back (pool pre-ping).
         late = [code for t, _, code, _ in statuses if t > restored_at + 1.5]
         assert late and all(code == 200 for code in late), late

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import RunningServer, start_serve
 from tests.factories import make_instance, to_bytes
+from tests.helpers import stow
 
 STALLED = 40
 
@@ -135,3 +136,36 @@ def test_slow_headers_are_disconnected(strict_server: str) -> None:
     finally:
         for sock in socks:
             sock.close()
+
+
+def test_running_out_of_file_descriptors_is_never_a_500(archive: RunningServer) -> None:
+    """With a low file limit, idle connections take every descriptor: requests then wait or
+    answer 503, never 500, and all is served again once the idle ones are dropped."""
+    if archive.backend != "sqlite":
+        pytest.skip("once is enough")
+    settings = archive.settings.model_copy(update={"header_timeout_seconds": 3})
+    process, base = start_serve(settings, prefix=("prlimit", "--nofile=128:128"))
+    port = _port(base)
+    try:
+        idle = []
+        for _ in range(200):
+            try:
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            except OSError:
+                break
+        statuses = []
+        with httpx.Client(base_url=base, timeout=30) as c:
+            for _ in range(5):
+                try:
+                    statuses.append(stow(c, [make_instance()]).status_code)
+                except httpx.TransportError:
+                    statuses.append(0)  # not accepted in time: a wait, not an error
+        assert 500 not in statuses, statuses
+        for s in idle:
+            s.close()
+        time.sleep(1)
+        with httpx.Client(base_url=base, timeout=30) as c:
+            assert stow(c, [make_instance()]).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

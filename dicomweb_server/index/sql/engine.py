@@ -48,6 +48,8 @@ _SQLITE_LIMITS = (
     "pattern too complex",
     "string or blob too big",
     "too many columns",
+    # PostgreSQL's parser (SQLSTATE 42601) when an expression nests past its stack.
+    "memory exhausted",
 )
 
 

@@ -1,0 +1,92 @@
+"""Request ids and the access log.
+
+It also runs what a request must release once its response is sent or abandoned (memory
+held for a transcoded body: `hold_until_sent`), whatever ends the request.
+
+Every request gets an id: the client's `X-Request-ID` when it is a plain token, otherwise a
+new one; it is returned in the response's `X-Request-ID` and names the request in every log
+line about it, so an error body that gives only the id leads an operator to the details.
+
+The access log (one line a request, in place of uvicorn's) never carries patient data: query
+values (PatientName=..., PatientID=...) are replaced by `*` unless DICOMWEB_LOG_QUERY_VALUES
+asks for them while debugging; the client's address is not logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from urllib.parse import parse_qsl, quote
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("dicomweb_server.access")
+
+_TOKEN = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
+
+
+def request_id(scope: Scope) -> str:
+    """The id of the request in `scope` (set by RequestLog)."""
+    return str(scope.get("state", {}).get("request_id", "-"))
+
+
+def after_response(scope: Scope, cleanup: Callable[[], None]) -> None:
+    """Run `cleanup` when the request ends: its response sent, or the client gone."""
+    scope["state"]["cleanups"].append(cleanup)
+
+
+def redacted_query(query: str, keep_values: bool) -> str:
+    if not query or keep_values:
+        return query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return "&".join(f"{quote(name, safe='')}={'*' if value else ''}" for name, value in pairs)
+
+
+class RequestLog:
+    def __init__(self, app: ASGIApp, log_query_values: bool = False) -> None:
+        self.app = app
+        self.log_query_values = log_query_values
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = ""
+        for name, value in scope.get("headers", []):
+            if name == b"x-request-id":
+                given = value.decode("latin-1")
+        rid = given if _TOKEN.fullmatch(given) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        cleanups: list[Callable[[], None]] = []
+        state["cleanups"] = cleanups
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            for cleanup in cleanups:
+                cleanup()
+            query = redacted_query(
+                scope.get("query_string", b"").decode("latin-1"), self.log_query_values
+            )
+            log.info(
+                "%s %s%s %s %.1f ms [request %s]",
+                scope["method"],
+                scope["path"],
+                f"?{query}" if query else "",
+                status or "-",
+                (time.perf_counter() - started) * 1000,
+                rid,
+            )

@@ -1,0 +1,58 @@
+"""Logs and error bodies give an attacker nothing and carry no patient identifiers.
+
+A real `dicomweb-server serve` writes its log to a file: the access log has one line per
+request with its id, query values replaced by `*` (unless DICOMWEB_LOG_QUERY_VALUES asks for
+them), no client address; responses carry the request id; `/ready` names no folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import RunningServer, start_serve
+from tests.factories import make_instance
+from tests.helpers import stow
+
+SECRET_NAME = "Secretname^Patient"
+SECRET_ID = "PID-SECRET-4711"
+
+
+def _run(archive: RunningServer, tmp_path: Path, keep_values: bool) -> str:
+    log = tmp_path / f"server-{keep_values}.log"
+    settings = archive.settings.model_copy(update={"log_query_values": keep_values})
+    process, base = start_serve(settings, log=log)
+    try:
+        with httpx.Client(base_url=base, timeout=60) as c:
+            ds = make_instance(patient_name=SECRET_NAME, patient_id=SECRET_ID)
+            assert stow(c, [ds]).status_code == 200
+            r = c.get("/studies", params={"PatientName": SECRET_NAME, "PatientID": SECRET_ID})
+            assert r.status_code == 200 and len(r.json()) == 1
+            assert r.headers["x-request-id"]
+            given = c.get("/studies/1.2.3/metadata", headers={"X-Request-ID": "trace-42"})
+            assert given.status_code == 404 and given.headers["x-request-id"] == "trace-42"
+            ready = httpx.get(base.rsplit("/", 1)[0] + "/ready")
+            assert str(archive.settings.data_dir) not in ready.text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return log.read_text()
+
+
+def test_access_log_without_patient_data(archive: RunningServer, tmp_path: Path) -> None:
+    if archive.backend != "sqlite":
+        pytest.skip("logging does not depend on the backends; run once")
+    text = _run(archive, tmp_path, keep_values=False)
+    assert "GET /dicomweb/studies?PatientName=*&PatientID=* 200" in text
+    assert "[request trace-42]" in text
+    assert "Secretname" not in text and "SECRET" not in text
+    assert "127.0.0.1:" not in text.split("Uvicorn running", 1)[-1].split("\n", 1)[-1]
+
+
+def test_query_values_logged_only_when_asked(archive: RunningServer, tmp_path: Path) -> None:
+    if archive.backend != "sqlite":
+        pytest.skip("logging does not depend on the backends; run once")
+    text = _run(archive, tmp_path, keep_values=True)
+    assert SECRET_ID in text
