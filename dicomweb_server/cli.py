@@ -63,17 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if settings.migrate_on_start:
         upgrade_database(settings)
-    else:
-        from dicomweb_server.index.sql.migrate import pending
-
-        behind = pending(settings.resolved_database_url)
-        if behind is not None:
-            print(
-                f"dicomweb-server: the index schema is at {behind}; run `dicomweb-server db "
-                "upgrade` (DICOMWEB_MIGRATE_ON_START=false leaves it to a separate job)",
-                file=sys.stderr,
-            )
-            return 2
+    elif _schema_behind(settings, "DICOMWEB_MIGRATE_ON_START=false leaves it to a separate job"):
+        return 2
     import uvicorn
 
     from dicomweb_server.serving import NoDelayH11Protocol, raise_file_limit
@@ -115,18 +106,24 @@ def _unusable_backend(settings: Settings) -> str | None:
     return None
 
 
-def _check(settings: Settings, repair: bool, grace_seconds: float | None) -> int:
-    from dicomweb_server.container import build_container
+def _schema_behind(settings: Settings, why: str) -> bool:
+    """Say so, and how to upgrade, when the index schema is not the newest."""
     from dicomweb_server.index.sql.migrate import pending
 
-    # `check` never changes the schema: on an old one it says so and stops.
     behind = pending(settings.resolved_database_url)
     if behind is not None:
         print(
             f"dicomweb-server: the index schema is at {behind}; run `dicomweb-server db "
-            "upgrade` first",
+            f"upgrade` ({why})",
             file=sys.stderr,
         )
+    return behind is not None
+
+
+def _check(settings: Settings, repair: bool, grace_seconds: float | None) -> int:
+    from dicomweb_server.container import build_container
+
+    if _schema_behind(settings, "check never changes the schema"):
         return 2
     container = build_container(settings)
     try:

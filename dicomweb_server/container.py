@@ -131,9 +131,9 @@ def build_container(settings: Settings) -> Container:
     )
     index = SqlIndex(engine)
     blobs = build_blob_store(settings)
-    pixels = PixelReader(
-        blobs, settings.max_transcode_bytes, budget=MemoryBudget(settings.decode_memory_bytes)
-    )
+    # One decode budget per process, for transcoding, rendering and whole-object ingest.
+    budget = MemoryBudget(settings.decode_memory_bytes)
+    pixels = PixelReader(blobs, settings.max_transcode_bytes, budget=budget)
     store = StoreService(
         index,
         blobs,
@@ -148,6 +148,7 @@ def build_container(settings: Settings) -> Container:
             settings.body_timeout_seconds,
         ),
         max_uploads=settings.max_concurrent_uploads,
+        budget=budget,
     )
     return Container(
         settings=settings,

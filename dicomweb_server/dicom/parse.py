@@ -14,6 +14,8 @@ import mmap
 import shutil
 import struct
 import zlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,8 +105,24 @@ def peek_uids(path: Path) -> tuple[str | None, str | None]:
         return None, None
 
 
+# Holds memory for work that reads a whole object: called with the bytes it will take.
+Hold = Callable[[int], AbstractContextManager[object]]
+
+
+def _no_hold(_amount: int) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
+# A whole object read, converted and written again takes about this many times its size.
+WHOLE_OBJECT_COPIES = 3
+
+
 def prepare_instance(
-    src: Path, workdir: Path, bulk_data_threshold: int, max_inflated: int = 512 * 2**20
+    src: Path,
+    workdir: Path,
+    bulk_data_threshold: int,
+    max_inflated: int = 512 * 2**20,
+    hold: Hold = _no_hold,
 ) -> PreparedInstance:
     """Check and complete one received object. Raises ObjectRejected with the reason."""
     with src.open("rb") as fp:
@@ -140,9 +158,10 @@ def prepare_instance(
 
     dst = workdir / (src.name + ".prepared")
     if encoded_ts in uids.NOT_ALLOWED_ON_THE_WEB:
-        _convert_to_explicit_little(
-            src, dst, force=not has_preamble, sop_class=sop_class, sop_instance=sop_instance
-        )
+        with hold(WHOLE_OBJECT_COPIES * src.stat().st_size):
+            _convert_to_explicit_little(
+                src, dst, force=not has_preamble, sop_class=sop_class, sop_instance=sop_instance
+            )
         # PS3.18 8.7.3: served as Explicit VR Little Endian; attribute values are unchanged,
         # so this is not reported as a coercion.
         stored_ts = uids.EXPLICIT_VR_LITTLE_ENDIAN
@@ -426,13 +445,20 @@ def _frames(
         return None, str(exc), count
 
 
-def deidentify_file(src: Path, workdir: Path, deidentifier: Deidentifier) -> Path:
+def deidentify_file(
+    src: Path, workdir: Path, deidentifier: Deidentifier, hold: Hold = _no_hold
+) -> Path:
     """De-identify the object in `src` into a new PS3.10 file; `src` is removed.
 
     The whole object is read (pixel data included) and written again: de-identification is
     the one ingest step that rewrites objects. Big endian input is written little endian.
     """
     dst = workdir / (src.name + ".deid")
+    with hold(WHOLE_OBJECT_COPIES * src.stat().st_size):
+        return _deidentify(src, dst, deidentifier)
+
+
+def _deidentify(src: Path, dst: Path, deidentifier: Deidentifier) -> Path:
     try:
         ds = dcmread(src, force=True)
         meta = getattr(ds, "file_meta", None)

@@ -33,6 +33,7 @@ from dicomweb_server.dicom.parse import (
 )
 from dicomweb_server.dicom.scan import PIXEL_DATA_TAGS
 from dicomweb_server.dicom.xml_model import native_to_json
+from dicomweb_server.services.budget import MemoryBudget
 from dicomweb_server.services.errors import Busy
 from dicomweb_server.services.ports import (
     AddOutcome,
@@ -126,7 +127,11 @@ class StoreService:
         limits: StoreLimits | None = None,
         deidentifier: Deidentifier | None = None,
         max_uploads: int = 64,
+        budget: MemoryBudget | None = None,
     ) -> None:
+        # Objects read whole at ingest (de-identified, or converted from an encoding the web
+        # may not use) hold their memory in the decode budget shared with retrieval.
+        self.budget = budget or MemoryBudget(4 * 2**30)
         self.duplicate_policy = duplicate_policy
         self.max_uploads = max_uploads
         self._uploads = 0
@@ -225,7 +230,7 @@ class StoreService:
             deidentifier = self.deidentifier
             if deidentifier is not None:
                 try:
-                    part = deidentify_file(part, workdir, deidentifier)
+                    part = deidentify_file(part, workdir, deidentifier, self.budget.reserve)
                 except ObjectRejected as exc:
                     sop_class, _ = peek_uids(part)
                     return InstanceOutcome(
@@ -235,7 +240,9 @@ class StoreService:
                     # The URL names the study as the client knows it.
                     study_uid = deidentifier.map_uid(study_uid)
             try:
-                prepared = prepare_instance(part, workdir, self._threshold)
+                prepared = prepare_instance(
+                    part, workdir, self._threshold, hold=self.budget.reserve
+                )
             except ObjectRejected as exc:
                 sop_class, sop_instance = peek_uids(part)
                 return InstanceOutcome(

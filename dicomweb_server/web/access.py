@@ -78,15 +78,16 @@ class RequestLog:
         finally:
             for cleanup in cleanups:
                 cleanup()
-            query = redacted_query(
-                scope.get("query_string", b"").decode("latin-1"), self.log_query_values
-            )
-            log.info(
-                "%s %s%s %s %.1f ms [request %s]",
-                scope["method"],
-                scope["path"],
-                f"?{query}" if query else "",
-                status or "-",
-                (time.perf_counter() - started) * 1000,
-                rid,
-            )
+            if log.isEnabledFor(logging.INFO):
+                query = redacted_query(
+                    scope.get("query_string", b"").decode("latin-1"), self.log_query_values
+                )
+                log.info(
+                    "%s %s%s %s %.1f ms [request %s]",
+                    scope["method"],
+                    scope["path"],
+                    f"?{query}" if query else "",
+                    status or "-",
+                    (time.perf_counter() - started) * 1000,
+                    rid,
+                )

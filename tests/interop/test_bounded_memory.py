@@ -112,6 +112,7 @@ def test_concurrent_transcodes_take_turns_within_the_budget(small_budget: tuple[
     assert all(s in (200, 503) for s in statuses), statuses
     assert 200 in statuses
     grown = peak_rss(pid) - before
+    print(f"\n4 concurrent transcodes of 100 MiB decoded: peak grew {grown / MiB:.0f} MiB")
     # Four at once without the budget: about four times one transcode (well over 1 GB).
     assert grown < BUDGET + 100 * MiB, f"peak grew {grown / MiB:.0f} MiB"
     # One that alone needs more than a response may decode is refused before any work.
@@ -189,4 +190,5 @@ def test_wado_uri_streams_the_stored_object(small_budget: tuple[int, str]) -> No
 
     assert _parallel(6, fetch) == [size] * 6
     grown = peak_rss(pid) - before
+    print(f"\n6 concurrent WADO-URI downloads of {size / MiB:.0f} MiB: grew {grown / MiB:.0f} MiB")
     assert grown < 100 * MiB, f"peak grew {grown / MiB:.0f} MiB for 6 x {size / MiB:.0f} MiB"
