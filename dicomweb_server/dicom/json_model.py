@@ -312,7 +312,9 @@ def validate_json(item: object) -> None:
         if "InlineBinary" in element:
             text = element["InlineBinary"]
             if vr not in BINARY_VRS or not isinstance(text, str) or not _BASE64.fullmatch(text):
-                raise ValueError(f"{key}: InlineBinary is base64 of a {'/'.join(BINARY_VRS)} value")
+                raise ValueError(
+                    f"{key}: InlineBinary is base64 of a {', '.join(sorted(BINARY_VRS))} value"
+                )
         elif "BulkDataURI" in element:
             if not isinstance(element["BulkDataURI"], str):
                 raise ValueError(f"{key}: BulkDataURI is not a string")

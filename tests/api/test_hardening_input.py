@@ -221,6 +221,9 @@ def test_dicom_json_values_against_their_vr(client: httpx.Client, element: dict)
     assert r.status_code == 409, r.text[:300]
     (failed,) = sequence(r, "00081198")
     assert failed["00081197"]["Value"][0] in (0xA900, 0xC000)
+    # The Error Comment says what is wrong, in one line: no traceback, no server path.
+    (comment,) = failed["00000902"]["Value"]
+    assert "\n" not in comment and "Traceback" not in comment and "/" not in comment
 
 
 # -- empty lists, identifiers, geometry, parser limits -----------------------------------------
