@@ -19,7 +19,7 @@ from dicomweb_server.services.errors import Busy
 
 
 class MemoryBudget:
-    def __init__(self, total_bytes: int, wait_seconds: float = 30.0) -> None:
+    def __init__(self, total_bytes: int = 2 * 2**30, wait_seconds: float = 30.0) -> None:
         self.total_bytes = total_bytes
         self._wait_seconds = wait_seconds
         self._used = 0

@@ -43,7 +43,7 @@ class PixelReader:
     ) -> None:
         self._blobs = blobs
         self.max_transcode_bytes = max_transcode_bytes
-        self.budget = budget or MemoryBudget(4 * max_transcode_bytes)
+        self.budget = budget or MemoryBudget()
         self.options = options or transcode.TranscodeOptions()
         self._headers: OrderedDict[str, Dataset] = OrderedDict()
         self._cache_entries = cache_entries

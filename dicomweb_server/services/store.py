@@ -131,7 +131,7 @@ class StoreService:
     ) -> None:
         # Objects read whole at ingest (de-identified, or converted from an encoding the web
         # may not use) hold their memory in the decode budget shared with retrieval.
-        self.budget = budget or MemoryBudget(4 * 2**30)
+        self.budget = budget or MemoryBudget()
         self.duplicate_policy = duplicate_policy
         self.max_uploads = max_uploads
         self._uploads = 0

@@ -120,40 +120,34 @@ async def _dicom(request: Request, query: QueryParams, stored: StoredPixels) -> 
     default = choose_instance_syntax([None], inst.transfer_syntax_uid)
     target = choose_instance_syntax([wanted], inst.transfer_syntax_uid) or default
     assert target is not None and default is not None
-    retrieve = container(request).retrieve
     tag = caching.etag(inst.blob_key, "wado-uri", wanted or "", anonymize or "")
     if (unchanged := caching.not_modified(request, tag, immutable=True)) is not None:
         return unchanged
     headers = caching.headers(tag, immutable=True)
-    if target == inst.transfer_syntax_uid and anonymize is None:
-        # As stored: streamed from storage like WADO-RS, whatever its size.
-        return await whole_body(
-            f"{DICOM}; transfer-syntax={target}",
-            inst.size,
-            lambda: retrieve.stream(inst),
-            headers,
-        )
     try:
-        body = await _object_bytes(request, stored, target, anonymize == "yes")
+        return await _object(request, stored, target, anonymize == "yes", headers)
     except NotAcceptable:
         if target == default:
             raise
         # PS3.18 8.2.11: an object that cannot be sent in the syntax asked for is sent in
         # the default one.
-        target = default
-        body = await _object_bytes(request, stored, target, anonymize == "yes")
-    return Response(body, media_type=f"{DICOM}; transfer-syntax={target}", headers=headers)
+        return await _object(request, stored, default, anonymize == "yes", headers)
 
 
-async def _object_bytes(
-    request: Request, stored: StoredPixels, target: str, anonymize: bool
-) -> bytes:
-    """The object transcoded or de-identified, in memory: its cost is held until sent."""
+async def _object(
+    request: Request, stored: StoredPixels, target: str, anonymize: bool, headers: dict[str, str]
+) -> Response:
+    """The object in `target`: as stored, streamed from storage like WADO-RS whatever its
+    size; transcoded or de-identified, in memory, its cost held until it has been sent."""
     retrieve = container(request).retrieve
-    await hold_memory(
-        request, await run_in_threadpool(retrieve.object_cost, stored, target, anonymize)
-    )
-    return await run_in_threadpool(retrieve.object_bytes, stored.instance, target, anonymize)
+    inst = stored.instance
+    media_type = f"{DICOM}; transfer-syntax={target}"
+    if target == inst.transfer_syntax_uid and not anonymize:
+        return await whole_body(media_type, inst.size, lambda: retrieve.stream(inst), headers)
+    cost = await run_in_threadpool(retrieve.object_cost, stored, target, anonymize)
+    await hold_memory(request, cost)
+    body = await run_in_threadpool(retrieve.object_bytes, inst, target, anonymize)
+    return Response(body, media_type=media_type, headers=headers)
 
 
 async def _image(
