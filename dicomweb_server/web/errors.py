@@ -85,7 +85,7 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
 
 
 # The storage's state, whatever code met it (spool, objects, SQLite file): the reason in
-# words, never the path.
+# words, never the path. The errors are dicom.errors.STORAGE_ERRNOS (a test keeps them so).
 _STORAGE = {
     errno.ENOSPC: (507, "the archive's storage is full; nothing unfinished was kept"),
     errno.EDQUOT: (507, "the archive's storage quota is used up; nothing unfinished was kept"),
@@ -104,7 +104,14 @@ async def storage_error(request: Request, exc: Exception) -> Response:
     if found is None:
         return await unexpected_error(request, exc)
     status, reason = found
-    log.warning("%s on %s %s: %s", reason, request.method, request.url.path, type(exc).__name__)
+    log.warning(
+        "%s on %s %s [request %s]: %s",
+        reason,
+        request.method,
+        request.url.path,
+        request_id_of(request.scope),
+        type(exc).__name__,
+    )
     headers = {"Retry-After": "30"} if status == 503 else {}
     return error_response(status, reason, headers)
 
