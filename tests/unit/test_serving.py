@@ -40,12 +40,3 @@ async def _accepted_nodelay() -> int:
 
 def test_connections_on_a_shared_socket_get_tcp_nodelay() -> None:
     assert asyncio.run(_accepted_nodelay()) == 1
-
-
-def test_every_storage_error_has_its_answer() -> None:
-    """The OS errors the core passes on as the storage's state are the ones web/errors.py
-    answers with 507 or 503 and a reason."""
-    from dicomweb_server.dicom.errors import STORAGE_ERRNOS
-    from dicomweb_server.web.errors import _STORAGE
-
-    assert set(_STORAGE) == STORAGE_ERRNOS
