@@ -2,8 +2,9 @@
 
 pydicom, the JSON and XML models and our own converters recurse once per sequence level, so
 a structure nested a few hundred levels deep would exhaust Python's stack. Each structure is
-measured first, without recursion: DICOM JSON values, Native DICOM Model documents and key
-paths here, sequences in an encoded object in `scan.check_nesting`.
+measured against MAX_DEPTH before anything recurses past it: DICOM JSON values and key paths
+here, without recursion; sequences in an encoded object in `scan.check_nesting`; the Native
+DICOM Model level by level as `xml_model` reads it (the XML parser itself does not recurse).
 Real objects nest a handful of levels (structured reports about ten).
 """
 
@@ -44,15 +45,3 @@ def check_json(value: object, what: str = "the DICOM JSON") -> None:
             if depth + 1 > limit:
                 raise too_deep(what)
             stack.append((inner, depth + 1))
-
-
-def check_tree(root: object, children: str, what: str, levels_per_sequence: int) -> None:
-    """An element tree (the Native DICOM Model, PS3.19 A.1) whose sequences each take
-    `levels_per_sequence` levels of elements; `children` names the method listing them."""
-    limit = levels_per_sequence * (MAX_DEPTH + 1) + 1
-    stack = [(root, 0)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            raise too_deep(what)
-        stack.extend((child, depth + 1) for child in getattr(node, children)())

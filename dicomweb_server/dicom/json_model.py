@@ -20,15 +20,18 @@ from pydicom.multival import MultiValue
 from pydicom.valuerep import PersonName
 
 from dicomweb_server.dicom.scan import tag_path
-from dicomweb_server.dicom.vr import ALL_VRS, BINARY_VRS, FLOAT_VRS, INTEGER_RANGES
+from dicomweb_server.dicom.vr import (
+    ALL_VRS,
+    BINARY_VRS,
+    FLOAT_VRS,
+    INTEGER_RANGES,
+    STRING_VRS,
+)
 
 JsonDict = dict[str, Any]
 BulkDataURIFactory = Callable[[str], str]
 
-_STRING_VRS = frozenset(
-    {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
-)
-_INT_VRS = frozenset({"IS", "SL", "SS", "SV", "UL", "US", "UV"})
+_INT_VRS = frozenset({"IS", *INTEGER_RANGES})
 _FLOAT_VRS = frozenset({"DS", *FLOAT_VRS})
 
 
@@ -136,7 +139,7 @@ def _value(vr: str, v: Any) -> Any:
         return None
     if vr == "PN":
         return _person_name(v)
-    if vr in _STRING_VRS:
+    if vr in STRING_VRS:
         return str(v)
     if vr in _INT_VRS:
         return int(v)

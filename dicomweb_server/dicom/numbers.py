@@ -41,11 +41,9 @@ def parse_integer(text: str, what: str, minimum: int = 0, maximum: int = 2**63 -
     return value
 
 
-def parse_integers(
-    text: str, what: str, minimum: int = 0, maximum: int = 2**63 - 1, separator: str = ","
-) -> list[int]:
-    """A list of whole numbers, e.g. the frame list of PS3.18 10.4.1.1.3."""
-    items = text.split(separator)
+def parse_integers(text: str, what: str, minimum: int = 0, maximum: int = 2**63 - 1) -> list[int]:
+    """A comma-separated list of whole numbers, e.g. the frame list of PS3.18 10.4.1.1.3."""
+    items = text.split(",")
     if len(items) > MAX_LIST_ITEMS:
         raise InvalidNumber(f"{what} lists more than {MAX_LIST_ITEMS} numbers")
     return [parse_integer(item, what, minimum, maximum) for item in items]

@@ -26,8 +26,6 @@ INTEGER_RANGES = {
     "SV": (-(2**63), 2**63 - 1),
 }
 FLOAT_VRS = frozenset({"FL", "FD"})
-# Numbers written as text: Integer String and Decimal String.
-NUMBER_STRING_VRS = frozenset({"IS", "DS"})
 # Values that are text (PN has its own JSON form, PS3.18 F.2.2).
 STRING_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}

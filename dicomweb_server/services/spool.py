@@ -43,7 +43,7 @@ class RequestSpool:
         return Path(name), os.fdopen(fd, "wb")
 
     def new_path(self, suffix: str) -> Path:
-        """A fresh name in the folder (the file is not created)."""
+        """A fresh file in the folder, created empty (so the name is this request's)."""
         fd, name = tempfile.mkstemp(prefix="file-", suffix=suffix, dir=self.path)
         os.close(fd)
         return Path(name)
