@@ -43,10 +43,7 @@ def parse_integer(text: str, what: str, minimum: int = 0, maximum: int = 2**63 -
 
 def parse_integers(text: str, what: str, minimum: int = 0, maximum: int = 2**63 - 1) -> list[int]:
     """A comma-separated list of whole numbers, e.g. the frame list of PS3.18 10.4.1.1.3."""
-    items = text.split(",")
-    if len(items) > MAX_LIST_ITEMS:
-        raise InvalidNumber(f"{what} lists more than {MAX_LIST_ITEMS} numbers")
-    return [parse_integer(item, what, minimum, maximum) for item in items]
+    return [parse_integer(item, what, minimum, maximum) for item in _items(text, what)]
 
 
 def parse_decimal(text: str, what: str, minimum: float = -1e15, maximum: float = 1e15) -> float:
@@ -63,7 +60,12 @@ def parse_decimal(text: str, what: str, minimum: float = -1e15, maximum: float =
 def parse_decimals(
     text: str, what: str, minimum: float = -1e15, maximum: float = 1e15
 ) -> list[float]:
+    """A comma-separated list of decimal numbers (window, viewport, region)."""
+    return [parse_decimal(item, what, minimum, maximum) for item in _items(text, what)]
+
+
+def _items(text: str, what: str) -> list[str]:
     items = text.split(",")
     if len(items) > MAX_LIST_ITEMS:
         raise InvalidNumber(f"{what} lists more than {MAX_LIST_ITEMS} numbers")
-    return [parse_decimal(item, what, minimum, maximum) for item in items]
+    return items

@@ -231,22 +231,6 @@ def _looks_like_dicom(head: bytes) -> bool:
     return group_le in (0x0002, 0x0008) or group_be == 0x0008
 
 
-def _meta_transfer_syntax(buf: Buffer, start: int) -> str | None:
-    """Transfer Syntax UID (0002,0010) of the File Meta group that begins at `start`."""
-    pos = start
-    while pos + 8 <= len(buf) and struct.unpack_from("<H", buf, pos)[0] == 0x0002:
-        element = struct.unpack_from("<H", buf, pos + 2)[0]
-        vr = bytes(buf[pos + 4 : pos + 6])
-        if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
-            length, value = struct.unpack_from("<I", buf, pos + 8)[0], pos + 12
-        else:
-            length, value = struct.unpack_from("<H", buf, pos + 6)[0], pos + 8
-        if element == 0x0010:
-            return _text(bytes(buf[value : value + length]).decode("ascii", "replace"))
-        pos = value + length
-    return None
-
-
 def _check_nesting(path: Path, max_inflated: int) -> None:
     """Refuse an object whose sequences nest deeper than MAX_DEPTH before pydicom (which
     recurses per level) reads it; a deflated one is inflated, within `max_inflated`, first."""
@@ -254,9 +238,7 @@ def _check_nesting(path: Path, max_inflated: int) -> None:
     if size < 8:
         return
     with path.open("rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        meta_start = 132 if buf[128:132] == b"DICM" else (4 if buf[:4] == b"DICM" else 0)
-        start = _meta_group_end(buf, meta_start)
-        syntax = _meta_transfer_syntax(buf, meta_start)
+        start, syntax = _file_meta(buf)
         if start + 8 > size:
             return
         if syntax == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
@@ -346,20 +328,26 @@ def _file_meta_bytes(transfer_syntax: str, sop_class: str, sop_instance: str) ->
     return _PREAMBLE + b"DICM" + out.getvalue()
 
 
-def _meta_group_end(buf: Buffer, pos: int) -> int:
-    """Skip File Meta elements (group 0002, always Explicit VR Little Endian) from `pos`."""
+def _file_meta(buf: Buffer) -> tuple[int, str | None]:
+    """Where the data set begins, past preamble, `DICM` and File Meta elements (group 0002,
+    always Explicit VR Little Endian), and the Transfer Syntax UID (0002,0010) they name."""
+    pos = 132 if bytes(buf[128:132]) == b"DICM" else (4 if bytes(buf[:4]) == b"DICM" else 0)
+    syntax = None
     while pos + 8 <= len(buf) and struct.unpack_from("<H", buf, pos)[0] == 0x0002:
+        element = struct.unpack_from("<H", buf, pos + 2)[0]
         vr = bytes(buf[pos + 4 : pos + 6])
         if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
-            pos += 12 + struct.unpack_from("<I", buf, pos + 8)[0]
+            length, value = struct.unpack_from("<I", buf, pos + 8)[0], pos + 12
         else:
-            pos += 8 + struct.unpack_from("<H", buf, pos + 6)[0]
-    return pos
+            length, value = struct.unpack_from("<H", buf, pos + 6)[0], pos + 8
+        if element == 0x0010:
+            syntax = _text(bytes(buf[value : value + length]).decode("ascii", "replace"))
+        pos = value + length
+    return pos, syntax
 
 
 def _dataset_start(buf: Buffer) -> int:
-    start = 132 if bytes(buf[128:132]) == b"DICM" else (4 if bytes(buf[:4]) == b"DICM" else 0)
-    return _meta_group_end(buf, start)
+    return _file_meta(buf)[0]
 
 
 def _complete_file(src: Path, dst: Path, ts: str, sop_class: str, sop_instance: str) -> None:

@@ -245,7 +245,7 @@ def check_nesting(buf: bytes | memoryview, start: int, implicit: bool, little: b
             if tag == ITEM:
                 open_.append((None if length == UNDEFINED_LENGTH else pos + length, here_implicit))
                 if (len(open_) + 1) // 2 > MAX_DEPTH:
-                    raise ObjectRejected(CANNOT_UNDERSTAND, too_deep("the object").args[0])
+                    raise ObjectRejected(CANNOT_UNDERSTAND, str(too_deep("the object")))
             elif open_ and open_[-1][0] is None:
                 open_.pop()
             continue

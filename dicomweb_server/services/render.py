@@ -74,8 +74,6 @@ class RenderService:
         found = self._index.pixels(study, series, instance)
         if found is None:
             raise NotFound(missing(study, series, instance))
-        if found.layout.number_of_frames < 1:
-            raise _not_an_image(instance)
         return found
 
     def _instances(self, study: str, series: str | None) -> list[StoredInstance]:
@@ -104,8 +102,7 @@ class RenderService:
         self, pixels: StoredPixels, numbers: list[int], params: RenderParams
     ) -> list[bytes]:
         """`frames` of an instance already looked up."""
-        if pixels.layout.number_of_frames < 1:
-            raise _not_an_image(pixels.instance.sop_instance_uid)
+        _image(pixels)
         require_frames(pixels.instance.sop_instance_uid, pixels.layout.number_of_frames, numbers)
         if params.media_type == render.GIF and len(numbers) > 1:
             return [self._render(pixels, numbers, params)]
@@ -117,8 +114,7 @@ class RenderService:
 
     def instance_of(self, pixels: StoredPixels, params: RenderParams) -> bytes:
         """`instance` of an instance already looked up."""
-        if pixels.layout.number_of_frames < 1:
-            raise _not_an_image(pixels.instance.sop_instance_uid)
+        _image(pixels)
         count = pixels.layout.number_of_frames
         numbers = list(range(1, count + 1)) if params.media_type == render.GIF else [1]
         return self._render(pixels, numbers, params)
@@ -145,7 +141,7 @@ class RenderService:
             params = RenderParams(**{**params.__dict__, "viewport": THUMBNAIL_SIZE})
         if instance is not None:
             assert series is not None
-            pixels = self._stored(study, series, instance)
+            pixels = _image(self._stored(study, series, instance))
         else:
             pixels = self._representative(study, series)
         count = pixels.layout.number_of_frames
@@ -212,8 +208,13 @@ class RenderService:
         return body
 
 
-def _not_an_image(instance: str) -> NotAcceptable:
-    return NotAcceptable(f"instance {instance} has no Pixel Data: it cannot be rendered")
+def _image(pixels: StoredPixels) -> StoredPixels:
+    """`pixels`, when it has Pixel Data to render."""
+    if pixels.layout.number_of_frames < 1:
+        raise NotAcceptable(
+            f"instance {pixels.instance.sop_instance_uid} has no Pixel Data: it cannot be rendered"
+        )
+    return pixels
 
 
 def _no_images(study: str, series: str | None) -> NotAcceptable:
