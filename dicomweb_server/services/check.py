@@ -47,7 +47,7 @@ class CheckService:
         # indexed when read, never taken for an orphan.
         listed = list(self._blobs.iter_keys())
         indexed = self._index.blob_keys()
-        retired = self._index.retired_keys()
+        retired = self._index.retired()
         report = CheckReport()
         for key, modified in listed:
             if key not in indexed and key not in retired:
@@ -65,7 +65,7 @@ class CheckService:
                 if key not in young:
                     self._blobs.delete(key)
             # Retired copies past the grace period: no reader holds them any more.
-            for key in sorted(self._index.retired_keys(before=cutoff)):
+            for key in sorted(k for k, at in retired.items() if at < cutoff):
                 self._blobs.delete(key)
                 self._index.forget_retired(key)
             report.spool_leftovers = [str(p) for p in self._spool.sweep()]

@@ -162,9 +162,9 @@ class CheckIndex(Protocol):
     def blob_keys(self) -> set[str]:
         """The blob key of every indexed instance."""
 
-    def retired_keys(self, before: float | None = None) -> set[str]:
-        """Keys of copies replaced by newer ones (retired before `before`, seconds since the
-        epoch, when given); their objects are kept for readers until the sweep removes them."""
+    def retired(self) -> dict[str, float]:
+        """Copies replaced by newer ones: blob key -> when (seconds since the epoch); their
+        objects are kept for readers until the sweep removes them."""
 
     def forget_retired(self, key: str) -> None:
         """The retired copy `key` has been removed from the blob store."""

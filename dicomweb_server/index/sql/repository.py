@@ -500,12 +500,10 @@ class SqlIndex:
         with self._connect() as conn:
             return {str(k) for k in conn.execute(select(instances.c.blob_key)).scalars()}
 
-    def retired_keys(self, before: float | None = None) -> set[str]:
-        stmt = select(retired_objects.c.blob_key)
-        if before is not None:
-            stmt = stmt.where(retired_objects.c.retired_at < before)
+    def retired(self) -> dict[str, float]:
+        stmt = select(retired_objects.c.blob_key, retired_objects.c.retired_at)
         with self._connect() as conn:
-            return {str(k) for k in conn.execute(stmt).scalars()}
+            return {str(key): float(at) for key, at in conn.execute(stmt)}
 
     def forget_retired(self, key: str) -> None:
         with self._connect() as conn, conn.begin():
