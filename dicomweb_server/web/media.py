@@ -1,43 +1,25 @@
-"""Media types: parsing Accept and Content-Type, and negotiating per resource (PS3.18 8.7)."""
+"""Accept and Content-Type parsing, and what each resource's Accept asks (PS3.18 8.7).
+
+The tables of media types and transfer syntaxes and the rules that choose between them are
+in `dicom/media_types.py`; this module turns headers into the values they take.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
 
-from dicomweb_server.dicom import transcode, uids
+from dicomweb_server.dicom import media_types
+from dicomweb_server.dicom.media_types import (
+    DICOM,
+    DICOM_JSON,
+    DICOM_XML,
+    MULTIPART_RELATED,
+    OCTET_STREAM,
+    ZIP,
+    BytesChoice,
+)
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable
-
-DICOM = "application/dicom"
-DICOM_JSON = "application/dicom+json"
-DICOM_XML = "application/dicom+xml"
-OCTET_STREAM = "application/octet-stream"
-MULTIPART_RELATED = "multipart/related"
-ZIP = "application/zip"
-
-# PS3.18 Table 8.7.3-2: the media type of each encapsulated transfer syntax's frames.
-FRAME_MEDIA_TYPES = {
-    "1.2.840.10008.1.2.4.50": "image/jpeg",
-    "1.2.840.10008.1.2.4.51": "image/jpeg",
-    "1.2.840.10008.1.2.4.57": "image/jpeg",
-    "1.2.840.10008.1.2.4.70": "image/jpeg",
-    "1.2.840.10008.1.2.4.80": "image/jls",
-    "1.2.840.10008.1.2.4.81": "image/jls",
-    "1.2.840.10008.1.2.4.90": "image/jp2",
-    "1.2.840.10008.1.2.4.91": "image/jp2",
-    "1.2.840.10008.1.2.4.201": "image/jphc",
-    "1.2.840.10008.1.2.4.202": "image/jphc",
-    "1.2.840.10008.1.2.4.203": "image/jphc",
-    "1.2.840.10008.1.2.5": "image/dicom-rle",
-}
-# PS3.18 Table 8.7.3-2: the default transfer syntax of each compressed frame media type.
-MEDIA_TYPE_DEFAULT_SYNTAX = {
-    "image/jpeg": "1.2.840.10008.1.2.4.70",
-    "image/jls": "1.2.840.10008.1.2.4.80",
-    "image/jp2": "1.2.840.10008.1.2.4.90",
-    "image/jphc": "1.2.840.10008.1.2.4.201",
-    "image/dicom-rle": "1.2.840.10008.1.2.5",
-}
 
 _TOKEN = re.compile(r'\s*([^\s;,="]+)\s*(?:=\s*("(?:[^"\\]|\\.)*"|[^\s;,"]*))?\s*', re.ASCII)
 
@@ -49,12 +31,7 @@ class MediaRange:
     q: float = 1.0
 
     def matches(self, media_type: str) -> bool:
-        if self.type == "*/*":
-            return True
-        main, _, sub = self.type.partition("/")
-        if sub == "*":
-            return media_type.startswith(main + "/")
-        return self.type == media_type
+        return media_types.matches(self.type, media_type)
 
 
 def parse_media_type(text: str) -> MediaRange:
@@ -178,16 +155,6 @@ def negotiate_instances(accept: str | None, single: bool) -> InstancesChoice:
     return InstancesChoice(container, [ts for kind, ts in chosen if kind == container])
 
 
-@dataclass(frozen=True)
-class BytesChoice:
-    """Frames or bulk data: the part media type and the transfer syntax wanted in it,
-    best first (None: the media type's default; "*": as stored)."""
-
-    media_type: str
-    transfer_syntax: str | None
-    multipart: bool
-
-
 def negotiate_bytes(accept: str | None, single: bool) -> list[BytesChoice]:
     """Frames and bulk data (PS3.18 8.7.3.3, Table 8.7.3-2): every acceptable pair of part
     media type and transfer syntax, best first; single part only for one item."""
@@ -202,58 +169,3 @@ def negotiate_bytes(accept: str | None, single: bool) -> list[BytesChoice]:
         elif media.type == "*/*":
             out.append(BytesChoice(OCTET_STREAM, syntax, True))
     return out
-
-
-def choose_instance_syntax(syntaxes: list[str | None], stored: str) -> str | None:
-    """The transfer syntax to send an instance stored in `stored` in, or None if none of
-    `syntaxes` can be produced. PS3.18 8.7.3.4: without a parameter, Explicit VR Little
-    Endian, unless the pixel data is lossy (or cannot be decoded here): then as stored."""
-    for wanted in syntaxes:
-        target = _resolve(wanted, stored)
-        if _sendable(stored, target):
-            return target
-    return None
-
-
-def _resolve(wanted: str | None, stored: str) -> str:
-    """A transfer-syntax parameter as a syntax: "*" is the stored one; none is the default,
-    Explicit VR Little Endian unless the data is lossy or cannot be decoded (8.7.3.4)."""
-    if wanted == "*":
-        return stored
-    if wanted is not None:
-        return wanted
-    explicit = uids.EXPLICIT_VR_LITTLE_ENDIAN
-    if stored in transcode.LOSSY_SYNTAXES or not transcode.can_transcode(stored, explicit):
-        return stored
-    return explicit
-
-
-def _sendable(stored: str, target: str) -> bool:
-    return target not in uids.NOT_ALLOWED_ON_THE_WEB and transcode.can_transcode(stored, target)
-
-
-def choose_bytes(choices: list[BytesChoice], stored: str) -> tuple[BytesChoice, str] | None:
-    """For pixel data stored in `stored`: the first acceptable choice with the transfer
-    syntax it gets. Octet-stream defaults to native (PS3.18 8.7.3.4, lossy stays as
-    stored); a compressed media type is the stored frame when it is that type's, else its
-    transfer-syntax parameter or default (Table 8.7.3-2), transcoded."""
-    for choice in choices:
-        accepted = MediaRange(choice.media_type)
-        wanted = choice.transfer_syntax
-        if accepted.matches(OCTET_STREAM):
-            target = _resolve(wanted, stored)
-            if _sendable(stored, target):
-                return BytesChoice(OCTET_STREAM, target, choice.multipart), target
-            continue
-        own = FRAME_MEDIA_TYPES.get(stored)
-        for media_type, default in MEDIA_TYPE_DEFAULT_SYNTAX.items():
-            if not accepted.matches(media_type):
-                continue
-            if own == media_type and wanted in (None, "*", stored):
-                return BytesChoice(media_type, stored, choice.multipart), stored
-            target = default if wanted in (None, "*") else wanted
-            if FRAME_MEDIA_TYPES.get(target) == media_type and transcode.can_transcode(
-                stored, target
-            ):
-                return BytesChoice(media_type, target, choice.multipart), target
-    return None

@@ -9,9 +9,10 @@ from starlette.responses import Response
 
 from dicomweb_server.dicom.attributes import Level
 from dicomweb_server.dicom.matching import parse_search
+from dicomweb_server.dicom.media_types import DICOM_XML
 from dicomweb_server.web.context import base_url, container, json_bytes_with_base, path_uid
 from dicomweb_server.web.encoding import json_response
-from dicomweb_server.web.media import DICOM_XML, negotiate_json
+from dicomweb_server.web.media import negotiate_json
 from dicomweb_server.web.xml import xml_response
 
 

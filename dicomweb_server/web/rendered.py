@@ -7,12 +7,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomweb_server.dicom import render
+from dicomweb_server.dicom.media_types import MULTIPART_RELATED
 from dicomweb_server.dicom.render import RenderParams
 from dicomweb_server.services.errors import NotAcceptable
 from dicomweb_server.services.retrieve import parse_frame_numbers
 from dicomweb_server.web import caching
 from dicomweb_server.web.context import container, scope_uids
-from dicomweb_server.web.media import MULTIPART_RELATED, MediaRange, parse_accept
+from dicomweb_server.web.media import MediaRange, parse_accept
 from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
 
 

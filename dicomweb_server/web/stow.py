@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from dicomweb_server.dicom import numbers
 from dicomweb_server.dicom.assemble import BulkPart
+from dicomweb_server.dicom.media_types import DICOM, DICOM_JSON, DICOM_XML, MULTIPART_RELATED
 from dicomweb_server.services.errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -31,13 +32,7 @@ from dicomweb_server.services.store import (
     response_status,
 )
 from dicomweb_server.web.context import base_url, container, path_uid
-from dicomweb_server.web.media import (
-    DICOM,
-    DICOM_JSON,
-    DICOM_XML,
-    MULTIPART_RELATED,
-    parse_media_type,
-)
+from dicomweb_server.web.media import parse_media_type
 from dicomweb_server.web.multipart import MultipartReader, ReceivedPart
 
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]", re.ASCII)

@@ -10,6 +10,15 @@ from starlette.responses import Response, StreamingResponse
 
 from dicomweb_server.dicom import uids
 from dicomweb_server.dicom.frames import Ranges
+from dicomweb_server.dicom.media_types import (
+    DICOM,
+    DICOM_XML,
+    OCTET_STREAM,
+    ZIP,
+    BytesChoice,
+    choose_bytes,
+    choose_instance_syntax,
+)
 from dicomweb_server.services.errors import NotAcceptable
 from dicomweb_server.services.ports import StoredInstance
 from dicomweb_server.services.retrieve import (
@@ -28,15 +37,8 @@ from dicomweb_server.web.context import (
 )
 from dicomweb_server.web.encoding import json_response
 from dicomweb_server.web.media import (
-    DICOM,
-    DICOM_XML,
-    OCTET_STREAM,
-    ZIP,
-    BytesChoice,
     InstancesChoice,
     MediaRange,
-    choose_bytes,
-    choose_instance_syntax,
     negotiate_bytes,
     negotiate_instances,
     negotiate_json,

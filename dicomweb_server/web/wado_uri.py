@@ -16,12 +16,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomweb_server.dicom import numbers, render, uids
+from dicomweb_server.dicom.media_types import DICOM, choose_instance_syntax
 from dicomweb_server.dicom.render import RenderParams, Window
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable
 from dicomweb_server.services.ports import StoredPixels
 from dicomweb_server.web import caching
 from dicomweb_server.web.context import container, hold_memory
-from dicomweb_server.web.media import DICOM, MediaRange, choose_instance_syntax, parse_accept
+from dicomweb_server.web.media import MediaRange, parse_accept
 from dicomweb_server.web.ranges import whole_body
 from dicomweb_server.web.rendered import image_response
 

@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from dicomweb_server.dicom.media_types import DICOM_XML
 from dicomweb_server.dicom.xml_model import json_to_native
-from dicomweb_server.web.media import DICOM_XML
 from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
 
 

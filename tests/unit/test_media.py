@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from dicomweb_server.dicom.media_types import choose_bytes, choose_instance_syntax
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable
 from dicomweb_server.web.media import (
-    choose_bytes,
-    choose_instance_syntax,
     negotiate_bytes,
     negotiate_instances,
     negotiate_json,
