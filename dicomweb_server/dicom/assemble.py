@@ -12,11 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydicom import uid
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import UID
 
-from dicomweb_server.dicom import uids
+from dicomweb_server.dicom import codecs, media_types, uids
 from dicomweb_server.dicom.depth import check_json
 from dicomweb_server.dicom.errors import NestedTooDeeply, ObjectRejected
 from dicomweb_server.dicom.json_model import validate_json
@@ -25,15 +26,12 @@ from dicomweb_server.dicom.parse import required_uids
 CANNOT_UNDERSTAND = 0xC000
 TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 
-# PS3.18 Table 8.7.3-5 (subset): the transfer syntax a compressed bulk data media type means
-# when its part names none.
-MEDIA_TYPE_SYNTAX = {
-    "image/jpeg": "1.2.840.10008.1.2.4.50",
-    "image/jls": "1.2.840.10008.1.2.4.80",
-    "image/jp2": "1.2.840.10008.1.2.4.90",
-    "image/jphc": "1.2.840.10008.1.2.4.201",
-    "image/dicom-rle": "1.2.840.10008.1.2.5",
-}
+# ISO/IEC 10918-1 B.1.1.3: the start-of-frame marker names the JPEG process; the lossless
+# process (SOF3) cannot be read by a lossy syntax's decoder and the other way round.
+_JPEG_LOSSLESS_SOF = 0xC3
+_JPEG_LOSSY_SOF = frozenset({0xC0, 0xC1, 0xC2})
+_JPEG_LOSSLESS_SYNTAXES = frozenset({str(uid.JPEGLossless), str(uid.JPEGLosslessSV1)})
+_JPEG_LOSSY_SYNTAXES = frozenset({str(uid.JPEGBaseline8Bit), str(uid.JPEGExtended12Bit)})
 PIXEL_DATA = "7FE00010"
 
 
@@ -60,13 +58,16 @@ def assemble(metadata: object, bulk: Callable[[str], BulkPart | None], out: Path
     compressed: BulkPart | None = None
     if isinstance(pixel, dict) and "BulkDataURI" in pixel:
         part = _lookup(bulk, str(pixel["BulkDataURI"]))
-        if part.media_type != "application/octet-stream":
-            syntax = part.transfer_syntax or MEDIA_TYPE_SYNTAX.get(part.media_type, "")
+        if part.media_type != media_types.OCTET_STREAM:
+            # PS3.18 Table 8.7.3-5: a part without a transfer-syntax parameter is in the
+            # syntax its media type defaults to (image/jpeg: JPEG Lossless SV1).
+            syntax = media_types.bulk_data_syntax(part.media_type, part.transfer_syntax) or ""
             if not syntax or syntax in uids.NATIVE_TRANSFER_SYNTAXES:
                 raise ObjectRejected(
                     TRANSFER_SYNTAX_NOT_SUPPORTED,
                     f"Pixel Data of media type {part.media_type} has no compressed transfer syntax",
                 )
+            _check_jpeg_process(part, syntax)
             compressed = part
 
     def resolve(tag: str, vr: str, uri: str) -> bytes:
@@ -97,6 +98,24 @@ def assemble(metadata: object, bulk: Callable[[str], BulkPart | None], out: Path
         ds.save_as(out, enforce_file_format=True)
     except (ValueError, TypeError, AttributeError, OverflowError) as exc:
         raise ObjectRejected(CANNOT_UNDERSTAND, f"the instance cannot be encoded: {exc}") from exc
+
+
+def _check_jpeg_process(part: BulkPart, syntax: str) -> None:
+    """Refuse a JPEG frame whose process contradicts its transfer syntax (a baseline frame
+    sent as image/jpeg without a parameter would otherwise be stored as lossless and be
+    unreadable): the sender names the syntax with the transfer-syntax parameter."""
+    if syntax not in _JPEG_LOSSLESS_SYNTAXES | _JPEG_LOSSY_SYNTAXES:
+        return
+    with part.path.open("rb") as f:
+        sof = codecs.jpeg_start_of_frame(f.read(65536))
+    lossless = syntax in _JPEG_LOSSLESS_SYNTAXES
+    if (lossless and sof in _JPEG_LOSSY_SOF) or (not lossless and sof == _JPEG_LOSSLESS_SOF):
+        process = "lossy" if lossless else "lossless"
+        raise ObjectRejected(
+            TRANSFER_SYNTAX_NOT_SUPPORTED,
+            f"the {part.media_type} Pixel Data is {process} JPEG but its transfer syntax is "
+            f"{syntax}; name its syntax with the transfer-syntax parameter (PS3.18 8.7.3.3.2)",
+        )
 
 
 def _lookup(bulk: Callable[[str], BulkPart | None], uri: str) -> BulkPart:

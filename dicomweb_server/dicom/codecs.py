@@ -79,3 +79,26 @@ def encode_htj2k_lossless(frame: np.ndarray) -> bytes:
     without a colour transform, so RGB stays RGB (a transform would make it YBR_RCT)."""
     frame = np.ascontiguousarray(frame)
     return bytes(imagecodecs.htj2k_encode(frame, reversible=True, rgb=False))
+
+
+# ISO/IEC 10918-1 Table B.1: start-of-frame markers (C4 DHT, C8 JPG and CC DAC are not).
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def jpeg_start_of_frame(head: bytes) -> int | None:
+    """The start-of-frame marker (0xC0 baseline ... 0xC3 lossless) of a JPEG codestream's
+    first bytes, or None if they do not reach one (B.2: SOI, then length-prefixed segments)."""
+    if head[:2] != b"\xff\xd8":
+        return None
+    at = 2
+    while at + 4 <= len(head):
+        if head[at] != 0xFF:
+            return None
+        marker = head[at + 1]
+        if marker == 0xFF:  # B.1.1.2: fill bytes before a marker
+            at += 1
+            continue
+        if marker in _SOF_MARKERS:
+            return marker
+        at += 2 + int.from_bytes(head[at + 2 : at + 4], "big")
+    return None

@@ -11,6 +11,8 @@ from pydicom.encaps import generate_frames
 from tests.factories import bundled_bytes, make_instance, parse
 from tests.helpers import parts, sequence, values
 
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
 JSON_TYPE = 'multipart/related; type="application/dicom+json"; boundary=MeTa'
 
 
@@ -62,20 +64,60 @@ def test_compressed_frame_in_its_own_media_type(client: httpx.Client) -> None:
     source = parse(bundled_bytes("SC_rgb_jpeg_dcmtk.dcm"))
     (frame,) = list(generate_frames(source.PixelData, number_of_frames=1))
     meta = metadata(source, "/bulk/jpeg")
+    part_type = f"image/jpeg; transfer-syntax={JPEG_BASELINE}"
     r = client.post(
         "/studies",
         headers={"Content-Type": JSON_TYPE},
-        content=body([meta], [("image/jpeg", "/bulk/jpeg", frame)]),
+        content=body([meta], [(part_type, "/bulk/jpeg", frame)]),
     )
     assert r.status_code == 200, r.text
     back = retrieve(client, source)
-    assert back.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
+    assert back.file_meta.TransferSyntaxUID == JPEG_BASELINE
     url = (
         f"/studies/{source.StudyInstanceUID}/series/{source.SeriesInstanceUID}/instances/"
         f"{source.SOPInstanceUID}/frames/1"
     )
     ((_, got),) = parts(client.get(url, headers={"Accept": 'multipart/related; type="image/jpeg"'}))
     assert got == frame
+
+
+def test_image_jpeg_without_a_parameter_is_jpeg_lossless_sv1(client: httpx.Client) -> None:
+    """PS3.18 Table 8.7.3-5: the default (D) syntax of image/jpeg is 1.2.840.10008.1.2.4.70."""
+    source = parse(bundled_bytes("SC_rgb_jpeg_gdcm.dcm"))
+    assert source.file_meta.TransferSyntaxUID == JPEG_LOSSLESS_SV1
+    (frame,) = list(generate_frames(source.PixelData, number_of_frames=1))
+    r = client.post(
+        "/studies",
+        headers={"Content-Type": JSON_TYPE},
+        content=body([metadata(source, "/bulk/j")], [("image/jpeg", "/bulk/j", frame)]),
+    )
+    assert r.status_code == 200, r.text
+    url = (
+        f"/studies/{source.StudyInstanceUID}/series/{source.SeriesInstanceUID}/instances/"
+        f"{source.SOPInstanceUID}"
+    )
+    as_stored = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+    ((_, data),) = parts(client.get(url, headers={"Accept": as_stored}))
+    back = parse(data)
+    assert back.file_meta.TransferSyntaxUID == JPEG_LOSSLESS_SV1
+    assert np.array_equal(back.pixel_array, source.pixel_array)
+
+
+def test_a_jpeg_frame_that_contradicts_its_syntax_is_refused(client: httpx.Client) -> None:
+    """A baseline frame sent as plain image/jpeg would be stored as lossless and be
+    unreadable: it fails with 0xC122 and the reason says to name its syntax."""
+    source = parse(bundled_bytes("SC_rgb_jpeg_dcmtk.dcm"))
+    (frame,) = list(generate_frames(source.PixelData, number_of_frames=1))
+    r = client.post(
+        "/studies",
+        headers={"Content-Type": JSON_TYPE},
+        content=body([metadata(source, "/bulk/j")], [("image/jpeg", "/bulk/j", frame)]),
+    )
+    assert r.status_code == 409, r.text
+    (failed,) = sequence(r, "00081198")
+    assert values(failed, "00081197") == [0xC122]
+    assert "transfer-syntax" in r.text
+    assert client.get(f"/studies/{source.StudyInstanceUID}/series").status_code == 404
 
 
 def test_relative_and_absolute_references_meet(client: httpx.Client) -> None:
