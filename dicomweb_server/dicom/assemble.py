@@ -22,9 +22,7 @@ from dicomweb_server.dicom.depth import check_json
 from dicomweb_server.dicom.errors import NestedTooDeeply, ObjectRejected
 from dicomweb_server.dicom.json_model import validate_json
 from dicomweb_server.dicom.parse import required_uids
-
-CANNOT_UNDERSTAND = 0xC000
-TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
+from dicomweb_server.dicom.store_status import CANNOT_UNDERSTAND, TRANSFER_SYNTAX_NOT_SUPPORTED
 
 # ISO/IEC 10918-1 B.1.1.3: the start-of-frame marker names the JPEG process; the lossless
 # process (SOF3) cannot be read by a lossy syntax's decoder and the other way round.

@@ -45,11 +45,11 @@ from dicomweb_server.dicom.scan import (
     check_nesting,
     scan_dataset,
 )
-
-# PS3.18 Table I.2-2 failure reasons.
-CANNOT_UNDERSTAND = 0xC000
-DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
+from dicomweb_server.dicom.store_status import (
+    CANNOT_UNDERSTAND,
+    DATASET_DOES_NOT_MATCH_SOP_CLASS,
+    TRANSFER_SYNTAX_NOT_SUPPORTED,
+)
 
 # Values longer than this stay on disk while the header is parsed.
 _DEFER_SIZE = 64 * 1024

@@ -17,12 +17,12 @@ from pydicom.datadict import dictionary_VR
 
 from dicomweb_server.dicom.depth import MAX_DEPTH, too_deep
 from dicomweb_server.dicom.errors import ObjectRejected
+from dicomweb_server.dicom.store_status import CANNOT_UNDERSTAND
 from dicomweb_server.dicom.vr import BINARY_VRS, LONG_LENGTH_VRS
 
 # Any readable buffer of the stored bytes: bytes in tests, a memory map at ingest.
 Buffer = bytes | memoryview | mmap.mmap
 
-CANNOT_UNDERSTAND = 0xC000
 
 PIXEL_DATA = 0x7FE00010
 FLOAT_PIXEL_DATA = 0x7FE00008

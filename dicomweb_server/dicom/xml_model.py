@@ -19,9 +19,9 @@ from pydicom.datadict import keyword_for_tag
 from dicomweb_server.dicom import numbers
 from dicomweb_server.dicom.depth import MAX_DEPTH
 from dicomweb_server.dicom.errors import InvalidNumber, ObjectRejected
+from dicomweb_server.dicom.store_status import CANNOT_UNDERSTAND
 from dicomweb_server.dicom.vr import FLOAT_VRS, INTEGER_RANGES
 
-CANNOT_UNDERSTAND = 0xC000
 _INT_VRS = frozenset({"IS", *INTEGER_RANGES})
 _FLOAT_VRS = frozenset({"DS", *FLOAT_VRS})
 _NAME_PARTS = ("FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuffix")

@@ -11,7 +11,7 @@ import contextlib
 import secrets
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from dataclasses import replace as replace_fields
 from enum import StrEnum
 from pathlib import Path
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from dicomweb_server.dicom import uids
+from dicomweb_server.dicom import media_types, uids
 from dicomweb_server.dicom.assemble import BulkPart, assemble
 from dicomweb_server.dicom.attributes import RETURN_KEYS, Level, keeps_at
 from dicomweb_server.dicom.deidentify import Deidentifier
@@ -32,6 +32,15 @@ from dicomweb_server.dicom.parse import (
     prepare_instance,
 )
 from dicomweb_server.dicom.scan import PIXEL_DATA_TAGS
+from dicomweb_server.dicom.store_status import (
+    ALREADY_STORED,
+    CANNOT_UNDERSTAND,
+    COERCION_OF_DATA_ELEMENTS,
+    DATASET_DOES_NOT_MATCH_SOP_CLASS,
+    DUPLICATE_SOP_INSTANCE,
+    InstanceOutcome,
+    failure,
+)
 from dicomweb_server.dicom.xml_model import native_to_json
 from dicomweb_server.services.budget import MemoryBudget
 from dicomweb_server.services.errors import Busy
@@ -44,17 +53,6 @@ from dicomweb_server.services.ports import (
     StoreIndex,
 )
 from dicomweb_server.services.spool import RequestSpool, Spool
-
-# PS3.18 Table I.2-2 failure reasons used here.
-DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-CANNOT_UNDERSTAND = 0xC000
-# PS3.18 Table I.2-1 "Coercion of Data Elements": the object was de-identified.
-COERCION_OF_DATA_ELEMENTS = 0xB000
-# PS3.7 C.4 "Duplicate SOP Instance", for the duplicate policy "reject".
-DUPLICATE_SOP_INSTANCE = 0x0111
-# Implementation-specific warning (PS3.18 I.2.1 allows them): the instance was already
-# stored and the first copy kept; the value is the one the Microsoft DICOM server uses.
-ALREADY_STORED = 0xB00E
 
 
 class DuplicatePolicy(StrEnum):
@@ -77,38 +75,80 @@ class StoreLimits:
 
 
 @dataclass(frozen=True)
-class InstanceOutcome:
-    sop_class_uid: str | None
-    sop_instance_uid: str | None
-    study_uid: str | None = None
-    series_uid: str | None = None
-    failure_reason: int | None = None
-    warning_reason: int | None = None
-    message: str = ""
+class StorePart:
+    """One received part of a Store Instances request, spooled to `path`.
+
+    `media_type` is its parsed Content-Type (None when the part has none; "" when it cannot
+    be parsed), `declared` the header as sent, for the reason of a failure."""
+
+    path: Path
+    media_type: str | None
+    declared: str | None = None
+    transfer_syntax: str | None = None
+    content_location: str | None = None
+
+
+class StoreRequest:
+    """The parts of one Store Instances request (PS3.18 10.5.1.2): a PS3.10 object is stored
+    as soon as its part is complete; the metadata form's parts (PS3.18 10.5.1.2.2) wait for
+    `finish`, since bulk data may precede its metadata."""
+
+    def __init__(self, service: StoreService, study_uid: str | None) -> None:
+        self._service = service
+        self._study_uid = study_uid
+        self._metadata: list[Path] = []
+        self._bulk: dict[str, BulkPart] = {}
 
     @property
-    def stored(self) -> bool:
-        return self.failure_reason is None
+    def pending(self) -> bool:
+        """Whether metadata parts wait for `finish`."""
+        return bool(self._metadata)
+
+    def add(self, parts: list[StorePart]) -> list[InstanceOutcome]:
+        outcomes = []
+        for part in parts:
+            media_type = media_types.DICOM if part.media_type is None else part.media_type
+            if media_type == media_types.DICOM:
+                outcomes.append(self._service.store(part.path, self._study_uid))
+            elif media_type in (media_types.DICOM_JSON, media_types.DICOM_XML):
+                # The file's suffix says how to read it.
+                suffix = ".json" if media_type == media_types.DICOM_JSON else ".xml"
+                self._metadata.append(part.path.rename(part.path.with_suffix(suffix)))
+            elif media_type and part.content_location is not None:
+                # A bulk data part of the metadata form, found later by its Content-Location.
+                self._bulk[part.content_location] = BulkPart(
+                    part.path, media_type, part.transfer_syntax
+                )
+            else:
+                part.path.unlink(missing_ok=True)
+                outcomes.append(
+                    failure(
+                        CANNOT_UNDERSTAND,
+                        f"part of type {part.declared!r} is neither {media_types.DICOM}, nor "
+                        f"metadata ({media_types.DICOM_JSON}, {media_types.DICOM_XML}), nor "
+                        "bulk data with a Content-Location",
+                    )
+                )
+        return outcomes
+
+    def finish(self) -> list[InstanceOutcome]:
+        """Store the instances of the metadata form; its part files are consumed."""
+        metadata, bulk = self._metadata, self._bulk
+        self._metadata, self._bulk = [], {}
+        if not metadata:
+            _remove([], bulk)
+            return []
+        return self._service.store_from_metadata(metadata, bulk, self._study_uid)
+
+    def discard(self) -> None:
+        """Drop the parts still waiting (a body cut short keeps nothing of its metadata form)."""
+        _remove(self._metadata, self._bulk)
+        self._metadata, self._bulk = [], {}
 
 
-@dataclass
-class StoreResult:
-    outcomes: list[InstanceOutcome] = field(default_factory=list)
-    # Set when the request body itself could not be read to the end.
-    request_error: str | None = None
-
-
-def response_status(result: StoreResult) -> int:
-    """PS3.18 Table 10.5.3-1, from the per-instance outcomes alone."""
-    stored = [o for o in result.outcomes if o.stored]
-    failed = [o for o in result.outcomes if not o.stored]
-    warned = [o for o in stored if o.warning_reason is not None]
-    if not stored:
-        # Nothing stored: a request we could not read is bad syntax, otherwise a conflict.
-        return 400 if result.request_error is not None or not failed else 409
-    if failed or warned or result.request_error is not None:
-        return 202
-    return 200
+def _remove(metadata: list[Path], bulk: dict[str, BulkPart]) -> None:
+    for path in [*metadata, *(p.path for p in bulk.values())]:
+        path.unlink(missing_ok=True)
 
 
 def bulk_data_path(study: str, series: str, instance: str, path: str) -> str:
@@ -159,6 +199,10 @@ class StoreService:
         finally:
             with self._uploads_lock:
                 self._uploads -= 1
+
+    def begin(self, study_uid: str | None = None) -> StoreRequest:
+        """The parts of one request, stored as they arrive (see StoreRequest)."""
+        return StoreRequest(self, study_uid)
 
     def request_spool(self) -> contextlib.AbstractContextManager[RequestSpool]:
         """The spool folder of one request, on the objects' file system; everything in it is
@@ -257,8 +301,7 @@ class StoreService:
             )
             if study_uid is not None and prepared.study_uid != study_uid:
                 # PS3.18 10.5.1: instances posted to a study must belong to it.
-                return _failed(
-                    outcome,
+                return outcome.failed(
                     DATASET_DOES_NOT_MATCH_SOP_CLASS,
                     f"Study Instance UID {prepared.study_uid} does not match the study "
                     f"{study_uid} of the request URL",
@@ -338,8 +381,7 @@ class StoreService:
         self._blobs.delete(key)
         if added.outcome is AddOutcome.DUPLICATE:
             if self.duplicate_policy is DuplicatePolicy.REJECT:
-                return _failed(
-                    outcome,
+                return outcome.failed(
                     DUPLICATE_SOP_INSTANCE,
                     f"SOP Instance {prepared.sop_instance_uid} is already stored "
                     "(duplicate policy: reject)",
@@ -350,18 +392,7 @@ class StoreService:
                 message=f"SOP Instance {prepared.sop_instance_uid} was already stored; the "
                 "first copy is kept (duplicate policy: ignore)",
             )
-        return _failed(outcome, DATASET_DOES_NOT_MATCH_SOP_CLASS, added.message)
-
-
-def _failed(outcome: InstanceOutcome, reason: int, message: str) -> InstanceOutcome:
-    return InstanceOutcome(
-        outcome.sop_class_uid,
-        outcome.sop_instance_uid,
-        outcome.study_uid,
-        outcome.series_uid,
-        failure_reason=reason,
-        message=message,
-    )
+        return outcome.failed(DATASET_DOES_NOT_MATCH_SOP_CLASS, added.message)
 
 
 def _split_levels(metadata: dict[str, object]) -> dict[Level, dict[str, object]]:

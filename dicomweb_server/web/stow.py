@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import anyio
 import orjson
@@ -14,9 +11,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from dicomweb_server.dicom import numbers
-from dicomweb_server.dicom.assemble import BulkPart
+from dicomweb_server.dicom import numbers, store_status
 from dicomweb_server.dicom.media_types import DICOM, DICOM_JSON, DICOM_XML, MULTIPART_RELATED
+from dicomweb_server.dicom.store_status import StoreResult
 from dicomweb_server.services.errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -24,13 +21,7 @@ from dicomweb_server.services.errors import (
     UnsupportedMediaType,
 )
 from dicomweb_server.services.spool import RequestSpool
-from dicomweb_server.services.store import (
-    CANNOT_UNDERSTAND,
-    InstanceOutcome,
-    StoreResult,
-    StoreService,
-    response_status,
-)
+from dicomweb_server.services.store import StorePart, StoreService
 from dicomweb_server.web.context import base_url, container, path_uid
 from dicomweb_server.web.media import parse_media_type
 from dicomweb_server.web.multipart import MultipartReader, ReceivedPart
@@ -71,7 +62,7 @@ async def _receive(
     """
     limits = store.limits
     result = StoreResult()
-    described = _Described()
+    parts = store.begin(study_uid)
     reader = MultipartReader(boundary, spool.open_part, limits.instance_bytes, limits.parts)
     received = 0
     too_large: str | None = None
@@ -85,9 +76,8 @@ async def _receive(
                 too_large = f"the request body exceeds the limit of {limits.request_bytes} bytes"
             done = await run_in_threadpool(reader.feed, chunk)
             if done:
-                result.outcomes += await run_in_threadpool(
-                    _store_parts, store, done, study_uid, described
-                )
+                received_parts = [_store_part(part) for part in done]
+                result.outcomes += await run_in_threadpool(parts.add, received_parts)
             if too_large or reader.error is not None or reader.limit_exceeded is not None:
                 break
         else:
@@ -95,17 +85,14 @@ async def _receive(
                 result.request_error = "the multipart body ended before its closing boundary"
         too_large = too_large or reader.limit_exceeded
         result.request_error = reader.error or result.request_error
-        if described.metadata and too_large is None and result.request_error is None:
-            parts, described = described, _Described()
-            result.outcomes += await run_in_threadpool(
-                store.store_from_metadata, parts.metadata, parts.bulk, study_uid
-            )
+        if parts.pending and too_large is None and result.request_error is None:
+            result.outcomes += await run_in_threadpool(parts.finish)
     except ClientDisconnect:
         result.request_error = "the client disconnected before the body was complete"
     finally:
         # Nothing of a part cut short is kept, nor the parts of an unfinished metadata form.
         reader.discard()
-        described.discard()
+        parts.discard()
     if too_large is not None:
         raise PayloadTooLarge(too_large)
     if not result.outcomes and result.request_error is None:
@@ -160,105 +147,33 @@ def _boundary(content_type: str | None) -> str:
     return boundary
 
 
-@dataclass
-class _Described:
-    """Parts of the metadata-and-bulk-data form, kept until the body has been read."""
-
-    metadata: list[Path] = field(default_factory=list)
-    bulk: dict[str, BulkPart] = field(default_factory=dict)
-
-    def discard(self) -> None:
-        for path in [*self.metadata, *(p.path for p in self.bulk.values())]:
-            path.unlink(missing_ok=True)
-
-
-def _store_parts(
-    store: StoreService,
-    parts: list[ReceivedPart],
-    study_uid: str | None,
-    described: _Described,
-) -> list[InstanceOutcome]:
-    outcomes = []
-    for part in parts:
-        declared = part.content_type
-        try:
-            media = parse_media_type(declared) if declared else None
-        except InvalidRequest:
-            media = None
-        part_type = DICOM if declared is None else (media.type if media else declared)
-        if part_type == DICOM:
-            outcomes.append(store.store(part.path, study_uid))
-        elif part_type in (DICOM_JSON, DICOM_XML):
-            # The file's suffix tells the service how to read it.
-            suffix = ".json" if part_type == DICOM_JSON else ".xml"
-            described.metadata.append(part.path.rename(part.path.with_suffix(suffix)))
-        elif media is not None and "content-location" in part.headers:
-            # A bulk data part of the metadata form, found later by its Content-Location.
-            location = part.headers["content-location"]
-            described.bulk[location] = BulkPart(
-                part.path, media.type, media.params.get("transfer-syntax")
-            )
-        else:
-            part.path.unlink(missing_ok=True)
-            outcomes.append(
-                InstanceOutcome(
-                    None,
-                    None,
-                    failure_reason=CANNOT_UNDERSTAND,
-                    message=f"part of type {declared!r} is neither {DICOM}, nor metadata "
-                    f"({DICOM_JSON}, {DICOM_XML}), nor bulk data with a Content-Location",
-                )
-            )
-    return outcomes
+def _store_part(part: ReceivedPart) -> StorePart:
+    """A received part as the store service takes it: its Content-Type parsed."""
+    declared = part.content_type
+    try:
+        media = parse_media_type(declared) if declared else None
+    except InvalidRequest:
+        media = None
+    return StorePart(
+        part.path,
+        None if declared is None else (media.type if media else ""),
+        declared,
+        media.params.get("transfer-syntax") if media else None,
+        part.headers.get("content-location"),
+    )
 
 
 def _response(result: StoreResult, base: str, study_uid: str | None) -> Response:
-    body: dict[str, Any] = {}
-    studies = {o.study_uid for o in result.outcomes if o.stored}
-    if study_uid is not None or len(studies) == 1:
-        body["00081190"] = {"vr": "UR", "Value": [f"{base}/studies/{study_uid or studies.pop()}"]}
-    failed = [_failed_item(o) for o in result.outcomes if not o.stored]
-    if result.request_error is not None:
-        failed.append(
-            {
-                "00081197": {"vr": "US", "Value": [CANNOT_UNDERSTAND]},
-                "00000902": {"vr": "LO", "Value": [result.request_error]},
-            }
-        )
-    if failed:
-        body["00081198"] = {"vr": "SQ", "Value": failed}
-    stored = [_stored_item(o, base) for o in result.outcomes if o.stored]
-    if stored:
-        body["00081199"] = {"vr": "SQ", "Value": stored}
-    return Response(orjson.dumps(body), status_code=response_status(result), media_type=DICOM_JSON)
-
-
-def _uid(value: str | None) -> dict[str, Any]:
-    return {"vr": "UI", "Value": [value]} if value else {"vr": "UI"}
-
-
-def _stored_item(o: InstanceOutcome, base: str) -> dict[str, Any]:
-    item = {
-        "00081150": _uid(o.sop_class_uid),
-        "00081155": _uid(o.sop_instance_uid),
-        "00081190": {
-            "vr": "UR",
-            "Value": [
-                f"{base}/studies/{o.study_uid}/series/{o.series_uid}/instances/{o.sop_instance_uid}"
-            ],
-        },
-    }
-    if o.warning_reason is not None:
-        item["00081196"] = {"vr": "US", "Value": [o.warning_reason]}
-        item["00000902"] = {"vr": "LO", "Value": [o.message[:1024]]}
-    return item
-
-
-def _failed_item(o: InstanceOutcome) -> dict[str, Any]:
-    # Error Comment (0000,0902) carries the reason in words beside the PS3.18 I.2 code.
-    return {
-        "00081150": _uid(o.sop_class_uid),
-        "00081155": _uid(o.sop_instance_uid),
-        "00081197": {"vr": "US", "Value": [o.failure_reason]},
-        "00000902": {"vr": "LO", "Value": [o.message[:1024]]},
-    }
+    body = store_status.response_dataset(
+        result,
+        lambda study: f"{base}/studies/{study}",
+        lambda study, series, instance: (
+            f"{base}/studies/{study}/series/{series}/instances/{instance}"
+        ),
+        study_uid,
+    )
+    return Response(
+        orjson.dumps(body),
+        status_code=store_status.response_status(result),
+        media_type=DICOM_JSON,
+    )
