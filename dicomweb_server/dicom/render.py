@@ -16,11 +16,23 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+from pydicom import uid
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 
 from dicomweb_server.dicom import numbers
 from dicomweb_server.dicom.errors import InvalidQuery
+
+# PS3.4 B.5: Grayscale, Color, Pseudo-Color and Blending Softcopy Presentation State Storage.
+PRESENTATION_STATE_CLASSES = frozenset(
+    str(sop_class)
+    for sop_class in (
+        uid.GrayscaleSoftcopyPresentationStateStorage,
+        uid.ColorSoftcopyPresentationStateStorage,
+        uid.PseudoColorSoftcopyPresentationStateStorage,
+        uid.BlendingSoftcopyPresentationStateStorage,
+    )
+)
 
 JPEG = "image/jpeg"
 PNG = "image/png"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydicom import dcmread
+from pydicom import dcmread, uid
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.pixels.decoders.base import get_decoder
@@ -27,30 +27,19 @@ from dicomweb_server.dicom.errors import TranscodeError
 
 codecs.register()
 
-JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
-JPEG_LOSSLESS = "1.2.840.10008.1.2.4.57"
-JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
-JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
-JPEG_LS_NEAR_LOSSLESS = "1.2.840.10008.1.2.4.81"
-JPEG_2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
-JPEG_2000 = "1.2.840.10008.1.2.4.91"
-HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
-HTJ2K_LOSSY = "1.2.840.10008.1.2.4.203"
-RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 
 # Syntaxes whose pixel data may have lost information (JPEG 2000 .91 and HTJ2K .203 allow
 # either; we cannot know, so count them lossy): PS3.18 8.7.3.4 lets such objects be
 # returned as stored when no syntax is asked for.
 LOSSY_SYNTAXES = frozenset(
-    {JPEG_BASELINE, JPEG_EXTENDED, JPEG_LS_NEAR_LOSSLESS, JPEG_2000, HTJ2K_LOSSY}
+    {uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit, uid.JPEGLSNearLossless, uid.JPEG2000, uid.HTJ2K}
 )
 
 # PS3.3 C.7.6.1.1.5.1: Lossy Image Compression Method of each lossy target.
-_LOSSY_METHOD = {
-    JPEG_BASELINE: "ISO_10918_1",
-    JPEG_LS_NEAR_LOSSLESS: "ISO_14495_1",
-    JPEG_2000: "ISO_15444_1",
+_LOSSY_METHOD: dict[str, str] = {
+    uid.JPEGBaseline8Bit: "ISO_10918_1",
+    uid.JPEGLSNearLossless: "ISO_14495_1",
+    uid.JPEG2000: "ISO_15444_1",
 }
 
 # The syntaxes an object or frame can be transcoded to.
@@ -58,14 +47,14 @@ ENCODABLE = frozenset(
     {
         uids.EXPLICIT_VR_LITTLE_ENDIAN,
         uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
-        RLE_LOSSLESS,
-        JPEG_BASELINE,
-        JPEG_LOSSLESS_SV1,
-        JPEG_LS_LOSSLESS,
-        JPEG_LS_NEAR_LOSSLESS,
-        JPEG_2000_LOSSLESS,
-        JPEG_2000,
-        HTJ2K_LOSSLESS,
+        uid.RLELossless,
+        uid.JPEGBaseline8Bit,
+        uid.JPEGLosslessSV1,
+        uid.JPEGLSLossless,
+        uid.JPEGLSNearLossless,
+        uid.JPEG2000Lossless,
+        uid.JPEG2000,
+        uid.HTJ2KLossless,
     }
 )
 
@@ -187,25 +176,25 @@ def encode_frame(
     if target in _LOSSY_METHOD and photometric == "PALETTE COLOR":
         raise TranscodeError("PALETTE COLOR pixel data may only be compressed losslessly")
     try:
-        if target == JPEG_BASELINE:
+        if target == uid.JPEGBaseline8Bit:
             if int(description["bits_allocated"]) != 8 or description["pixel_representation"]:
                 raise TranscodeError(
                     f"JPEG Baseline holds unsigned 8-bit samples; this image has "
                     f"{bits_stored}-bit samples"
                 )
             return codecs.encode_jpeg_baseline(array, options.jpeg_quality)
-        if target == HTJ2K_LOSSLESS:
+        if target == uid.HTJ2KLossless:
             if int(description["bits_allocated"]) > 16:
                 raise TranscodeError(f"HTJ2K here holds at most 16-bit samples, not {bits_stored}")
             return codecs.encode_htj2k_lossless(array)
-        if target == JPEG_LOSSLESS_SV1:
+        if target == uid.JPEGLosslessSV1:
             unsigned = array.astype(np.int64) & ((1 << bits_stored) - 1)
             dtype = np.uint8 if bits_stored <= 8 else np.uint16
             return codecs.encode_jpeg_lossless_sv1(unsigned.astype(dtype), max(2, bits_stored))
         kwargs: dict[str, Any] = {}
-        if target == JPEG_2000:
+        if target == uid.JPEG2000:
             kwargs["j2k_cr"] = [options.j2k_compression_ratio]
-        elif target == JPEG_LS_NEAR_LOSSLESS:
+        elif target == uid.JPEGLSNearLossless:
             kwargs["jls_error"] = options.jls_near_lossless_error
         return bytes(
             get_encoder(target).encode(
@@ -230,7 +219,7 @@ def encode_frame(
 
 def _encoded_photometric(description: dict[str, Any], target: str) -> str:
     photometric = str(description["photometric_interpretation"])
-    if target == JPEG_BASELINE and description["samples_per_pixel"] == 3:
+    if target == uid.JPEGBaseline8Bit and description["samples_per_pixel"] == 3:
         return "YBR_FULL_422"
     return photometric
 

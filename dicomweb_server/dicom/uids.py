@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from pydicom import uid
 from pydicom.uid import AllTransferSyntaxes
 
 from dicomweb_server.dicom.errors import InvalidUID
@@ -11,10 +12,11 @@ from dicomweb_server.dicom.errors import InvalidUID
 # PS3.5 9.1: components of digits separated by '.', no leading zero in a component, <= 64 chars.
 _UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*", re.ASCII)
 
-IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
-EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
-DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
-EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+# The native encodings (PS3.5 A.1-A.3, A.5), as plain strings for the index and the web.
+IMPLICIT_VR_LITTLE_ENDIAN = str(uid.ImplicitVRLittleEndian)
+EXPLICIT_VR_LITTLE_ENDIAN = str(uid.ExplicitVRLittleEndian)
+DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = str(uid.DeflatedExplicitVRLittleEndian)
+EXPLICIT_VR_BIG_ENDIAN = str(uid.ExplicitVRBigEndian)
 
 # PS3.18 8.7.3: these two may not be used on the web; objects received in them are
 # converted to Explicit VR Little Endian at ingest.
@@ -51,8 +53,8 @@ def require_uid(value: str, what: str = "UID") -> str:
 
 def blob_key(study_uid: str, series_uid: str, instance_uid: str, version: str) -> str:
     """The object's key in the blob store; only ever built from validated UIDs."""
-    for uid in (study_uid, series_uid, instance_uid):
-        require_uid(uid)
+    for value in (study_uid, series_uid, instance_uid):
+        require_uid(value)
     if not version.isalnum():
         raise ValueError(f"blob version {version!r} is not alphanumeric")
     return f"{study_uid}/{series_uid}/{instance_uid}.{version}.dcm"

@@ -19,15 +19,6 @@ from dicomweb_server.services.ports import RetrieveIndex, StoredInstance, Stored
 from dicomweb_server.services.retrieve import missing, require_frames
 
 THUMBNAIL_SIZE = (128, 128)
-# PS3.4 B.5: Grayscale, Color, Pseudo-Color and Blending Softcopy Presentation State Storage.
-PRESENTATION_STATE_CLASSES = frozenset(
-    {
-        "1.2.840.10008.5.1.4.1.1.11.1",
-        "1.2.840.10008.5.1.4.1.1.11.2",
-        "1.2.840.10008.5.1.4.1.1.11.3",
-        "1.2.840.10008.5.1.4.1.1.11.4",
-    }
-)
 
 
 class RenderCache:
@@ -159,7 +150,7 @@ class RenderService:
                 f"presentation state {instance} (series {series}) is not stored in study {study}"
             )
         state = self._pixels.parse_object(found[0])
-        if str(state.get("SOPClassUID", "")) not in PRESENTATION_STATE_CLASSES:
+        if str(state.get("SOPClassUID", "")) not in render.PRESENTATION_STATE_CLASSES:
             raise InvalidRequest(f"instance {instance} is not a presentation state")
         return render.presentation_for(state, image_uid)
 

@@ -12,7 +12,7 @@ import io
 import imagecodecs
 import numpy as np
 import pytest
-from pydicom import dcmread
+from pydicom import dcmread, uid
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
 
@@ -31,7 +31,7 @@ SOURCES = [
     "JPEG2000.dcm",
 ]
 # Lower PSNR bounds (dB) of the lossy targets at the default options.
-PSNR_BOUND = {t.JPEG_BASELINE: 30.0, t.JPEG_2000: 30.0}
+PSNR_BOUND = {uid.JPEGBaseline8Bit: 30.0, uid.JPEG2000: 30.0}
 
 
 def _jpeg_source(syntax: str, bits: int, lossless: bool) -> bytes:
@@ -53,9 +53,9 @@ def _jpeg_source(syntax: str, bits: int, lossless: bool) -> bytes:
 
 def _source(name: str) -> bytes:
     if name == "jpeg_extended_12bit":
-        return _jpeg_source(t.JPEG_EXTENDED, 12, lossless=False)
+        return _jpeg_source(uid.JPEGExtended12Bit, 12, lossless=False)
     if name == "jpeg_lossless_sv1":
-        return _jpeg_source(t.JPEG_LOSSLESS_SV1, 12, lossless=True)
+        return _jpeg_source(uid.JPEGLosslessSV1, 12, lossless=True)
     return bundled_bytes(name)
 
 
@@ -73,7 +73,7 @@ def _psnr(a: np.ndarray, b: np.ndarray, bits: int) -> float:
 def test_round_trip(name: str, target: str) -> None:
     data = _source(name)
     before = dcmread(io.BytesIO(data))
-    if target == t.JPEG_BASELINE and int(before.BitsAllocated) != 8:
+    if target == uid.JPEGBaseline8Bit and int(before.BitsAllocated) != 8:
         with pytest.raises(TranscodeError, match="8-bit"):
             t.transcode(data, target)
         return
@@ -89,7 +89,7 @@ def test_round_trip(name: str, target: str) -> None:
         assert _psnr(got, expected, int(before.BitsStored)) > PSNR_BOUND[target]
         assert after.LossyImageCompression == "01"
         assert after.LossyImageCompressionMethod
-    elif target == t.JPEG_LS_NEAR_LOSSLESS:
+    elif target == uid.JPEGLSNearLossless:
         assert np.abs(got - expected).max() <= 2
         assert after.LossyImageCompression == "01"
     else:
@@ -97,12 +97,17 @@ def test_round_trip(name: str, target: str) -> None:
 
 
 def test_decodable_and_matrix() -> None:
-    for syntax in (t.JPEG_BASELINE, t.JPEG_EXTENDED, t.JPEG_LOSSLESS, t.JPEG_LOSSLESS_SV1):
+    for syntax in (
+        uid.JPEGBaseline8Bit,
+        uid.JPEGExtended12Bit,
+        uid.JPEGLossless,
+        uid.JPEGLosslessSV1,
+    ):
         assert t.decodable(syntax), syntax
-    assert not t.can_transcode("1.2.840.10008.1.2.4.100", t.JPEG_2000)  # MPEG-2: no decoder
-    assert not t.can_transcode(t.RLE_LOSSLESS, t.HTJ2K_LOSSY)  # no lossy HTJ2K encoder
-    assert t.can_transcode(t.RLE_LOSSLESS, t.HTJ2K_LOSSLESS)
-    assert t.can_transcode(t.RLE_LOSSLESS, t.RLE_LOSSLESS)
+    assert not t.can_transcode("1.2.840.10008.1.2.4.100", uid.JPEG2000)  # MPEG-2: no decoder
+    assert not t.can_transcode(uid.RLELossless, uid.HTJ2K)  # no lossy HTJ2K encoder
+    assert t.can_transcode(uid.RLELossless, uid.HTJ2KLossless)
+    assert t.can_transcode(uid.RLELossless, uid.RLELossless)
 
 
 def test_unsupported_pairs_raise_with_reason() -> None:
@@ -118,7 +123,7 @@ def test_unsupported_pairs_raise_with_reason() -> None:
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
     with pytest.raises(TranscodeError, match="PALETTE COLOR"):
-        t.transcode(buf.getvalue(), t.JPEG_2000)
+        t.transcode(buf.getvalue(), uid.JPEG2000)
 
 
 def _mpeg() -> Dataset:
