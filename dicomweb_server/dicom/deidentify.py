@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from dicomweb_server.dicom.confidentiality_profile import PATTERN, PROFILE, Option, Row
+from dicomweb_server.dicom.vr import BINARY_NUMBER_VRS, BINARY_VRS
 
 _COMPOSITE = {"X/Z": "Z", "X/D": "D", "Z/D": "D", "X/Z/D": "D", "X/Z/U*": "U*"}
 _TEXT_DUMMY = "ANONYMIZED"
@@ -38,8 +39,6 @@ _DUMMY = {
     "DS": "0",
     "PN": "ANONYMIZED",
 }
-_NUMBER_VRS = frozenset({"US", "SS", "UL", "SL", "FL", "FD", "SV", "UV"})
-_BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 
 # PS3.16 CID 7050: De-identification Method codes (DCM).
 _METHOD_CODES = {
@@ -180,9 +179,9 @@ def _identifiers(ds: Dataset) -> list[str]:
 def _dummy(vr: str, value: object, deidentifier: Deidentifier) -> object:
     if vr == "UI":
         return deidentifier._uids(value)
-    if vr in _NUMBER_VRS:
+    if vr in BINARY_NUMBER_VRS:
         return 0
-    if vr in _BINARY_VRS:
+    if vr in BINARY_VRS:
         return b"\x00\x00"
     return _DUMMY.get(vr, _TEXT_DUMMY)
 
@@ -192,7 +191,7 @@ def _clean(vr: str, value: object, identifiers: list[str], shift: int) -> object
     words that identify the patient (names, IDs, accession number, birth date)."""
     if vr in ("DA", "DT"):
         return _shift_dates(value, shift)
-    if vr in ("TM",) or vr in _NUMBER_VRS or vr in _BINARY_VRS:
+    if vr in ("TM",) or vr in BINARY_NUMBER_VRS or vr in BINARY_VRS:
         return value
     if isinstance(value, str):
         return _scrub(value, identifiers)

@@ -23,16 +23,15 @@ from dicomweb_server.dicom.scan import tag_path
 from dicomweb_server.dicom.vr import (
     ALL_VRS,
     BINARY_VRS,
+    DECIMAL_VRS,
     FLOAT_VRS,
     INTEGER_RANGES,
+    INTEGER_VRS,
     STRING_VRS,
 )
 
 JsonDict = dict[str, Any]
 BulkDataURIFactory = Callable[[str], str]
-
-_INT_VRS = frozenset({"IS", *INTEGER_RANGES})
-_FLOAT_VRS = frozenset({"DS", *FLOAT_VRS})
 
 
 def dataset_to_json(
@@ -141,9 +140,9 @@ def _value(vr: str, v: Any) -> Any:
         return _person_name(v)
     if vr in STRING_VRS:
         return str(v)
-    if vr in _INT_VRS:
+    if vr in INTEGER_VRS:
         return int(v)
-    if vr in _FLOAT_VRS:
+    if vr in DECIMAL_VRS:
         f = float(v)
         # JSON has no NaN or infinity: keep the text rather than lose the value.
         if not math.isfinite(f):

@@ -22,6 +22,13 @@ from dicomweb_server.dicom.attributes import (
 )
 from dicomweb_server.dicom.depth import check_path
 from dicomweb_server.dicom.errors import InvalidAttribute, InvalidQuery, InvalidUID
+from dicomweb_server.dicom.vr import (
+    MULTIPLE_VALUE_VRS,
+    NUMBER_VRS,
+    RANGE_VRS,
+    UNMATCHABLE_VRS,
+    WILDCARD_VRS,
+)
 
 
 class MatchKind(StrEnum):
@@ -84,14 +91,6 @@ class SearchRequest:
     warnings: list[str] = field(default_factory=list)
 
 
-# PS3.4 C.2.2.2.4: wildcards only for these VRs.
-WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
-RANGE_VRS = frozenset({"DA", "TM", "DT"})
-NUMBER_VRS = frozenset({"IS", "SL", "SS", "UL", "US", "SV", "UV", "DS", "FL", "FD"})
-# Multi-valued string VRs: where multiplevaluematching means "holds all of these".
-MULTIPLE_VALUE_VRS = frozenset({"AE", "AS", "CS", "LO", "PN", "SH", "UC"})
-# Never keys: their values are bytes or tags (includefield still returns them).
-UNMATCHABLE_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN", "AT"})
 # PS3.4 C.2.2.2.5.1 ranges; a DT may carry its own UTC offset (&ZZXX).
 # Patterns are matched whole (fullmatch: `$` would take a trailing newline) and ASCII (`\d`
 # would take any script's digits).

@@ -50,6 +50,7 @@ from dicomweb_server.dicom.store_status import (
     DATASET_DOES_NOT_MATCH_SOP_CLASS,
     TRANSFER_SYNTAX_NOT_SUPPORTED,
 )
+from dicomweb_server.dicom.vr import LONG_LENGTH_VRS
 
 # Values longer than this stay on disk while the header is parsed.
 _DEFER_SIZE = 64 * 1024
@@ -336,7 +337,7 @@ def _file_meta(buf: Buffer) -> tuple[int, str | None]:
     while pos + 8 <= len(buf) and struct.unpack_from("<H", buf, pos)[0] == 0x0002:
         element = struct.unpack_from("<H", buf, pos + 2)[0]
         vr = bytes(buf[pos + 4 : pos + 6])
-        if vr in (b"OB", b"OW", b"UN", b"SQ", b"UT", b"UC", b"UR"):
+        if vr in LONG_LENGTH_VRS:
             length, value = struct.unpack_from("<I", buf, pos + 8)[0], pos + 12
         else:
             length, value = struct.unpack_from("<H", buf, pos + 6)[0], pos + 8

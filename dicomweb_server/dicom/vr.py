@@ -30,3 +30,17 @@ FLOAT_VRS = frozenset({"FL", "FD"})
 STRING_VRS = frozenset(
     {"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR", "UT"}
 )
+# Values that are numbers in DICOM JSON (PS3.18 F.2.3): integer strings and binary integers,
+# decimal strings and binary floats; the binary ones of either.
+INTEGER_VRS = frozenset({"IS", *INTEGER_RANGES})
+DECIMAL_VRS = frozenset({"DS", *FLOAT_VRS})
+NUMBER_VRS = INTEGER_VRS | DECIMAL_VRS
+BINARY_NUMBER_VRS = frozenset(INTEGER_RANGES) | FLOAT_VRS
+
+# How each VR matches (PS3.4 C.2.2.2): wildcards only for these (C.2.2.2.4); ranges for
+# dates and times (C.2.2.2.5); multiplevaluematching (PS3.18 8.3.4.1) for the multi-valued
+# strings; never keys: values that are bytes or tags (includefield still returns them).
+WILDCARD_VRS = frozenset({"AE", "CS", "LO", "LT", "PN", "SH", "ST", "UC", "UR", "UT"})
+RANGE_VRS = frozenset({"DA", "TM", "DT"})
+MULTIPLE_VALUE_VRS = frozenset({"AE", "AS", "CS", "LO", "PN", "SH", "UC"})
+UNMATCHABLE_VRS = BINARY_VRS | {"AT"}

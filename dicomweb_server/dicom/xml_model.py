@@ -20,10 +20,8 @@ from dicomweb_server.dicom import numbers
 from dicomweb_server.dicom.depth import MAX_DEPTH
 from dicomweb_server.dicom.errors import InvalidNumber, ObjectRejected
 from dicomweb_server.dicom.store_status import CANNOT_UNDERSTAND
-from dicomweb_server.dicom.vr import FLOAT_VRS, INTEGER_RANGES
+from dicomweb_server.dicom.vr import DECIMAL_VRS, INTEGER_VRS
 
-_INT_VRS = frozenset({"IS", *INTEGER_RANGES})
-_FLOAT_VRS = frozenset({"DS", *FLOAT_VRS})
 _NAME_PARTS = ("FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuffix")
 
 
@@ -98,9 +96,9 @@ def _value(vr: str, text: str | None) -> Any:
     if text is None or text == "":
         return None
     try:
-        if vr in _INT_VRS:
+        if vr in INTEGER_VRS:
             return int(text)
-        if vr in _FLOAT_VRS:
+        if vr in DECIMAL_VRS:
             return float(text)
     except ValueError as exc:
         raise ObjectRejected(CANNOT_UNDERSTAND, f"{text!r} is not a valid {vr} value") from exc

@@ -18,13 +18,12 @@ from dicomweb_server.dicom import attributes as a
 from dicomweb_server.dicom import timezone
 from dicomweb_server.dicom.attributes import Level
 from dicomweb_server.dicom.matching import (
-    NUMBER_VRS,
-    UNMATCHABLE_VRS,
     Key,
     Match,
     MatchKind,
     SequenceMatch,
 )
+from dicomweb_server.dicom.vr import NUMBER_VRS, UNMATCHABLE_VRS
 from dicomweb_server.index.sql.models import instances, series, studies
 
 
@@ -41,7 +40,6 @@ _ATTRIBUTES = {
     Level.SERIES: series.c.attributes,
     Level.INSTANCE: instances.c.metadata,
 }
-_NUMBER_VRS = NUMBER_VRS
 
 
 @dataclass(frozen=True)
@@ -386,7 +384,7 @@ class _JsonSql:
             self._pg
             and top
             and key.kind in (MatchKind.SINGLE, MatchKind.LIST)
-            and key.vr not in _NUMBER_VRS
+            and key.vr not in NUMBER_VRS
             and key.vr != "PN"
         ):
             docs = (
@@ -400,7 +398,7 @@ class _JsonSql:
     def _value_condition(self, alias: str, match: Match) -> str:
         if match.vr == "PN":
             return self._name(alias, match)
-        if match.vr in _NUMBER_VRS:
+        if match.vr in NUMBER_VRS:
             if self._pg:
                 value = (
                     f"CASE WHEN jsonb_typeof({alias}.value) = 'number' "
