@@ -18,8 +18,12 @@ from dicomweb_server.dicom.confidentiality_profile import Option
 from dicomweb_server.dicom.deidentify import Deidentifier
 from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.index.sql import migrate
+from dicomweb_server.index.sql.consistency import SqlConsistencyIndex
+from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.engine import make_engine
-from dicomweb_server.index.sql.repository import SqlIndex
+from dicomweb_server.index.sql.retrieve import SqlRetrieveIndex
+from dicomweb_server.index.sql.search import SqlSearchIndex
+from dicomweb_server.index.sql.store import SqlStoreIndex
 from dicomweb_server.services.budget import MemoryBudget
 from dicomweb_server.services.check import CheckService
 from dicomweb_server.services.pixels import PixelReader
@@ -129,13 +133,14 @@ def build_container(settings: Settings) -> Container:
         settings.db_max_overflow,
         settings.db_pool_timeout,
     )
-    index = SqlIndex(engine)
+    db = Database(engine)
+    retrieve_index = SqlRetrieveIndex(db)
     blobs = build_blob_store(settings)
     # One decode budget per process, for transcoding, rendering and whole-object ingest.
     budget = MemoryBudget(settings.decode_memory_bytes)
     pixels = PixelReader(blobs, settings.max_transcode_bytes, budget=budget)
     store = StoreService(
-        index,
+        SqlStoreIndex(db),
         blobs,
         settings.resolved_spool_dir,
         settings.bulk_data_threshold,
@@ -153,12 +158,14 @@ def build_container(settings: Settings) -> Container:
     return Container(
         settings=settings,
         store=store,
-        search=SearchService(index, settings.qido_max_limit),
-        retrieve=RetrieveService(index, blobs, pixels, retrieve_anonymizer(settings)),
-        render=RenderService(index, pixels, max_pixels=settings.max_render_pixels),
-        consistency=CheckService(index, blobs, store.spool, settings.orphan_grace_seconds),
+        search=SearchService(SqlSearchIndex(db), settings.qido_max_limit),
+        retrieve=RetrieveService(retrieve_index, blobs, pixels, retrieve_anonymizer(settings)),
+        render=RenderService(retrieve_index, pixels, max_pixels=settings.max_render_pixels),
+        consistency=CheckService(
+            SqlConsistencyIndex(db), blobs, store.spool, settings.orphan_grace_seconds
+        ),
         blobs=blobs,
-        checks={"database": index.check, "blob store": blobs.check, "spool": store.spool.check},
+        checks={"database": db.check, "blob store": blobs.check, "spool": store.spool.check},
         engine=engine,
         _closers=[engine.dispose, blobs.close],
     )

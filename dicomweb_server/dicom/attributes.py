@@ -7,6 +7,7 @@ it decides which attributes the index keeps on the study and series rows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -210,3 +211,33 @@ def keyword_of(tag: int) -> str:
 def tag_of_keyword(keyword: str) -> int | None:
     tag = tag_for_keyword(keyword)
     return None if tag is None else int(tag)
+
+
+@dataclass(frozen=True)
+class Aggregates:
+    """What an archive counts and collects of a study (and a series) as instances arrive:
+    the computed attributes of PS3.18 Tables 10.6.3-3 and 10.6.3-4 (PS3.4 C.3.4)."""
+
+    modalities_in_study: list[str]
+    sop_classes_in_study: list[str]
+    study_related_series: int
+    study_related_instances: int
+    series_related_instances: int | None = None
+
+    def to_json(self) -> dict[str, dict[str, object]]:
+        """The DICOM JSON of these attributes, each in its dictionary VR."""
+        values: dict[int, list[str] | list[int]] = {
+            MODALITIES_IN_STUDY: self.modalities_in_study,
+            SOP_CLASSES_IN_STUDY: self.sop_classes_in_study,
+            NUMBER_OF_STUDY_RELATED_SERIES: [self.study_related_series],
+            NUMBER_OF_STUDY_RELATED_INSTANCES: [self.study_related_instances],
+        }
+        if self.series_related_instances is not None:
+            values[NUMBER_OF_SERIES_RELATED_INSTANCES] = [self.series_related_instances]
+        out: dict[str, dict[str, object]] = {}
+        for tag, held in values.items():
+            element: dict[str, object] = {"vr": vr_of(tag)}
+            if held:
+                element["Value"] = held
+            out[f"{tag:08X}"] = element
+        return out

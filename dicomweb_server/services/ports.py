@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-from dicomweb_server.dicom.attributes import Level
+from dicomweb_server.dicom.attributes import Aggregates, Level
 from dicomweb_server.dicom.frames import Ranges
 from dicomweb_server.dicom.matching import Key
 
@@ -105,7 +105,7 @@ class SearchResult:
     series_uid: str | None
     sop_instance_uid: str | None
     attributes: dict[Level, JsonDict]
-    computed: JsonDict = field(default_factory=dict)
+    aggregates: Aggregates
     metadata: str | None = None
 
 

@@ -131,7 +131,7 @@ class SearchService:
             merged.update(result.attributes.get(lv, {}))
         if result.metadata is not None:
             merged.update(orjson.loads(result.metadata))
-        merged.update(result.computed)
+        merged.update(result.aggregates.to_json())
         merged[f"{a.INSTANCE_AVAILABILITY:08X}"] = _ONLINE
         url = f"{base_url}/studies/{result.study_uid}"
         if level is not Level.STUDY:

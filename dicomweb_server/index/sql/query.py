@@ -7,8 +7,7 @@ Every value reaches the database as a bound parameter; only the shape comes from
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 
 import orjson
 from sqlalchemy import ColumnElement, and_, case, exists, literal_column, or_, select, text, true
@@ -16,7 +15,6 @@ from sqlalchemy.sql.elements import ColumnElement as _Col
 
 from dicomweb_server.dicom import attributes as a
 from dicomweb_server.dicom import timezone
-from dicomweb_server.dicom.attributes import Level
 from dicomweb_server.dicom.matching import (
     Key,
     Match,
@@ -24,108 +22,51 @@ from dicomweb_server.dicom.matching import (
     SequenceMatch,
 )
 from dicomweb_server.dicom.vr import NUMBER_VRS, UNMATCHABLE_VRS
-from dicomweb_server.index.sql.models import instances, series, studies
+from dicomweb_server.index.sql.entities import ChildColumn, Entity, IndexedColumn, Kind
 
 
-class Kind(StrEnum):
-    TEXT = "text"
-    NAME = "name"  # PN: case-insensitive, on each upper-cased component group
-    INT = "int"
-    NUMBER = "number"
-
-
-# Where each level keeps the attributes that have no column of their own.
-_ATTRIBUTES = {
-    Level.STUDY: studies.c.attributes,
-    Level.SERIES: series.c.attributes,
-    Level.INSTANCE: instances.c.metadata,
-}
-
-
-@dataclass(frozen=True)
-class IndexedColumn:
-    column: _Col[object]
-    kind: Kind = Kind.TEXT
-    # For names: the Ideographic and Phonetic group columns beside the Alphabetic one.
-    groups: tuple[_Col[object], ...] = ()
-
-
-COLUMNS: dict[Level, dict[int, IndexedColumn]] = {
-    Level.STUDY: {
-        a.STUDY_INSTANCE_UID: IndexedColumn(studies.c.study_instance_uid),
-        a.PATIENT_ID: IndexedColumn(studies.c.patient_id),
-        a.PATIENT_NAME: IndexedColumn(
-            studies.c.patient_name,
-            Kind.NAME,
-            (studies.c.patient_name_ideographic, studies.c.patient_name_phonetic),
-        ),
-        a.PATIENT_BIRTH_DATE: IndexedColumn(studies.c.patient_birth_date),
-        a.PATIENT_SEX: IndexedColumn(studies.c.patient_sex),
-        a.STUDY_DATE: IndexedColumn(studies.c.study_date),
-        a.STUDY_TIME: IndexedColumn(studies.c.study_time),
-        a.ACCESSION_NUMBER: IndexedColumn(studies.c.accession_number),
-        a.STUDY_ID: IndexedColumn(studies.c.study_id),
-        a.STUDY_DESCRIPTION: IndexedColumn(studies.c.study_description),
-        a.REFERRING_PHYSICIAN_NAME: IndexedColumn(
-            studies.c.referring_physician_name,
-            Kind.NAME,
-            (
-                studies.c.referring_physician_name_ideographic,
-                studies.c.referring_physician_name_phonetic,
-            ),
-        ),
-    },
-    Level.SERIES: {
-        a.SERIES_INSTANCE_UID: IndexedColumn(series.c.series_instance_uid),
-        a.MODALITY: IndexedColumn(series.c.modality),
-        a.SERIES_NUMBER: IndexedColumn(series.c.series_number, Kind.INT),
-        a.SERIES_DESCRIPTION: IndexedColumn(series.c.series_description),
-        a.PPS_START_DATE: IndexedColumn(series.c.performed_procedure_step_start_date),
-        a.PPS_START_TIME: IndexedColumn(series.c.performed_procedure_step_start_time),
-    },
-    Level.INSTANCE: {
-        a.SOP_INSTANCE_UID: IndexedColumn(instances.c.sop_instance_uid),
-        a.SOP_CLASS_UID: IndexedColumn(instances.c.sop_class_uid),
-        a.INSTANCE_NUMBER: IndexedColumn(instances.c.instance_number, Kind.INT),
-    },
-}
-
-
-def matchable(level: Level) -> frozenset[int]:
-    """Tags with an index column at `level` or above (others match on the stored JSON)."""
-    tags: set[int] = {a.MODALITIES_IN_STUDY}
-    for lv in a.levels_above(level):
-        tags |= set(COLUMNS[lv])
+def matchable(entity: Entity) -> frozenset[int]:
+    """Tags with an index column at `entity` or above (others match on the stored JSON)."""
+    tags: set[int] = set()
+    for each in entity.chain():
+        tags |= set(each.columns) | set(each.children)
     return frozenset(tags)
 
 
-def json_matchable(level: Level, tag: int) -> bool:
-    """Whether `tag` can be matched on the stored DICOM JSON at `level`."""
-    return a.level_of(tag) in a.levels_above(level) and a.vr_of(tag) not in UNMATCHABLE_VRS
+def json_matchable(entity: Entity, tag: int) -> bool:
+    """Whether `tag` can be matched on the stored DICOM JSON of `entity` or one above it."""
+    return entity.owner(tag) is not None and a.vr_of(tag) not in UNMATCHABLE_VRS
 
 
 def where(
-    level: Level,
+    entity: Entity,
     keys: list[Key],
     dialect: str,
     fuzzy: bool = False,
     timezone_offset: int | None = None,
 ) -> ColumnElement[bool]:
+    """The keys of a search of `entity` (rows joined with the entities above it) as SQL."""
     columns: dict[int, IndexedColumn] = {}
-    for lv in a.levels_above(level):
-        columns.update(COLUMNS[lv])
+    children: dict[int, ChildColumn] = {}
+    for each in entity.chain():
+        columns.update(each.columns)
+        children.update(each.children)
     json = _JsonSql(dialect, fuzzy)
 
+    def stored_json(tag: int) -> _Col[object]:
+        owner = entity.owner(tag)
+        return (owner or entity).json
+
     def condition(key: Key) -> ColumnElement[bool]:
-        if isinstance(key, Match) and key.tag == a.MODALITIES_IN_STUDY:
-            return _modalities_in_study(key)
+        if isinstance(key, Match) and key.tag in children:
+            return _some_child(children[key.tag], key)
         if isinstance(key, Match) and key.tag in columns:
             indexed = columns[key.tag]
             if fuzzy and indexed.kind is Kind.NAME and key.kind is not MatchKind.RANGE:
                 return _fuzzy_name(indexed, key)
             return _condition(indexed, key)
-        # Sequences and attributes without a column: the level's stored JSON.
-        return json.condition(_ATTRIBUTES[a.level_of(key.tag)], key)
+        # Sequences and attributes without a column: the stored JSON of the entity holding it.
+        return json.condition(stored_json(key.tag), key)
 
     conditions = []
     for key in keys:
@@ -134,7 +75,8 @@ def where(
             or timezone.has_own_offset(key)
         ):
             query_offset = 0 if timezone_offset is None else timezone_offset
-            conditions.append(_in_entity_timezone(key, query_offset, json, condition))
+            here = stored_json(key.tag)
+            conditions.append(_in_entity_timezone(key, query_offset, json, here, condition))
         else:
             conditions.append(condition(key))
     return and_(true(), *conditions)
@@ -144,12 +86,13 @@ def _in_entity_timezone(
     key: Match,
     query_offset: int,
     json: _JsonSql,
+    stored: _Col[object],
     condition: Callable[[Key], ColumnElement[bool]],
 ) -> ColumnElement[bool]:
     """The key re-expressed at each entity's own TimezoneOffsetFromUTC (dicom/timezone.py):
     one CASE branch per offset in use; entities without one (or with an unusual one) are
     taken to be at the query's offset."""
-    entity_offset = json.first_text(_ATTRIBUTES[a.level_of(key.tag)], a.TIMEZONE_OFFSET_FROM_UTC)
+    entity_offset = json.first_text(stored, a.TIMEZONE_OFFSET_FROM_UTC)
     whens = {}
     for offset, minutes in timezone.OFFSETS.items():
         adjusted = timezone.adjust(key, query_offset, minutes)
@@ -161,27 +104,28 @@ def _in_entity_timezone(
     return case(whens, value=entity_offset, else_=same)
 
 
-def _modalities_in_study(match: Match) -> ColumnElement[bool]:
-    """ModalitiesInStudy holds the Modality of every series of the study: a value matches
-    when some series has it. An alias: at series level the outer query reads `series` too,
+def _some_child(child: ChildColumn, match: Match) -> ColumnElement[bool]:
+    """An attribute listing a column of the children (ModalitiesInStudy): a value matches
+    when some child has it. An alias: at series level the outer query reads `series` too,
     and the subquery must not be correlated with it."""
+    other = child.table.alias(f"child_{child.table.name}")
+    parent_key = other.c[str(child.parent_key.key)]
 
-    def some_series(m: Match) -> ColumnElement[bool]:
-        other = series.alias("study_series")
+    def some(m: Match) -> ColumnElement[bool]:
         return exists(
             select(other.c.pk).where(
-                other.c.study_pk == studies.c.pk,
-                _condition(IndexedColumn(other.c.modality), m),
+                parent_key == child.parent_pk,
+                _condition(IndexedColumn(other.c[str(child.column.key)]), m),
             )
         )
 
     if match.kind is MatchKind.EMPTY:
-        return ~some_series(replace(match, kind=MatchKind.WILDCARD, values=("?*",)))
+        return ~some(replace(match, kind=MatchKind.WILDCARD, values=("?*",)))
     if match.kind is MatchKind.ALL:
         return and_(
-            *(some_series(replace(match, kind=MatchKind.SINGLE, values=(v,))) for v in match.values)
+            *(some(replace(match, kind=MatchKind.SINGLE, values=(v,))) for v in match.values)
         )
-    return some_series(match)
+    return some(match)
 
 
 def _fuzzy_name(indexed: IndexedColumn, match: Match) -> ColumnElement[bool]:
@@ -214,7 +158,7 @@ def fold(value: str) -> str:
 def _value(indexed: IndexedColumn, value: str) -> object:
     if indexed.kind is Kind.NAME:
         return fold(value)
-    if indexed.kind in (Kind.INT, Kind.NUMBER):
+    if indexed.kind is Kind.INT:
         return float(value)
     return value
 
@@ -222,7 +166,7 @@ def _value(indexed: IndexedColumn, value: str) -> object:
 def _condition(indexed: IndexedColumn, match: Match) -> ColumnElement[bool]:
     if match.kind is MatchKind.EMPTY:
         columns = (indexed.column, *indexed.groups)
-        if indexed.kind in (Kind.INT, Kind.NUMBER):
+        if indexed.kind is Kind.INT:
             return and_(*(c.is_(None) for c in columns))
         return and_(*(or_(c.is_(None), c == "") for c in columns))
     if match.kind is MatchKind.ALL:
@@ -476,11 +420,3 @@ class _JsonSql:
                 bounds.append(f"{text_value} <= {self._bind(_upper_bound(match.vr, match.upper))}")
             return "(" + " AND ".join(bounds) + ")"
         return "1 = 1"
-
-
-# Kept for the repository's ORDER BY: a stable order so limit/offset pages never overlap.
-ORDER = {
-    Level.STUDY: (studies.c.pk,),
-    Level.SERIES: (series.c.pk,),
-    Level.INSTANCE: (instances.c.pk,),
-}

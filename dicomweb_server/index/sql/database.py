@@ -1,0 +1,28 @@
+"""One database for the index classes: pooled connections, the dialect, a health check."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from dicomweb_server.services.errors import Unavailable
+
+
+class Database:
+    """Thread-safe: each call takes its own connection from the engine's pool."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    def connect(self) -> Connection:
+        """A pooled connection; none free within the pool timeout is a 503, not a 500."""
+        try:
+            return self.engine.connect()
+        except PoolTimeout as exc:
+            raise Unavailable("every database connection is busy; try again shortly") from exc
+
+    def check(self) -> None:
+        with self.connect() as conn:
+            conn.execute(text("SELECT 1"))

@@ -1,0 +1,98 @@
+"""The retrieve port on SQL: the instances of a scope, their metadata and value offsets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, Select, select
+
+from dicomweb_server.index.sql.database import Database
+from dicomweb_server.index.sql.models import instances, series, studies
+from dicomweb_server.services.ports import PixelLayout, StoredInstance, StoredPixels
+
+_INSTANCE_COLUMNS = (
+    studies.c.study_instance_uid,
+    series.c.series_instance_uid,
+    instances.c.sop_instance_uid,
+    instances.c.sop_class_uid,
+    instances.c.transfer_syntax_uid,
+    instances.c.blob_key,
+    instances.c.size,
+)
+
+
+def _scoped(
+    stmt: Select[Any],
+    study_uid: str,
+    series_uid: str | None,
+    sop_instance_uid: str | None,
+) -> Select[Any]:
+    """The instances of a study, series or one instance, in series and instance order."""
+    stmt = stmt.select_from(
+        instances.join(series, instances.c.series_pk == series.c.pk).join(
+            studies, instances.c.study_pk == studies.c.pk
+        )
+    ).where(studies.c.study_instance_uid == study_uid)
+    if series_uid is not None:
+        stmt = stmt.where(series.c.series_instance_uid == series_uid)
+    if sop_instance_uid is not None:
+        stmt = stmt.where(instances.c.sop_instance_uid == sop_instance_uid)
+    return stmt.order_by(
+        series.c.series_number, series.c.pk, instances.c.instance_number, instances.c.pk
+    )
+
+
+def _stored(row: Row[Any]) -> StoredInstance:
+    return StoredInstance(
+        row.study_instance_uid,
+        row.series_instance_uid,
+        row.sop_instance_uid,
+        row.sop_class_uid,
+        row.transfer_syntax_uid,
+        row.blob_key,
+        int(row.size),
+    )
+
+
+class SqlRetrieveIndex:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def instances(
+        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+    ) -> list[StoredInstance]:
+        stmt = _scoped(select(*_INSTANCE_COLUMNS), study_uid, series_uid, sop_instance_uid)
+        with self._db.connect() as conn:
+            return [_stored(row) for row in conn.execute(stmt)]
+
+    def metadata(
+        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+    ) -> list[str]:
+        stmt = _scoped(select(instances.c.metadata), study_uid, series_uid, sop_instance_uid)
+        with self._db.connect() as conn:
+            return [str(m) for m in conn.execute(stmt).scalars()]
+
+    def pixels(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> StoredPixels | None:
+        stmt = _scoped(
+            select(
+                *_INSTANCE_COLUMNS,
+                instances.c.frames,
+                instances.c.frames_error,
+                instances.c.number_of_frames,
+                instances.c.bulk_data,
+            ),
+            study_uid,
+            series_uid,
+            sop_instance_uid,
+        )
+        with self._db.connect() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            return None
+        frames = None
+        if row.frames is not None:
+            frames = [list(zip(f[0::2], f[1::2], strict=True)) for f in orjson.loads(row.frames)]
+        bulk = {k: (int(v[0]), int(v[1])) for k, v in orjson.loads(row.bulk_data).items()}
+        layout = PixelLayout(frames, row.frames_error, int(row.number_of_frames), bulk)
+        return StoredPixels(_stored(row), layout)

@@ -1,0 +1,122 @@
+"""The search port on SQL: QIDO-RS keys compiled by `query.where` over the entity tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, Select, select
+
+from dicomweb_server.dicom.attributes import Aggregates, Level
+from dicomweb_server.index.sql import query
+from dicomweb_server.index.sql.database import Database
+from dicomweb_server.index.sql.entities import ENTITIES
+from dicomweb_server.index.sql.models import instances, series, studies
+from dicomweb_server.services.ports import SearchQuery, SearchResult
+
+
+def split(value: str) -> list[str]:
+    """A backslash-separated list column as its values."""
+    return [v for v in value.split("\\") if v]
+
+
+class SqlSearchIndex:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def matchable(self, level: Level) -> frozenset[int]:
+        return query.matchable(ENTITIES[level])
+
+    def json_matchable(self, level: Level, tag: int) -> bool:
+        return query.json_matchable(ENTITIES[level], tag)
+
+    def exists(self, study_uid: str, series_uid: str | None = None) -> bool:
+        stmt: Select[Any] = select(studies.c.pk).where(studies.c.study_instance_uid == study_uid)
+        if series_uid is not None:
+            stmt = (
+                select(series.c.pk)
+                .join(studies, series.c.study_pk == studies.c.pk)
+                .where(
+                    studies.c.study_instance_uid == study_uid,
+                    series.c.series_instance_uid == series_uid,
+                )
+            )
+        with self._db.connect() as conn:
+            return conn.execute(stmt.limit(1)).first() is not None
+
+    def search(self, q: SearchQuery) -> list[SearchResult]:
+        entity = ENTITIES[q.level]
+        stmt = _select(q).where(
+            query.where(
+                entity,
+                list(q.matches),
+                self._db.dialect,
+                fuzzy=q.fuzzy,
+                timezone_offset=q.timezone_offset,
+            )
+        )
+        if q.study_uid is not None:
+            stmt = stmt.where(studies.c.study_instance_uid == q.study_uid)
+        if q.series_uid is not None:
+            stmt = stmt.where(series.c.series_instance_uid == q.series_uid)
+        # A stable order, so limit/offset pages never overlap.
+        stmt = stmt.order_by(entity.table.c.pk).limit(q.limit).offset(q.offset)
+        with self._db.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [_result(q.level, row) for row in rows]
+
+
+def _select(q: SearchQuery) -> Select[Any]:
+    """The rows of the query's level joined with the levels above it."""
+    columns: list[Any] = [
+        studies.c.study_instance_uid,
+        studies.c.attributes.label("study_attributes"),
+        studies.c.modalities_in_study,
+        studies.c.sop_classes_in_study,
+        studies.c.number_of_series,
+        studies.c.number_of_instances.label("study_instances"),
+    ]
+    if q.level is Level.STUDY:
+        return select(*columns)
+    columns += [
+        series.c.series_instance_uid,
+        series.c.attributes.label("series_attributes"),
+        series.c.number_of_instances.label("series_instances"),
+    ]
+    if q.level is Level.SERIES:
+        return select(*columns).select_from(series.join(studies, series.c.study_pk == studies.c.pk))
+    columns += [
+        instances.c.sop_instance_uid,
+        instances.c.attributes.label("instance_attributes"),
+    ]
+    if q.with_metadata:
+        columns.append(instances.c.metadata)
+    return select(*columns).select_from(
+        instances.join(series, instances.c.series_pk == series.c.pk).join(
+            studies, instances.c.study_pk == studies.c.pk
+        )
+    )
+
+
+def _result(level: Level, row: Row[Any]) -> SearchResult:
+    attributes = {Level.STUDY: orjson.loads(row.study_attributes)}
+    series_uid = instance_uid = metadata = None
+    series_instances = None
+    if level is not Level.STUDY:
+        series_uid = row.series_instance_uid
+        attributes[Level.SERIES] = orjson.loads(row.series_attributes)
+        series_instances = int(row.series_instances)
+    if level is Level.INSTANCE:
+        instance_uid = row.sop_instance_uid
+        attributes[Level.INSTANCE] = orjson.loads(row.instance_attributes)
+        metadata = getattr(row, "metadata", None)
+    aggregates = Aggregates(
+        split(row.modalities_in_study),
+        split(row.sop_classes_in_study),
+        int(row.number_of_series),
+        int(row.study_instances),
+        series_instances,
+    )
+    return SearchResult(
+        row.study_instance_uid, series_uid, instance_uid, attributes, aggregates, metadata
+    )
