@@ -139,7 +139,7 @@ def _value(vr: str, v: Any) -> Any:
     if vr == "PN":
         return _person_name(v)
     if vr in STRING_VRS:
-        return str(v)
+        return str(v).replace("\x00", "")
     if vr in INTEGER_VRS:
         return int(v)
     if vr in DECIMAL_VRS:
@@ -156,7 +156,7 @@ def _value(vr: str, v: Any) -> Any:
 def _person_name(v: Any) -> dict[str, str]:
     # PS3.18 F.2.2: a PN value is an object of up to three component groups.
     name = v if isinstance(v, PersonName) else PersonName(str(v))
-    groups = list(name.components)
+    groups = [text.replace("\x00", "") for text in name.components]
     out: dict[str, str] = {}
     for label, text in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False):
         if text:
@@ -171,6 +171,7 @@ def _raw_text(vr: str, raw: RawDataElement | DataElement) -> JsonDict:
         text = data.decode("latin-1").rstrip("\x00 ")
     else:
         text = "" if data is None else str(data)
+    text = text.replace("\x00", "")
     if not text:
         return {"vr": vr}
     return {"vr": vr, "Value": [part.strip() or None for part in text.split("\\")]}
@@ -229,6 +230,10 @@ def _fast_element(vr: str, data: bytes, codec: str | None) -> JsonDict | None:
             pairs = struct.unpack(f"<{len(data) // 2}H", data)
             tags = [f"{pairs[i]:04X}{pairs[i + 1]:04X}" for i in range(0, len(pairs), 2)]
             return {"vr": vr, "Value": tags}
+        # PS3.5 6.1: NUL is in no character repertoire of DICOM, only padding (6.2); one
+        # inside a text value is dropped here (the object keeps its bytes), as neither
+        # PostgreSQL text nor jsonb can hold it.
+        data = data.replace(b"\x00", b"")
         if vr == "AE":
             items = [v.strip() for v in data.decode(_DEFAULT_CODEC).split("\\")]
         elif vr in _RSTRIP_ALL_THEN_SPLIT:

@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from tests.factories import make_instance, to_bytes
-from tests.helpers import STOW_TYPE, multipart_body, sequence, stow
+from tests.helpers import STOW_TYPE, multipart_body, parts, sequence, stow
 
 JSON_TYPE = 'multipart/related; type="application/dicom+json"; boundary=MeTa'
 
@@ -289,3 +289,22 @@ def test_long_multipart_boundaries(client: httpx.Client, length: int) -> None:
     r = client.post("/studies", content=body, headers={"Content-Type": STOW_TYPE.format(boundary)})
     _bad_request(r)
     assert "boundary" in r.json()["error"]
+
+
+def test_a_nul_inside_a_text_value_is_stored_and_searchable(client: httpx.Client) -> None:
+    """PS3.5 6.1: NUL is only padding; one inside a value (seen from faulty modalities) is
+    dropped from the index and the metadata, not a 500 from PostgreSQL, and the object keeps
+    the bytes it was sent with."""
+    ds = make_instance(patient_id="NUL\x00ID")
+    ds.InstitutionName = "HOSP\x00ITAL"
+    ds.PatientName = "DOE\x00^JOHN"
+    r = stow(client, [ds])
+    assert r.status_code == 200, r.text
+    for params in ({"PatientID": "NULID"}, {"InstitutionName": "HOSPI*"}, {"PatientName": "DOE^*"}):
+        found = client.get("/studies", params=params)
+        assert found.status_code == 200 and len(found.json()) == 1, (params, found.text)
+    url = _instance_url(ds)
+    meta = client.get(url + "/metadata").json()[0]
+    assert meta["00100020"]["Value"] == ["NULID"]
+    ((_, data),) = parts(client.get(url))
+    assert b"NUL\x00ID" in data
