@@ -60,7 +60,7 @@ def fill(conn: Any, studies_from: int, studies_to: int) -> None:
                 '00100010', {_pn(name)},
                 '00100020', {_v("LO", "'SP' || lpad((s / 2)::text, 7, '0')")},
                 '00080020', {_v("DA", date)}, '00080030', {_v("TM", "'120000'")},
-                '00080050', {_v("SH", "'SACC' || s")})::text
+                '00080050', {_v("SH", "'SACC' || s")})
         FROM generate_series(:a, :b - 1) AS s
     """),
         {"a": studies_from, "b": studies_to},
@@ -73,7 +73,7 @@ def fill(conn: Any, studies_from: int, studies_to: int) -> None:
         SELECT r + 1, r / {per} + 1, '{ROOT}.2.' || r, 'CT', r % {per} + 1, {PER_SERIES},
             json_build_object('0020000E', {_v("UI", f"'{ROOT}.2.' || r")},
                 '00080060', {_v("CS", "'CT'")}, '00200011', {_v("IS", f"r % {per} + 1")},
-                '00080080', {_v("LO", "'HOSP' || r")})::text
+                '00080080', {_v("LO", "'HOSP' || r")})
         FROM generate_series(:a, :b - 1) AS r
     """),
         {"a": studies_from * per, "b": studies_to * per},
@@ -94,7 +94,7 @@ def fill(conn: Any, studies_from: int, studies_to: int) -> None:
                 '00080008', json_build_object('vr', 'CS',
                     'Value', json_build_array('ORIGINAL', 'PRIMARY', 'AXIAL')),
                 '00180050', {_v("DS", "k % 5 + 1")},
-                '00204000', {_v("LT", "'C' || k")})::text, '{{}}'
+                '00204000', {_v("LT", "'C' || k")}), '{{}}'
         FROM generate_series(:a, :b - 1) AS k
     """),
         {"a": studies_from * PER_STUDY, "b": studies_to * PER_STUDY},

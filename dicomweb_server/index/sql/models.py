@@ -1,10 +1,13 @@
 """Tables of the index. The Alembic migrations build exactly this (a test checks no drift).
 
 On PostgreSQL, migration 0003 also gives the matched text columns the "C" collation (byte
-order, as DICOM values compare) and adds GIN indexes on the stored JSON (below).
+order, as DICOM values compare); migration 0006 makes the stored DICOM JSON `jsonb`, parsed
+once when written, with GIN indexes on those columns (below).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -17,8 +20,11 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    text,
+    cast,
+    type_coerce,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine, UserDefinedType
 
 metadata = MetaData(
     naming_convention={
@@ -28,6 +34,35 @@ metadata = MetaData(
         "pk": "pk_%(table_name)s",
     }
 )
+
+
+class _Jsonb(UserDefinedType[str]):
+    """PostgreSQL jsonb that the code reads and writes as text (its DICOM JSON is joined
+    into response bodies as it is): cast to jsonb when written, to text when read."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "JSONB"
+
+    def bind_expression(self, bindvalue: Any) -> Any:
+        return cast(type_coerce(bindvalue, Text), _Jsonb())
+
+    def column_expression(self, colexpr: Any) -> Any:
+        return cast(colexpr, Text)
+
+
+class DicomJson(TypeDecorator[str]):
+    """Stored DICOM JSON: text on SQLite (JSON1 reads it), jsonb on PostgreSQL."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(_Jsonb())
+        return dialect.type_descriptor(Text())
+
 
 # SQLite only gives an auto-increment rowid to INTEGER PRIMARY KEY.
 Key = BigInteger().with_variant(Integer(), "sqlite")
@@ -57,7 +92,7 @@ studies = Table(
     Column("sop_classes_in_study", Text, nullable=False, server_default=""),
     Column("number_of_series", Integer, nullable=False, server_default="0"),
     Column("number_of_instances", Integer, nullable=False, server_default="0"),
-    Column("attributes", Text, nullable=False),  # DICOM JSON of the study-level attributes
+    Column("attributes", DicomJson, nullable=False),  # DICOM JSON of the study-level attributes
     Index(None, "patient_id"),
     Index(None, "patient_name"),
     Index(None, "patient_name_ideographic"),
@@ -78,7 +113,7 @@ series = Table(
     Column("performed_procedure_step_start_date", String(8)),
     Column("performed_procedure_step_start_time", String(16)),
     Column("number_of_instances", Integer, nullable=False, server_default="0"),
-    Column("attributes", Text, nullable=False),
+    Column("attributes", DicomJson, nullable=False),
     Index(None, "study_pk", "series_number"),
     Index(None, "modality"),
 )
@@ -97,7 +132,7 @@ instances = Table(
     Column("size", BigInteger, nullable=False),
     Column("number_of_frames", Integer, nullable=False, server_default="0"),
     Column("attributes", Text, nullable=False),  # the instance-level QIDO return keys
-    Column("metadata", Text, nullable=False),  # full DICOM JSON, BulkDataURIs root-relative
+    Column("metadata", DicomJson, nullable=False),  # full DICOM JSON, BulkDataURIs root-relative
     Column("frames", Text),  # JSON: per frame a flat list offset, length, offset, length ...
     Column("frames_error", Text),
     Column("bulk_data", Text, nullable=False),  # JSON: tag path -> [offset, length]
@@ -118,15 +153,23 @@ retired_objects = Table(
 
 
 def _json_gin(name: str, table: Table, column: str) -> None:
-    """PostgreSQL: a GIN index on the stored JSON cast to jsonb, for `@>` (migration 0003)."""
+    """PostgreSQL: a GIN index on a stored JSON column, for `@>` (migration 0006)."""
     Index(
         name,
-        text(f"(CAST({column} AS jsonb)) jsonb_path_ops"),
+        table.c[column],
         postgresql_using="gin",
-        _table=table,
+        postgresql_ops={column: "jsonb_path_ops"},
     ).ddl_if(dialect="postgresql")
 
 
+def postgresql_only(index: Index) -> bool:
+    """Whether an index exists on PostgreSQL alone (the GIN indexes below)."""
+    return index.name in _POSTGRESQL_INDEXES
+
+
+_POSTGRESQL_INDEXES = frozenset(
+    {"ix_studies_attributes_gin", "ix_series_attributes_gin", "ix_instances_metadata_gin"}
+)
 _json_gin("ix_studies_attributes_gin", studies, "attributes")
 _json_gin("ix_series_attributes_gin", series, "attributes")
 _json_gin("ix_instances_metadata_gin", instances, "metadata")

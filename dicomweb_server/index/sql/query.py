@@ -277,8 +277,8 @@ class _JsonSql:
     def condition(self, column: _Col[object], key: Key) -> ColumnElement[bool]:
         self._params = {}
         name = f"{column.table.name}.{column.name}"
-        source = f"CAST({name} AS jsonb)" if self._pg else name
-        sql = self._key(source, key, top=True)
+        # PostgreSQL keeps the JSON as jsonb (migration 0006): read where it lies.
+        sql = self._key(name, key, top=True)
         return and_(text(sql).bindparams(**self._params))
 
     def first_text(self, column: _Col[object], tag: int) -> ColumnElement[str]:
@@ -286,7 +286,7 @@ class _JsonSql:
         constant of the code, not a value from the request)."""
         name = f"{column.table.name}.{column.name}"
         if self._pg:
-            sql = f"(CAST({name} AS jsonb) -> '{tag:08X}' -> 'Value' ->> 0)"
+            sql = f"({name} -> '{tag:08X}' -> 'Value' ->> 0)"
         else:
             sql = f"json_extract({name}, '$.\"{tag:08X}\".Value[0]')"
         return literal_column(sql)
