@@ -89,6 +89,9 @@ def json_bytes_with_base(texts: list[str], base: str) -> bytes:
 
     Stored BulkDataURIs are root-relative; the key `"BulkDataURI":"` can only occur as a key
     in JSON text (a quote inside a string is escaped), so a plain substitution is exact.
+    PostgreSQL's jsonb writes the key with a space after the colon.
     """
     joined = "[" + ",".join(texts) + "]"
-    return joined.replace('"BulkDataURI":"', f'"BulkDataURI":"{base}').encode("utf-8")
+    for key in ('"BulkDataURI":"', '"BulkDataURI": "'):
+        joined = joined.replace(key, key + base)
+    return joined.encode("utf-8")

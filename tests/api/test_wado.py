@@ -57,6 +57,8 @@ def test_metadata_at_every_level_and_bulk_data_resolves(client: httpx.Client) ->
         assert values(meta, "00100010") == [{"Alphabetic": "Doe^John"}]
     pixel = meta["7FE00010"]
     assert pixel["vr"] == "OW" and "Value" not in pixel
+    # An absolute URI on every backend (PostgreSQL hands the stored JSON back as jsonb text).
+    assert pixel["BulkDataURI"].startswith(str(client.base_url).rstrip("/") + "/studies/")
     bulk = client.get(pixel["BulkDataURI"], headers={"Accept": OCTET})
     assert bulk.status_code == 200
     ((_, body),) = parts(bulk)
