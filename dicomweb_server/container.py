@@ -33,6 +33,7 @@ from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.store import DuplicatePolicy, StoreLimits, StoreService
 from dicomweb_server.settings import Settings
+from dicomweb_server.web import urls
 
 
 @dataclass
@@ -144,6 +145,8 @@ def build_container(settings: Settings) -> Container:
         blobs,
         settings.resolved_spool_dir,
         settings.bulk_data_threshold,
+        # Root-relative: the served metadata gets the base URL of each request.
+        urls.bulk_data_path,
         DuplicatePolicy(settings.duplicate_policy),
         deidentifier=deidentifier(settings),
         limits=StoreLimits(

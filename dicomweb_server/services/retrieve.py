@@ -2,18 +2,29 @@
 
 Nothing here opens an object to parse it: instances stream from the blob store, metadata is
 the JSON kept at ingest, and frames and bulk data are byte ranges found at ingest.
+
+The retrieval plan is decided here too: which transfer syntax each instance is sent in, and
+whether frames are read as stored or transcoded (PS3.18 8.7.3.4, `dicom/media_types.py`);
+the web layer writes the parts out under its own URLs and headers.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from dicomweb_server.dicom import numbers, uids
 from dicomweb_server.dicom.deidentify import Deidentifier, deidentify_object
 from dicomweb_server.dicom.depth import MAX_DEPTH
 from dicomweb_server.dicom.frames import Ranges
+from dicomweb_server.dicom.media_types import (
+    OCTET_STREAM,
+    BytesChoice,
+    choose_bytes,
+    choose_instance_syntax,
+    matches,
+)
 from dicomweb_server.dicom.scan import PIXEL_DATA
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable, NotFound
 from dicomweb_server.services.pixels import PixelReader
@@ -47,6 +58,31 @@ class ByteParts:
     @property
     def instance(self) -> StoredInstance:
         return self.pixels.instance
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of a response: its length, its bytes in chunks, and (when it is read in place)
+    any slice of them, for a Range request."""
+
+    length: int
+    chunks: Callable[[], Iterable[bytes]]
+    read_slice: Callable[[int, int], Iterable[bytes]] | None = None
+
+    @classmethod
+    def held(cls, data: bytes) -> Part:
+        return cls(len(data), lambda: (data,))
+
+
+@dataclass(frozen=True)
+class BytesPlan:
+    """How frames or bulk data are sent: the part media type and transfer syntax chosen, in
+    one part or multipart, read as stored or transcoded."""
+
+    media_type: str
+    transfer_syntax: str
+    multipart: bool
+    as_stored: bool
 
 
 def slice_ranges(ranges: Ranges, start: int, length: int) -> Ranges:
@@ -137,6 +173,95 @@ class RetrieveService:
     def frames_cost(self, found: ByteParts) -> int:
         """Memory transcoding the frames of `found` holds (decoded and encoded, all held)."""
         return 3 * self.pixels.frame_bytes(found.pixels) * len(found.frame_numbers or [])
+
+    def instance_syntaxes(
+        self, instances: list[StoredInstance], syntaxes: list[str | None]
+    ) -> list[str]:
+        """The transfer syntax each instance is sent in, from those a request accepts (best
+        first; None: the default, "*": as stored); 406 naming the first that has none."""
+        targets = []
+        for inst in instances:
+            target = choose_instance_syntax(syntaxes, inst.transfer_syntax_uid)
+            if target is None:
+                raise NotAcceptable(
+                    f"instance {inst.sop_instance_uid} (stored in {inst.transfer_syntax_uid}) "
+                    f"cannot be sent in any transfer syntax the request accepts "
+                    f"({', '.join(t or 'default' for t in syntaxes)})"
+                )
+            targets.append(target)
+        return targets
+
+    def instance_parts(self, instances: list[StoredInstance], targets: list[str]) -> list[Part]:
+        """Each instance in its target: stored ones stream from storage, transcoded ones are
+        made now, so a failure is a clean 406 before anything is sent."""
+        transcoded = dict(self.transcoded_all(instances, targets))
+        out: list[Part] = []
+        for inst in instances:
+            data = transcoded.get(inst.sop_instance_uid)
+            out.append(Part(inst.size, self._streamer(inst)) if data is None else Part.held(data))
+        return out
+
+    def _streamer(self, inst: StoredInstance) -> Callable[[], Iterable[bytes]]:
+        return lambda: self.stream(inst)
+
+    def plan_bytes(
+        self, found: ByteParts, choices: list[BytesChoice], single: bool, accepted: str | None
+    ) -> BytesPlan:
+        """The media type and transfer syntax of frames or bulk data (PS3.18 8.7.3.3-4,
+        Table 8.7.3-5), from what a request accepts best first (`choices`, single-part
+        types included; `single`: one part is asked for). Transcoded Pixel Data goes frame
+        by frame, one part each: a single-part type fits only one frame (PS3.18 10.4.4).
+        `accepted` is the request's wording, for the 406."""
+        multipart = [c for c in choices if c.multipart]
+        chosen = self._choose(found, choices if single else multipart)
+        several_frames = len(found.frame_numbers or []) > 1
+        if (
+            chosen
+            and not chosen[0].multipart
+            and several_frames
+            and not _as_stored(chosen[1], found)
+        ):
+            chosen = self._choose(found, multipart)
+        if chosen is None:
+            stored = found.transfer_syntax_uid
+            raise NotAcceptable(
+                f"this resource is available as {OCTET_STREAM} (transfer syntax {stored}"
+                + (", or transcoded" if found.frame_numbers is not None else "")
+                + f"); the request accepts {accepted!r}"
+            )
+        choice, target = chosen
+        return BytesPlan(choice.media_type, target, choice.multipart, _as_stored(target, found))
+
+    @staticmethod
+    def _choose(found: ByteParts, choices: list[BytesChoice]) -> tuple[BytesChoice, str] | None:
+        stored = found.transfer_syntax_uid
+        if found.frame_numbers is not None:
+            return choose_bytes(choices, stored)
+        # Other bulk data is little-endian bytes, sent as they are.
+        return next(
+            (
+                (c, stored)
+                for c in choices
+                if matches(c.media_type, OCTET_STREAM) and c.transfer_syntax in (None, "*", stored)
+            ),
+            None,
+        )
+
+    def byte_parts(self, found: ByteParts, plan: BytesPlan) -> list[Part]:
+        """The parts of `found` under `plan`: byte ranges of the stored object, or its
+        frames transcoded (held in memory together: see frames_cost)."""
+        if not plan.as_stored:
+            return [Part.held(data) for data in self.transcoded_frames(found, plan.transfer_syntax)]
+        key = found.instance.blob_key
+
+        def part(ranges: Ranges) -> Part:
+            return Part(
+                sum(length for _, length in ranges),
+                lambda: self.stream_ranges(key, ranges),
+                lambda start, length: self.stream_ranges(key, slice_ranges(ranges, start, length)),
+            )
+
+        return [part(r) for r in found.parts]
 
     def instance_pixels(self, instance: StoredInstance) -> StoredPixels:
         return self.stored_pixels(
@@ -232,6 +357,15 @@ class RetrieveService:
         if pixels is None:
             raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
         return pixels
+
+
+def _as_stored(target: str, found: ByteParts) -> bool:
+    """Whether the parts can be read straight from the stored object in `target`."""
+    stored = found.transfer_syntax_uid
+    same = target == stored or (
+        target == uids.EXPLICIT_VR_LITTLE_ENDIAN and stored in uids.NATIVE_TRANSFER_SYNTAXES
+    )
+    return same and bool(found.parts)
 
 
 def require_frames(sop_instance_uid: str, count: int, numbers: list[int]) -> None:

@@ -6,6 +6,7 @@ plus the computed attributes (counts, ModalitiesInStudy, RetrieveURL).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,10 @@ TRUNCATED = (
 )
 
 
+# (study, series, instance) -> the RetrieveURL of that study, series or instance.
+RetrieveUrl = Callable[[str, str | None, str | None], str]
+
+
 @dataclass
 class SearchResponse:
     results: list[JsonDict]
@@ -45,10 +50,13 @@ class SearchService:
         self,
         level: Level,
         request: SearchRequest,
-        base_url: str,
+        retrieve_url: RetrieveUrl,
         study_uid: str | None = None,
         series_uid: str | None = None,
     ) -> SearchResponse:
+        """Match `request` at `level` (within a study or series when given); each result's
+        RetrieveURL comes from `retrieve_url` (the caller knows its URLs, this service only
+        the identifiers)."""
         if study_uid is not None and not self._index.exists(study_uid, series_uid):
             what = "series" if series_uid else "study"
             raise NotFound(f"no {what} {series_uid or study_uid} is stored")
@@ -97,7 +105,7 @@ class SearchService:
             if capped:
                 warnings.append(TRUNCATED)
         return SearchResponse(
-            [self._render(level, r, wanted, request.include_all, base_url) for r in results],
+            [self._render(level, r, wanted, request.include_all, retrieve_url) for r in results],
             warnings,
             next_offset,
         )
@@ -124,7 +132,7 @@ class SearchService:
         result: SearchResult,
         wanted: _Wanted,
         include_all: bool,
-        base_url: str,
+        retrieve_url: RetrieveUrl,
     ) -> JsonDict:
         merged: dict[str, Any] = {}
         for lv in levels_above(level):
@@ -133,11 +141,11 @@ class SearchService:
             merged.update(orjson.loads(result.metadata))
         merged.update(result.aggregates.to_json())
         merged[f"{a.INSTANCE_AVAILABILITY:08X}"] = _ONLINE
-        url = f"{base_url}/studies/{result.study_uid}"
-        if level is not Level.STUDY:
-            url += f"/series/{result.series_uid}"
-        if level is Level.INSTANCE:
-            url += f"/instances/{result.sop_instance_uid}"
+        url = retrieve_url(
+            result.study_uid,
+            None if level is Level.STUDY else result.series_uid,
+            result.sop_instance_uid if level is Level.INSTANCE else None,
+        )
         merged[f"{a.RETRIEVE_URL:08X}"] = {"vr": "UR", "Value": [url]}
         if include_all:
             return dict(sorted(merged.items()))

@@ -151,9 +151,8 @@ def _remove(metadata: list[Path], bulk: dict[str, BulkPart]) -> None:
         path.unlink(missing_ok=True)
 
 
-def bulk_data_path(study: str, series: str, instance: str, path: str) -> str:
-    """Root-relative BulkDataURI; the web layer prefixes the base URL when serving."""
-    return f"/studies/{study}/series/{series}/instances/{instance}/bulkdata/{path}"
+# (study, series, instance, tag path) -> the BulkDataURI kept in the stored metadata.
+BulkDataUri = Callable[[str, str, str, str], str]
 
 
 class StoreService:
@@ -163,6 +162,7 @@ class StoreService:
         blobs: BlobStore,
         spool_dir: Path,
         bulk_data_threshold: int,
+        bulk_data_uri: BulkDataUri,
         duplicate_policy: DuplicatePolicy = DuplicatePolicy.IGNORE,
         limits: StoreLimits | None = None,
         deidentifier: Deidentifier | None = None,
@@ -182,6 +182,7 @@ class StoreService:
         self._blobs = blobs
         self.spool = Spool(spool_dir)
         self._threshold = bulk_data_threshold
+        self._bulk_data_uri = bulk_data_uri
 
     @contextlib.contextmanager
     def admission(self) -> Iterator[None]:
@@ -338,7 +339,7 @@ class StoreService:
         metadata = dataset_to_json(
             prepared.header,
             header_bulk,
-            lambda path: bulk_data_path(study, series, instance, path),
+            lambda path: self._bulk_data_uri(study, series, instance, path),
             extra_bulk=pixel_bulk,
         )
         levels = _split_levels(metadata)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -42,29 +41,6 @@ async def hold_memory(request: Request, amount: int) -> None:
     after_response(request.scope, reservation.release)
 
 
-def base_url(request: Request) -> str:
-    """The absolute URL of the DICOMweb root, as the client reached it.
-
-    A configured public base URL wins (behind a proxy). Otherwise the Host header, keeping
-    the port the request arrived on when Host lacks one (some clients omit it).
-    """
-    settings = container(request).settings
-    if settings.public_base_url:
-        return settings.public_base_url.rstrip("/")
-    scheme = request.url.scheme
-    host = request.headers.get("host", "")
-    server = request.scope.get("server")
-    if host and ":" not in host.rsplit("]", 1)[-1] and server is not None:
-        port = server[1]
-        if port and (scheme, port) not in (("http", 80), ("https", 443)):
-            host = f"{host}:{port}"
-    if not host and server is not None:
-        host = f"{server[0]}:{server[1]}"
-    url = f"{scheme}://{host}{settings.base_path}"
-    # The URL ends up inside JSON texts by plain substitution: keep it free of JSON specials.
-    return orjson.dumps(url).decode()[1:-1]
-
-
 def path_uid(request: Request, name: str) -> str:
     labels = {
         "study": "Study Instance UID",
@@ -82,16 +58,3 @@ def scope_uids(request: Request) -> tuple[str, str | None, str | None]:
         path_uid(request, "series") if "series" in params else None,
         path_uid(request, "instance") if "instance" in params else None,
     )
-
-
-def json_bytes_with_base(texts: list[str], base: str) -> bytes:
-    """Join stored DICOM JSON texts into an array, making BulkDataURIs absolute.
-
-    Stored BulkDataURIs are root-relative; the key `"BulkDataURI":"` can only occur as a key
-    in JSON text (a quote inside a string is escaped), so a plain substitution is exact.
-    PostgreSQL's jsonb writes the key with a space after the colon.
-    """
-    joined = "[" + ",".join(texts) + "]"
-    for key in ('"BulkDataURI":"', '"BulkDataURI": "'):
-        joined = joined.replace(key, key + base)
-    return joined.encode("utf-8")

@@ -10,9 +10,10 @@ from starlette.responses import Response
 from dicomweb_server.dicom.attributes import Level
 from dicomweb_server.dicom.matching import parse_search
 from dicomweb_server.dicom.media_types import DICOM_XML
-from dicomweb_server.web.context import base_url, container, json_bytes_with_base, path_uid
+from dicomweb_server.web.context import container, path_uid
 from dicomweb_server.web.encoding import json_response
 from dicomweb_server.web.media import negotiate_json
+from dicomweb_server.web.urls import next_page, urls
 from dicomweb_server.web.xml import xml_response
 
 
@@ -21,11 +22,11 @@ async def _search(request: Request, level: Level) -> Response:
     study_uid = path_uid(request, "study") if "study" in request.path_params else None
     series_uid = path_uid(request, "series") if "series" in request.path_params else None
     search = parse_search(request.query_params.multi_items())
-    base = base_url(request)
+    here = urls(request)
     found = await run_in_threadpool(
-        container(request).search.search, level, search, base, study_uid, series_uid
+        container(request).search.search, level, search, here.resource, study_uid, series_uid
     )
-    body = json_bytes_with_base([orjson.dumps(r).decode() for r in found.results], base)
+    body = here.with_base([orjson.dumps(r).decode() for r in found.results])
     response = (
         xml_response(body)
         if media_type == DICOM_XML
@@ -36,8 +37,7 @@ async def _search(request: Request, level: Level) -> Response:
         response.headers.append("Warning", f'299 dicomweb-server "{warning}"')
     if found.next_offset is not None:
         # RFC 8288: where the next page of results starts.
-        next_page = request.url.include_query_params(offset=found.next_offset)
-        response.headers["Link"] = f'<{next_page}>; rel="next"'
+        response.headers["Link"] = f'<{next_page(request, found.next_offset)}>; rel="next"'
     return response
 
 

@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from dicomweb_server.web import qido, rendered, stow, wado, wado_uri
+from dicomweb_server.web.paths import FRAMES, INSTANCE, SERIES, STUDY
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -35,10 +36,6 @@ class Resource(Route):
         await super().handle(scope, receive, send)
 
 
-STUDY = "/studies/{study}"
-SERIES = STUDY + "/series/{series}"
-INSTANCE = SERIES + "/instances/{instance}"
-
 DICOMWEB_ROUTES: list[BaseRoute] = [
     # STOW-RS (POST), PS3.18 10.5; QIDO-RS (GET /studies), 10.6; WADO-RS (GET a study), 10.4
     Resource("/studies", GET=qido.search_studies, POST=stow.store_instances),
@@ -55,7 +52,7 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource(STUDY + "/metadata", GET=wado.retrieve_metadata),
     Resource(SERIES + "/metadata", GET=wado.retrieve_metadata),
     Resource(INSTANCE + "/metadata", GET=wado.retrieve_metadata),
-    Resource(INSTANCE + "/frames/{frames}", GET=wado.retrieve_frames),
+    Resource(FRAMES, GET=wado.retrieve_frames),
     Resource(INSTANCE + "/bulkdata/{path:path}", GET=wado.retrieve_bulk_data),
     # WADO-URI, PS3.18 9
     Resource("/wado", GET=wado_uri.retrieve_wado_uri),
@@ -63,9 +60,9 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource(STUDY + "/rendered", GET=rendered.retrieve_rendered),
     Resource(SERIES + "/rendered", GET=rendered.retrieve_rendered),
     Resource(INSTANCE + "/rendered", GET=rendered.retrieve_rendered),
-    Resource(INSTANCE + "/frames/{frames}/rendered", GET=rendered.retrieve_rendered_frames),
+    Resource(FRAMES + "/rendered", GET=rendered.retrieve_rendered_frames),
     Resource(STUDY + "/thumbnail", GET=rendered.retrieve_thumbnail),
     Resource(SERIES + "/thumbnail", GET=rendered.retrieve_thumbnail),
     Resource(INSTANCE + "/thumbnail", GET=rendered.retrieve_thumbnail),
-    Resource(INSTANCE + "/frames/{frames}/thumbnail", GET=rendered.retrieve_thumbnail),
+    Resource(FRAMES + "/thumbnail", GET=rendered.retrieve_thumbnail),
 ]

@@ -22,9 +22,10 @@ from dicomweb_server.services.errors import (
 )
 from dicomweb_server.services.spool import RequestSpool
 from dicomweb_server.services.store import StorePart, StoreService
-from dicomweb_server.web.context import base_url, container, path_uid
+from dicomweb_server.web.context import container, path_uid
 from dicomweb_server.web.media import parse_media_type
 from dicomweb_server.web.multipart import MultipartReader, ReceivedPart
+from dicomweb_server.web.urls import Urls, urls
 
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]", re.ASCII)
 
@@ -45,7 +46,7 @@ async def store_instances(request: Request) -> Response:
         )
     with store.admission(), store.request_spool() as spool:
         result = await _receive(request, store, spool, boundary, study_uid)
-    return _response(result, base_url(request), study_uid)
+    return _response(result, urls(request), study_uid)
 
 
 async def _receive(
@@ -163,15 +164,8 @@ def _store_part(part: ReceivedPart) -> StorePart:
     )
 
 
-def _response(result: StoreResult, base: str, study_uid: str | None) -> Response:
-    body = store_status.response_dataset(
-        result,
-        lambda study: f"{base}/studies/{study}",
-        lambda study, series, instance: (
-            f"{base}/studies/{study}/series/{series}/instances/{instance}"
-        ),
-        study_uid,
-    )
+def _response(result: StoreResult, here: Urls, study_uid: str | None) -> Response:
+    body = store_status.response_dataset(result, here.study, here.instance, study_uid)
     return Response(
         orjson.dumps(body),
         status_code=store_status.response_status(result),

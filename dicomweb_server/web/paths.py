@@ -1,0 +1,10 @@
+"""The path templates of the DICOMweb resources (PS3.18 10.4-10.6), under the DICOMweb root:
+the route table matches them and `web/urls.py` fills them in."""
+
+from __future__ import annotations
+
+STUDY = "/studies/{study}"
+SERIES = STUDY + "/series/{series}"
+INSTANCE = SERIES + "/instances/{instance}"
+FRAMES = INSTANCE + "/frames/{frames}"
+BULK_DATA = INSTANCE + "/bulkdata/{path}"
