@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -107,8 +109,9 @@ async def retrieve_frames(request: Request) -> Response:
     retrieve = container(request).retrieve
     found = await run_in_threadpool(retrieve.frames, study, series, instance, numbers)
     here = urls(request)
-    locations = [here.frame(study, series, instance, n) for n in numbers]
-    return await _byte_parts(request, found, locations)
+    return await _byte_parts(
+        request, found, len(numbers), lambda n: here.frame(study, series, instance, n)
+    )
 
 
 async def retrieve_bulk_data(request: Request) -> Response:
@@ -117,21 +120,20 @@ async def retrieve_bulk_data(request: Request) -> Response:
     retrieve = container(request).retrieve
     path = request.path_params["path"]
     found = await run_in_threadpool(retrieve.bulk_data, study, series, instance, path)
-    here = urls(request)
-    # PS3.18 10.4.3.3.5: each part's Content-Location is its BulkDataURI; Pixel Data sent
-    # frame by frame names each frame.
-    if found.frame_numbers is not None and len(found.parts) == len(found.frame_numbers):
-        locations = [here.frame(study, series, instance, n) for n in found.frame_numbers]
-    else:
-        locations = [here.bulk_data(study, series, instance, path)] * len(found.parts)
-    return await _byte_parts(request, found, locations)
+    # PS3.18 10.4.3.3.5: each part's Content-Location is the BulkDataURI, Pixel Data sent
+    # frame by frame included.
+    uri = urls(request).bulk_data(study, series, instance, path)
+    return await _byte_parts(request, found, len(found.parts), lambda _n: uri)
 
 
-async def _byte_parts(request: Request, found: ByteParts, locations: list[str]) -> Response:
+async def _byte_parts(
+    request: Request, found: ByteParts, count: int, location: Callable[[int], str]
+) -> Response:
+    """Frames or bulk data: `count` parts asked for, each located by its frame number."""
     retrieve = container(request).retrieve
     accept = request.headers.get("accept")
     choices = negotiate_bytes(accept, single=True)
-    plan = retrieve.plan_bytes(found, choices, single=len(locations) == 1, accepted=accept)
+    plan = retrieve.plan_bytes(found, choices, single=count == 1, accepted=accept)
     etag = caching.etag(
         found.instance.blob_key, request.url.path, plan.media_type, plan.transfer_syntax
     )
@@ -141,14 +143,12 @@ async def _byte_parts(request: Request, found: ByteParts, locations: list[str]) 
     part_type = f"{plan.media_type}; transfer-syntax={plan.transfer_syntax}"
     if not plan.as_stored:
         await hold_memory(request, await run_in_threadpool(retrieve.frames_cost, found))
-        # Transcoded Pixel Data is sent frame by frame: each part names its frame.
-        here, inst = urls(request), found.instance
-        assert found.frame_numbers is not None
-        locations = [
-            here.frame(inst.study_uid, inst.series_uid, inst.sop_instance_uid, n)
-            for n in found.frame_numbers
-        ]
     sent = await run_in_threadpool(retrieve.byte_parts, found, plan)
+    numbers = found.frame_numbers
+    if numbers is not None and len(numbers) == len(sent):
+        locations = [location(n) for n in numbers]
+    else:
+        locations = [location(0)] * len(sent)
     parts = [_outgoing(part_type, p, loc) for p, loc in zip(sent, locations, strict=True)]
     if not plan.multipart and len(parts) == 1:
         return await single_part_response(request, parts[0], headers)

@@ -212,16 +212,25 @@ def test_pixel_data_bulk_data_transcoded(client: httpx.Client) -> None:
     assert stow(client, [data]).status_code == 200
     (meta,) = client.get(urls(ds)[2] + "/metadata").json()
     uri = meta["7FE00010"]["BulkDataURI"]
-    # Default: decoded, one native part per frame, each naming its frame.
+    # Default: decoded, one native part per frame; PS3.18 10.4.3.3.5: each part's
+    # Content-Location is the BulkDataURI the metadata handed out.
     got = parts(client.get(uri))
     assert [body for _, body in got] == [f.tobytes() for f in ds.pixel_array]
-    assert [h["content-location"].rsplit("/", 2)[1:] for h, _ in got] == [
-        ["frames", "1"],
-        ["frames", "2"],
-    ]
+    assert [h["content-location"] for h, _ in got] == [uri, uri]
+    # As stored, one RLE frame per part, located likewise.
+    as_stored = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+    got = parts(client.get(uri, headers={"Accept": as_stored}))
+    assert [h["content-location"] for h, _ in got] == [uri, uri]
     # Another compressed syntax on request.
     got = parts(client.get(uri, headers={"Accept": 'multipart/related; type="image/jls"'}))
     assert all(JPEG_LS in h["content-type"] for h, _ in got) and len(got) == 2
+    assert [h["content-location"] for h, _ in got] == [uri, uri]
+    # Frames retrieved as frames name their frame.
+    got = parts(client.get(urls(ds)[2] + "/frames/2,1"))
+    assert [h["content-location"].rsplit("/", 2)[1:] for h, _ in got] == [
+        ["frames", "2"],
+        ["frames", "1"],
+    ]
 
 
 def test_single_part_for_several_transcoded_frames_is_not_acceptable(
