@@ -6,23 +6,18 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib import resources
-from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
 
 from dicomweb_server.container import Container, build_container, upgrade_database
 from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.settings import Settings
 from dicomweb_server.web.access import RequestLog
 from dicomweb_server.web.errors import HANDLERS
-from dicomweb_server.web.routes import DICOMWEB_ROUTES
+from dicomweb_server.web.routes import url_surface
 
 log = logging.getLogger("dicomweb_server")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -39,45 +34,8 @@ EXPOSED_HEADERS = [
 ]
 
 
-def openapi_text() -> str:
-    """The HTTP contract: packaged in a wheel, beside the package in a checkout."""
-    packaged = resources.files("dicomweb_server").joinpath("_data/openapi.yaml")
-    if packaged.is_file():
-        return packaged.read_text("utf-8")
-    return (Path(__file__).resolve().parents[1] / "openapi" / "openapi.yaml").read_text("utf-8")
-
-
 def create_app(container: Container) -> Starlette:
     settings = container.settings
-    spec = openapi_text()
-
-    async def openapi(_request: Request) -> Response:
-        return Response(spec, media_type="application/yaml")
-
-    async def health(_request: Request) -> Response:
-        """Liveness: the process answers (Kubernetes livenessProbe, load balancers)."""
-        return JSONResponse({"status": "ok"})
-
-    async def ready(_request: Request) -> Response:
-        """Readiness: the database and the blob store answer (Kubernetes readinessProbe)."""
-        problems = await run_in_threadpool(container.problems)
-        if problems:
-            return JSONResponse(
-                {"status": "unavailable", "problems": problems},
-                status_code=503,
-                headers={"Retry-After": "5"},
-            )
-        return JSONResponse({"status": "ready"})
-
-    routes: list[BaseRoute] = [
-        Route("/openapi.yaml", openapi, methods=["GET"]),
-        Route("/health", health, methods=["GET"]),
-        Route("/ready", ready, methods=["GET"]),
-    ]
-    if settings.base_path:
-        routes.append(Mount(settings.base_path, routes=DICOMWEB_ROUTES))
-    else:
-        routes.extend(DICOMWEB_ROUTES)
     middleware = []
     if settings.cors_origins:
         middleware.append(
@@ -91,7 +49,11 @@ def create_app(container: Container) -> Starlette:
         )
     # Outermost: the request id and the log line cover everything, CORS answers included.
     middleware.insert(0, Middleware(RequestLog, log_query_values=settings.log_query_values))
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers=HANDLERS)
+    app = Starlette(
+        routes=url_surface(settings.base_path),
+        middleware=middleware,
+        exception_handlers=HANDLERS,
+    )
     app.state.container = container
     return app
 

@@ -56,6 +56,10 @@ DEFAULT_SYNTAX: dict[str, str] = {
 }
 
 
+# The media types frames and bulk data may be sent in (Tables 8.7.3-4 and 8.7.3-5).
+BULK_DATA_MEDIA_TYPES = (OCTET_STREAM, *DEFAULT_SYNTAX)
+
+
 def matches(media_range: str, media_type: str) -> bool:
     """Whether a media range (`*/*`, `image/*` or a type; RFC 9110 12.5.1) admits a type."""
     if media_range == "*/*":

@@ -25,6 +25,9 @@ class Archive(Protocol):
     retrieve: RetrieveService
     render: RenderService
 
+    def problems(self) -> dict[str, str]:
+        """Each backend that cannot be used now, with the reason (readiness)."""
+
 
 def container(request: Request) -> Archive:
     return request.app.state.container  # type: ignore[no-any-return]

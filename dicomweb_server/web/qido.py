@@ -9,7 +9,8 @@ from starlette.responses import Response
 
 from dicomweb_server.dicom.attributes import Level
 from dicomweb_server.dicom.matching import parse_search
-from dicomweb_server.dicom.media_types import DICOM_XML
+from dicomweb_server.dicom.media_types import DICOM_JSON, DICOM_XML, MULTIPART_RELATED
+from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, path_uid
 from dicomweb_server.web.encoding import json_response
 from dicomweb_server.web.media import negotiate_json
@@ -41,13 +42,16 @@ async def _search(request: Request, level: Level) -> Response:
     return response
 
 
+@produces(DICOM_JSON, f'{MULTIPART_RELATED}; type="{DICOM_XML}"')
 async def search_studies(request: Request) -> Response:
     return await _search(request, Level.STUDY)
 
 
+@produces(DICOM_JSON, f'{MULTIPART_RELATED}; type="{DICOM_XML}"')
 async def search_series(request: Request) -> Response:
     return await _search(request, Level.SERIES)
 
 
+@produces(DICOM_JSON, f'{MULTIPART_RELATED}; type="{DICOM_XML}"')
 async def search_instances(request: Request) -> Response:
     return await _search(request, Level.INSTANCE)

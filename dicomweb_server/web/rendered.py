@@ -12,6 +12,7 @@ from dicomweb_server.dicom.render import RenderParams
 from dicomweb_server.services.errors import NotAcceptable
 from dicomweb_server.services.retrieve import parse_frame_numbers
 from dicomweb_server.web import caching
+from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, scope_uids
 from dicomweb_server.web.media import MediaRange, parse_accept
 from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
@@ -78,6 +79,7 @@ def _multipart_images(request: Request, bodies: list[bytes], media_type: str) ->
     )
 
 
+@produces(*render.RENDERED_MEDIA_TYPES, MULTIPART_RELATED)
 async def retrieve_rendered(request: Request) -> Response:
     """Study, series and instance rendered resources."""
     study, series, instance = scope_uids(request)
@@ -94,6 +96,7 @@ async def retrieve_rendered(request: Request) -> Response:
     return _multipart_images(request, [b for _, b in found], media_type)
 
 
+@produces(*render.RENDERED_MEDIA_TYPES, MULTIPART_RELATED)
 async def retrieve_rendered_frames(request: Request) -> Response:
     study, series, instance = scope_uids(request)
     assert series is not None and instance is not None
@@ -113,6 +116,7 @@ def _gif(accept: str | None) -> bool:
     return any(m.type == render.GIF for m in parse_accept(accept))
 
 
+@produces(*render.RENDERED_MEDIA_TYPES)
 async def retrieve_thumbnail(request: Request) -> Response:
     """PS3.18 10.4.1.1.4: one small image for a study, series, instance or frame."""
     study, series, instance = scope_uids(request)

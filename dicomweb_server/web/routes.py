@@ -1,4 +1,5 @@
-"""The whole URL surface, under the DICOMweb root (`DICOMWEB_BASE_PATH`)."""
+"""The whole URL surface: the DICOMweb resources under their root (`DICOMWEB_BASE_PATH`),
+the contract and the health probes beside it."""
 
 from __future__ import annotations
 
@@ -7,17 +8,19 @@ from collections.abc import Awaitable, Callable
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
-from dicomweb_server.web import qido, rendered, stow, wado, wado_uri
+from dicomweb_server.web import health, qido, rendered, stow, wado, wado_uri
+from dicomweb_server.web.capabilities import capabilities_response, media_types_of
 from dicomweb_server.web.paths import FRAMES, INSTANCE, SERIES, STUDY
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 
 class Resource(Route):
-    """One path and every method it has. A method it lacks (OPTIONS included) answers 405
+    """One path and every method it has. OPTIONS answers the Retrieve Capabilities
+    transaction (PS3.18 8.9) from the handlers' media types; a method it lacks answers 405
     with an Allow header naming them all (RFC 9110 15.5.6), whichever method was asked."""
 
     def __init__(self, path: str, **handlers: Handler) -> None:
@@ -28,9 +31,15 @@ class Resource(Route):
             return await self.handlers[method](request)
 
         super().__init__(path, dispatch, methods=list(handlers))
-        self.allow = ", ".join(sorted(self.methods or ()))
+        self.allow = ", ".join(sorted({*(self.methods or ()), "OPTIONS"}))
+        self.representations = {m: media_types_of(h) for m, h in handlers.items()}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "OPTIONS":
+            request = Request(scope, receive)
+            response = capabilities_response(request, self.path, self.representations, self.allow)
+            await response(scope, receive, send)
+            return
         if self.methods and scope["method"] not in self.methods:
             raise HTTPException(status_code=405, headers={"Allow": self.allow})
         await super().handle(scope, receive, send)
@@ -66,3 +75,17 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource(INSTANCE + "/thumbnail", GET=rendered.retrieve_thumbnail),
     Resource(FRAMES + "/thumbnail", GET=rendered.retrieve_thumbnail),
 ]
+
+# Outside the DICOMweb root: the HTTP contract and the probes of load balancers and Kubernetes.
+ROOT_ROUTES: list[BaseRoute] = [
+    Resource("/openapi.yaml", GET=health.openapi),
+    Resource("/health", GET=health.health),
+    Resource("/ready", GET=health.ready),
+]
+
+
+def url_surface(base_path: str) -> list[BaseRoute]:
+    """Every route of the server, the DICOMweb ones under `base_path`."""
+    if base_path:
+        return [*ROOT_ROUTES, Mount(base_path, routes=DICOMWEB_ROUTES)]
+    return [*ROOT_ROUTES, *DICOMWEB_ROUTES]

@@ -22,6 +22,7 @@ from dicomweb_server.services.errors import (
 )
 from dicomweb_server.services.spool import RequestSpool
 from dicomweb_server.services.store import StorePart, StoreService
+from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, path_uid
 from dicomweb_server.web.media import parse_media_type
 from dicomweb_server.web.multipart import MultipartReader, ReceivedPart
@@ -30,6 +31,7 @@ from dicomweb_server.web.urls import Urls, urls
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]", re.ASCII)
 
 
+@produces(DICOM_JSON)
 async def store_instances(request: Request) -> Response:
     study_uid = path_uid(request, "study") if "study" in request.path_params else None
     boundary = _boundary(request.headers.get("content-type"))

@@ -8,9 +8,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from dicomweb_server.dicom.media_types import DICOM, DICOM_XML, ZIP
+from dicomweb_server.dicom.media_types import (
+    BULK_DATA_MEDIA_TYPES,
+    DICOM,
+    DICOM_JSON,
+    DICOM_XML,
+    MULTIPART_RELATED,
+    ZIP,
+)
 from dicomweb_server.services.retrieve import ByteParts, Part, parse_frame_numbers
 from dicomweb_server.web import caching
+from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, hold_memory, scope_uids
 from dicomweb_server.web.encoding import json_response
 from dicomweb_server.web.media import negotiate_bytes, negotiate_instances, negotiate_json
@@ -41,6 +49,7 @@ def _outgoing(content_type: str, part: Part, location: str | None = None) -> Out
     return OutgoingPart(content_type, part.length, part.chunks, location, part.read_slice)
 
 
+@produces(f'{MULTIPART_RELATED}; type="{DICOM}"', DICOM, ZIP)
 async def retrieve_instances(request: Request) -> Response:
     """Study, series or instance (PS3.18 10.4.1.1.1): `multipart/related;
     type="application/dicom"`, `application/dicom` for one instance, or `application/zip`;
@@ -84,6 +93,7 @@ async def retrieve_instances(request: Request) -> Response:
     return await _multipart(MultipartBody(parts), DICOM, headers)
 
 
+@produces(DICOM_JSON, f'{MULTIPART_RELATED}; type="{DICOM_XML}"')
 async def retrieve_metadata(request: Request) -> Response:
     media_type = negotiate_json(request.headers.get("accept"))
     texts = await run_in_threadpool(container(request).retrieve.metadata, *scope_uids(request))
@@ -102,6 +112,7 @@ async def retrieve_metadata(request: Request) -> Response:
     return await json_response(request, body, media_type, headers)
 
 
+@produces(*BULK_DATA_MEDIA_TYPES)
 async def retrieve_frames(request: Request) -> Response:
     study, series, instance = scope_uids(request)
     assert series is not None and instance is not None
@@ -114,6 +125,7 @@ async def retrieve_frames(request: Request) -> Response:
     )
 
 
+@produces(*BULK_DATA_MEDIA_TYPES)
 async def retrieve_bulk_data(request: Request) -> Response:
     study, series, instance = scope_uids(request)
     assert series is not None and instance is not None

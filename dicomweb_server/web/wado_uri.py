@@ -21,6 +21,7 @@ from dicomweb_server.dicom.render import RenderParams, Window
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable
 from dicomweb_server.services.ports import StoredPixels
 from dicomweb_server.web import caching
+from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, hold_memory
 from dicomweb_server.web.media import MediaRange, parse_accept
 from dicomweb_server.web.ranges import whole_body
@@ -88,6 +89,7 @@ def content_type(query: QueryParams, accept: str | None, has_pixels: bool) -> st
     )
 
 
+@produces(DICOM, *render.RENDERED_MEDIA_TYPES)
 async def retrieve_wado_uri(request: Request) -> Response:
     query = request.query_params
     for name in _ONE_VALUE:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from xml.etree import ElementTree
 
 import httpx
 import yaml
 from starlette.routing import Route
 
-from dicomweb_server.web.routes import DICOMWEB_ROUTES
+from dicomweb_server.web.routes import DICOMWEB_ROUTES, url_surface
 from tests.conftest import RunningServer
 
 
@@ -54,14 +55,14 @@ def test_a_method_a_resource_lacks_names_the_methods_it_has(client: httpx.Client
     """RFC 9110 15.5.6: 405 with Allow listing every method of the resource (GET, HEAD and
     POST on /studies, whichever route a method would have reached)."""
     expected = {
-        "/studies": "GET, HEAD, POST",
-        "/studies/1.2.3": "GET, HEAD, POST",
-        "/series": "GET, HEAD",
-        "/studies/1.2.3/series/1.2.4/instances/1.2.5/frames/1": "GET, HEAD",
-        "/wado": "GET, HEAD",
+        "/studies": "GET, HEAD, OPTIONS, POST",
+        "/studies/1.2.3": "GET, HEAD, OPTIONS, POST",
+        "/series": "GET, HEAD, OPTIONS",
+        "/studies/1.2.3/series/1.2.4/instances/1.2.5/frames/1": "GET, HEAD, OPTIONS",
+        "/wado": "GET, HEAD, OPTIONS",
     }
     for path, allow in expected.items():
-        for method in ("OPTIONS", "PUT", "DELETE", "PATCH"):
+        for method in ("PUT", "DELETE", "PATCH"):
             r = client.request(method, path)
             assert r.status_code == 405, (method, path, r.status_code)
             assert r.headers["allow"] == allow, (method, path)
@@ -69,3 +70,33 @@ def test_a_method_a_resource_lacks_names_the_methods_it_has(client: httpx.Client
     # The methods it has are served as before.
     assert client.get("/studies").status_code == 200
     assert client.head("/studies").status_code == 200
+
+
+def test_options_answers_the_retrieve_capabilities_of_the_resource(client: httpx.Client) -> None:
+    """PS3.18 8.9: OPTIONS on any resource describes it (WADL), its methods and the media types
+    each answers in, from the same table that routes requests; Allow names them too."""
+    r = client.options("/studies")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/vnd.sun.wadl+xml")
+    assert r.headers["allow"] == "GET, HEAD, OPTIONS, POST"
+    root = ElementTree.fromstring(r.content)
+    ns = {"w": "http://wadl.dev.java.net/2009/02"}
+    (resource,) = root.findall("w:resources/w:resource", ns)
+    assert resource.get("path") == "studies"
+    methods = {
+        m.get("name"): [x.get("mediaType") for x in m.findall("w:response/w:representation", ns)]
+        for m in resource.findall("w:method", ns)
+    }
+    assert set(methods) == {"GET", "POST"}
+    assert "application/dicom+json" in methods["GET"]
+    frames = client.options("/studies/1.2.3/series/1.2.4/instances/1.2.5/frames/1")
+    assert "image/jls" in frames.text and frames.headers["allow"] == "GET, HEAD, OPTIONS"
+
+
+def test_the_route_table_is_the_whole_url_surface(archive: RunningServer) -> None:
+    """/openapi.yaml, /health and /ready are routes of the table like the DICOMweb ones."""
+    paths = {getattr(route, "path", None) for route in url_surface("")}
+    assert {"/openapi.yaml", "/health", "/ready", "/studies"} <= paths
+    for path in ("/health", "/ready"):
+        assert httpx.get(archive.url + path).json()["status"] in ("ok", "ready")
+        assert httpx.request("OPTIONS", archive.url + path).status_code == 200
