@@ -14,13 +14,13 @@ from starlette.middleware.cors import CORSMiddleware
 
 from dicomweb_server.container import Container, build_container, upgrade_database
 from dicomweb_server.dicom.errors import backend_text
+from dicomweb_server.serving import LOG_FORMAT
 from dicomweb_server.settings import Settings
 from dicomweb_server.web.access import RequestLog
 from dicomweb_server.web.errors import HANDLERS
 from dicomweb_server.web.routes import url_surface
 
 log = logging.getLogger("dicomweb_server")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 EXPOSED_HEADERS = [
     "Content-Type",

@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"dicomweb-server: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    from dicomweb_server.app import LOG_FORMAT
+    from dicomweb_server.serving import LOG_FORMAT
 
     logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
     from dicomweb_server.container import upgrade_database
@@ -108,9 +108,9 @@ def _unusable_backend(settings: Settings) -> str | None:
 
 def _schema_behind(settings: Settings, why: str) -> bool:
     """Say so, and how to upgrade, when the index schema is not the newest."""
-    from dicomweb_server.index.sql.migrate import pending
+    from dicomweb_server.container import pending_migrations
 
-    behind = pending(settings.resolved_database_url)
+    behind = pending_migrations(settings)
     if behind is not None:
         print(
             f"dicomweb-server: the index schema is at {behind}; run `dicomweb-server db "

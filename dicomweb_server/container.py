@@ -34,6 +34,7 @@ from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.store import DuplicatePolicy, StoreLimits, StoreService
 from dicomweb_server.settings import Settings
 from dicomweb_server.web import urls
+from dicomweb_server.web.context import PublicRoot
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Container:
     blobs: BlobStore
     checks: dict[str, Callable[[], None]]
     engine: Engine
+    root: PublicRoot
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -73,6 +75,11 @@ class Container:
 def upgrade_database(settings: Settings) -> None:
     """Create or upgrade the index schema with the Alembic migrations."""
     migrate.upgrade(settings.resolved_database_url)
+
+
+def pending_migrations(settings: Settings) -> str | None:
+    """What the index schema lacks ("revision X, newest Y"), or None when it is current."""
+    return migrate.pending(settings.resolved_database_url)
 
 
 def deidentifier(settings: Settings) -> Deidentifier | None:
@@ -170,5 +177,6 @@ def build_container(settings: Settings) -> Container:
         blobs=blobs,
         checks={"database": db.check, "blob store": blobs.check, "spool": store.spool.check},
         engine=engine,
+        root=PublicRoot(settings.public_base_url, settings.base_path),
         _closers=[engine.dispose, blobs.close],
     )

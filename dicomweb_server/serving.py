@@ -23,6 +23,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dicomweb_server.settings import Settings
 
+# One log line format for the server and its worker processes.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:
     sock = transport.get_extra_info("socket")

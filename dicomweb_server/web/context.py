@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from starlette.concurrency import run_in_threadpool
@@ -12,14 +13,23 @@ from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.store import StoreService
-from dicomweb_server.settings import Settings
 from dicomweb_server.web.access import after_response
 
 
-class Archive(Protocol):
-    """What the web layer is handed: the services and the settings, never an adapter."""
+@dataclass(frozen=True)
+class PublicRoot:
+    """Where clients reach the DICOMweb root: DICOMWEB_PUBLIC_BASE_URL when set (behind a
+    proxy), else the request's own scheme and host, and DICOMWEB_BASE_PATH."""
 
-    settings: Settings
+    public_base_url: str | None
+    base_path: str
+
+
+class Archive(Protocol):
+    """What the web layer is handed: the services and where its root is, never an adapter
+    or the settings."""
+
+    root: PublicRoot
     store: StoreService
     search: SearchService
     retrieve: RetrieveService

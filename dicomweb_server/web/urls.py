@@ -20,9 +20,9 @@ def base_url(request: Request) -> str:
     A configured public base URL wins (behind a proxy). Otherwise the Host header, keeping
     the port the request arrived on when Host lacks one (some clients omit it).
     """
-    settings = container(request).settings
-    if settings.public_base_url:
-        return settings.public_base_url.rstrip("/")
+    root = container(request).root
+    if root.public_base_url:
+        return root.public_base_url.rstrip("/")
     scheme = request.url.scheme
     host = request.headers.get("host", "")
     server = request.scope.get("server")
@@ -32,7 +32,7 @@ def base_url(request: Request) -> str:
             host = f"{host}:{port}"
     if not host and server is not None:
         host = f"{server[0]}:{server[1]}"
-    url = f"{scheme}://{host}{settings.base_path}"
+    url = f"{scheme}://{host}{root.base_path}"
     # The URL ends up inside JSON texts by plain substitution: keep it free of JSON specials.
     return orjson.dumps(url).decode()[1:-1]
 
