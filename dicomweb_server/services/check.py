@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from dicomweb_server.services.ports import BlobStore, CheckIndex
+from dicomweb_server.services.ports import BlobStore, ConsistencyIndex
 from dicomweb_server.services.spool import Spool
 
 
@@ -33,7 +33,7 @@ class CheckReport:
 
 class CheckService:
     def __init__(
-        self, index: CheckIndex, blobs: BlobStore, spool: Spool, grace_seconds: float = 3600
+        self, index: ConsistencyIndex, blobs: BlobStore, spool: Spool, grace_seconds: float = 3600
     ) -> None:
         self._index = index
         self._blobs = blobs

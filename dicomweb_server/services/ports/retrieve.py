@@ -1,0 +1,30 @@
+"""The retrieve port: the instances of a scope, their metadata and value offsets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from dicomweb_server.services.ports.store import PixelLayout, StoredInstance
+
+
+@dataclass(frozen=True)
+class StoredPixels:
+    instance: StoredInstance
+    layout: PixelLayout
+
+
+class RetrieveIndex(Protocol):
+    def instances(
+        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+    ) -> list[StoredInstance]:
+        """Stored instances in the scope, ordered by series then instance number."""
+
+    def metadata(
+        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+    ) -> list[str]:
+        """The stored DICOM JSON texts of the instances in the scope."""
+
+    def pixels(
+        self, study_uid: str, series_uid: str, sop_instance_uid: str
+    ) -> StoredPixels | None: ...
