@@ -17,6 +17,7 @@ from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.serving import LOG_FORMAT
 from dicomweb_server.settings import Settings
 from dicomweb_server.web.access import RequestLog
+from dicomweb_server.web.auth import Callers
 from dicomweb_server.web.errors import HANDLERS
 from dicomweb_server.web.routes import url_surface
 
@@ -49,6 +50,8 @@ def create_app(container: Container) -> Starlette:
         )
     # Outermost: the request id and the log line cover everything, CORS answers included.
     middleware.insert(0, Middleware(RequestLog, log_query_values=settings.log_query_values))
+    # Inside the log (the caller carries the request id), before any route.
+    middleware.insert(1, Middleware(Callers))
     app = Starlette(
         routes=url_surface(settings.base_path),
         middleware=middleware,

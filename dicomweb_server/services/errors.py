@@ -21,6 +21,18 @@ class InvalidRequest(ServiceError):
     """The request is malformed: a bad UID, query parameter or frame list."""
 
 
+class Unauthenticated(ServiceError):
+    """The request carries no credentials, or ones that cannot be verified (401)."""
+
+
+class Forbidden(ServiceError):
+    """The caller is known but may not do this, or not to this study (403)."""
+
+
+class Conflict(ServiceError):
+    """The request contradicts what is stored (409), e.g. a UID already elsewhere."""
+
+
 class NotAcceptable(ServiceError):
     """None of the media types the client accepts can be produced for this resource."""
 

@@ -13,6 +13,7 @@ from collections import OrderedDict
 
 from dicomweb_server.dicom import render
 from dicomweb_server.dicom.render import RenderParams
+from dicomweb_server.services.context import READ, Caller
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable, NotFound
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import RetrieveIndex, StoredInstance, StoredPixels
@@ -84,9 +85,16 @@ class RenderService:
         return found if found is not None and found.layout.number_of_frames > 0 else None
 
     def frames(
-        self, study: str, series: str, instance: str, numbers: list[int], params: RenderParams
+        self,
+        caller: Caller,
+        study: str,
+        series: str,
+        instance: str,
+        numbers: list[int],
+        params: RenderParams,
     ) -> list[bytes]:
         """Each frame rendered, or (GIF) all of them as one animation."""
+        caller.require(READ, study)
         return self.frames_of(self._stored(study, series, instance), numbers, params)
 
     def frames_of(
@@ -99,8 +107,11 @@ class RenderService:
             return [self._render(pixels, numbers, params)]
         return [self._render(pixels, [n], params) for n in numbers]
 
-    def instance(self, study: str, series: str, instance: str, params: RenderParams) -> bytes:
+    def instance(
+        self, caller: Caller, study: str, series: str, instance: str, params: RenderParams
+    ) -> bytes:
         """The instance: its first frame, or every frame as an animated GIF."""
+        caller.require(READ, study)
         return self.instance_of(self._stored(study, series, instance), params)
 
     def instance_of(self, pixels: StoredPixels, params: RenderParams) -> bytes:
@@ -111,15 +122,17 @@ class RenderService:
         return self._render(pixels, numbers, params)
 
     def instances(
-        self, study: str, series: str | None, params: RenderParams
+        self, caller: Caller, study: str, series: str | None, params: RenderParams
     ) -> list[tuple[StoredInstance, bytes]]:
         """Every image instance of a study or series, rendered as `instance` renders one."""
+        caller.require(READ, study)
         return [
             (p.instance, self._render(p, [1], params)) for p in self._image_instances(study, series)
         ]
 
     def thumbnail(
         self,
+        caller: Caller,
         study: str,
         series: str | None,
         instance: str | None,
@@ -128,6 +141,7 @@ class RenderService:
     ) -> bytes:
         """A small rendering of a representative frame: the middle instance of the first
         series of a study, the middle instance of a series, the middle frame of an instance."""
+        caller.require(READ, study)
         if params.viewport is None:
             params = RenderParams(**{**params.__dict__, "viewport": THUMBNAIL_SIZE})
         if instance is not None:
@@ -141,9 +155,10 @@ class RenderService:
         return self._render(pixels, [frame or (count + 1) // 2], params)
 
     def presentation(
-        self, study: str, series: str, instance: str, image_uid: str
+        self, caller: Caller, study: str, series: str, instance: str, image_uid: str
     ) -> render.Presentation:
         """A stored Grayscale Softcopy Presentation State, as it applies to one image."""
+        caller.require(READ, study)
         found = self._index.instances(study, series, instance)
         if not found:
             raise NotFound(

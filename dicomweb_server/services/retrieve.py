@@ -26,6 +26,7 @@ from dicomweb_server.dicom.media_types import (
     matches,
 )
 from dicomweb_server.dicom.scan import PIXEL_DATA
+from dicomweb_server.services.context import READ, Caller
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable, NotFound
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import (
@@ -264,7 +265,7 @@ class RetrieveService:
         return [part(r) for r in found.parts]
 
     def instance_pixels(self, instance: StoredInstance) -> StoredPixels:
-        return self.stored_pixels(
+        return self._stored_pixels(
             instance.study_uid, instance.series_uid, instance.sop_instance_uid
         )
 
@@ -285,16 +286,26 @@ class RetrieveService:
         return self.pixels.encoded_frames(found.pixels, found.frame_numbers, target)
 
     def instances(
-        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+        self,
+        caller: Caller,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_instance_uid: str | None = None,
     ) -> list[StoredInstance]:
+        caller.require(READ, study_uid)
         found = self._index.instances(study_uid, series_uid, sop_instance_uid)
         if not found:
             raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
         return found
 
     def metadata(
-        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+        self,
+        caller: Caller,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_instance_uid: str | None = None,
     ) -> list[str]:
+        caller.require(READ, study_uid)
         found = self._index.metadata(study_uid, series_uid, sop_instance_uid)
         if not found:
             raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
@@ -308,9 +319,15 @@ class RetrieveService:
             yield from self._blobs.iter_range(key, offset, length)
 
     def frames(
-        self, study_uid: str, series_uid: str, sop_instance_uid: str, numbers: list[int]
+        self,
+        caller: Caller,
+        study_uid: str,
+        series_uid: str,
+        sop_instance_uid: str,
+        numbers: list[int],
     ) -> ByteParts:
-        pixels = self.stored_pixels(study_uid, series_uid, sop_instance_uid)
+        caller.require(READ, study_uid)
+        pixels = self._stored_pixels(study_uid, series_uid, sop_instance_uid)
         layout = pixels.layout
         if layout.frames is None:
             if layout.frames_error is None:
@@ -327,11 +344,12 @@ class RetrieveService:
         )
 
     def bulk_data(
-        self, study_uid: str, series_uid: str, sop_instance_uid: str, path: str
+        self, caller: Caller, study_uid: str, series_uid: str, sop_instance_uid: str, path: str
     ) -> ByteParts:
+        caller.require(READ, study_uid)
         if not _BULK_PATH.fullmatch(path):
             raise InvalidRequest(f"bulk data path {path!r} is not a tag path")
-        pixels = self.stored_pixels(study_uid, series_uid, sop_instance_uid)
+        pixels = self._stored_pixels(study_uid, series_uid, sop_instance_uid)
         layout = pixels.layout
         value = layout.bulk_data.get(path)
         if value is None:
@@ -351,8 +369,16 @@ class RetrieveService:
             return ByteParts(pixels, [[value]], uids.EXPLICIT_VR_LITTLE_ENDIAN, numbers)
         return ByteParts(pixels, [[value]], uids.EXPLICIT_VR_LITTLE_ENDIAN)
 
-    def stored_pixels(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> StoredPixels:
+    def stored_pixels(
+        self, caller: Caller, study_uid: str, series_uid: str, sop_instance_uid: str
+    ) -> StoredPixels:
         """The instance and its pixel layout, in one lookup (NotFound when not stored)."""
+        caller.require(READ, study_uid)
+        return self._stored_pixels(study_uid, series_uid, sop_instance_uid)
+
+    def _stored_pixels(
+        self, study_uid: str, series_uid: str, sop_instance_uid: str
+    ) -> StoredPixels:
         pixels = self._index.pixels(study_uid, series_uid, sop_instance_uid)
         if pixels is None:
             raise NotFound(missing(study_uid, series_uid, sop_instance_uid))

@@ -15,6 +15,7 @@ import orjson
 from dicomweb_server.dicom import attributes as a
 from dicomweb_server.dicom.attributes import RETURN_KEYS, Level, keyword_of, levels_above
 from dicomweb_server.dicom.matching import Key, Match, MatchKind, SearchRequest
+from dicomweb_server.services.context import READ, Caller
 from dicomweb_server.services.errors import NotFound
 from dicomweb_server.services.ports import JsonDict, SearchIndex, SearchQuery, SearchResult
 
@@ -48,6 +49,7 @@ class SearchService:
 
     def search(
         self,
+        caller: Caller,
         level: Level,
         request: SearchRequest,
         retrieve_url: RetrieveUrl,
@@ -57,6 +59,7 @@ class SearchService:
         """Match `request` at `level` (within a study or series when given); each result's
         RetrieveURL comes from `retrieve_url` (the caller knows its URLs, this service only
         the identifiers)."""
+        caller.require(READ, study_uid)
         if study_uid is not None and not self._index.exists(study_uid, series_uid):
             what = "series" if series_uid else "study"
             raise NotFound(f"no {what} {series_uid or study_uid} is stored")

@@ -43,6 +43,7 @@ from dicomweb_server.dicom.store_status import (
 )
 from dicomweb_server.dicom.xml_model import native_to_json
 from dicomweb_server.services.budget import MemoryBudget
+from dicomweb_server.services.context import WRITE, Caller
 from dicomweb_server.services.errors import Busy
 from dicomweb_server.services.ports import (
     AddOutcome,
@@ -201,8 +202,9 @@ class StoreService:
             with self._uploads_lock:
                 self._uploads -= 1
 
-    def begin(self, study_uid: str | None = None) -> StoreRequest:
+    def begin(self, caller: Caller, study_uid: str | None = None) -> StoreRequest:
         """The parts of one request, stored as they arrive (see StoreRequest)."""
+        caller.require(WRITE, study_uid)
         return StoreRequest(self, study_uid)
 
     def request_spool(self) -> contextlib.AbstractContextManager[RequestSpool]:

@@ -15,24 +15,54 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dicomweb_server.dicom.errors import InvalidUID, InvalidValue, backend_text
+from dicomweb_server.dicom.errors import (
+    DicomError,
+    InvalidUID,
+    InvalidValue,
+    ObjectRejected,
+    TranscodeError,
+    backend_text,
+    client_text,
+)
 from dicomweb_server.services import errors as e
 from dicomweb_server.web.access import request_id as request_id_of
 
 log = logging.getLogger("dicomweb_server.web")
 
+# Most specific first: the first class an error is an instance of gives its status. Every
+# ServiceError and DicomError has one (tests/unit/test_errors.py walks both trees).
 STATUS: dict[type[Exception], int] = {
     e.InvalidRequest: 400,
     InvalidValue: 400,
     InvalidUID: 400,
+    e.Unauthenticated: 401,
+    e.Forbidden: 403,
     e.NotFound: 404,
     e.NotAcceptable: 406,
+    TranscodeError: 406,
     e.RequestTimeout: 408,
+    e.Conflict: 409,
     e.PayloadTooLarge: 413,
     e.UnsupportedMediaType: 415,
     e.Unavailable: 503,
     e.InsufficientStorage: 507,
+    # A STOW failure is an outcome, never raised this far; any other object refusal is the
+    # request's fault.
+    ObjectRejected: 400,
+    DicomError: 400,
+    # A domain error of no finer kind: the request asked for something this server refuses.
+    e.ServiceError: 400,
 }
+
+
+def status_of(kind: type[Exception]) -> int | None:
+    """The status an error of this class answers with (None: unexpected, 500)."""
+    for known, status in STATUS.items():
+        if issubclass(kind, known):
+            return status
+    return None
+
+
 # Statuses that close the connection: the rest of the body will not be read.
 _CLOSE = frozenset({408, 413})
 
@@ -42,21 +72,23 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 async def domain_error(request: Request, exc: Exception) -> Response:
-    for kind, status in STATUS.items():
-        if isinstance(exc, kind):
-            headers = {"Retry-After": "5"} if status == 503 else {}
-            if status in _CLOSE:
-                headers["Connection"] = "close"
-            if status >= 500:
-                log.warning(
-                    "%s on %s %s [request %s]: %s",
-                    status,
-                    request.method,
-                    request.url.path,
-                    request_id_of(request.scope),
-                    exc,
-                )
-            return error_response(status, str(exc), headers)
+    status = status_of(type(exc))
+    if status is not None:
+        headers = {"Retry-After": "5"} if status == 503 else {}
+        if status in _CLOSE:
+            headers["Connection"] = "close"
+        if status >= 500:
+            log.warning(
+                "%s on %s %s [request %s]: %s",
+                status,
+                request.method,
+                request.url.path,
+                request_id_of(request.scope),
+                exc,
+            )
+        # ServiceErrors are made safe to show when raised; the core's errors here.
+        text = str(exc) if isinstance(exc, e.ServiceError) else client_text(str(exc))
+        return error_response(status, text, headers)
     return await unexpected_error(request, exc)
 
 

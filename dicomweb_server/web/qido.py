@@ -10,6 +10,7 @@ from starlette.responses import Response
 from dicomweb_server.dicom.attributes import Level
 from dicomweb_server.dicom.matching import parse_search
 from dicomweb_server.dicom.media_types import DICOM_JSON, DICOM_XML, MULTIPART_RELATED
+from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, path_uid
 from dicomweb_server.web.encoding import json_response
@@ -25,7 +26,13 @@ async def _search(request: Request, level: Level) -> Response:
     search = parse_search(request.query_params.multi_items())
     here = urls(request)
     found = await run_in_threadpool(
-        container(request).search.search, level, search, here.resource, study_uid, series_uid
+        container(request).search.search,
+        caller(request),
+        level,
+        search,
+        here.resource,
+        study_uid,
+        series_uid,
     )
     body = here.with_base([orjson.dumps(r).decode() for r in found.results])
     response = (

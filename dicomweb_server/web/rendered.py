@@ -12,6 +12,7 @@ from dicomweb_server.dicom.render import RenderParams
 from dicomweb_server.services.errors import NotAcceptable
 from dicomweb_server.services.retrieve import parse_frame_numbers
 from dicomweb_server.web import caching
+from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, scope_uids
 from dicomweb_server.web.media import MediaRange, parse_accept
@@ -88,11 +89,13 @@ async def retrieve_rendered(request: Request) -> Response:
     params = render_params(request, media_type)
     if instance is not None:
         assert series is not None
-        body = await run_in_threadpool(renderer.instance, study, series, instance, params)
+        body = await run_in_threadpool(
+            renderer.instance, caller(request), study, series, instance, params
+        )
         if multipart:
             return _multipart_images(request, [body], media_type)
         return image_response(request, body, media_type)
-    found = await run_in_threadpool(renderer.instances, study, series, params)
+    found = await run_in_threadpool(renderer.instances, caller(request), study, series, params)
     return _multipart_images(request, [b for _, b in found], media_type)
 
 
@@ -105,7 +108,9 @@ async def retrieve_rendered_frames(request: Request) -> Response:
     media_type, multipart = negotiate_rendered(accept, single=len(numbers) == 1 or _gif(accept))
     params = render_params(request, media_type)
     renderer = container(request).render
-    bodies = await run_in_threadpool(renderer.frames, study, series, instance, numbers, params)
+    bodies = await run_in_threadpool(
+        renderer.frames, caller(request), study, series, instance, numbers, params
+    )
     if multipart or len(bodies) > 1:
         return _multipart_images(request, bodies, media_type)
     return image_response(request, bodies[0], media_type)
@@ -129,5 +134,7 @@ async def retrieve_thumbnail(request: Request) -> Response:
     media_type, _ = negotiate_rendered(request.headers.get("accept"), single=True)
     params = render_params(request, media_type)
     renderer = container(request).render
-    body = await run_in_threadpool(renderer.thumbnail, study, series, instance, frame, params)
+    body = await run_in_threadpool(
+        renderer.thumbnail, caller(request), study, series, instance, frame, params
+    )
     return image_response(request, body, media_type, immutable=instance is not None)

@@ -22,6 +22,7 @@ from dicomweb_server.services.errors import (
 )
 from dicomweb_server.services.spool import RequestSpool
 from dicomweb_server.services.store import StorePart, StoreService
+from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, path_uid
 from dicomweb_server.web.media import parse_media_type
@@ -65,7 +66,7 @@ async def _receive(
     """
     limits = store.limits
     result = StoreResult()
-    parts = store.begin(study_uid)
+    parts = store.begin(caller(request), study_uid)
     reader = MultipartReader(boundary, spool.open_part, limits.instance_bytes, limits.parts)
     received = 0
     too_large: str | None = None

@@ -18,6 +18,7 @@ from dicomweb_server.dicom.media_types import (
 )
 from dicomweb_server.services.retrieve import ByteParts, Part, parse_frame_numbers
 from dicomweb_server.web import caching
+from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, hold_memory, scope_uids
 from dicomweb_server.web.encoding import json_response
@@ -56,7 +57,7 @@ async def retrieve_instances(request: Request) -> Response:
     each instance in the transfer syntax negotiated for it (PS3.18 8.7.3.4)."""
     scope = scope_uids(request)
     retrieve = container(request).retrieve
-    found = await run_in_threadpool(retrieve.instances, *scope)
+    found = await run_in_threadpool(retrieve.instances, caller(request), *scope)
     one = scope[2] is not None
     choice = negotiate_instances(request.headers.get("accept"), single=one)
     targets = retrieve.instance_syntaxes(found, choice.syntaxes)
@@ -96,7 +97,9 @@ async def retrieve_instances(request: Request) -> Response:
 @produces(DICOM_JSON, f'{MULTIPART_RELATED}; type="{DICOM_XML}"')
 async def retrieve_metadata(request: Request) -> Response:
     media_type = negotiate_json(request.headers.get("accept"))
-    texts = await run_in_threadpool(container(request).retrieve.metadata, *scope_uids(request))
+    texts = await run_in_threadpool(
+        container(request).retrieve.metadata, caller(request), *scope_uids(request)
+    )
     body = urls(request).with_base(texts)
     # Revalidation saves a viewer reopening a study the whole download (the study may grow,
     # so caches ask each time).
@@ -118,7 +121,9 @@ async def retrieve_frames(request: Request) -> Response:
     assert series is not None and instance is not None
     numbers = parse_frame_numbers(request.path_params["frames"])
     retrieve = container(request).retrieve
-    found = await run_in_threadpool(retrieve.frames, study, series, instance, numbers)
+    found = await run_in_threadpool(
+        retrieve.frames, caller(request), study, series, instance, numbers
+    )
     here = urls(request)
     return await _byte_parts(
         request, found, len(numbers), lambda n: here.frame(study, series, instance, n)
@@ -131,7 +136,9 @@ async def retrieve_bulk_data(request: Request) -> Response:
     assert series is not None and instance is not None
     retrieve = container(request).retrieve
     path = request.path_params["path"]
-    found = await run_in_threadpool(retrieve.bulk_data, study, series, instance, path)
+    found = await run_in_threadpool(
+        retrieve.bulk_data, caller(request), study, series, instance, path
+    )
     # PS3.18 10.4.3.3.5: each part's Content-Location is the BulkDataURI, Pixel Data sent
     # frame by frame included.
     uri = urls(request).bulk_data(study, series, instance, path)

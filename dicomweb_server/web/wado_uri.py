@@ -21,6 +21,7 @@ from dicomweb_server.dicom.render import RenderParams, Window
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable
 from dicomweb_server.services.ports import StoredPixels
 from dicomweb_server.web import caching
+from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, hold_memory
 from dicomweb_server.web.media import MediaRange, parse_accept
@@ -101,7 +102,9 @@ async def retrieve_wado_uri(request: Request) -> Response:
     assert study and series and instance
     archive = container(request)
     # One lookup serves the whole request: the object, its frames, its rendering.
-    stored = await run_in_threadpool(archive.retrieve.stored_pixels, study, series, instance)
+    stored = await run_in_threadpool(
+        archive.retrieve.stored_pixels, caller(request), study, series, instance
+    )
     frames = stored.layout.number_of_frames
     media_type = content_type(query, request.headers.get("accept"), frames > 0)
     if media_type == DICOM:
@@ -197,7 +200,7 @@ async def _image(
         raise InvalidRequest("presentationUID and presentationSeriesUID go together")
     if state_uid is not None and state_series is not None:
         state = await run_in_threadpool(
-            renderer.presentation, study, state_series, state_uid, instance
+            renderer.presentation, caller(request), study, state_series, state_uid, instance
         )
         params = replace(params, presentation=state)
     if frame is None and media_type == render.GIF:
