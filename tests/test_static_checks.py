@@ -65,3 +65,22 @@ def test_patterns_are_ascii_and_matched_whole() -> None:
             if "re.ASCII" not in body or re.search(r"""^r?f?["']\^|\$["']""", body.strip()):
                 found.append(f"{path.relative_to(ROOT)}: re.compile({body[:60]}...)")
     assert found == []
+
+
+def test_the_core_decides_no_io_and_services_parse_no_dicom() -> None:
+    """dicom/ takes bytes, buffers, streams, datasets and callables: it names no file and
+    removes none (DESIGN); services hand DICOM parsing to dicom/ (dicom/part10.py)."""
+    import re
+
+    found = []
+    for path in SOURCES:
+        relative = path.relative_to(ROOT).as_posix()
+        text = path.read_text("utf-8")
+        if relative.startswith("dicomweb_server/dicom/"):
+            for word in ("pathlib", "tempfile", ".unlink(", "os.remove", "mmap.mmap("):
+                if word in text:
+                    found.append(f"{relative}: {word}")
+        if relative.startswith(("dicomweb_server/services/", "dicomweb_server/web/")):
+            if re.search(r"\bdcmread\b|\bdcmwrite\b", text):
+                found.append(f"{relative}: pydicom reading or writing")
+    assert found == []

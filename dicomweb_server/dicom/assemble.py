@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
 from pydicom import uid
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -21,7 +21,7 @@ from dicomweb_server.dicom import codecs, media_types, uids
 from dicomweb_server.dicom.depth import check_json
 from dicomweb_server.dicom.errors import NestedTooDeeply, ObjectRejected
 from dicomweb_server.dicom.json_model import validate_json
-from dicomweb_server.dicom.parse import required_uids
+from dicomweb_server.dicom.part10 import required_uids
 from dicomweb_server.dicom.store_status import CANNOT_UNDERSTAND, TRANSFER_SYNTAX_NOT_SUPPORTED
 
 # ISO/IEC 10918-1 B.1.1.3: the start-of-frame marker names the JPEG process; the lossless
@@ -35,13 +35,19 @@ PIXEL_DATA = "7FE00010"
 
 @dataclass(frozen=True)
 class BulkPart:
-    path: Path
+    """A bulk data part: how to read its bytes, its media type and transfer syntax."""
+
+    open: Callable[[], BinaryIO]
     media_type: str
     transfer_syntax: str | None = None
 
+    def read(self) -> bytes:
+        with self.open() as f:
+            return f.read()
 
-def assemble(metadata: object, bulk: Callable[[str], BulkPart | None], out: Path) -> None:
-    """Write the PS3.10 file of one instance given as DICOM JSON and bulk data parts.
+
+def assemble(metadata: object, bulk: Callable[[str], BulkPart | None], out: BinaryIO) -> None:
+    """Write to `out` the PS3.10 file of one instance given as DICOM JSON and bulk data parts.
 
     `metadata` is one decoded JSON value; anything but a DICOM JSON object is rejected."""
     if not isinstance(metadata, dict):
@@ -69,8 +75,7 @@ def assemble(metadata: object, bulk: Callable[[str], BulkPart | None], out: Path
             compressed = part
 
     def resolve(tag: str, vr: str, uri: str) -> bytes:
-        part = _lookup(bulk, uri)
-        return part.path.read_bytes()
+        return _lookup(bulk, uri).read()
 
     try:
         ds = Dataset.from_json(
@@ -83,7 +88,7 @@ def assemble(metadata: object, bulk: Callable[[str], BulkPart | None], out: Path
         raise ObjectRejected(CANNOT_UNDERSTAND, f"the DICOM JSON cannot be read: {exc}") from exc
     _, _, sop_instance, sop_class = required_uids(ds)
     if compressed is not None:
-        ds.PixelData = encapsulate([compressed.path.read_bytes()])
+        ds.PixelData = encapsulate([compressed.read()])
         ds["PixelData"].VR = "OB"
     meta = FileMetaDataset()
     meta.TransferSyntaxUID = UID(syntax)
@@ -104,7 +109,7 @@ def _check_jpeg_process(part: BulkPart, syntax: str) -> None:
     unreadable): the sender names the syntax with the transfer-syntax parameter."""
     if syntax not in _JPEG_LOSSLESS_SYNTAXES | _JPEG_LOSSY_SYNTAXES:
         return
-    with part.path.open("rb") as f:
+    with part.open() as f:
         sof = codecs.jpeg_start_of_frame(f.read(65536))
     lossless = syntax in _JPEG_LOSSLESS_SYNTAXES
     if (lossless and sof in _JPEG_LOSSY_SOF) or (not lossless and sof == _JPEG_LOSSLESS_SOF):

@@ -9,17 +9,15 @@ whole, within the transcoding size limit.
 
 from __future__ import annotations
 
-import io
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from pydicom import dcmread
 from pydicom.dataset import Dataset
 
-from dicomweb_server.dicom import transcode
+from dicomweb_server.dicom import part10, transcode
 from dicomweb_server.dicom.errors import TranscodeError
 from dicomweb_server.dicom.scan import PIXEL_DATA
 from dicomweb_server.services.budget import MemoryBudget
@@ -65,7 +63,7 @@ class PixelReader:
             raise NotFound(f"instance {pixels.instance.sop_instance_uid} has no Pixel Data")
         else:
             head = self._blobs.read_range(key, 0, value[0] - _PIXEL_ELEMENT_HEADER)
-        header = dcmread(io.BytesIO(head), stop_before_pixels=True)
+        header = part10.parse_header(head)
         with self._lock:
             self._headers[key] = header
             while len(self._headers) > self._cache_entries:
@@ -97,7 +95,7 @@ class PixelReader:
 
     def parse_object(self, instance: StoredInstance) -> Dataset:
         """A whole (small) object parsed, e.g. a presentation state."""
-        return dcmread(io.BytesIO(self.whole_object(instance)))
+        return part10.parse_object(self.whole_object(instance))
 
     def frame_arrays(
         self, pixels: StoredPixels, numbers: list[int]
@@ -108,7 +106,7 @@ class PixelReader:
         try:
             frames = pixels.layout.frames
             if frames is None:
-                ds = dcmread(io.BytesIO(self.whole_object(pixels.instance)))
+                ds = part10.parse_object(self.whole_object(pixels.instance))
                 if "PixelData" not in ds:
                     raise NotFound(f"instance {pixels.instance.sop_instance_uid} has no Pixel Data")
                 for n in numbers:

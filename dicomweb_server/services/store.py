@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from dataclasses import replace as replace_fields
 from enum import StrEnum
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import orjson
@@ -25,12 +26,6 @@ from dicomweb_server.dicom.attributes import RETURN_KEYS, Level, keeps_at
 from dicomweb_server.dicom.deidentify import Deidentifier
 from dicomweb_server.dicom.errors import ObjectRejected
 from dicomweb_server.dicom.json_model import dataset_to_json
-from dicomweb_server.dicom.parse import (
-    PreparedInstance,
-    deidentify_file,
-    peek_uids,
-    prepare_instance,
-)
 from dicomweb_server.dicom.scan import PIXEL_DATA_TAGS
 from dicomweb_server.dicom.store_status import (
     ALREADY_STORED,
@@ -45,6 +40,7 @@ from dicomweb_server.dicom.xml_model import native_to_json
 from dicomweb_server.services.budget import MemoryBudget
 from dicomweb_server.services.context import WRITE, Caller
 from dicomweb_server.services.errors import Busy
+from dicomweb_server.services.ingest import PreparedInstance, deidentified, peek_uids, prepare
 from dicomweb_server.services.ports import (
     AddOutcome,
     BlobStore,
@@ -76,6 +72,21 @@ class StoreLimits:
 
 
 @dataclass(frozen=True)
+class BulkFile:
+    """A spooled bulk data part of the metadata form, until its instance is assembled."""
+
+    path: Path
+    media_type: str
+    transfer_syntax: str | None = None
+
+    def part(self) -> BulkPart:
+        return BulkPart(self._open, self.media_type, self.transfer_syntax)
+
+    def _open(self) -> BinaryIO:
+        return self.path.open("rb")
+
+
+@dataclass(frozen=True)
 class StorePart:
     """One received part of a Store Instances request, spooled to `path`.
 
@@ -98,7 +109,7 @@ class StoreRequest:
         self._service = service
         self._study_uid = study_uid
         self._metadata: list[Path] = []
-        self._bulk: dict[str, BulkPart] = {}
+        self._bulk: dict[str, BulkFile] = {}
 
     @property
     def pending(self) -> bool:
@@ -117,7 +128,7 @@ class StoreRequest:
                 self._metadata.append(part.path.rename(part.path.with_suffix(suffix)))
             elif media_type and part.content_location is not None:
                 # A bulk data part of the metadata form, found later by its Content-Location.
-                self._bulk[part.content_location] = BulkPart(
+                self._bulk[part.content_location] = BulkFile(
                     part.path, media_type, part.transfer_syntax
                 )
             else:
@@ -147,7 +158,7 @@ class StoreRequest:
         self._metadata, self._bulk = [], {}
 
 
-def _remove(metadata: list[Path], bulk: dict[str, BulkPart]) -> None:
+def _remove(metadata: list[Path], bulk: dict[str, BulkFile]) -> None:
     for path in [*metadata, *(p.path for p in bulk.values())]:
         path.unlink(missing_ok=True)
 
@@ -215,7 +226,7 @@ class StoreService:
     def store_from_metadata(
         self,
         metadata_parts: list[Path],
-        bulk_parts: dict[str, BulkPart],
+        bulk_parts: dict[str, BulkFile],
         study_uid: str | None = None,
     ) -> list[InstanceOutcome]:
         """Store instances sent as metadata plus bulk data parts (PS3.18 10.5.1.2.2).
@@ -223,10 +234,11 @@ class StoreService:
         Metadata parts are DICOM JSON, or Native DICOM Model XML when their file name ends in
         `.xml`. Every part file is consumed."""
 
-        by_path = {_uri_path(location): part for location, part in bulk_parts.items()}
+        parts = {location: bulk.part() for location, bulk in bulk_parts.items()}
+        by_path = {_uri_path(location): part for location, part in parts.items()}
 
         def lookup(uri: str) -> BulkPart | None:
-            return bulk_parts.get(uri) or by_path.get(_uri_path(uri))
+            return parts.get(uri) or by_path.get(_uri_path(uri))
 
         outcomes: list[InstanceOutcome] = []
         try:
@@ -256,7 +268,8 @@ class StoreService:
     ) -> InstanceOutcome:
         path = RequestSpool(workdir).new_path(".dcm")
         try:
-            assemble(item, lookup, path)
+            with path.open("wb") as out:
+                assemble(item, lookup, out)
         except ObjectRejected as exc:
             path.unlink(missing_ok=True)
             sop_class, sop_instance = (_json_uid(item, "00080016"), _json_uid(item, "00080018"))
@@ -277,7 +290,9 @@ class StoreService:
             deidentifier = self.deidentifier
             if deidentifier is not None:
                 try:
-                    part = deidentify_file(part, workdir, deidentifier, self.budget.reserve)
+                    original = part
+                    part = deidentified(part, workdir, deidentifier, self.budget.reserve)
+                    original.unlink(missing_ok=True)
                 except ObjectRejected as exc:
                     sop_class, _ = peek_uids(part)
                     return InstanceOutcome(
@@ -287,9 +302,7 @@ class StoreService:
                     # The URL names the study as the client knows it.
                     study_uid = deidentifier.map_uid(study_uid)
             try:
-                prepared = prepare_instance(
-                    part, workdir, self._threshold, hold=self.budget.reserve
-                )
+                prepared = prepare(part, workdir, self._threshold, hold=self.budget.reserve)
             except ObjectRejected as exc:
                 sop_class, sop_instance = peek_uids(part)
                 return InstanceOutcome(

@@ -10,7 +10,7 @@ from pydicom.encaps import generate_frames
 
 from dicomweb_server.dicom.errors import ObjectRejected
 from dicomweb_server.dicom.frames import ImageGeometry, encapsulated_frames, native_frames
-from dicomweb_server.dicom.parse import _dataset_start
+from dicomweb_server.dicom.part10 import _dataset_start
 from dicomweb_server.dicom.scan import scan_dataset
 from tests.factories import bundled_bytes, make_instance, to_bytes
 

@@ -1,4 +1,8 @@
-"""Turn one received part into the PS3.10 file we store and everything we index about it.
+"""PS3.10 handling: what a received object is, the PS3.10 file we store of it, and where its
+values lie.
+
+Everything here reads from streams and buffers and writes to streams the caller hands in:
+which files those are, and when they are removed, is the store service's business.
 
 The object is kept byte for byte, with the two exceptions the conformance notes list:
 - a bare data set (no preamble, no `DICM`, or no File Meta Information) is completed, its
@@ -10,15 +14,13 @@ The object is kept byte for byte, with the two exceptions the conformance notes 
 
 from __future__ import annotations
 
-import mmap
+import io
 import shutil
 import struct
 import zlib
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from enum import Enum
+from typing import Any, BinaryIO
 
 import numpy as np
 from pydicom import dcmread
@@ -77,57 +79,63 @@ _REQUIRED_UIDS = (
 )
 
 
-@dataclass
-class PreparedInstance:
-    """A received object made ready to store: the file and what the index keeps of it."""
+class Encoding(Enum):
+    """What a received object needs to become the PS3.10 file we store."""
 
-    path: Path
-    size: int
+    AS_IS = "as is"  # a PS3.10 file in a syntax the web may use
+    FILE_META = "file meta"  # a bare data set: File Meta Information is added (PS3.10 7.1)
+    EXPLICIT_LITTLE = "explicit little"  # Implicit VR or Big Endian: converted (PS3.18 8.7.3)
+
+
+@dataclass
+class Received:
+    """A received object read as far as its pixels: what it is and what it needs."""
+
+    header: Dataset
     study_uid: str
     series_uid: str
     sop_instance_uid: str
     sop_class_uid: str
-    transfer_syntax_uid: str
-    header: Dataset
+    # The syntax it is encoded in, and the one its File Meta names (None: no File Meta).
+    encoded_ts: str
+    declared_ts: str | None
+    has_preamble: bool
+    needs: Encoding
+
+    @property
+    def stored_ts(self) -> str:
+        """The transfer syntax of the file we store."""
+        if self.needs is Encoding.EXPLICIT_LITTLE:
+            return uids.EXPLICIT_VR_LITTLE_ENDIAN
+        return self.encoded_ts
+
+
+@dataclass
+class Located:
+    """Where the values of the stored file lie: bulk data values and frames."""
+
     scan: ScanResult
     frames: list[Ranges] | None
     frames_error: str | None
     number_of_frames: int
 
 
-def peek_uids(path: Path) -> tuple[str | None, str | None]:
+def peek_uids(src: BinaryIO) -> tuple[str | None, str | None]:
     """SOP Class and Instance UIDs of a part, as far as they can be read (for failure reports)."""
     try:
+        src.seek(0)
         ds = dcmread(
-            path, stop_before_pixels=True, force=True, specific_tags=[0x00080016, 0x00080018]
+            src, stop_before_pixels=True, force=True, specific_tags=[0x00080016, 0x00080018]
         )
         return _text(ds.get("SOPClassUID")), _text(ds.get("SOPInstanceUID"))
     except Exception:  # noqa: BLE001 - a best-effort look at a part already rejected
         return None, None
 
 
-# Holds memory for work that reads a whole object: called with the bytes it will take.
-Hold = Callable[[int], AbstractContextManager[object]]
-
-
-def _no_hold(_amount: int) -> AbstractContextManager[object]:
-    return nullcontext()
-
-
-# A whole object read, converted and written again takes about this many times its size.
-WHOLE_OBJECT_COPIES = 3
-
-
-def prepare_instance(
-    src: Path,
-    workdir: Path,
-    bulk_data_threshold: int,
-    max_inflated: int = 512 * 2**20,
-    hold: Hold = _no_hold,
-) -> PreparedInstance:
-    """Check and complete one received object. Raises ObjectRejected with the reason."""
-    with src.open("rb") as fp:
-        head = fp.read(136)
+def read_received(src: BinaryIO, buf: Buffer, max_inflated: int = 512 * 2**20) -> Received:
+    """Check one received object (`src` and `buf` hold the same bytes) and read it as far as
+    its pixels. Raises ObjectRejected with the reason."""
+    head = bytes(buf[:136])
     has_preamble = head[128:132] == b"DICM"
     if not has_preamble and not _looks_like_dicom(head):
         raise ObjectRejected(
@@ -135,8 +143,8 @@ def prepare_instance(
             "the part is not a DICOM object: no 'DICM' prefix and it does not begin with a "
             "DICOM data element",
         )
-    _check_nesting(src, max_inflated)
-    header = _read_header(src, force=not has_preamble)
+    _check_nesting(buf, max_inflated)
+    header = read_header(src, force=not has_preamble)
     study, series, sop_instance, sop_class = required_uids(header)
     meta = getattr(header, "file_meta", None)
     declared_ts = _text(meta.get("TransferSyntaxUID")) if meta is not None else None
@@ -156,62 +164,65 @@ def prepare_instance(
         raise ObjectRejected(
             TRANSFER_SYNTAX_NOT_SUPPORTED, f"transfer syntax {encoded_ts} is not supported"
         )
-
-    dst = workdir / (src.name + ".prepared")
     if encoded_ts in uids.NOT_ALLOWED_ON_THE_WEB:
-        with hold(WHOLE_OBJECT_COPIES * src.stat().st_size):
-            _convert_to_explicit_little(
-                src, dst, force=not has_preamble, sop_class=sop_class, sop_instance=sop_instance
-            )
         # PS3.18 8.7.3: served as Explicit VR Little Endian; attribute values are unchanged,
         # so this is not reported as a coercion.
-        stored_ts = uids.EXPLICIT_VR_LITTLE_ENDIAN
-        path = dst
-        header = _read_header(path, force=False)
+        needs = Encoding.EXPLICIT_LITTLE
     elif not has_preamble or declared_ts is None:
-        _complete_file(src, dst, encoded_ts, sop_class, sop_instance)
         # PS3.10 7.1: File Meta Information added; the data set bytes are kept.
-        stored_ts = encoded_ts
-        path = dst
+        needs = Encoding.FILE_META
     else:
-        stored_ts = encoded_ts
-        path = src
-
-    size = path.stat().st_size
-    with path.open("rb") as fp:
-        buf = mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) if size else None
-        try:
-            view: Buffer = buf if buf is not None else b""
-            start = _dataset_start(view)
-            if stored_ts == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-                # The data set is deflated: nothing in it can be addressed by byte offset.
-                scan = ScanResult()
-            else:
-                scan = scan_dataset(view, start, bulk_data_threshold)
-            if scan.fragments is not None and declared_ts is None:
-                raise ObjectRejected(
-                    TRANSFER_SYNTAX_NOT_SUPPORTED,
-                    "encapsulated Pixel Data without File Meta Information: the transfer "
-                    "syntax of the compressed pixels is unknown",
-                )
-            frames, frames_error, count = _frames(header, scan, view, stored_ts)
-        finally:
-            if buf is not None:
-                buf.close()
-    return PreparedInstance(
-        path=path,
-        size=size,
-        study_uid=study,
-        series_uid=series,
-        sop_instance_uid=sop_instance,
-        sop_class_uid=sop_class,
-        transfer_syntax_uid=stored_ts,
-        header=header,
-        scan=scan,
-        frames=frames,
-        frames_error=frames_error,
-        number_of_frames=count,
+        needs = Encoding.AS_IS
+    return Received(
+        header, study, series, sop_instance, sop_class, encoded_ts, declared_ts, has_preamble, needs
     )
+
+
+def write_part10(received: Received, src: BinaryIO, dst: BinaryIO) -> None:
+    """Write the PS3.10 file of a received object that is not stored as it came."""
+    src.seek(0)
+    if received.needs is Encoding.EXPLICIT_LITTLE:
+        _convert_to_explicit_little(
+            src,
+            dst,
+            force=not received.has_preamble,
+            sop_class=received.sop_class_uid,
+            sop_instance=received.sop_instance_uid,
+        )
+    elif received.needs is Encoding.FILE_META:
+        _complete_file(
+            src, dst, received.encoded_ts, received.sop_class_uid, received.sop_instance_uid
+        )
+
+
+def locate(received: Received, header: Dataset, buf: Buffer, bulk_data_threshold: int) -> Located:
+    """The bulk data values and frames of the stored file in `buf`, whose header is `header`."""
+    stored_ts = received.stored_ts
+    start = _dataset_start(buf)
+    if stored_ts == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        # The data set is deflated: nothing in it can be addressed by byte offset.
+        scan = ScanResult()
+    else:
+        scan = scan_dataset(buf, start, bulk_data_threshold)
+    if scan.fragments is not None and received.declared_ts is None:
+        raise ObjectRejected(
+            TRANSFER_SYNTAX_NOT_SUPPORTED,
+            "encapsulated Pixel Data without File Meta Information: the transfer "
+            "syntax of the compressed pixels is unknown",
+        )
+    frames, frames_error, count = _frames(header, scan, buf, stored_ts)
+    return Located(scan, frames, frames_error, count)
+
+
+def parse_header(head: bytes) -> Dataset:
+    """The data set in the first bytes of a stored object, up to (not including) its Pixel
+    Data: what decoding a frame needs."""
+    return dcmread(io.BytesIO(head), stop_before_pixels=True)
+
+
+def parse_object(data: bytes) -> Dataset:
+    """A whole stored object parsed (a presentation state, or a deflated image)."""
+    return dcmread(io.BytesIO(data))
 
 
 def _text(value: Any) -> str | None:
@@ -232,51 +243,53 @@ def _looks_like_dicom(head: bytes) -> bool:
     return group_le in (0x0002, 0x0008) or group_be == 0x0008
 
 
-def _check_nesting(path: Path, max_inflated: int) -> None:
+def _check_nesting(buf: Buffer, max_inflated: int) -> None:
     """Refuse an object whose sequences nest deeper than MAX_DEPTH before pydicom (which
     recurses per level) reads it; a deflated one is inflated, within `max_inflated`, first."""
-    size = path.stat().st_size
+    size = len(buf)
     if size < 8:
         return
-    with path.open("rb") as fp, mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-        start, syntax = _file_meta(buf)
-        if start + 8 > size:
-            return
-        if syntax == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-            inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-            try:
-                data = inflater.decompress(buf[start:], max_inflated)
-            except zlib.error as exc:
-                raise ObjectRejected(
-                    CANNOT_UNDERSTAND, f"the deflated data set cannot be inflated: {exc}"
-                ) from exc
-            if inflater.unconsumed_tail:
-                raise ObjectRejected(
-                    CANNOT_UNDERSTAND,
-                    f"the deflated data set inflates to more than {max_inflated} bytes",
-                )
-            body: bytes | memoryview = data
-            offset, implicit, little = 0, False, True
-        else:
-            head = buf[start : start + 8]
-            implicit = syntax == uids.IMPLICIT_VR_LITTLE_ENDIAN or (
-                syntax is None and not (head[4:6].isalpha() and head[4:6].isupper())
-            )
-            if syntax is None:
-                little = struct.unpack_from(">H", head)[0] != 0x0008
-            else:
-                little = syntax != uids.EXPLICIT_VR_BIG_ENDIAN
-            body, offset = memoryview(buf), start
+    start, syntax = _file_meta(buf)
+    if start + 8 > size:
+        return
+    if syntax == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         try:
-            check_nesting(body, offset, implicit, little)
-        finally:
-            if isinstance(body, memoryview):
-                body.release()
-
-
-def _read_header(path: Path, force: bool) -> Dataset:
+            data = inflater.decompress(buf[start:], max_inflated)
+        except zlib.error as exc:
+            raise ObjectRejected(
+                CANNOT_UNDERSTAND, f"the deflated data set cannot be inflated: {exc}"
+            ) from exc
+        if inflater.unconsumed_tail:
+            raise ObjectRejected(
+                CANNOT_UNDERSTAND,
+                f"the deflated data set inflates to more than {max_inflated} bytes",
+            )
+        body: bytes | memoryview = data
+        offset, implicit, little = 0, False, True
+    else:
+        head = bytes(buf[start : start + 8])
+        implicit = syntax == uids.IMPLICIT_VR_LITTLE_ENDIAN or (
+            syntax is None and not (head[4:6].isalpha() and head[4:6].isupper())
+        )
+        if syntax is None:
+            little = struct.unpack_from(">H", head)[0] != 0x0008
+        else:
+            little = syntax != uids.EXPLICIT_VR_BIG_ENDIAN
+        body, offset = memoryview(buf), start
     try:
-        return dcmread(path, stop_before_pixels=True, defer_size=_DEFER_SIZE, force=force)
+        check_nesting(body, offset, implicit, little)
+    finally:
+        if isinstance(body, memoryview):
+            body.release()
+
+
+def read_header(src: BinaryIO, force: bool = False) -> Dataset:
+    """The data set of a file up to its Pixel Data; values longer than 64 KiB are read from
+    `src` only when asked for, so it must stay open (or reopenable by name) while in use."""
+    try:
+        src.seek(0)
+        return dcmread(src, stop_before_pixels=True, defer_size=_DEFER_SIZE, force=force)
     except _PARSE_ERRORS as exc:
         if is_storage_error(exc):
             raise
@@ -351,19 +364,18 @@ def _dataset_start(buf: Buffer) -> int:
     return _file_meta(buf)[0]
 
 
-def _complete_file(src: Path, dst: Path, ts: str, sop_class: str, sop_instance: str) -> None:
+def _complete_file(
+    src: BinaryIO, dst: BinaryIO, ts: str, sop_class: str, sop_instance: str
+) -> None:
     """Write preamble, `DICM` and File Meta, then the received data set bytes unchanged."""
-    with src.open("rb") as fin:
-        head = fin.read(1024 * 1024)
-        start = _dataset_start(head)
-        fin.seek(start)
-        with dst.open("wb") as fout:
-            fout.write(_file_meta_bytes(ts, sop_class, sop_instance))
-            shutil.copyfileobj(fin, fout, 1024 * 1024)
+    head = src.read(1024 * 1024)
+    src.seek(_dataset_start(head))
+    dst.write(_file_meta_bytes(ts, sop_class, sop_instance))
+    shutil.copyfileobj(src, dst, 1024 * 1024)
 
 
 def _convert_to_explicit_little(
-    src: Path, dst: Path, *, force: bool, sop_class: str, sop_instance: str
+    src: BinaryIO, dst: BinaryIO, *, force: bool, sop_class: str, sop_instance: str
 ) -> None:
     try:
         ds = dcmread(src, force=force)
@@ -372,9 +384,8 @@ def _convert_to_explicit_little(
             swap_binary_words(ds)
         ds.preamble = None
         ds.file_meta = FileMetaDataset()
-        with dst.open("wb") as fout:
-            fout.write(_file_meta_bytes(uids.EXPLICIT_VR_LITTLE_ENDIAN, sop_class, sop_instance))
-            dcmwrite(fout, ds, implicit_vr=False, little_endian=True, force_encoding=True)
+        dst.write(_file_meta_bytes(uids.EXPLICIT_VR_LITTLE_ENDIAN, sop_class, sop_instance))
+        dcmwrite(dst, ds, implicit_vr=False, little_endian=True, force_encoding=True)
     except ObjectRejected:
         raise
     except _PARSE_ERRORS as exc:
@@ -434,21 +445,15 @@ def _frames(
         return None, str(exc), count
 
 
-def deidentify_file(
-    src: Path, workdir: Path, deidentifier: Deidentifier, hold: Hold = _no_hold
-) -> Path:
-    """De-identify the object in `src` into a new PS3.10 file; `src` is removed.
+def deidentify(src: BinaryIO, dst: BinaryIO, deidentifier: Deidentifier) -> None:
+    """De-identify the object in `src` into a new PS3.10 file written to `dst`.
 
     The whole object is read (pixel data included) and written again: de-identification is
     the one ingest step that rewrites objects. Big endian input is written little endian.
+    Raises ObjectRejected; what was written to `dst` is then of no use.
     """
-    dst = workdir / (src.name + ".deid")
-    with hold(WHOLE_OBJECT_COPIES * src.stat().st_size):
-        return _deidentify(src, dst, deidentifier)
-
-
-def _deidentify(src: Path, dst: Path, deidentifier: Deidentifier) -> Path:
     try:
+        src.seek(0)
         ds = dcmread(src, force=True)
         meta = getattr(ds, "file_meta", None)
         syntax = _text(meta.get("TransferSyntaxUID")) if meta is not None else None
@@ -462,18 +467,13 @@ def _deidentify(src: Path, dst: Path, deidentifier: Deidentifier) -> Path:
         _, _, sop_instance, sop_class = required_uids(ds)
         ds.preamble = None
         ds.file_meta = FileMetaDataset()
-        with dst.open("wb") as fout:
-            fout.write(_file_meta_bytes(syntax, sop_class, sop_instance))
-            dcmwrite(fout, ds, implicit_vr=False, little_endian=True, force_encoding=True)
+        dst.write(_file_meta_bytes(syntax, sop_class, sop_instance))
+        dcmwrite(dst, ds, implicit_vr=False, little_endian=True, force_encoding=True)
     except ObjectRejected:
-        dst.unlink(missing_ok=True)
         raise
     except _PARSE_ERRORS as exc:
         if is_storage_error(exc):
             raise
-        dst.unlink(missing_ok=True)
         raise ObjectRejected(
             CANNOT_UNDERSTAND, f"the object cannot be de-identified: {exc}"
         ) from exc
-    src.unlink(missing_ok=True)
-    return dst
