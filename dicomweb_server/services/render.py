@@ -10,16 +10,33 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 
 from dicomweb_server.dicom import render
 from dicomweb_server.dicom.render import RenderParams
 from dicomweb_server.services.context import READ, Caller
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable, NotFound
 from dicomweb_server.services.pixels import PixelReader
-from dicomweb_server.services.ports import RetrieveIndex, StoredInstance, StoredPixels
+from dicomweb_server.services.ports import RetrieveIndex, StoredPixels
 from dicomweb_server.services.retrieve import missing, require_frames
 
 THUMBNAIL_SIZE = (128, 128)
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """One image to make: frames of one stored copy under the parameters asked for. Its key
+    names the image exactly (a copy never changes), so it is the image's cache key and,
+    before any decoding, its entity tag."""
+
+    pixels: StoredPixels
+    numbers: list[int]
+    params: RenderParams
+
+    @property
+    def key(self) -> str:
+        numbers = ",".join(map(str, self.numbers))
+        return f"{self.pixels.instance.blob_key}|{numbers}|{self.params.key()}"
 
 
 class RenderCache:
@@ -68,21 +85,15 @@ class RenderService:
             raise NotFound(missing(study, series, instance))
         return found
 
-    def _instances(self, study: str, series: str | None) -> list[StoredInstance]:
-        found = self._index.instances(study, series)
+    def _images(self, study: str, series: str | None) -> list[StoredPixels]:
+        """The instances of a study or series that have Pixel Data, in one index query."""
+        found = self._index.layouts(study, series)
         if not found:
             raise NotFound(missing(study, series))
-        return found
-
-    def _image_instances(self, study: str, series: str | None) -> list[StoredPixels]:
-        images = [p for i in self._instances(study, series) if (p := self._pixels_of(i))]
+        images = [p for p in found if p.layout.number_of_frames > 0]
         if not images:
             raise _no_images(study, series)
         return images
-
-    def _pixels_of(self, inst: StoredInstance) -> StoredPixels | None:
-        found = self._index.pixels(inst.study_uid, inst.series_uid, inst.sop_instance_uid)
-        return found if found is not None and found.layout.number_of_frames > 0 else None
 
     def frames(
         self,
@@ -92,43 +103,41 @@ class RenderService:
         instance: str,
         numbers: list[int],
         params: RenderParams,
-    ) -> list[bytes]:
-        """Each frame rendered, or (GIF) all of them as one animation."""
+    ) -> list[Rendering]:
+        """Each frame to render, or (GIF) all of them as one animation."""
         caller.require(READ, study)
         return self.frames_of(self._stored(study, series, instance), numbers, params)
 
     def frames_of(
         self, pixels: StoredPixels, numbers: list[int], params: RenderParams
-    ) -> list[bytes]:
+    ) -> list[Rendering]:
         """`frames` of an instance already looked up."""
         _image(pixels)
         require_frames(pixels.instance.sop_instance_uid, pixels.layout.number_of_frames, numbers)
         if params.media_type == render.GIF and len(numbers) > 1:
-            return [self._render(pixels, numbers, params)]
-        return [self._render(pixels, [n], params) for n in numbers]
+            return [Rendering(pixels, numbers, params)]
+        return [Rendering(pixels, [n], params) for n in numbers]
 
     def instance(
         self, caller: Caller, study: str, series: str, instance: str, params: RenderParams
-    ) -> bytes:
+    ) -> Rendering:
         """The instance: its first frame, or every frame as an animated GIF."""
         caller.require(READ, study)
         return self.instance_of(self._stored(study, series, instance), params)
 
-    def instance_of(self, pixels: StoredPixels, params: RenderParams) -> bytes:
+    def instance_of(self, pixels: StoredPixels, params: RenderParams) -> Rendering:
         """`instance` of an instance already looked up."""
         _image(pixels)
         count = pixels.layout.number_of_frames
         numbers = list(range(1, count + 1)) if params.media_type == render.GIF else [1]
-        return self._render(pixels, numbers, params)
+        return Rendering(pixels, numbers, params)
 
     def instances(
         self, caller: Caller, study: str, series: str | None, params: RenderParams
-    ) -> list[tuple[StoredInstance, bytes]]:
+    ) -> list[Rendering]:
         """Every image instance of a study or series, rendered as `instance` renders one."""
         caller.require(READ, study)
-        return [
-            (p.instance, self._render(p, [1], params)) for p in self._image_instances(study, series)
-        ]
+        return [Rendering(p, [1], params) for p in self._images(study, series)]
 
     def thumbnail(
         self,
@@ -138,7 +147,7 @@ class RenderService:
         instance: str | None,
         frame: int | None,
         params: RenderParams,
-    ) -> bytes:
+    ) -> Rendering:
         """A small rendering of a representative frame: the middle instance of the first
         series of a study, the middle instance of a series, the middle frame of an instance."""
         caller.require(READ, study)
@@ -152,7 +161,7 @@ class RenderService:
         count = pixels.layout.number_of_frames
         if frame is not None:
             require_frames(pixels.instance.sop_instance_uid, count, [frame])
-        return self._render(pixels, [frame or (count + 1) // 2], params)
+        return Rendering(pixels, [frame or (count + 1) // 2], params)
 
     def presentation(
         self, caller: Caller, study: str, series: str, instance: str, image_uid: str
@@ -170,21 +179,19 @@ class RenderService:
         return render.presentation_for(state, image_uid)
 
     def _representative(self, study: str, series: str | None) -> StoredPixels:
-        """The middle image of the first series that has images: the instances nearest the
-        middle are tried first, so one pixel-layout lookup usually suffices."""
-        by_series: dict[str, list[StoredInstance]] = {}
-        for inst in self._instances(study, series):
-            by_series.setdefault(inst.series_uid, []).append(inst)
-        for members in by_series.values():
-            middle = (len(members) - 1) // 2
-            for k in sorted(range(len(members)), key=lambda k: abs(k - middle)):
-                pixels = self._pixels_of(members[k])
-                if pixels is not None:
-                    return pixels
-        raise _no_images(study, series)
+        """The middle image of the first series that has images (one index query)."""
+        by_series: dict[str, list[StoredPixels]] = {}
+        for pixels in self._images(study, series):
+            by_series.setdefault(pixels.instance.series_uid, []).append(pixels)
+        members = next(iter(by_series.values()))
+        return members[(len(members) - 1) // 2]
+
+    def render(self, renderings: list[Rendering]) -> list[bytes]:
+        """The images of `renderings`, from the cache or made now."""
+        return [self._render(r.pixels, r.numbers, r.params) for r in renderings]
 
     def _render(self, pixels: StoredPixels, numbers: list[int], params: RenderParams) -> bytes:
-        key = f"{pixels.instance.blob_key}|{','.join(map(str, numbers))}|{params.key()}"
+        key = Rendering(pixels, numbers, params).key
         cached = self._cache.get(key)
         if cached is not None:
             return cached

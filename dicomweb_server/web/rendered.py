@@ -11,12 +11,11 @@ from dicomweb_server.dicom.media_types import MULTIPART_RELATED
 from dicomweb_server.dicom.render import RenderParams
 from dicomweb_server.services.errors import NotAcceptable
 from dicomweb_server.services.retrieve import parse_frame_numbers
-from dicomweb_server.web import caching
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, scope_uids
+from dicomweb_server.web.images import rendered_response
 from dicomweb_server.web.media import MediaRange, parse_accept
-from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
 
 
 def negotiate_rendered(accept: str | None, single: bool) -> tuple[str, bool]:
@@ -57,29 +56,6 @@ def render_params(request: Request, media_type: str) -> RenderParams:
     )
 
 
-def image_response(
-    request: Request, body: bytes, media_type: str, immutable: bool = True
-) -> Response:
-    """One image; `immutable` unless it stands for a study or series that may grow."""
-    tag = caching.body_etag(body)
-    unchanged = caching.not_modified(request, tag, immutable)
-    return unchanged or Response(
-        body, media_type=media_type, headers=caching.headers(tag, immutable)
-    )
-
-
-def _multipart_images(request: Request, bodies: list[bytes], media_type: str) -> Response:
-    parts = [OutgoingPart.of(media_type, b) for b in bodies]
-    body = MultipartBody(parts)
-    tag = caching.body_etag(b"".join(bodies))
-    unchanged = caching.not_modified(request, tag, immutable=False)
-    return unchanged or Response(
-        body.read(),
-        media_type=f'{MULTIPART_RELATED}; type="{media_type}"; boundary={body.boundary}',
-        headers=caching.headers(tag, immutable=False),
-    )
-
-
 @produces(*render.RENDERED_MEDIA_TYPES, MULTIPART_RELATED)
 async def retrieve_rendered(request: Request) -> Response:
     """Study, series and instance rendered resources."""
@@ -89,14 +65,17 @@ async def retrieve_rendered(request: Request) -> Response:
     params = render_params(request, media_type)
     if instance is not None:
         assert series is not None
-        body = await run_in_threadpool(
+        one = await run_in_threadpool(
             renderer.instance, caller(request), study, series, instance, params
         )
-        if multipart:
-            return _multipart_images(request, [body], media_type)
-        return image_response(request, body, media_type)
+        # One instance as multipart is revalidated like a study (as before: no-cache).
+        return await rendered_response(
+            request, renderer, [one], media_type, multipart, immutable=not multipart
+        )
     found = await run_in_threadpool(renderer.instances, caller(request), study, series, params)
-    return _multipart_images(request, [b for _, b in found], media_type)
+    return await rendered_response(
+        request, renderer, found, media_type, multipart=True, immutable=False
+    )
 
 
 @produces(*render.RENDERED_MEDIA_TYPES, MULTIPART_RELATED)
@@ -108,12 +87,13 @@ async def retrieve_rendered_frames(request: Request) -> Response:
     media_type, multipart = negotiate_rendered(accept, single=len(numbers) == 1 or _gif(accept))
     params = render_params(request, media_type)
     renderer = container(request).render
-    bodies = await run_in_threadpool(
+    found = await run_in_threadpool(
         renderer.frames, caller(request), study, series, instance, numbers, params
     )
-    if multipart or len(bodies) > 1:
-        return _multipart_images(request, bodies, media_type)
-    return image_response(request, bodies[0], media_type)
+    several = multipart or len(found) > 1
+    return await rendered_response(
+        request, renderer, found, media_type, several, immutable=not several
+    )
 
 
 def _gif(accept: str | None) -> bool:
@@ -134,7 +114,9 @@ async def retrieve_thumbnail(request: Request) -> Response:
     media_type, _ = negotiate_rendered(request.headers.get("accept"), single=True)
     params = render_params(request, media_type)
     renderer = container(request).render
-    body = await run_in_threadpool(
+    found = await run_in_threadpool(
         renderer.thumbnail, caller(request), study, series, instance, frame, params
     )
-    return image_response(request, body, media_type, immutable=instance is not None)
+    return await rendered_response(
+        request, renderer, [found], media_type, multipart=False, immutable=instance is not None
+    )

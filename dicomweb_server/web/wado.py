@@ -97,17 +97,19 @@ async def retrieve_instances(request: Request) -> Response:
 @produces(DICOM_JSON, f'{MULTIPART_RELATED}; type="{DICOM_XML}"')
 async def retrieve_metadata(request: Request) -> Response:
     media_type = negotiate_json(request.headers.get("accept"))
-    texts = await run_in_threadpool(
-        container(request).retrieve.metadata, caller(request), *scope_uids(request)
-    )
-    body = urls(request).with_base(texts)
-    # Revalidation saves a viewer reopening a study the whole download (the study may grow,
-    # so caches ask each time).
-    # Weak: the same JSON is sent gzip-coded or not (RFC 9110 8.8.1).
-    etag = "W/" + caching.body_etag(body + media_type.encode())
+    retrieve, who, here = container(request).retrieve, caller(request), urls(request)
+    scope = scope_uids(request)
+    # The entity tag comes from the index (each stored copy's blob key) before any metadata
+    # is read: revalidation costs a viewer reopening a study one small query (the study may
+    # grow, so caches ask each time). Weak: the same JSON is sent gzip-coded or not (RFC 9110
+    # 8.8.1). The body holds absolute BulkDataURIs, so the base URL is part of it.
+    found = await run_in_threadpool(retrieve.instances, who, *scope)
+    etag = "W/" + caching.etag("metadata", media_type, here.base, *(i.blob_key for i in found))
     if (unchanged := caching.not_modified(request, etag, immutable=False)) is not None:
         return unchanged
     headers = caching.headers(etag, immutable=False)
+    texts = await run_in_threadpool(retrieve.metadata, who, *scope)
+    body = here.with_base(texts)
     if media_type == DICOM_XML:
         response = await run_in_threadpool(xml_response, body)
         response.headers.update(headers)

@@ -24,9 +24,9 @@ from dicomweb_server.web import caching
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, hold_memory
+from dicomweb_server.web.images import rendered_response
 from dicomweb_server.web.media import MediaRange, parse_accept
 from dicomweb_server.web.ranges import whole_body
-from dicomweb_server.web.rendered import image_response
 
 _TYPES = (DICOM, *render.RENDERED_MEDIA_TYPES)
 # PS3.18 9.4: parameters that only make sense for a rendered image.
@@ -204,8 +204,9 @@ async def _image(
         )
         params = replace(params, presentation=state)
     if frame is None and media_type == render.GIF:
-        body = await run_in_threadpool(renderer.instance_of, stored, params)
+        found = [renderer.instance_of(stored, params)]
     else:
-        bodies = await run_in_threadpool(renderer.frames_of, stored, [frame or 1], params)
-        body = bodies[0]
-    return image_response(request, body, media_type)
+        found = renderer.frames_of(stored, [frame or 1], params)
+    return await rendered_response(
+        request, renderer, found, media_type, multipart=False, immutable=True
+    )

@@ -74,25 +74,30 @@ class SqlRetrieveIndex:
             return [str(m) for m in conn.execute(stmt).scalars()]
 
     def pixels(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> StoredPixels | None:
-        stmt = _scoped(
-            select(
-                *_INSTANCE_COLUMNS,
-                instances.c.frames,
-                instances.c.frames_error,
-                instances.c.number_of_frames,
-                instances.c.bulk_data,
-            ),
-            study_uid,
-            series_uid,
-            sop_instance_uid,
-        )
+        stmt = _scoped(select(*_LAYOUT_COLUMNS), study_uid, series_uid, sop_instance_uid)
         with self._db.connect() as conn:
             row = conn.execute(stmt).first()
-        if row is None:
-            return None
-        frames = None
-        if row.frames is not None:
-            frames = [list(zip(f[0::2], f[1::2], strict=True)) for f in orjson.loads(row.frames)]
-        bulk = {k: (int(v[0]), int(v[1])) for k, v in orjson.loads(row.bulk_data).items()}
-        layout = PixelLayout(frames, row.frames_error, int(row.number_of_frames), bulk)
-        return StoredPixels(_stored(row), layout)
+        return None if row is None else _stored_pixels(row)
+
+    def layouts(self, study_uid: str, series_uid: str | None = None) -> list[StoredPixels]:
+        stmt = _scoped(select(*_LAYOUT_COLUMNS), study_uid, series_uid, None)
+        with self._db.connect() as conn:
+            return [_stored_pixels(row) for row in conn.execute(stmt)]
+
+
+_LAYOUT_COLUMNS = (
+    *_INSTANCE_COLUMNS,
+    instances.c.frames,
+    instances.c.frames_error,
+    instances.c.number_of_frames,
+    instances.c.bulk_data,
+)
+
+
+def _stored_pixels(row: Row[Any]) -> StoredPixels:
+    frames = None
+    if row.frames is not None:
+        frames = [list(zip(f[0::2], f[1::2], strict=True)) for f in orjson.loads(row.frames)]
+    bulk = {k: (int(v[0]), int(v[1])) for k, v in orjson.loads(row.bulk_data).items()}
+    layout = PixelLayout(frames, row.frames_error, int(row.number_of_frames), bulk)
+    return StoredPixels(_stored(row), layout)

@@ -28,3 +28,7 @@ class RetrieveIndex(Protocol):
     def pixels(
         self, study_uid: str, series_uid: str, sop_instance_uid: str
     ) -> StoredPixels | None: ...
+
+    def layouts(self, study_uid: str, series_uid: str | None = None) -> list[StoredPixels]:
+        """Every instance of a study or series with its value offsets, in one query, ordered
+        as `instances`."""
