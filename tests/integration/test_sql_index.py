@@ -1,0 +1,173 @@
+"""The SQL index on its own, one class per port, on SQLite and on PostgreSQL: a failure here
+points at the SQL, not at a route."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import Engine
+
+from dicomweb_server.dicom.attributes import Level
+from dicomweb_server.dicom.matching import parse_search
+from dicomweb_server.index.sql.consistency import SqlConsistencyIndex
+from dicomweb_server.index.sql.database import Database
+from dicomweb_server.index.sql.engine import make_engine
+from dicomweb_server.index.sql.migrate import upgrade
+from dicomweb_server.index.sql.retrieve import SqlRetrieveIndex
+from dicomweb_server.index.sql.search import SqlSearchIndex
+from dicomweb_server.index.sql.store import SqlStoreIndex
+from dicomweb_server.services.ports import (
+    AddOutcome,
+    NewInstance,
+    PixelLayout,
+    SearchQuery,
+    StoredInstance,
+)
+from tests.integration.test_migrations import pg_schema
+
+CT, MR = "1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.4"
+EXPLICIT = "1.2.840.10008.1.2.1"
+
+
+def _v(vr: str, *values: Any) -> dict[str, Any]:
+    return {"vr": vr, "Value": list(values)}
+
+
+def record(
+    study: str,
+    series: str,
+    sop: str,
+    *,
+    modality: str = "CT",
+    sop_class: str = CT,
+    patient: str = "DOE^JOHN",
+    institution: str = "GENERAL HOSPITAL",
+    number: int = 1,
+    key: str | None = None,
+) -> NewInstance:
+    st = {
+        "0020000D": _v("UI", study),
+        "00100010": _v("PN", {"Alphabetic": patient}),
+        "00100020": _v("LO", "PID-1"),
+        "00080020": _v("DA", "20240102"),
+    }
+    se = {
+        "0020000E": _v("UI", series),
+        "00080060": _v("CS", modality),
+        "00200011": _v("IS", 1),
+        "00080080": _v("LO", institution),
+    }
+    inst = {
+        "00080018": _v("UI", sop),
+        "00080016": _v("UI", sop_class),
+        "00200013": _v("IS", number),
+    }
+    metadata = {**st, **se, **inst, "7FE00010": {"vr": "OW", "BulkDataURI": "/b"}}
+    return NewInstance(
+        StoredInstance(study, series, sop, sop_class, EXPLICIT, key or f"k/{sop}", 1000),
+        st,
+        se,
+        inst,
+        orjson.dumps(metadata).decode(),
+        PixelLayout([[(200, 400)], [(600, 400)]], None, 2, {"7FE00010": (200, 800)}),
+    )
+
+
+class Index:
+    def __init__(self, engine: Engine) -> None:
+        db = Database(engine)
+        self.store = SqlStoreIndex(db)
+        self.search = SqlSearchIndex(db)
+        self.retrieve = SqlRetrieveIndex(db)
+        self.consistency = SqlConsistencyIndex(db)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Index]:
+    if request.param == "postgresql":
+        url = pg_schema(request.getfixturevalue("pg_url"), "index_adapter")
+    else:
+        url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
+    upgrade(url)
+    engine = make_engine(url, 4, 4, 10)
+    try:
+        yield Index(engine)
+    finally:
+        engine.dispose()
+
+
+def _search(index: Index, level: Level, *params: tuple[str, str], **kw: Any) -> list[str]:
+    matches = parse_search(params).matches
+    found = index.search.search(SearchQuery(level, matches, **kw))
+    return [r.sop_instance_uid or r.series_uid or r.study_uid for r in found]
+
+
+def test_store_outcomes_and_aggregates(index: Index) -> None:
+    add = index.store.add_instance
+    assert add(record("1.1", "1.1.1", "1.1.1.1")).outcome is AddOutcome.STORED
+    assert add(record("1.1", "1.1.1", "1.1.1.2", number=2)).outcome is AddOutcome.STORED
+    assert add(record("1.1", "1.1.2", "1.1.2.1", modality="MR", sop_class=MR)).outcome is (
+        AddOutcome.STORED
+    )
+    assert add(record("1.1", "1.1.1", "1.1.1.1")).outcome is AddOutcome.DUPLICATE
+    replaced = add(record("1.1", "1.1.1", "1.1.1.1", key="k/new"), replace=True)
+    assert replaced.outcome is AddOutcome.REPLACED and replaced.replaced_key == "k/1.1.1.1"
+    # A series of another study, an instance of another series: conflicts, nothing changed.
+    assert add(record("1.2", "1.1.1", "1.2.1.1")).outcome is AddOutcome.CONFLICT
+    assert add(record("1.1", "1.1.2", "1.1.1.2")).outcome is AddOutcome.CONFLICT
+    (study,) = index.search.search(SearchQuery(Level.STUDY, []))
+    aggregates = study.aggregates
+    assert aggregates.modalities_in_study == ["CT", "MR"]
+    assert aggregates.sop_classes_in_study == sorted([CT, MR])
+    assert (aggregates.study_related_series, aggregates.study_related_instances) == (2, 3)
+    assert study.aggregates.to_json()["00080061"] == {"vr": "CS", "Value": ["CT", "MR"]}
+    series = index.search.search(SearchQuery(Level.SERIES, [], study_uid="1.1"))
+    assert [s.aggregates.series_related_instances for s in series] == [2, 1]
+    # Retired copies are listed in the replacing transaction, and forgotten on request.
+    assert set(index.consistency.retired()) == {"k/1.1.1.1"}
+    assert index.consistency.blob_keys() == {"k/new", "k/1.1.1.2", "k/1.1.2.1"}
+    index.consistency.forget_retired("k/1.1.1.1")
+    assert index.consistency.retired() == {}
+
+
+def test_matching_on_columns_json_and_children(index: Index) -> None:
+    add = index.store.add_instance
+    add(record("2.1", "2.1.1", "2.1.1.1", patient="DOE^JANE", institution="NORTH CLINIC"))
+    add(record("2.2", "2.2.1", "2.2.1.1", patient="ROE^RICHARD", modality="MR"))
+    add(record("2.2", "2.2.2", "2.2.2.1", patient="ROE^RICHARD", modality="SR"))
+    assert _search(index, Level.STUDY, ("PatientName", "doe*")) == ["2.1"]
+    assert _search(index, Level.STUDY, ("PatientName", "rich*"), fuzzy=True) == ["2.2"]
+    assert _search(index, Level.STUDY, ("ModalitiesInStudy", "SR")) == ["2.2"]
+    assert _search(index, Level.STUDY, ("ModalitiesInStudy", "CT,MR")) == ["2.1", "2.2"]
+    # No column: the stored JSON of the entity holding the attribute (series here).
+    assert _search(index, Level.SERIES, ("InstitutionName", "NORTH*")) == ["2.1.1"]
+    assert _search(index, Level.SERIES, ("InstitutionName", "GENERAL HOSPITAL")) == [
+        "2.2.1",
+        "2.2.2",
+    ]
+    assert _search(index, Level.INSTANCE, ("Modality", "MR"), ("PatientID", "PID-1")) == ["2.2.1.1"]
+    assert _search(index, Level.STUDY, ("StudyDate", "20240101-20240103")) == ["2.1", "2.2"]
+    assert _search(index, Level.STUDY, limit=1, offset=1) == ["2.2"]
+    assert index.search.exists("2.2", "2.2.2") and not index.search.exists("2.2", "2.1.1")
+
+
+def test_retrieve_instances_metadata_and_layouts(index: Index) -> None:
+    for n in (3, 1, 2):
+        index.store.add_instance(record("3.1", "3.1.1", f"3.1.1.{n}", number=n))
+    instances = index.retrieve.instances("3.1")
+    assert [i.sop_instance_uid for i in instances] == ["3.1.1.1", "3.1.1.2", "3.1.1.3"]
+    texts = index.retrieve.metadata("3.1", "3.1.1", "3.1.1.2")
+    (meta,) = [orjson.loads(t) for t in texts]
+    assert meta["00080018"]["Value"] == ["3.1.1.2"] and meta["7FE00010"]["BulkDataURI"] == "/b"
+    pixels = index.retrieve.pixels("3.1", "3.1.1", "3.1.1.3")
+    assert pixels is not None
+    assert pixels.layout.frames == [[(200, 400)], [(600, 400)]]
+    assert pixels.layout.bulk_data == {"7FE00010": (200, 800)}
+    layouts = index.retrieve.layouts("3.1")
+    assert [p.instance.sop_instance_uid for p in layouts] == [i.sop_instance_uid for i in instances]
+    assert index.retrieve.pixels("3.1", "3.1.1", "9.9") is None
+    assert index.retrieve.instances("9.9") == []
