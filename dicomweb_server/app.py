@@ -16,7 +16,7 @@ from dicomweb_server.container import Container, build_container, upgrade_databa
 from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.serving import LOG_FORMAT
 from dicomweb_server.settings import Settings
-from dicomweb_server.web.access import RequestLog
+from dicomweb_server.web.access import RequestLog, name_requests_in_logs
 from dicomweb_server.web.auth import Callers
 from dicomweb_server.web.errors import HANDLERS
 from dicomweb_server.web.routes import url_surface
@@ -89,6 +89,7 @@ def create_app_from_settings() -> Starlette:
     if not logging.getLogger().handlers:
         # A worker process uvicorn started: the same log format as the parent's.
         logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    name_requests_in_logs()
     if settings.migrate_on_start:
         upgrade_database(settings)
     container = build_container(settings)

@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dicomweb_server.serving import LOG_FORMAT
 
     logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    from dicomweb_server.web.access import name_requests_in_logs
+
+    name_requests_in_logs()
     from dicomweb_server.container import upgrade_database
 
     if args.command == "db":

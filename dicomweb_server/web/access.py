@@ -19,11 +19,33 @@ import re
 import time
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from urllib.parse import parse_qsl, quote
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("dicomweb_server.access")
+
+# The id of the request this code runs for (the thread pool carries it into worker threads).
+_current: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+
+class RequestIdFilter(logging.Filter):
+    """Names the current request in every log line written while it runs (the access and
+    error lines name it already)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        rid = _current.get()
+        if rid is not None and "[request " not in str(record.msg):
+            record.msg = f"{record.msg} [request {rid}]"
+        return True
+
+
+def name_requests_in_logs() -> None:
+    """Add the request id to the lines of every handler of the root logger."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
+            handler.addFilter(RequestIdFilter())
 
 _TOKEN = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
 
@@ -65,6 +87,7 @@ class RequestLog:
         state["cleanups"] = cleanups
         started = time.perf_counter()
         status = 0
+        token = _current.set(rid)
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -76,6 +99,7 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            _current.reset(token)
             for cleanup in cleanups:
                 cleanup()
             if log.isEnabledFor(logging.INFO):
