@@ -25,7 +25,7 @@ from dicomweb_server.index.sql.retrieve import SqlRetrieveIndex
 from dicomweb_server.index.sql.search import SqlSearchIndex
 from dicomweb_server.index.sql.store import SqlStoreIndex
 from dicomweb_server.services.budget import MemoryBudget
-from dicomweb_server.services.check import CheckService
+from dicomweb_server.services.consistency import ConsistencyService
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import BlobStore
 from dicomweb_server.services.render import RenderService
@@ -44,7 +44,7 @@ class Container:
     search: SearchService
     retrieve: RetrieveService
     render: RenderService
-    consistency: CheckService
+    consistency: ConsistencyService
     blobs: BlobStore
     checks: dict[str, Callable[[], None]]
     engine: Engine
@@ -171,7 +171,7 @@ def build_container(settings: Settings) -> Container:
         search=SearchService(SqlSearchIndex(db), settings.qido_max_limit),
         retrieve=RetrieveService(retrieve_index, blobs, pixels, retrieve_anonymizer(settings)),
         render=RenderService(retrieve_index, pixels, max_pixels=settings.max_render_pixels),
-        consistency=CheckService(
+        consistency=ConsistencyService(
             SqlConsistencyIndex(db), blobs, store.spool, settings.orphan_grace_seconds
         ),
         blobs=blobs,

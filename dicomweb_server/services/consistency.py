@@ -31,7 +31,7 @@ class CheckReport:
         return not (self.orphans or self.missing or self.spool_leftovers)
 
 
-class CheckService:
+class ConsistencyService:
     def __init__(
         self, index: ConsistencyIndex, blobs: BlobStore, spool: Spool, grace_seconds: float = 3600
     ) -> None:
