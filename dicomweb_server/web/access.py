@@ -47,6 +47,7 @@ def name_requests_in_logs() -> None:
         if not any(isinstance(f, RequestIdFilter) for f in handler.filters):
             handler.addFilter(RequestIdFilter())
 
+
 _TOKEN = re.compile(r"[A-Za-z0-9._-]{1,64}", re.ASCII)
 
 
