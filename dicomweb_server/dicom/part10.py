@@ -14,10 +14,12 @@ The object is kept byte for byte, with the two exceptions the conformance notes 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, BinaryIO
@@ -377,23 +379,37 @@ def _complete_file(
 def _convert_to_explicit_little(
     src: BinaryIO, dst: BinaryIO, *, force: bool, sop_class: str, sop_instance: str
 ) -> None:
-    try:
+    with _rejected_as("the object cannot be converted to Explicit VR Little Endian"):
         ds = dcmread(src, force=force)
         _, little = ds.original_encoding
         if not little:
             swap_binary_words(ds)
-        ds.preamble = None
-        ds.file_meta = FileMetaDataset()
-        dst.write(_file_meta_bytes(uids.EXPLICIT_VR_LITTLE_ENDIAN, sop_class, sop_instance))
-        dcmwrite(dst, ds, implicit_vr=False, little_endian=True, force_encoding=True)
+        _write_explicit_little(ds, dst, uids.EXPLICIT_VR_LITTLE_ENDIAN, sop_class, sop_instance)
+
+
+def _write_explicit_little(
+    ds: Dataset, dst: BinaryIO, syntax: str, sop_class: str, sop_instance: str
+) -> None:
+    """`ds` as a PS3.10 file with File Meta of our own naming `syntax`, its data set written
+    Explicit VR Little Endian."""
+    ds.preamble = None
+    ds.file_meta = FileMetaDataset()
+    dst.write(_file_meta_bytes(syntax, sop_class, sop_instance))
+    dcmwrite(dst, ds, implicit_vr=False, little_endian=True, force_encoding=True)
+
+
+@contextlib.contextmanager
+def _rejected_as(what: str) -> Iterator[None]:
+    """pydicom's failures on input it cannot read or write back, as ObjectRejected saying
+    `what`; the storage's own errors pass (web/errors.py answers them)."""
+    try:
+        yield
     except ObjectRejected:
         raise
     except _PARSE_ERRORS as exc:
         if is_storage_error(exc):
             raise
-        raise ObjectRejected(
-            CANNOT_UNDERSTAND, f"the object cannot be converted to Explicit VR Little Endian: {exc}"
-        ) from exc
+        raise ObjectRejected(CANNOT_UNDERSTAND, f"{what}: {exc}") from exc
 
 
 def swap_binary_words(ds: Dataset) -> None:
@@ -452,7 +468,7 @@ def deidentify(src: BinaryIO, dst: BinaryIO, deidentifier: Deidentifier) -> None
     the one ingest step that rewrites objects. Big endian input is written little endian.
     Raises ObjectRejected; what was written to `dst` is then of no use.
     """
-    try:
+    with _rejected_as("the object cannot be de-identified"):
         src.seek(0)
         ds = dcmread(src, force=True)
         meta = getattr(ds, "file_meta", None)
@@ -465,15 +481,4 @@ def deidentify(src: BinaryIO, dst: BinaryIO, deidentifier: Deidentifier) -> None
             syntax = uids.EXPLICIT_VR_LITTLE_ENDIAN
         deidentifier.apply(ds)
         _, _, sop_instance, sop_class = required_uids(ds)
-        ds.preamble = None
-        ds.file_meta = FileMetaDataset()
-        dst.write(_file_meta_bytes(syntax, sop_class, sop_instance))
-        dcmwrite(dst, ds, implicit_vr=False, little_endian=True, force_encoding=True)
-    except ObjectRejected:
-        raise
-    except _PARSE_ERRORS as exc:
-        if is_storage_error(exc):
-            raise
-        raise ObjectRejected(
-            CANNOT_UNDERSTAND, f"the object cannot be de-identified: {exc}"
-        ) from exc
+        _write_explicit_little(ds, dst, syntax, sop_class, sop_instance)
