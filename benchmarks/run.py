@@ -28,6 +28,7 @@ import httpx
 from pydicom import dcmread
 
 from benchmarks.corpus import COLUMNS, ROWS, Entry, load_manifest, make_corpus
+from benchmarks.measure import Mismatch, Result, Unsupported, check, percentile, timed
 from benchmarks.peers import (
     Peer,
     create_pg_database,
@@ -43,26 +44,9 @@ STOW_TYPE = 'multipart/related; type="application/dicom"; boundary={}'
 DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 OCTET = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 FRAME_BYTES = ROWS * COLUMNS * 2
-Result = dict[str, Any]
-
-
-class Unsupported(Exception):
-    """The server does not offer this endpoint."""
-
-
-class Mismatch(Exception):
-    """The server answered, but not what the request asked for."""
 
 
 # -- HTTP helpers --------------------------------------------------------------------------
-
-
-def check(response: httpx.Response) -> httpx.Response:
-    if response.status_code in (404, 405, 406, 501):
-        raise Unsupported(f"HTTP {response.status_code}: {response.text[:160]}")
-    if response.status_code != 200:
-        raise Mismatch(f"HTTP {response.status_code}: {response.text[:160]}")
-    return response
 
 
 def split_multipart(response: httpx.Response) -> list[bytes]:
@@ -99,37 +83,6 @@ def stow_body(paths: list[Path]) -> tuple[bytes, str]:
 
 
 # -- measuring -----------------------------------------------------------------------------
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def timed(fn: Callable[[], int], warmups: int, repetitions: int) -> Result:
-    """Run `fn` (which verifies its answer and returns the bytes received) repeatedly."""
-    try:
-        for _ in range(warmups):
-            fn()
-        times, sizes = [], []
-        for _ in range(repetitions):
-            start = time.perf_counter()
-            sizes.append(fn())
-            times.append(time.perf_counter() - start)
-    except Unsupported as exc:
-        return {"unsupported": str(exc)}
-    except (Mismatch, httpx.HTTPError) as exc:
-        return {"failed": str(exc)}
-    median = statistics.median(times)
-    result: Result = {
-        "median_ms": median * 1000,
-        "p95_ms": percentile(times, 0.95) * 1000,
-        "n": repetitions,
-    }
-    if sizes and sizes[0]:
-        result["mb_per_s"] = statistics.median(sizes) / median / 2**20
-    return result
 
 
 @dataclass

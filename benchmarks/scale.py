@@ -15,6 +15,7 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from benchmarks.corpus import FAMILY
+from benchmarks.measure import Mismatch, Unsupported, check, timed
 from benchmarks.peers import create_pg_database, start_ours
 
 PER_STUDY, PER_SERIES = 100, 25
@@ -104,7 +105,6 @@ def fill(conn: Any, studies_from: int, studies_to: int) -> None:
 def scale_run(
     work: Path, pg_admin_url: str, total: int, workers: int, warmups: int, reps: int
 ) -> dict[str, Any]:
-    from benchmarks.run import Mismatch, Unsupported, check, timed
 
     url, drop = create_pg_database(pg_admin_url)
     peer = start_ours("ours-pg-scale", work, url, workers)
