@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from dicomweb_server.dicom import numbers, render, uids
-from dicomweb_server.dicom.media_types import DICOM, choose_instance_syntax
+from dicomweb_server.dicom.media_types import DICOM
 from dicomweb_server.dicom.render import RenderParams, Window
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable
 from dicomweb_server.services.ports import StoredPixels
@@ -121,23 +121,18 @@ async def _dicom(request: Request, query: QueryParams, stored: StoredPixels) -> 
     if anonymize not in (None, "yes"):
         raise InvalidRequest(f"anonymize={anonymize!r}: the only value is yes")
     wanted = _uid(query, "transferSyntax", required=False)
-    if wanted in uids.NOT_ALLOWED_ON_THE_WEB:
-        raise NotAcceptable(f"transfer syntax {wanted} is never used on the web (PS3.18 8.7.3)")
-    default = choose_instance_syntax([None], inst.transfer_syntax_uid)
-    target = choose_instance_syntax([wanted], inst.transfer_syntax_uid) or default
-    assert target is not None and default is not None
+    syntaxes = container(request).retrieve.object_syntaxes(inst, wanted)
     tag = caching.etag(inst.blob_key, "wado-uri", wanted or "", anonymize or "")
     if (unchanged := caching.not_modified(request, tag, immutable=True)) is not None:
         return unchanged
     headers = caching.headers(tag, immutable=True)
-    try:
-        return await _object(request, stored, target, anonymize == "yes", headers)
-    except NotAcceptable:
-        if target == default:
-            raise
-        # PS3.18 8.2.11: an object that cannot be sent in the syntax asked for is sent in
-        # the default one.
-        return await _object(request, stored, default, anonymize == "yes", headers)
+    *first, last = syntaxes
+    for target in first:
+        try:
+            return await _object(request, stored, target, anonymize == "yes", headers)
+        except NotAcceptable:
+            continue
+    return await _object(request, stored, last, anonymize == "yes", headers)
 
 
 async def _object(
