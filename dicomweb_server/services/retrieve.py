@@ -76,6 +76,14 @@ class Part:
 
 
 @dataclass(frozen=True)
+class Metadata:
+    """The metadata of a scope: the stored copies' blob keys, and their DICOM JSON texts."""
+
+    blob_keys: list[str]
+    texts: list[str]
+
+
+@dataclass(frozen=True)
 class BytesPlan:
     """How frames or bulk data are sent: the part media type and transfer syntax chosen, in
     one part or multipart, read as stored or transcoded."""
@@ -141,6 +149,18 @@ class RetrieveService:
             except (ValueError, TypeError, KeyError) as exc:
                 raise NotAcceptable(f"the object cannot be de-identified: {exc}") from exc
         return data
+
+    def object_syntaxes(self, instance: StoredInstance, wanted: str | None) -> list[str]:
+        """The transfer syntaxes to try, in order, for one whole object (WADO-URI): the one
+        asked for when it can be produced, then the default (PS3.18 8.2.11: an object that
+        cannot be sent in the syntax asked for is sent in the default one)."""
+        if wanted in uids.NOT_ALLOWED_ON_THE_WEB:
+            raise NotAcceptable(f"transfer syntax {wanted} is never used on the web (PS3.18 8.7.3)")
+        stored = instance.transfer_syntax_uid
+        default = choose_instance_syntax([None], stored)
+        assert default is not None  # the stored syntax is always sendable as it is
+        target = choose_instance_syntax([wanted], stored) or default
+        return [target] if target == default else [target, default]
 
     def transcoded(self, instance: StoredInstance, target: str) -> bytes:
         """The instance as a PS3.10 object in `target` (PS3.18 8.7.3.4)."""
@@ -304,12 +324,14 @@ class RetrieveService:
         study_uid: str,
         series_uid: str | None = None,
         sop_instance_uid: str | None = None,
-    ) -> list[str]:
+    ) -> Metadata:
+        """The stored DICOM JSON of the instances in the scope, with the blob keys of the
+        copies it describes (what its entity tag is made of)."""
         caller.require(READ, study_uid)
         found = self._index.metadata(study_uid, series_uid, sop_instance_uid)
         if not found:
             raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
-        return found
+        return Metadata([key for key, _ in found], [text for _, text in found])
 
     def stream(self, instance: StoredInstance, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         return self._blobs.iter_range(instance.blob_key, chunk_size=chunk_size)

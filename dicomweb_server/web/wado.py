@@ -99,17 +99,25 @@ async def retrieve_metadata(request: Request) -> Response:
     media_type = negotiate_json(request.headers.get("accept"))
     retrieve, who, here = container(request).retrieve, caller(request), urls(request)
     scope = scope_uids(request)
-    # The entity tag comes from the index (each stored copy's blob key) before any metadata
-    # is read: revalidation costs a viewer reopening a study one small query (the study may
-    # grow, so caches ask each time). Weak: the same JSON is sent gzip-coded or not (RFC 9110
-    # 8.8.1). The body holds absolute BulkDataURIs, so the base URL is part of it.
-    found = await run_in_threadpool(retrieve.instances, who, *scope)
-    etag = "W/" + caching.etag("metadata", media_type, here.base, *(i.blob_key for i in found))
-    if (unchanged := caching.not_modified(request, etag, immutable=False)) is not None:
-        return unchanged
-    headers = caching.headers(etag, immutable=False)
-    texts = await run_in_threadpool(retrieve.metadata, who, *scope)
-    body = here.with_base(texts)
+
+    def tag_of(blob_keys: list[str]) -> str:
+        # From the index (each stored copy's blob key), never from the body; the body holds
+        # absolute BulkDataURIs, so the base URL is part of it. Weak: the same JSON is sent
+        # gzip-coded or not (RFC 9110 8.8.1).
+        return "W/" + caching.etag("metadata", media_type, here.base, *blob_keys)
+
+    if "if-none-match" in request.headers:
+        # A revalidation (a viewer reopening a study) costs one small query, no metadata.
+        found = await run_in_threadpool(retrieve.instances, who, *scope)
+        unchanged = caching.not_modified(
+            request, tag_of([i.blob_key for i in found]), immutable=False
+        )
+        if unchanged is not None:
+            return unchanged
+    metadata = await run_in_threadpool(retrieve.metadata, who, *scope)
+    # The study may grow, so caches ask each time.
+    headers = caching.headers(tag_of(metadata.blob_keys), immutable=False)
+    body = here.with_base(metadata.texts)
     if media_type == DICOM_XML:
         response = await run_in_threadpool(xml_response, body)
         response.headers.update(headers)

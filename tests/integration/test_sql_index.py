@@ -160,8 +160,9 @@ def test_retrieve_instances_metadata_and_layouts(index: Index) -> None:
         index.store.add_instance(record("3.1", "3.1.1", f"3.1.1.{n}", number=n))
     instances = index.retrieve.instances("3.1")
     assert [i.sop_instance_uid for i in instances] == ["3.1.1.1", "3.1.1.2", "3.1.1.3"]
-    texts = index.retrieve.metadata("3.1", "3.1.1", "3.1.1.2")
-    (meta,) = [orjson.loads(t) for t in texts]
+    ((key, text),) = index.retrieve.metadata("3.1", "3.1.1", "3.1.1.2")
+    meta = orjson.loads(text)
+    assert key == "k/3.1.1.2"
     assert meta["00080018"]["Value"] == ["3.1.1.2"] and meta["7FE00010"]["BulkDataURI"] == "/b"
     pixels = index.retrieve.pixels("3.1", "3.1.1", "3.1.1.3")
     assert pixels is not None

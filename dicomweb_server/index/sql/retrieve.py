@@ -68,10 +68,15 @@ class SqlRetrieveIndex:
 
     def metadata(
         self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
-    ) -> list[str]:
-        stmt = _scoped(select(instances.c.metadata), study_uid, series_uid, sop_instance_uid)
+    ) -> list[tuple[str, str]]:
+        stmt = _scoped(
+            select(instances.c.blob_key, instances.c.metadata),
+            study_uid,
+            series_uid,
+            sop_instance_uid,
+        )
         with self._db.connect() as conn:
-            return [str(m) for m in conn.execute(stmt).scalars()]
+            return [(str(key), str(text)) for key, text in conn.execute(stmt)]
 
     def pixels(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> StoredPixels | None:
         stmt = _scoped(select(*_LAYOUT_COLUMNS), study_uid, series_uid, sop_instance_uid)

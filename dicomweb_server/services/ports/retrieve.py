@@ -22,8 +22,8 @@ class RetrieveIndex(Protocol):
 
     def metadata(
         self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
-    ) -> list[str]:
-        """The stored DICOM JSON texts of the instances in the scope."""
+    ) -> list[tuple[str, str]]:
+        """(blob key, stored DICOM JSON text) of each instance in the scope."""
 
     def pixels(
         self, study_uid: str, series_uid: str, sop_instance_uid: str
