@@ -186,6 +186,16 @@ class RenderService:
         members = next(iter(by_series.values()))
         return members[(len(members) - 1) // 2]
 
+    def cached(self, renderings: list[Rendering]) -> list[bytes] | None:
+        """The images of `renderings` when the cache holds them all (no decoding)."""
+        found: list[bytes] = []
+        for rendering in renderings:
+            body = self._cache.get(rendering.key)
+            if body is None:
+                return None
+            found.append(body)
+        return found
+
     def render(self, renderings: list[Rendering]) -> list[bytes]:
         """The images of `renderings`, from the cache or made now."""
         return [self._render(r.pixels, r.numbers, r.params) for r in renderings]

@@ -34,7 +34,10 @@ async def rendered_response(
     if (unchanged := caching.not_modified(request, tag, immutable)) is not None:
         return unchanged
     headers = caching.headers(tag, immutable)
-    bodies = await run_in_threadpool(renderer.render, renderings)
+    # Cached images are served without a thread hop; decoding runs off the event loop.
+    bodies = renderer.cached(renderings)
+    if bodies is None:
+        bodies = await run_in_threadpool(renderer.render, renderings)
     if not multipart:
         (body,) = bodies
         return Response(body, media_type=media_type, headers=headers)

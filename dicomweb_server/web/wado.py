@@ -172,7 +172,12 @@ async def _byte_parts(
     part_type = f"{plan.media_type}; transfer-syntax={plan.transfer_syntax}"
     if not plan.as_stored:
         await hold_memory(request, await run_in_threadpool(retrieve.frames_cost, found))
-    sent = await run_in_threadpool(retrieve.byte_parts, found, plan)
+    if plan.as_stored:
+        # Byte ranges of the stored object: nothing is read until the body is sent, so no
+        # thread hop (a bare one costs about 0.3 ms).
+        sent = retrieve.byte_parts(found, plan)
+    else:
+        sent = await run_in_threadpool(retrieve.byte_parts, found, plan)
     numbers = found.frame_numbers
     if numbers is not None and len(numbers) == len(sent):
         locations = [location(n) for n in numbers]

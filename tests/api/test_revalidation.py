@@ -22,7 +22,7 @@ def watched(tmp_path: Path) -> Iterator[tuple[httpx.Client, dict[str, int], Cont
     settings = make_settings(tmp_path)
     upgrade_database(settings)
     container = build_container(settings)
-    calls = {"metadata": 0, "render": 0}
+    calls = {"metadata": 0, "render": 0, "cached": 0}
     for name in calls:
         service = container.retrieve if name == "metadata" else container.render
         original = getattr(service, name)
@@ -70,11 +70,16 @@ def test_a_304_on_a_rendering_renders_nothing(watched: Any) -> None:
         ("/studies/1.2.3.9/rendered", f'multipart/related; type="{png}"'),
         ("/studies/1.2.3.9/thumbnail", png),
     ):
-        before = calls["render"]
+
+        def images_made() -> int:
+            return calls["render"] + calls["cached"]
+
+        before = images_made()
         first = client.get(url)
-        assert first.status_code == 200 and calls["render"] == before + 1, url
+        assert first.status_code == 200 and images_made() > before, url
+        before = images_made()
         again = client.get(url, headers={"If-None-Match": first.headers["etag"]})
-        assert again.status_code == 304 and calls["render"] == before + 1, url
+        assert again.status_code == 304 and images_made() == before, url
         other = client.get(
             url, headers={"If-None-Match": first.headers["etag"], "Accept": other_type}
         )
