@@ -63,14 +63,20 @@ def create_app(container: Container) -> Starlette:
 
 async def sweep_periodically(container: Container) -> None:
     """Remove what ended requests left (spool folders of dead processes, orphan objects past
-    the grace period): once at start, then every DICOMWEB_SWEEP_INTERVAL_SECONDS."""
+    the grace period): once at start, then every DICOMWEB_SWEEP_INTERVAL_SECONDS. Orphans
+    still within their grace period (a process killed just before this one started) are
+    looked at again once it has passed, if that comes before the next sweep."""
     interval = container.settings.sweep_interval_seconds
+    grace = container.settings.orphan_grace_seconds
+    retried_young = False
     while True:
+        young = False
         try:
             report = await run_in_threadpool(container.consistency.sweep)
         except Exception as exc:  # noqa: BLE001 - the next sweep tries again
             log.warning("sweep failed: %s", backend_text(f"{type(exc).__name__}: {exc}"))
         else:
+            young = bool(report.young)
             removed = len(report.orphans) - len(report.young)
             if removed or report.spool_leftovers:
                 log.info(
@@ -78,9 +84,13 @@ async def sweep_periodically(container: Container) -> None:
                     len(report.spool_leftovers),
                     removed,
                 )
-        if interval <= 0:
+        wait = interval
+        if young and not (interval <= 0 and retried_young):
+            wait = grace + 1 if interval <= 0 else min(interval, grace + 1)
+            retried_young = True
+        elif interval <= 0:
             return
-        await asyncio.sleep(interval)
+        await asyncio.sleep(wait)
 
 
 def create_app_from_settings() -> Starlette:

@@ -115,3 +115,35 @@ def test_check_never_changes_the_schema(tmp_path: Path) -> None:
         assert "instances" not in inspect(engine).get_table_names()
     finally:
         engine.dispose()
+
+
+def test_an_orphan_young_at_start_is_swept_once_its_grace_has_passed(tmp_path: Path) -> None:
+    """A process killed just before this one started leaves an object younger than the grace
+    period: the start-up sweep keeps it, and looks again once the grace has passed instead of
+    waiting for the next interval."""
+    import asyncio
+
+    from dicomweb_server.app import sweep_periodically
+    from dicomweb_server.container import build_container, upgrade_database
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, orphan_grace_seconds=0.5, sweep_interval_seconds=600)
+    upgrade_database(settings)
+    container = build_container(settings)
+    orphan = tmp_path / "part"
+    orphan.write_bytes(b"written by a process that died before indexing it")
+    container.blobs.put_file("1.2.3/1.2.3.4/1.2.3.4.5.deadbeef.dcm", orphan)
+
+    async def watch() -> tuple[int, int]:
+        task = asyncio.create_task(sweep_periodically(container))
+        await asyncio.sleep(0.2)
+        at_start = len(list(container.blobs.iter_keys()))  # young: kept
+        await asyncio.sleep(2.3)
+        later = len(list(container.blobs.iter_keys()))
+        task.cancel()
+        return at_start, later
+
+    try:
+        assert asyncio.run(watch()) == (1, 0)
+    finally:
+        container.close()
