@@ -172,3 +172,54 @@ def test_retrieve_instances_metadata_and_layouts(index: Index) -> None:
     assert [p.instance.sop_instance_uid for p in layouts] == [i.sop_instance_uid for i in instances]
     assert index.retrieve.pixels("3.1", "3.1.1", "9.9") is None
     assert index.retrieve.instances("9.9") == []
+
+
+def test_the_compiler_serves_any_entity_that_keeps_dicom_json(tmp_path: Path) -> None:
+    """A table outside the study/series/instance hierarchy (a workitem list, say) is one more
+    Entity: the matching keys of dicom/matching.py compile against it unchanged."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table, Text, create_engine, select
+
+    from dicomweb_server.dicom import attributes as a
+    from dicomweb_server.index.sql import query
+    from dicomweb_server.index.sql.entities import Entity, IndexedColumn
+
+    meta = MetaData()
+    items = Table(
+        "workitems",
+        meta,
+        Column("pk", Integer, primary_key=True),
+        Column("patient_id", String),
+        Column("attributes", Text),
+    )
+    entity = Entity(
+        "workitem",
+        items,
+        {a.PATIENT_ID: IndexedColumn(items.c.patient_id)},
+        items.c.attributes,
+        holds=lambda tag: True,
+    )
+    engine = create_engine(f"sqlite:///{tmp_path / 'workitems.sqlite3'}")
+    meta.create_all(engine)
+    rows = [
+        ("P1", {"00404005": _v("DT", "20260101120000"), "00741000": _v("CS", "SCHEDULED")}),
+        ("P2", {"00404005": _v("DT", "20260102120000"), "00741000": _v("CS", "COMPLETED")}),
+    ]
+    with engine.begin() as conn:
+        for pid, attrs in rows:
+            conn.execute(
+                items.insert().values(patient_id=pid, attributes=orjson.dumps(attrs).decode())
+            )
+
+    def found(*params: tuple[str, str]) -> list[str]:
+        keys = parse_search(params).matches
+        stmt = select(items.c.patient_id).where(query.where(entity, list(keys), "sqlite"))
+        with engine.connect() as conn:
+            return [str(r) for r in conn.execute(stmt.order_by(items.c.pk)).scalars()]
+
+    try:
+        assert found(("ProcedureStepState", "SCHEDULED")) == ["P1"]
+        assert found(("ScheduledProcedureStepStartDateTime", "20260102-")) == ["P2"]
+        assert found(("PatientID", "P*"), ("ProcedureStepState", "COMPLETED")) == ["P2"]
+        assert query.matchable(entity) == frozenset({a.PATIENT_ID})
+    finally:
+        engine.dispose()
