@@ -1,4 +1,4 @@
-"""Command line: `dicomweb-server serve`, `dicomweb-server db upgrade`."""
+"""Command line: `dicomweb-server serve`, `db upgrade`, `check`, `keys`."""
 
 from __future__ import annotations
 
@@ -36,6 +36,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="--repair leaves alone orphans younger than this, which may belong to a store in "
         "progress (default: DICOMWEB_ORPHAN_GRACE_SECONDS); check reports them all",
     )
+    keys = commands.add_parser("keys", help="API keys, for DICOMWEB_AUTH=api-key")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser(
+        "create", help="make a key; it is printed once, as the last line of the output"
+    )
+    create.add_argument("--name", required=True, help="who or what the key is for")
+    create.add_argument(
+        "--scopes", default="read", help="comma-separated: read, write, delete, workitems, admin"
+    )
+    create.add_argument("--expires", help="lifetime such as 90d, 12h or 30m (default: none)")
+    key_commands.add_parser("list", help="every key: id, name, scopes, state, last use")
+    revoke = key_commands.add_parser("revoke", help="revoke a key at once, in every process")
+    revoke.add_argument("key_id")
     args = parser.parse_args(argv)
 
     from pydantic import ValidationError
@@ -57,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         upgrade_database(settings)
         print("index schema is up to date")
         return 0
+    if args.command == "keys":
+        return _keys(settings, args)
     if args.command == "check":
         grace = None if args.grace_minutes is None else args.grace_minutes * 60
         return _check(settings, args.repair, grace)
@@ -153,3 +168,65 @@ def _check(settings: Settings, repair: bool, grace_seconds: float | None) -> int
     # Orphans younger than the grace period are reported, not a fault: a store may own them.
     settled = len(report.orphans) == len(report.young) and not report.spool_leftovers
     return 0 if settled or report.repaired else 1
+
+
+_UNITS = {"d": 86400, "h": 3600, "m": 60}
+
+
+def _lifetime(text: str) -> float:
+    from dicomweb_server.dicom.numbers import parse_integer
+
+    unit = _UNITS.get(text[-1:])
+    if unit is None:
+        raise ValueError(f"--expires {text!r}: a number of days, hours or minutes (90d, 12h, 30m)")
+    return parse_integer(text[:-1], "--expires", 1, 100_000) * unit
+
+
+def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from dicomweb_server.container import build_container
+    from dicomweb_server.services.errors import ServiceError
+
+    if _schema_behind(settings, "keys never changes the schema"):
+        return 2
+    container = build_container(settings)
+    try:
+        access = container.access
+        if args.keys_command == "create":
+            try:
+                expires = _lifetime(args.expires) if args.expires else None
+                scopes = {s.strip() for s in args.scopes.split(",") if s.strip()}
+                made = access.create_key(args.name, scopes, expires)
+            except (ValueError, ServiceError) as exc:
+                print(f"dicomweb-server: {exc}", file=sys.stderr)
+                return 2
+            print(f"key {made.key.key_id} ({made.key.name}): {', '.join(sorted(scopes))}")
+            if settings.auth == "none":
+                print("note: DICOMWEB_AUTH is none; the server asks for no key until it is api-key")
+            print(made.secret)
+            return 0
+        if args.keys_command == "list":
+            now = time.time()
+            for key in access.list_keys():
+                if key.revoked_at is not None:
+                    state = "revoked"
+                elif key.expires_at is not None and key.expires_at <= now:
+                    state = "expired"
+                else:
+                    state = "active"
+                used = (
+                    time.strftime("%Y-%m-%d %H:%M", time.gmtime(key.last_used_at))
+                    if key.last_used_at
+                    else "never"
+                )
+                listed = ",".join(sorted(key.scopes))
+                print(f"{key.key_id}  {key.name}  {listed}  {state}  last used {used}")
+            return 0
+        if not access.revoke_key(args.key_id):
+            print(f"dicomweb-server: no active key {args.key_id}", file=sys.stderr)
+            return 1
+        print(f"key {args.key_id} revoked")
+        return 0
+    finally:
+        container.close()

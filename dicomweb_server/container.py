@@ -21,9 +21,11 @@ from dicomweb_server.index.sql import migrate
 from dicomweb_server.index.sql.consistency import SqlConsistencyIndex
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.engine import make_engine
+from dicomweb_server.index.sql.keys import SqlKeyIndex
 from dicomweb_server.index.sql.retrieve import SqlRetrieveIndex
 from dicomweb_server.index.sql.search import SqlSearchIndex
 from dicomweb_server.index.sql.store import SqlStoreIndex
+from dicomweb_server.services.access import AccessService
 from dicomweb_server.services.budget import MemoryBudget
 from dicomweb_server.services.consistency import ConsistencyService
 from dicomweb_server.services.pixels import PixelReader
@@ -45,6 +47,7 @@ class Container:
     retrieve: RetrieveService
     render: RenderService
     consistency: ConsistencyService
+    access: AccessService
     blobs: BlobStore
     checks: dict[str, Callable[[], None]]
     engine: Engine
@@ -171,6 +174,7 @@ def build_container(settings: Settings) -> Container:
         search=SearchService(SqlSearchIndex(db), settings.qido_max_limit),
         retrieve=RetrieveService(retrieve_index, blobs, pixels, retrieve_anonymizer(settings)),
         render=RenderService(retrieve_index, pixels, max_pixels=settings.max_render_pixels),
+        access=AccessService(SqlKeyIndex(db), settings.auth),
         consistency=ConsistencyService(
             SqlConsistencyIndex(db), blobs, store.spool, settings.orphan_grace_seconds
         ),

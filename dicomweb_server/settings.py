@@ -98,6 +98,11 @@ class Settings(BaseSettings):
         description="Binary values longer than this many bytes are returned as BulkDataURI "
         "in metadata instead of InlineBinary.",
     )
+    auth: Literal["none", "api-key"] = Field(
+        default="none",
+        description="Who may call: none (anyone who reaches the port; the embedded default on "
+        "127.0.0.1) or api-key (keys made with `dicomweb-server keys create`).",
+    )
     duplicate_policy: Literal["reject", "ignore", "overwrite"] = Field(
         default="ignore",
         description="A SOP Instance stored again: reject (failure), ignore (warning, first "

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dicomweb_server.services.errors import Forbidden
+from dicomweb_server.services.errors import Forbidden, Unauthenticated
 
 READ = "read"
 WRITE = "write"
-EVERY_SCOPE = frozenset({READ, WRITE})
+DELETE = "delete"
+EVERY_SCOPE = frozenset({READ, WRITE, DELETE, "workitems", "admin"})
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,15 @@ class Caller:
     # The studies the caller may see; None: every study.
     studies: frozenset[str] | None
     request_id: str = "-"
+    # Why a caller without scopes has none (no credential, or one that failed), and whether
+    # it sent a token at all (RFC 6750 3.1: error="invalid_token" then).
+    refusal: str | None = None
+    sent_token: bool = False
+
+    @classmethod
+    def refused(cls, reason: str, request_id: str = "-", token: bool = False) -> Caller:
+        """A caller whose credential is missing or unusable: no scopes, and the reason."""
+        return cls(None, frozenset(), frozenset(), request_id, reason, token)
 
     @classmethod
     def anonymous(cls, request_id: str = "-") -> Caller:
@@ -32,7 +42,10 @@ class Caller:
         return cls(None, EVERY_SCOPE, None, request_id)
 
     def require(self, scope: str, study_uid: str | None = None) -> None:
-        """Forbidden unless the caller has `scope` (and may see `study_uid`, when given)."""
+        """Unauthenticated when the caller has no credential that works, Forbidden unless it
+        has `scope` (and may see `study_uid`, when given)."""
+        if self.refusal is not None:
+            raise Unauthenticated(self.refusal, invalid_token=self.sent_token)
         if scope not in self.scopes:
             raise Forbidden(f"this request may not {scope}")
         if study_uid is not None and self.studies is not None and study_uid not in self.studies:

@@ -24,6 +24,11 @@ class InvalidRequest(ServiceError):
 class Unauthenticated(ServiceError):
     """The request carries no credentials, or ones that cannot be verified (401)."""
 
+    def __init__(self, message: str = "", invalid_token: bool = False) -> None:
+        super().__init__(message)
+        # RFC 6750 3.1: a token was sent and is not valid (not merely missing).
+        self.invalid_token = invalid_token
+
 
 class Forbidden(ServiceError):
     """The caller is known but may not do this, or not to this study (403)."""

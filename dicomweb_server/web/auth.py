@@ -1,13 +1,14 @@
 """Who the request is from: the middleware that makes each request's `Caller`.
 
 It runs inside the request log (which gives the request its id) and before any route; the
-handlers take the caller with `caller(request)` and hand it to every service call. Today
-every request is anonymous and may do everything; the access control issue reads tokens and
-API keys here.
+route table checks the caller against each route's scope, and the handlers hand it to every
+service call. The credential is an API key, sent as `Authorization: Bearer <key>` (RFC 6750
+2.1) or `X-API-Key: <key>`; with DICOMWEB_AUTH=none every request may do everything.
 """
 
 from __future__ import annotations
 
+import anyio.to_thread
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -21,8 +22,27 @@ class Callers:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            scope.setdefault("state", {})["caller"] = Caller.anonymous(request_id(scope))
+            access = scope["app"].state.container.access
+            rid = request_id(scope)
+            if access.mode == "none":
+                made = Caller.anonymous(rid)
+            else:
+                # The key's row is read on every request (revocations reach every process).
+                made = await anyio.to_thread.run_sync(access.caller, _credential(scope), rid)
+            scope.setdefault("state", {})["caller"] = made
         await self.app(scope, receive, send)
+
+
+def _credential(scope: Scope) -> str | None:
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    for name, value in headers:
+        if name == b"authorization":
+            kind, _, token = value.decode("latin-1").partition(" ")
+            if kind.lower() == "bearer" and token.strip():
+                return token.strip()
+        elif name == b"x-api-key" and value.strip():
+            return value.decode("latin-1").strip()
+    return None
 
 
 def caller(request: Request) -> Caller:

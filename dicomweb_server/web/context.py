@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from dicomweb_server.dicom import uids
+from dicomweb_server.services.access import AccessService
 from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
@@ -34,6 +35,7 @@ class Archive(Protocol):
     search: SearchService
     retrieve: RetrieveService
     render: RenderService
+    access: AccessService
 
     def problems(self) -> dict[str, str]:
         """Each backend that cannot be used now, with the reason (readiness)."""

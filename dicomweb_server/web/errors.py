@@ -75,6 +75,12 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     status = status_of(type(exc))
     if status is not None:
         headers = {"Retry-After": "5"} if status == 503 else {}
+        if isinstance(exc, e.Unauthenticated):
+            # RFC 6750 3: the scheme, and invalid_token when a token was sent but is not valid.
+            challenge = 'Bearer realm="dicomweb"'
+            if exc.invalid_token:
+                challenge += ', error="invalid_token"'
+            headers["WWW-Authenticate"] = challenge
         if status in _CLOSE:
             headers["Connection"] = "close"
         if status >= 500:

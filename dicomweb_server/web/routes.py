@@ -11,7 +11,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
+from dicomweb_server.services.context import READ, WRITE
 from dicomweb_server.web import health, qido, rendered, stow, wado, wado_uri
+from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import capabilities_response, media_types_of
 from dicomweb_server.web.paths import FRAMES, INSTANCE, SERIES, STUDY
 
@@ -23,14 +25,22 @@ class Resource(Route):
     transaction (PS3.18 8.9) from the handlers' media types; a method it lacks answers 405
     with an Allow header naming them all (RFC 9110 15.5.6), whichever method was asked."""
 
-    def __init__(self, path: str, **handlers: Handler) -> None:
+    def __init__(self, path: str, public: bool = False, **handlers: Handler) -> None:
         self.handlers = handlers
+        # The scope a caller needs (reads: read, stores: write); none for a public resource.
+        self.scopes = {} if public else {m: (WRITE if m == "POST" else READ) for m in handlers}
 
         async def dispatch(request: Request) -> Response:
             method = "GET" if request.method == "HEAD" else request.method
             return await self.handlers[method](request)
 
-        super().__init__(path, dispatch, methods=list(handlers))
+        async def dispatch_checked(request: Request) -> Response:
+            method = "GET" if request.method == "HEAD" else request.method
+            if method in self.scopes:
+                caller(request).require(self.scopes[method])
+            return await dispatch(request)
+
+        super().__init__(path, dispatch_checked, methods=list(handlers))
         self.allow = ", ".join(sorted({*(self.methods or ()), "OPTIONS"}))
         self.representations = {m: media_types_of(h) for m, h in handlers.items()}
 
@@ -78,9 +88,9 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
 
 # Outside the DICOMweb root: the HTTP contract and the probes of load balancers and Kubernetes.
 ROOT_ROUTES: list[BaseRoute] = [
-    Resource("/openapi.yaml", GET=health.openapi),
-    Resource("/health", GET=health.health),
-    Resource("/ready", GET=health.ready),
+    Resource("/openapi.yaml", public=True, GET=health.openapi),
+    Resource("/health", public=True, GET=health.health),
+    Resource("/ready", public=True, GET=health.ready),
 ]
 
 

@@ -152,6 +152,22 @@ retired_objects = Table(
 )
 
 
+# API keys (issue 14): only a hash of each secret is kept; a revocation is a row change every
+# process sees on its next request.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("scopes", Text, nullable=False),  # space-separated
+    Column("created_at", Float, nullable=False),  # seconds since the epoch
+    Column("expires_at", Float),
+    Column("revoked_at", Float),
+    Column("last_used_at", Float),
+)
+
+
 def _json_gin(name: str, table: Table, column: str) -> None:
     """PostgreSQL: a GIN index on a stored JSON column, for `@>` (migration 0006)."""
     Index(

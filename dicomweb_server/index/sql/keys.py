@@ -1,0 +1,74 @@
+"""The access port on SQL: the api_keys table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+
+from dicomweb_server.index.sql.database import Database
+from dicomweb_server.index.sql.engine import WRITE
+from dicomweb_server.index.sql.models import api_keys
+from dicomweb_server.services.ports.access import StoredKey
+
+
+def _key(row: Row[Any]) -> StoredKey:
+    return StoredKey(
+        row.key_id,
+        row.name,
+        row.secret_sha256,
+        frozenset(str(row.scopes).split()),
+        float(row.created_at),
+        row.expires_at,
+        row.revoked_at,
+        row.last_used_at,
+    )
+
+
+class SqlKeyIndex:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def add_key(self, key: StoredKey) -> None:
+        with self._db.connect() as conn:
+            conn.execution_options(**{WRITE: True})
+            with conn.begin():
+                conn.execute(
+                    insert(api_keys).values(
+                        key_id=key.key_id,
+                        name=key.name,
+                        secret_sha256=key.secret_sha256,
+                        scopes=" ".join(sorted(key.scopes)),
+                        created_at=key.created_at,
+                        expires_at=key.expires_at,
+                    )
+                )
+
+    def key(self, key_id: str) -> StoredKey | None:
+        with self._db.connect() as conn:
+            row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
+        return None if row is None else _key(row)
+
+    def keys(self) -> list[StoredKey]:
+        with self._db.connect() as conn:
+            rows = conn.execute(select(api_keys).order_by(api_keys.c.created_at)).all()
+        return [_key(row) for row in rows]
+
+    def revoke_key(self, key_id: str, at: float) -> bool:
+        with self._db.connect() as conn:
+            conn.execution_options(**{WRITE: True})
+            with conn.begin():
+                done = conn.execute(
+                    update(api_keys)
+                    .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+                    .values(revoked_at=at)
+                )
+        return bool(done.rowcount)
+
+    def key_used(self, key_id: str, at: float) -> None:
+        with self._db.connect() as conn:
+            conn.execution_options(**{WRITE: True})
+            with conn.begin():
+                conn.execute(
+                    update(api_keys).where(api_keys.c.key_id == key_id).values(last_used_at=at)
+                )

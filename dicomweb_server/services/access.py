@@ -1,0 +1,112 @@
+"""Who may call: API keys made, listed, revoked, and turned into the request's Caller.
+
+A key is `dwk_<id>_<secret>`: the id finds the row, the secret (32 random bytes) is compared
+with the SHA-256 kept for it in constant time. Every use reads the row, so a revocation or an
+expiry takes effect at once in every process; the last-used time is written at most once a
+minute per key and process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from dicomweb_server.services.context import DELETE, READ, WRITE, Caller
+from dicomweb_server.services.errors import InvalidRequest, Unauthenticated
+from dicomweb_server.services.ports.access import KeyIndex, StoredKey
+
+# The scopes a key may carry (the route table names one per route; PS3.18 knows none).
+KEY_SCOPES = frozenset({READ, WRITE, DELETE, "workitems", "admin"})
+_KEY = re.compile(r"dwk_([a-z0-9]{16})_([A-Za-z0-9_-]{43})", re.ASCII)
+_TOUCH_EVERY = 60.0
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: StoredKey
+    # The whole key, shown once: only its hash is kept.
+    secret: str
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+class AccessService:
+    def __init__(self, keys: KeyIndex, mode: str = "none") -> None:
+        self._keys = keys
+        self.mode = mode
+        self._touched: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def create_key(
+        self, name: str, scopes: set[str], expires_in_seconds: float | None = None
+    ) -> NewKey:
+        unknown = scopes - KEY_SCOPES
+        if not scopes or unknown:
+            raise InvalidRequest(
+                f"scopes must be some of {', '.join(sorted(KEY_SCOPES))}"
+                + (f"; not {', '.join(sorted(unknown))}" if unknown else "")
+            )
+        if not name.strip():
+            raise InvalidRequest("a key needs a name")
+        key_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        now = time.time()
+        stored = StoredKey(
+            key_id,
+            name.strip(),
+            _digest(secret),
+            frozenset(scopes),
+            now,
+            now + expires_in_seconds if expires_in_seconds is not None else None,
+        )
+        self._keys.add_key(stored)
+        return NewKey(stored, f"dwk_{key_id}_{secret}")
+
+    def list_keys(self) -> list[StoredKey]:
+        return self._keys.keys()
+
+    def revoke_key(self, key_id: str) -> bool:
+        return self._keys.revoke_key(key_id, time.time())
+
+    def caller(self, credential: str | None, request_id: str = "-") -> Caller:
+        """The caller a request's credential stands for. Without access control (mode none)
+        everyone may do everything; otherwise a missing or unusable credential makes a
+        caller with no scopes, whose first scoped call is answered 401 with the reason."""
+        if self.mode == "none":
+            return Caller.anonymous(request_id)
+        if not credential:
+            return Caller.refused("this request needs an API key", request_id, token=False)
+        try:
+            key = self._verified(credential)
+        except Unauthenticated as exc:
+            return Caller.refused(str(exc), request_id, token=True)
+        self._touch(key.key_id)
+        return Caller(f"key:{key.key_id}", key.scopes, None, request_id)
+
+    def _verified(self, credential: str) -> StoredKey:
+        match = _KEY.fullmatch(credential)
+        key = self._keys.key(match.group(1)) if match else None
+        if match is None or key is None:
+            raise Unauthenticated("the API key is not one this archive issued")
+        if not hmac.compare_digest(key.secret_sha256, _digest(match.group(2))):
+            raise Unauthenticated("the API key is not one this archive issued")
+        if key.revoked_at is not None:
+            raise Unauthenticated("the API key has been revoked")
+        if key.expires_at is not None and key.expires_at <= time.time():
+            raise Unauthenticated("the API key has expired")
+        return key
+
+    def _touch(self, key_id: str) -> None:
+        now = time.time()
+        with self._lock:
+            if now - self._touched.get(key_id, 0.0) < _TOUCH_EVERY:
+                return
+            self._touched[key_id] = now
+        self._keys.key_used(key_id, now)

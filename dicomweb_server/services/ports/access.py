@@ -1,0 +1,33 @@
+"""The access port: the API keys the archive has issued (only a hash of each secret)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    key_id: str
+    name: str
+    secret_sha256: str
+    scopes: frozenset[str]
+    created_at: float
+    expires_at: float | None = None
+    revoked_at: float | None = None
+    last_used_at: float | None = None
+
+
+class KeyIndex(Protocol):
+    def add_key(self, key: StoredKey) -> None: ...
+
+    def key(self, key_id: str) -> StoredKey | None:
+        """The key with this id, revoked or not (None when there is none)."""
+
+    def keys(self) -> list[StoredKey]:
+        """Every key, oldest first."""
+
+    def revoke_key(self, key_id: str, at: float) -> bool:
+        """Mark the key revoked (False when there is no such key, or it already was)."""
+
+    def key_used(self, key_id: str, at: float) -> None: ...

@@ -1,0 +1,111 @@
+"""DICOMWEB_AUTH=api-key: keys made with the CLI, checked on every request, scoped per route
+(read, write), revoked at once in every process (issue 14). A real `serve` process and the
+real `dicomweb-server keys` command, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from dicomweb_server.container import upgrade_database
+from tests.conftest import RunningServer, make_settings, settings_env, start_serve
+from tests.factories import make_instance, to_bytes
+from tests.helpers import multipart_body
+from tests.integration.test_migrations import pg_schema
+
+
+def keys(settings: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
+    env.update(settings_env(settings))
+    command = [str(Path(sys.executable).parent / "dicomweb-server"), "keys", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def new_key(settings: Any, scopes: str, *extra: str) -> str:
+    made = keys(settings, "create", "--name", f"test {scopes}", "--scopes", scopes, *extra)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip().splitlines()[-1]  # the key is the last line
+
+
+@pytest.fixture
+def secured(
+    archive: RunningServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Any, str]]:
+    if archive.backend not in ("sqlite", "postgresql"):
+        pytest.skip("access control does not depend on the blob store")
+    # A database of its own: keys and studies of these tests meet nobody else's.
+    url = None
+    if archive.backend == "postgresql":
+        url = pg_schema(request.getfixturevalue("pg_url"), "api_keys")
+    settings = make_settings(tmp_path, url, auth="api-key")
+    upgrade_database(settings)
+    process, base = start_serve(settings)
+    try:
+        yield settings, base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _stow(base: str, key: str | None) -> httpx.Response:
+    body, content_type = multipart_body([to_bytes(make_instance())])
+    headers = {"Content-Type": content_type}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    return httpx.post(f"{base}/studies", content=body, headers=headers)
+
+
+def test_no_key_bad_key_and_public_probes(secured: tuple[Any, str]) -> None:
+    _, base = secured
+    missing = httpx.get(f"{base}/studies")
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'Bearer realm="dicomweb"'
+    assert "API key" in missing.json()["error"]
+    bad = httpx.get(f"{base}/studies", headers={"Authorization": "Bearer dwk_0123456789abcdef_x"})
+    assert bad.status_code == 401
+    assert bad.headers["www-authenticate"] == 'Bearer realm="dicomweb", error="invalid_token"'
+    root = base.rsplit("/", 1)[0]
+    for path in ("/health", "/ready", "/openapi.yaml"):
+        assert httpx.get(root + path).status_code == 200, path
+
+
+def test_scopes_per_route_and_both_headers(secured: tuple[Any, str]) -> None:
+    settings, base = secured
+    reader = new_key(settings, "read")
+    writer = new_key(settings, "read,write")
+    assert _stow(base, writer).status_code == 200
+    denied = _stow(base, reader)
+    assert denied.status_code == 403 and "write" in denied.json()["error"]
+    assert httpx.get(f"{base}/studies", headers={"X-API-Key": reader}).status_code == 200
+    found = httpx.get(f"{base}/studies", headers={"Authorization": f"Bearer {reader}"})
+    assert found.status_code == 200 and len(found.json()) == 1
+
+
+def test_revoked_and_expired_keys_are_refused_at_once(secured: tuple[Any, str]) -> None:
+    settings, base = secured
+    key = new_key(settings, "read")
+    auth = {"Authorization": f"Bearer {key}"}
+    assert httpx.get(f"{base}/studies", headers=auth).status_code == 200
+    key_id = key.split("_")[1]
+    listed = keys(settings, "list")
+    assert key_id in listed.stdout and "active" in listed.stdout
+    # Revoked by another process (the CLI): the running server refuses the next request.
+    assert keys(settings, "revoke", key_id).returncode == 0
+    refused = httpx.get(f"{base}/studies", headers=auth)
+    assert refused.status_code == 401 and "revoked" in refused.json()["error"]
+    assert keys(settings, "revoke", key_id).returncode == 1
+    assert "revoked" in keys(settings, "list").stdout
+
+
+def test_key_creation_refuses_unknown_scopes(secured: tuple[Any, str]) -> None:
+    settings, _ = secured
+    made = keys(settings, "create", "--name", "x", "--scopes", "read,everything")
+    assert made.returncode == 2 and "everything" in made.stderr
+    assert keys(settings, "create", "--name", "x", "--expires", "soon").returncode == 2
