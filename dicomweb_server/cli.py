@@ -75,6 +75,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         grace = None if args.grace_minutes is None else args.grace_minutes * 60
         return _check(settings, args.repair, grace)
+    host = args.host or settings.host
+    refusal = open_access_refusal(settings, host)
+    if refusal is not None:
+        print(f"dicomweb-server: {refusal}", file=sys.stderr)
+        return 2
     problem = _unusable_backend(settings)
     if problem is not None:
         print(f"dicomweb-server: {problem}", file=sys.stderr)
@@ -91,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     uvicorn.run(
         "dicomweb_server.app:create_app_from_settings",
         factory=True,
-        host=args.host or settings.host,
+        host=host,
         port=args.port or settings.port,
         workers=args.workers or settings.workers,
         log_level=settings.log_level.lower(),
@@ -230,3 +235,28 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         container.close()
+
+
+def open_access_refusal(settings: Settings, host: str) -> str | None:
+    """Why `serve` must not bind `host` (anything but loopback with DICOMWEB_AUTH=none,
+    unless DICOMWEB_ALLOW_OPEN_ACCESS says access is controlled in front of it)."""
+    if settings.auth != "none" or _loopback(host) or settings.allow_open_access:
+        return None
+    return (
+        f"refusing to serve {host} with DICOMWEB_AUTH=none: anyone who reaches it could read "
+        "and store every study. Set DICOMWEB_AUTH=api-key (and make keys with "
+        "`dicomweb-server keys create`), bind 127.0.0.1, or set DICOMWEB_ALLOW_OPEN_ACCESS=true "
+        "behind your own access control"
+    )
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         description="Who may call: none (anyone who reaches the port; the embedded default on "
         "127.0.0.1) or api-key (keys made with `dicomweb-server keys create`).",
     )
+    allow_open_access: bool = Field(
+        default=False,
+        description="Let `serve` bind an address other than loopback with DICOMWEB_AUTH=none "
+        "(anyone who reaches it may read every study); refused otherwise.",
+    )
     duplicate_policy: Literal["reject", "ignore", "overwrite"] = Field(
         default="ignore",
         description="A SOP Instance stored again: reject (failure), ignore (warning, first "

@@ -119,6 +119,7 @@ def test_kubernetes_manifests_fit_the_application() -> None:
     named = set(m["ConfigMap"]["data"]) | set(m["Secret"]["stringData"])
     assert named <= SETTINGS, named - SETTINGS
     assert m["ConfigMap"]["data"]["DICOMWEB_MIGRATE_ON_START"] == "false"
+    assert m["ConfigMap"]["data"]["DICOMWEB_AUTH"] == "api-key"
 
 
 def test_compose_and_dockerfile() -> None:
@@ -127,10 +128,13 @@ def test_compose_and_dockerfile() -> None:
     environment = compose["services"]["dicomweb"]["environment"]
     assert set(environment) <= SETTINGS, set(environment) - SETTINGS
     assert environment["DICOMWEB_BLOB_STORE"] == "s3"
+    # Reachable from the network: access control on (serve refuses otherwise).
+    assert environment["DICOMWEB_AUTH"] == "api-key"
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     user = re.findall(r"^USER (\S+)", dockerfile, re.M)
     assert user and user[-1] not in ("root", "0")
     assert "HEALTHCHECK" in dockerfile and "/health" in dockerfile
+    assert "DICOMWEB_AUTH=api-key" in dockerfile
     assert "docker-entrypoint.sh" in dockerfile and os.access(ENTRYPOINT, os.X_OK)
 
 
@@ -196,3 +200,25 @@ http {{
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_serve_refuses_the_network_without_access_control(tmp_path: Path) -> None:
+    """Bound to anything but loopback with DICOMWEB_AUTH=none, serve refuses (before binding)
+    and says why; an explicit override, or api-key, lets it start."""
+    env = entrypoint_env(tmp_path, DICOMWEB_HOST="0.0.0.0", DICOMWEB_PORT=str(free_port()))
+    refused = subprocess.run(
+        ["sh", str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 2
+    assert "DICOMWEB_AUTH=none" in refused.stderr and "DICOMWEB_ALLOW_OPEN_ACCESS" in refused.stderr
+    # What lets it start, checked without binding a public address in a test.
+    from dicomweb_server.cli import open_access_refusal
+    from tests.conftest import make_settings
+
+    plain = make_settings(tmp_path)
+    assert open_access_refusal(plain, "0.0.0.0") is not None
+    assert open_access_refusal(plain, "::") is not None
+    for host in ("127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"):
+        assert open_access_refusal(plain, host) is None, host
+    for extra in ({"allow_open_access": True}, {"auth": "api-key"}):
+        assert open_access_refusal(make_settings(tmp_path, **extra), "0.0.0.0") is None
