@@ -174,7 +174,7 @@ def build_container(settings: Settings) -> Container:
         search=SearchService(SqlSearchIndex(db), settings.qido_max_limit),
         retrieve=RetrieveService(retrieve_index, blobs, pixels, retrieve_anonymizer(settings)),
         render=RenderService(retrieve_index, pixels, max_pixels=settings.max_render_pixels),
-        access=AccessService(SqlKeyIndex(db), settings.auth),
+        access=AccessService(SqlKeyIndex(db), settings.auth, settings.auth_failures_per_minute),
         consistency=ConsistencyService(
             SqlConsistencyIndex(db), blobs, store.spool, settings.orphan_grace_seconds
         ),

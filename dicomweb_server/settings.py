@@ -103,6 +103,12 @@ class Settings(BaseSettings):
         description="Who may call: none (anyone who reaches the port; the embedded default on "
         "127.0.0.1) or api-key (keys made with `dicomweb-server keys create`).",
     )
+    auth_failures_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Failed authentications one client address may make per minute and process; "
+        "past it, its requests answer 429 with Retry-After until the minute is over.",
+    )
     allow_open_access: bool = Field(
         default=False,
         description="Let `serve` bind an address other than loopback with DICOMWEB_AUTH=none "

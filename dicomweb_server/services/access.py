@@ -14,7 +14,8 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, replace
 
 from dicomweb_server.services.context import DELETE, READ, WRITE, Caller
 from dicomweb_server.services.errors import InvalidRequest, Unauthenticated
@@ -38,9 +39,10 @@ def _digest(secret: str) -> str:
 
 
 class AccessService:
-    def __init__(self, keys: KeyIndex, mode: str = "none") -> None:
+    def __init__(self, keys: KeyIndex, mode: str = "none", failures_per_minute: int = 10) -> None:
         self._keys = keys
         self.mode = mode
+        self._failures = _FailureLimit(failures_per_minute)
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -75,7 +77,9 @@ class AccessService:
     def revoke_key(self, key_id: str) -> bool:
         return self._keys.revoke_key(key_id, time.time())
 
-    def caller(self, credential: str | None, request_id: str = "-") -> Caller:
+    def caller(
+        self, credential: str | None, request_id: str = "-", client: str | None = None
+    ) -> Caller:
         """The caller a request's credential stands for. Without access control (mode none)
         everyone may do everything; otherwise a missing or unusable credential makes a
         caller with no scopes, whose first scoped call is answered 401 with the reason."""
@@ -83,9 +87,14 @@ class AccessService:
             return Caller.anonymous(request_id)
         if not credential:
             return Caller.refused("this request needs an API key", request_id, token=False)
+        wait = self._failures.blocked(client)
+        if wait is not None:
+            # Refused before the key is even looked at: guessing costs the guesser, not us.
+            return replace(Caller.refused("", request_id, token=True), throttled_for=wait)
         try:
             key = self._verified(credential)
         except Unauthenticated as exc:
+            self._failures.failed(client)
             return Caller.refused(str(exc), request_id, token=True)
         self._touch(key.key_id)
         return Caller(f"key:{key.key_id}", key.scopes, None, request_id)
@@ -110,3 +119,46 @@ class AccessService:
                 return
             self._touched[key_id] = now
         self._keys.key_used(key_id, now)
+
+
+class _FailureLimit:
+    """Failed authentications per client address in the last minute, in this process (a
+    sliding window); past the limit the address waits until its oldest failure is a minute
+    old. Each process counts its own: N processes allow N times the limit."""
+
+    WINDOW = 60.0
+
+    def __init__(self, per_minute: int) -> None:
+        self._limit = per_minute
+        self._seen: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        times = self._seen.setdefault(client, deque())
+        while times and times[0] <= now - self.WINDOW:
+            times.popleft()
+        return times
+
+    def blocked(self, client: str | None) -> int | None:
+        """Seconds the client must wait, or None."""
+        if client is None:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            times = self._recent(client, now)
+            if len(times) < self._limit:
+                if not times:
+                    self._seen.pop(client, None)
+                return None
+            return max(1, int(times[0] + self.WINDOW - now + 0.999))
+
+    def failed(self, client: str | None) -> None:
+        if client is None:
+            return
+        now = time.monotonic()
+        with self._lock:
+            self._recent(client, now).append(now)
+            if len(self._seen) > 100_000:
+                # Bounded memory whatever the number of addresses: forget the quietest.
+                for quiet in [c for c, t in self._seen.items() if len(t) <= 1][:50_000]:
+                    del self._seen[quiet]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dicomweb_server.services.errors import Forbidden, Unauthenticated
+from dicomweb_server.services.errors import Forbidden, TooManyRequests, Unauthenticated
 
 READ = "read"
 WRITE = "write"
@@ -29,6 +29,8 @@ class Caller:
     # it sent a token at all (RFC 6750 3.1: error="invalid_token" then).
     refusal: str | None = None
     sent_token: bool = False
+    # Seconds until a client that failed too often may try again (429).
+    throttled_for: int | None = None
 
     @classmethod
     def refused(cls, reason: str, request_id: str = "-", token: bool = False) -> Caller:
@@ -44,6 +46,11 @@ class Caller:
     def require(self, scope: str, study_uid: str | None = None) -> None:
         """Unauthenticated when the caller has no credential that works, Forbidden unless it
         has `scope` (and may see `study_uid`, when given)."""
+        if self.throttled_for is not None:
+            raise TooManyRequests(
+                "too many failed authentications from this address; try again later",
+                retry_after=self.throttled_for,
+            )
         if self.refusal is not None:
             raise Unauthenticated(self.refusal, invalid_token=self.sent_token)
         if scope not in self.scopes:

@@ -34,6 +34,14 @@ class Forbidden(ServiceError):
     """The caller is known but may not do this, or not to this study (403)."""
 
 
+class TooManyRequests(ServiceError):
+    """The client has failed too often; it may try again after `retry_after` seconds (429)."""
+
+    def __init__(self, message: str = "", retry_after: int = 60) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Conflict(ServiceError):
     """The request contradicts what is stored (409), e.g. a UID already elsewhere."""
 

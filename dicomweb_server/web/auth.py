@@ -28,7 +28,11 @@ class Callers:
                 made = Caller.anonymous(rid)
             else:
                 # The key's row is read on every request (revocations reach every process).
-                made = await anyio.to_thread.run_sync(access.caller, _credential(scope), rid)
+                client = scope.get("client")
+                address = str(client[0]) if client else None
+                made = await anyio.to_thread.run_sync(
+                    access.caller, _credential(scope), rid, address
+                )
             scope.setdefault("state", {})["caller"] = made
         await self.app(scope, receive, send)
 

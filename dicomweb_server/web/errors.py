@@ -42,6 +42,7 @@ STATUS: dict[type[Exception], int] = {
     TranscodeError: 406,
     e.RequestTimeout: 408,
     e.Conflict: 409,
+    e.TooManyRequests: 429,
     e.PayloadTooLarge: 413,
     e.UnsupportedMediaType: 415,
     e.Unavailable: 503,
@@ -75,6 +76,8 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     status = status_of(type(exc))
     if status is not None:
         headers = {"Retry-After": "5"} if status == 503 else {}
+        if isinstance(exc, e.TooManyRequests):
+            headers["Retry-After"] = str(exc.retry_after)
         if isinstance(exc, e.Unauthenticated):
             # RFC 6750 3: the scheme, and invalid_token when a token was sent but is not valid.
             challenge = 'Bearer realm="dicomweb"'

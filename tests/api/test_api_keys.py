@@ -44,7 +44,7 @@ def secured(
     url = None
     if archive.backend == "postgresql":
         url = pg_schema(request.getfixturevalue("pg_url"), "api_keys")
-    settings = make_settings(tmp_path, url, auth="api-key")
+    settings = make_settings(tmp_path, url, auth="api-key", auth_failures_per_minute=3)
     upgrade_database(settings)
     process, base = start_serve(settings)
     try:
@@ -109,3 +109,19 @@ def test_key_creation_refuses_unknown_scopes(secured: tuple[Any, str]) -> None:
     made = keys(settings, "create", "--name", "x", "--scopes", "read,everything")
     assert made.returncode == 2 and "everything" in made.stderr
     assert keys(settings, "create", "--name", "x", "--expires", "soon").returncode == 2
+
+
+def test_guessing_keys_is_answered_429(secured: tuple[Any, str]) -> None:
+    """After DICOMWEB_AUTH_FAILURES_PER_MINUTE failures (3 here) an address gets 429 with
+    Retry-After, even for a good key, until the minute is over."""
+    settings, base = secured
+    good = new_key(settings, "read")
+    for n in range(3):
+        wrong = f"dwk_{n:016d}_{'x' * 43}"
+        r = httpx.get(f"{base}/studies", headers={"Authorization": f"Bearer {wrong}"})
+        assert r.status_code == 401, n
+    blocked = httpx.get(f"{base}/studies", headers={"Authorization": f"Bearer {good}"})
+    assert blocked.status_code == 429
+    assert 1 <= int(blocked.headers["retry-after"]) <= 60
+    # A request without a key is not a guess: it is told what it lacks.
+    assert httpx.get(f"{base}/studies").status_code == 401
