@@ -181,6 +181,6 @@ def build_container(settings: Settings) -> Container:
         blobs=blobs,
         checks={"database": db.check, "blob store": blobs.check, "spool": store.spool.check},
         engine=engine,
-        root=PublicRoot(settings.public_base_url, settings.base_path),
+        root=PublicRoot(settings.public_base_url, settings.base_path, settings.allowed_host_list),
         _closers=[engine.dispose, blobs.close],
     )

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
         description="Absolute URL of the DICOMweb root as clients see it (behind a proxy); "
         "by default derived from each request.",
     )
+    allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated Host values (host or host:port) the URLs in answers may be "
+        "built from when no public base URL is set; another Host gets the first. Empty: any.",
+    )
     data_dir: Path = Field(
         default=Path("data"),
         description="Folder of the embedded default: SQLite index and objects.",
@@ -242,6 +247,10 @@ class Settings(BaseSettings):
     @property
     def resolved_spool_dir(self) -> Path:
         return (self.spool_dir or self.data_dir / "spool").resolve()
+
+    @property
+    def allowed_host_list(self) -> tuple[str, ...]:
+        return tuple(h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip())
 
     @property
     def cors_origins(self) -> list[str]:

@@ -24,6 +24,8 @@ class PublicRoot:
 
     public_base_url: str | None
     base_path: str
+    # Host values URLs may be built from (empty: any); another Host gets the first.
+    allowed_hosts: tuple[str, ...] = ()
 
 
 class Archive(Protocol):

@@ -18,7 +18,8 @@ def base_url(request: Request) -> str:
     """The absolute URL of the DICOMweb root, as the client reached it.
 
     A configured public base URL wins (behind a proxy). Otherwise the Host header, keeping
-    the port the request arrived on when Host lacks one (some clients omit it).
+    the port the request arrived on when Host lacks one (some clients omit it), when it is
+    one of DICOMWEB_ALLOWED_HOSTS (or none are listed); else the first listed host.
     """
     root = container(request).root
     if root.public_base_url:
@@ -32,6 +33,14 @@ def base_url(request: Request) -> str:
             host = f"{host}:{port}"
     if not host and server is not None:
         host = f"{server[0]}:{server[1]}"
+    if root.allowed_hosts:
+        # Never a URL built from whatever Host a client sends, where hosts are listed: a
+        # listed Host is used as listed, any other gets the first listed.
+        given = request.headers.get("host", "")
+        if given.lower() in root.allowed_hosts:
+            host = given
+        elif host.lower() not in root.allowed_hosts:
+            host = root.allowed_hosts[0]
     url = f"{scheme}://{host}{root.base_path}"
     # The URL ends up inside JSON texts by plain substitution: keep it free of JSON specials.
     return orjson.dumps(url).decode()[1:-1]
