@@ -32,15 +32,11 @@ class Resource(Route):
 
         async def dispatch(request: Request) -> Response:
             method = "GET" if request.method == "HEAD" else request.method
-            return await self.handlers[method](request)
-
-        async def dispatch_checked(request: Request) -> Response:
-            method = "GET" if request.method == "HEAD" else request.method
             if method in self.scopes:
                 caller(request).require(self.scopes[method])
-            return await dispatch(request)
+            return await self.handlers[method](request)
 
-        super().__init__(path, dispatch_checked, methods=list(handlers))
+        super().__init__(path, dispatch, methods=list(handlers))
         self.allow = ", ".join(sorted({*(self.methods or ()), "OPTIONS"}))
         self.representations = {m: media_types_of(h) for m, h in handlers.items()}
 
