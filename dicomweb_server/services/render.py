@@ -198,10 +198,11 @@ class RenderService:
 
     def render(self, renderings: list[Rendering]) -> list[bytes]:
         """The images of `renderings`, from the cache or made now."""
-        return [self._render(r.pixels, r.numbers, r.params) for r in renderings]
+        return [self._render(r) for r in renderings]
 
-    def _render(self, pixels: StoredPixels, numbers: list[int], params: RenderParams) -> bytes:
-        key = Rendering(pixels, numbers, params).key
+    def _render(self, rendering: Rendering) -> bytes:
+        pixels, numbers, params = rendering.pixels, rendering.numbers, rendering.params
+        key = rendering.key
         cached = self._cache.get(key)
         if cached is not None:
             return cached
