@@ -147,9 +147,6 @@ class StoreRequest:
         """Store the instances of the metadata form; its part files are consumed."""
         metadata, bulk = self._metadata, self._bulk
         self._metadata, self._bulk = [], {}
-        if not metadata:
-            _remove([], bulk)
-            return []
         return self._service.store_from_metadata(metadata, bulk, self._study_uid)
 
     def discard(self) -> None:
@@ -255,8 +252,7 @@ class StoreService:
                 for item in items:
                     outcomes.append(self._store_item(item, lookup, study_uid, path.parent))
         finally:
-            for path in [*metadata_parts, *(p.path for p in bulk_parts.values())]:
-                path.unlink(missing_ok=True)
+            _remove(metadata_parts, bulk_parts)
         return outcomes
 
     def _store_item(
