@@ -7,7 +7,6 @@ from typing import Any
 from sqlalchemy import Row, insert, select, update
 
 from dicomweb_server.index.sql.database import Database
-from dicomweb_server.index.sql.engine import WRITE
 from dicomweb_server.index.sql.models import api_keys
 from dicomweb_server.services.ports.access import StoredKey
 
@@ -30,19 +29,17 @@ class SqlKeyIndex:
         self._db = db
 
     def add_key(self, key: StoredKey) -> None:
-        with self._db.connect() as conn:
-            conn.execution_options(**{WRITE: True})
-            with conn.begin():
-                conn.execute(
-                    insert(api_keys).values(
-                        key_id=key.key_id,
-                        name=key.name,
-                        secret_sha256=key.secret_sha256,
-                        scopes=" ".join(sorted(key.scopes)),
-                        created_at=key.created_at,
-                        expires_at=key.expires_at,
-                    )
+        with self._db.writing() as conn:
+            conn.execute(
+                insert(api_keys).values(
+                    key_id=key.key_id,
+                    name=key.name,
+                    secret_sha256=key.secret_sha256,
+                    scopes=" ".join(sorted(key.scopes)),
+                    created_at=key.created_at,
+                    expires_at=key.expires_at,
                 )
+            )
 
     def key(self, key_id: str) -> StoredKey | None:
         with self._db.connect() as conn:
@@ -55,20 +52,16 @@ class SqlKeyIndex:
         return [_key(row) for row in rows]
 
     def revoke_key(self, key_id: str, at: float) -> bool:
-        with self._db.connect() as conn:
-            conn.execution_options(**{WRITE: True})
-            with conn.begin():
-                done = conn.execute(
-                    update(api_keys)
-                    .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
-                    .values(revoked_at=at)
-                )
+        with self._db.writing() as conn:
+            done = conn.execute(
+                update(api_keys)
+                .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=at)
+            )
         return bool(done.rowcount)
 
     def key_used(self, key_id: str, at: float) -> None:
-        with self._db.connect() as conn:
-            conn.execution_options(**{WRITE: True})
-            with conn.begin():
-                conn.execute(
-                    update(api_keys).where(api_keys.c.key_id == key_id).values(last_used_at=at)
-                )
+        with self._db.writing() as conn:
+            conn.execute(
+                update(api_keys).where(api_keys.c.key_id == key_id).values(last_used_at=at)
+            )

@@ -13,7 +13,6 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from dicomweb_server.index.sql.database import Database
-from dicomweb_server.index.sql.engine import WRITE
 from dicomweb_server.index.sql.entities import INSTANCE, SERIES, STUDY, column_values
 from dicomweb_server.index.sql.models import instances, retired_objects, series, studies
 from dicomweb_server.index.sql.search import split
@@ -55,10 +54,8 @@ class SqlStoreIndex:
 
     def add_instance(self, instance: NewInstance, replace: bool = False) -> AddResult:
         try:
-            with self._db.connect() as conn:
-                conn.execution_options(**{WRITE: True})
-                with conn.begin():
-                    return self._add(conn, instance, replace)
+            with self._db.writing() as conn:
+                return self._add(conn, instance, replace)
         except _Abort as abort:
             return abort.result
 
