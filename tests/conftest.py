@@ -10,6 +10,7 @@ a visible reason; under CI=true that is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -209,6 +210,26 @@ def serve_in_thread(container: Container) -> tuple[uvicorn.Server, threading.Thr
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     return server, thread, f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def private_server(
+    settings: Settings, upgrade: bool = True
+) -> Iterator[tuple[httpx.Client, Container]]:
+    """A server of its own on `settings` (schema upgraded unless told not to), in a thread on
+    a loopback port: a client on its DICOMweb root, and its container (whose services a test
+    may watch without touching the shared server). Stopped and closed at the end."""
+    if upgrade:
+        upgrade_database(settings)
+    container = build_container(settings)
+    server, thread, root = serve_in_thread(container)
+    try:
+        with httpx.Client(base_url=root + settings.base_path, timeout=60) as client:
+            yield client, container
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        container.close()
 
 
 def make_settings(data_dir: Path, database_url: str | None = None, **extra: object) -> Settings:

@@ -5,32 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-
-from dicomweb_server.container import build_container, upgrade_database
-from tests.conftest import make_settings, serve_in_thread
+from tests.conftest import make_settings, private_server
 from tests.factories import make_instance
 from tests.helpers import stow
 
 
 def test_a_forged_host_gets_the_listed_hosts_urls(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, allowed_hosts="archive.example:8443, pacs.example")
-    upgrade_database(settings)
-    container = build_container(settings)
-    server, thread, root = serve_in_thread(container)
-    try:
-        with httpx.Client(base_url=root + settings.base_path, timeout=60) as client:
-            ds = make_instance()
-            assert stow(client, [ds]).status_code == 200
+    with private_server(settings) as (client, _):
+        ds = make_instance()
+        assert stow(client, [ds]).status_code == 200
 
-            def retrieve_url(host: str) -> str:
-                (found,) = client.get("/studies", headers={"Host": host}).json()
-                return str(found["00081190"]["Value"][0])
+        def retrieve_url(host: str) -> str:
+            (found,) = client.get("/studies", headers={"Host": host}).json()
+            return str(found["00081190"]["Value"][0])
 
-            assert retrieve_url("evil.example").startswith("http://archive.example:8443/dicomweb/")
-            assert retrieve_url("pacs.example").startswith("http://pacs.example/dicomweb/")
-            assert retrieve_url("PACS.example").startswith("http://PACS.example/dicomweb/")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        container.close()
+        assert retrieve_url("evil.example").startswith("http://archive.example:8443/dicomweb/")
+        assert retrieve_url("pacs.example").startswith("http://pacs.example/dicomweb/")
+        assert retrieve_url("PACS.example").startswith("http://PACS.example/dicomweb/")

@@ -11,35 +11,26 @@ from typing import Any
 import httpx
 import pytest
 
-from dicomweb_server.container import Container, build_container, upgrade_database
-from tests.conftest import make_settings, serve_in_thread
+from dicomweb_server.container import Container
+from tests.conftest import make_settings, private_server
 from tests.factories import make_instance
 from tests.helpers import stow
 
 
 @pytest.fixture
 def watched(tmp_path: Path) -> Iterator[tuple[httpx.Client, dict[str, int], Container]]:
-    settings = make_settings(tmp_path)
-    upgrade_database(settings)
-    container = build_container(settings)
-    calls = {"metadata": 0, "render": 0, "cached": 0}
-    for name in calls:
-        service = container.retrieve if name == "metadata" else container.render
-        original = getattr(service, name)
+    with private_server(make_settings(tmp_path)) as (client, container):
+        calls = {"metadata": 0, "render": 0, "cached": 0}
+        for name in calls:
+            service = container.retrieve if name == "metadata" else container.render
+            original = getattr(service, name)
 
-        def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
-            calls[_name] += 1
-            return _original(*args)
+            def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
+                calls[_name] += 1
+                return _original(*args)
 
-        setattr(service, name, counted)
-    server, thread, root = serve_in_thread(container)
-    try:
-        with httpx.Client(base_url=root + settings.base_path, timeout=60) as client:
-            yield client, calls, container
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        container.close()
+            setattr(service, name, counted)
+        yield client, calls, container
 
 
 def test_a_304_on_metadata_reads_no_metadata(watched: Any) -> None:

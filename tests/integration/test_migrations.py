@@ -107,11 +107,8 @@ def test_a_populated_archive_upgrades_in_place(
     name = "Yamada^Tarou=山田^太郎=やまだ^たろう"
     sent = [make_instance(patient_name=name, patient_id="OLD") for _ in range(3)]
 
-    def serve_and(action):  # type: ignore[no-untyped-def]
-        return _serve_and(settings, action)
-
     upgrade(url)
-    serve_and(lambda client: stow(client, sent))
+    _serve_and(settings, lambda client: stow(client, sent))
     # Back to the first schema: as if these studies had been stored by the first release.
     command.downgrade(alembic_config(url), "0001")
     upgrade(url)
@@ -127,25 +124,15 @@ def test_a_populated_archive_upgrades_in_place(
         ]
         return [len(hits), *served]
 
-    assert serve_and(found) == [3, 200, 200, 200]
+    assert _serve_and(settings, found) == [3, 200, 200, 200]
 
 
 def _serve_and(settings, action):  # type: ignore[no-untyped-def]
-    """Run `action(client)` against a server on `settings`, then stop it."""
-    import httpx
+    """Run `action(client)` against a server on `settings` (schema as it is), then stop it."""
+    from tests.conftest import private_server
 
-    from dicomweb_server.container import build_container
-    from tests.conftest import serve_in_thread
-
-    container = build_container(settings)
-    server, thread, root = serve_in_thread(container)
-    try:
-        with httpx.Client(base_url=root + settings.base_path, timeout=60) as client:
-            return action(client)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        container.close()
+    with private_server(settings, upgrade=False) as (client, _):
+        return action(client)
 
 
 def test_stored_json_becomes_jsonb_in_place(pg_url: str, tmp_path: Path) -> None:
