@@ -46,6 +46,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--scopes", default="read", help="comma-separated: read, write, delete, workitems, admin"
     )
     create.add_argument("--expires", help="lifetime such as 90d, 12h or 30m (default: none)")
+    create.add_argument(
+        "--studies-label",
+        action="append",
+        metavar="LABEL",
+        help="see only the studies carrying this access-control label (repeatable; default: "
+        "every study)",
+    )
     key_commands.add_parser("list", help="every key: id, name, scopes, state, last use")
     revoke = key_commands.add_parser("revoke", help="revoke a key at once, in every process")
     revoke.add_argument("key_id")
@@ -202,11 +209,17 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
             try:
                 expires = _lifetime(args.expires) if args.expires else None
                 scopes = {s.strip() for s in args.scopes.split(",") if s.strip()}
-                made = access.create_key(args.name, scopes, expires)
+                labels = frozenset(args.studies_label) if args.studies_label else None
+                made = access.create_key(args.name, scopes, expires, labels)
             except (ValueError, ServiceError) as exc:
                 print(f"dicomweb-server: {exc}", file=sys.stderr)
                 return 2
-            print(f"key {made.key.key_id} ({made.key.name}): {', '.join(sorted(scopes))}")
+            limit = (
+                f"; studies labelled {', '.join(sorted(made.key.labels))}"
+                if made.key.labels
+                else ""
+            )
+            print(f"key {made.key.key_id} ({made.key.name}): {', '.join(sorted(scopes))}{limit}")
             if settings.auth == "none":
                 print("note: DICOMWEB_AUTH is none; the server asks for no key until it is api-key")
             print(made.secret)
@@ -226,6 +239,8 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
                     else "never"
                 )
                 listed = ",".join(sorted(key.scopes))
+                if key.labels is not None:
+                    listed += f" (labels {','.join(sorted(key.labels))})"
                 print(f"{key.key_id}  {key.name}  {listed}  {state}  last used {used}")
             return 0
         if not access.revoke_key(args.key_id):

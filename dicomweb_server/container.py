@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pydicom.datadict import tag_for_keyword
 from sqlalchemy import Engine
 
 from dicomweb_server.blobs.filesystem import FilesystemBlobStore
@@ -22,6 +23,7 @@ from dicomweb_server.index.sql.consistency import SqlConsistencyIndex
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.engine import make_engine
 from dicomweb_server.index.sql.keys import SqlKeyIndex
+from dicomweb_server.index.sql.labels import SqlLabelIndex
 from dicomweb_server.index.sql.retrieve import SqlRetrieveIndex
 from dicomweb_server.index.sql.search import SqlSearchIndex
 from dicomweb_server.index.sql.store import SqlStoreIndex
@@ -110,6 +112,19 @@ def retrieve_anonymizer(settings: Settings) -> Deidentifier:
     return Deidentifier(key)
 
 
+def label_tags(settings: Settings) -> tuple[int, ...]:
+    """The tags of DICOMWEB_LABEL_ATTRIBUTES; an unknown keyword fails at start."""
+    tags = []
+    for name in (n.strip() for n in settings.label_attributes.split(",")):
+        if not name:
+            continue
+        tag = tag_for_keyword(name)
+        if tag is None:
+            raise ValueError(f"DICOMWEB_LABEL_ATTRIBUTES: {name!r} is not a DICOM keyword")
+        tags.append(int(tag))
+    return tuple(tags)
+
+
 class BackendUnusable(RuntimeError):
     """A configured backend cannot be used; the message says which and why."""
 
@@ -167,6 +182,7 @@ def build_container(settings: Settings) -> Container:
         ),
         max_uploads=settings.max_concurrent_uploads,
         budget=budget,
+        label_tags=label_tags(settings),
     )
     return Container(
         settings=settings,
@@ -174,7 +190,9 @@ def build_container(settings: Settings) -> Container:
         search=SearchService(SqlSearchIndex(db), settings.qido_max_limit),
         retrieve=RetrieveService(retrieve_index, blobs, pixels, retrieve_anonymizer(settings)),
         render=RenderService(retrieve_index, pixels, max_pixels=settings.max_render_pixels),
-        access=AccessService(SqlKeyIndex(db), settings.auth, settings.auth_failures_per_minute),
+        access=AccessService(
+            SqlKeyIndex(db), SqlLabelIndex(db), settings.auth, settings.auth_failures_per_minute
+        ),
         consistency=ConsistencyService(
             SqlConsistencyIndex(db), blobs, store.spool, settings.orphan_grace_seconds
         ),

@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         description="Failed authentications one client address may make per minute and process; "
         "past it, its requests answer 429 with Retry-After until the minute is over.",
     )
+    label_attributes: str = Field(
+        default="",
+        description="Comma-separated attribute keywords (e.g. InstitutionName) whose values "
+        "become access-control labels of the study at ingest; a key or token limited to "
+        "labels sees only the studies carrying one of them.",
+    )
     allow_open_access: bool = Field(
         default=False,
         description="Let `serve` bind an address other than loopback with DICOMWEB_AUTH=none "

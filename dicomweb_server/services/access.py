@@ -17,12 +17,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, replace
 
-from dicomweb_server.services.context import DELETE, READ, WRITE, Caller
-from dicomweb_server.services.errors import InvalidRequest, Unauthenticated
-from dicomweb_server.services.ports.access import KeyIndex, StoredKey
+from dicomweb_server.services.context import ADMIN, DELETE, READ, WRITE, Caller, StudyScope
+from dicomweb_server.services.errors import InvalidRequest, NotFound, Unauthenticated
+from dicomweb_server.services.ports.access import KeyIndex, LabelIndex, StoredKey
 
 # The scopes a key may carry (the route table names one per route; PS3.18 knows none).
-KEY_SCOPES = frozenset({READ, WRITE, DELETE, "workitems", "admin"})
+KEY_SCOPES = frozenset({READ, WRITE, DELETE, "workitems", ADMIN})
 _KEY = re.compile(r"dwk_([a-z0-9]{16})_([A-Za-z0-9_-]{43})", re.ASCII)
 _TOUCH_EVERY = 60.0
 
@@ -39,16 +39,28 @@ def _digest(secret: str) -> str:
 
 
 class AccessService:
-    def __init__(self, keys: KeyIndex, mode: str = "none", failures_per_minute: int = 10) -> None:
+    def __init__(
+        self,
+        keys: KeyIndex,
+        labels: LabelIndex,
+        mode: str = "none",
+        failures_per_minute: int = 10,
+    ) -> None:
         self._keys = keys
+        self._labels = labels
         self.mode = mode
         self._failures = _FailureLimit(failures_per_minute)
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def create_key(
-        self, name: str, scopes: set[str], expires_in_seconds: float | None = None
+        self,
+        name: str,
+        scopes: set[str],
+        expires_in_seconds: float | None = None,
+        labels: frozenset[str] | None = None,
     ) -> NewKey:
+        """A new key; with `labels`, it sees only the studies carrying one of them."""
         unknown = scopes - KEY_SCOPES
         if not scopes or unknown:
             raise InvalidRequest(
@@ -57,6 +69,10 @@ class AccessService:
             )
         if not name.strip():
             raise InvalidRequest("a key needs a name")
+        if labels is not None:
+            labels = frozenset(label.strip() for label in labels if label.strip())
+            if not labels:
+                raise InvalidRequest("a key limited to labels needs at least one label")
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         now = time.time()
@@ -67,6 +83,7 @@ class AccessService:
             frozenset(scopes),
             now,
             now + expires_in_seconds if expires_in_seconds is not None else None,
+            labels=labels,
         )
         self._keys.add_key(stored)
         return NewKey(stored, f"dwk_{key_id}_{secret}")
@@ -97,7 +114,26 @@ class AccessService:
             self._failures.failed(client)
             return Caller.refused(str(exc), request_id, token=True)
         self._touch(key.key_id)
-        return Caller(f"key:{key.key_id}", key.scopes, None, request_id)
+        studies = None if key.labels is None else StudyScope(labels=key.labels)
+        return Caller(f"key:{key.key_id}", key.scopes, studies, request_id)
+
+    def study_labels(self, caller: Caller, study_uid: str) -> list[str]:
+        """The access-control labels of a study (admin)."""
+        caller.require(ADMIN)
+        found = self._labels.labels(study_uid)
+        if found is None:
+            raise NotFound(f"no study {study_uid} is stored")
+        return found
+
+    def set_study_labels(self, caller: Caller, study_uid: str, labels: list[str]) -> list[str]:
+        """Make `labels` the study's access-control labels (admin); the labels it has now."""
+        caller.require(ADMIN)
+        wanted = frozenset(label.strip() for label in labels)
+        if "" in wanted or any(len(label) > 256 for label in wanted) or len(wanted) > 100:
+            raise InvalidRequest("labels are 1 to 256 characters each, at most 100 of them")
+        if not self._labels.set_labels(study_uid, wanted):
+            raise NotFound(f"no study {study_uid} is stored")
+        return sorted(wanted)
 
     def _verified(self, credential: str) -> StoredKey:
         match = _KEY.fullmatch(credential)

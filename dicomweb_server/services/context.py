@@ -15,7 +15,28 @@ from dicomweb_server.services.errors import Forbidden, TooManyRequests, Unauthen
 READ = "read"
 WRITE = "write"
 DELETE = "delete"
-EVERY_SCOPE = frozenset({READ, WRITE, DELETE, "workitems", "admin"})
+ADMIN = "admin"
+EVERY_SCOPE = frozenset({READ, WRITE, DELETE, "workitems", ADMIN})
+
+
+@dataclass(frozen=True)
+class StudyScope:
+    """The studies a limited caller may see: those carrying one of `labels` (access-control
+    labels set at ingest or by an admin), those of the patients `patient_ids`, and the studies
+    `study_uids`; a study matching any of them is visible. `series_uids`, when set, limits the
+    visible series and instances of those studies (a share of one series).
+
+    Applied inside the queries (QIDO pages and counts agree with it) and by every retrieve,
+    which answers 404 outside it: a study outside the scope cannot be told from one that is
+    not there."""
+
+    labels: frozenset[str] = frozenset()
+    patient_ids: frozenset[str] = frozenset()
+    study_uids: frozenset[str] = frozenset()
+    series_uids: frozenset[str] | None = None
+
+    def empty(self) -> bool:
+        return not (self.labels or self.patient_ids or self.study_uids)
 
 
 @dataclass(frozen=True)
@@ -23,7 +44,7 @@ class Caller:
     principal: str | None  # None: anonymous
     scopes: frozenset[str]
     # The studies the caller may see; None: every study.
-    studies: frozenset[str] | None
+    studies: StudyScope | None
     request_id: str = "-"
     # Why a caller without scopes has none (no credential, or one that failed), and whether
     # it sent a token at all (RFC 6750 3.1: error="invalid_token" then).
@@ -35,7 +56,7 @@ class Caller:
     @classmethod
     def refused(cls, reason: str, request_id: str = "-", token: bool = False) -> Caller:
         """A caller whose credential is missing or unusable: no scopes, and the reason."""
-        return cls(None, frozenset(), frozenset(), request_id, reason, token)
+        return cls(None, frozenset(), StudyScope(), request_id, reason, token)
 
     @classmethod
     def anonymous(cls, request_id: str = "-") -> Caller:
@@ -43,9 +64,9 @@ class Caller:
         yet)."""
         return cls(None, EVERY_SCOPE, None, request_id)
 
-    def require(self, scope: str, study_uid: str | None = None) -> None:
+    def require(self, scope: str) -> None:
         """Unauthenticated when the caller has no credential that works, Forbidden unless it
-        has `scope` (and may see `study_uid`, when given)."""
+        has `scope`. Which studies it may see is the study scope's business (404 outside)."""
         if self.throttled_for is not None:
             raise TooManyRequests(
                 "too many failed authentications from this address; try again later",
@@ -55,5 +76,3 @@ class Caller:
             raise Unauthenticated(self.refusal, invalid_token=self.sent_token)
         if scope not in self.scopes:
             raise Forbidden(f"this request may not {scope}")
-        if study_uid is not None and self.studies is not None and study_uid not in self.studies:
-            raise Forbidden(f"this request may not {scope} study {study_uid}")

@@ -79,15 +79,15 @@ class RenderService:
         self.max_pixels = max_pixels
         self._cache = RenderCache(cache_bytes)
 
-    def _stored(self, study: str, series: str, instance: str) -> StoredPixels:
-        found = self._index.pixels(study, series, instance)
+    def _stored(self, caller: Caller, study: str, series: str, instance: str) -> StoredPixels:
+        found = self._index.pixels(study, series, instance, scope=caller.studies)
         if found is None:
             raise NotFound(missing(study, series, instance))
         return found
 
-    def _images(self, study: str, series: str | None) -> list[StoredPixels]:
+    def _images(self, caller: Caller, study: str, series: str | None) -> list[StoredPixels]:
         """The instances of a study or series that have Pixel Data, in one index query."""
-        found = self._index.layouts(study, series)
+        found = self._index.layouts(study, series, scope=caller.studies)
         if not found:
             raise NotFound(missing(study, series))
         images = [p for p in found if p.layout.number_of_frames > 0]
@@ -105,8 +105,8 @@ class RenderService:
         params: RenderParams,
     ) -> list[Rendering]:
         """Each frame to render, or (GIF) all of them as one animation."""
-        caller.require(READ, study)
-        return self.frames_of(self._stored(study, series, instance), numbers, params)
+        caller.require(READ)
+        return self.frames_of(self._stored(caller, study, series, instance), numbers, params)
 
     def frames_of(
         self, pixels: StoredPixels, numbers: list[int], params: RenderParams
@@ -122,8 +122,8 @@ class RenderService:
         self, caller: Caller, study: str, series: str, instance: str, params: RenderParams
     ) -> Rendering:
         """The instance: its first frame, or every frame as an animated GIF."""
-        caller.require(READ, study)
-        return self.instance_of(self._stored(study, series, instance), params)
+        caller.require(READ)
+        return self.instance_of(self._stored(caller, study, series, instance), params)
 
     def instance_of(self, pixels: StoredPixels, params: RenderParams) -> Rendering:
         """`instance` of an instance already looked up."""
@@ -136,8 +136,8 @@ class RenderService:
         self, caller: Caller, study: str, series: str | None, params: RenderParams
     ) -> list[Rendering]:
         """Every image instance of a study or series, rendered as `instance` renders one."""
-        caller.require(READ, study)
-        return [Rendering(p, [1], params) for p in self._images(study, series)]
+        caller.require(READ)
+        return [Rendering(p, [1], params) for p in self._images(caller, study, series)]
 
     def thumbnail(
         self,
@@ -150,14 +150,14 @@ class RenderService:
     ) -> Rendering:
         """A small rendering of a representative frame: the middle instance of the first
         series of a study, the middle instance of a series, the middle frame of an instance."""
-        caller.require(READ, study)
+        caller.require(READ)
         if params.viewport is None:
             params = RenderParams(**{**params.__dict__, "viewport": THUMBNAIL_SIZE})
         if instance is not None:
             assert series is not None
-            pixels = _image(self._stored(study, series, instance))
+            pixels = _image(self._stored(caller, study, series, instance))
         else:
-            pixels = self._representative(study, series)
+            pixels = self._representative(caller, study, series)
         count = pixels.layout.number_of_frames
         if frame is not None:
             require_frames(pixels.instance.sop_instance_uid, count, [frame])
@@ -167,8 +167,8 @@ class RenderService:
         self, caller: Caller, study: str, series: str, instance: str, image_uid: str
     ) -> render.Presentation:
         """A stored Grayscale Softcopy Presentation State, as it applies to one image."""
-        caller.require(READ, study)
-        found = self._index.instances(study, series, instance)
+        caller.require(READ)
+        found = self._index.instances(study, series, instance, scope=caller.studies)
         if not found:
             raise NotFound(
                 f"presentation state {instance} (series {series}) is not stored in study {study}"
@@ -178,10 +178,10 @@ class RenderService:
             raise InvalidRequest(f"instance {instance} is not a presentation state")
         return render.presentation_for(state, image_uid)
 
-    def _representative(self, study: str, series: str | None) -> StoredPixels:
+    def _representative(self, caller: Caller, study: str, series: str | None) -> StoredPixels:
         """The middle image of the first series that has images (one index query)."""
         by_series: dict[str, list[StoredPixels]] = {}
-        for pixels in self._images(study, series):
+        for pixels in self._images(caller, study, series):
             by_series.setdefault(pixels.instance.series_uid, []).append(pixels)
         members = next(iter(by_series.values()))
         return members[(len(members) - 1) // 2]

@@ -285,9 +285,15 @@ class RetrieveService:
         return [part(r) for r in found.parts]
 
     def instance_pixels(self, instance: StoredInstance) -> StoredPixels:
-        return self._stored_pixels(
+        """The layout of an instance the caller has already been allowed to find."""
+        pixels = self._index.pixels(
             instance.study_uid, instance.series_uid, instance.sop_instance_uid
         )
+        if pixels is None:
+            raise NotFound(
+                missing(instance.study_uid, instance.series_uid, instance.sop_instance_uid)
+            )
+        return pixels
 
     def transcoded_all(
         self, instances: list[StoredInstance], targets: list[str]
@@ -312,8 +318,8 @@ class RetrieveService:
         series_uid: str | None = None,
         sop_instance_uid: str | None = None,
     ) -> list[StoredInstance]:
-        caller.require(READ, study_uid)
-        found = self._index.instances(study_uid, series_uid, sop_instance_uid)
+        caller.require(READ)
+        found = self._index.instances(study_uid, series_uid, sop_instance_uid, scope=caller.studies)
         if not found:
             raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
         return found
@@ -327,8 +333,8 @@ class RetrieveService:
     ) -> Metadata:
         """The stored DICOM JSON of the instances in the scope, with the blob keys of the
         copies it describes (what its entity tag is made of)."""
-        caller.require(READ, study_uid)
-        found = self._index.metadata(study_uid, series_uid, sop_instance_uid)
+        caller.require(READ)
+        found = self._index.metadata(study_uid, series_uid, sop_instance_uid, scope=caller.studies)
         if not found:
             raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
         return Metadata([key for key, _ in found], [text for _, text in found])
@@ -348,8 +354,8 @@ class RetrieveService:
         sop_instance_uid: str,
         numbers: list[int],
     ) -> ByteParts:
-        caller.require(READ, study_uid)
-        pixels = self._stored_pixels(study_uid, series_uid, sop_instance_uid)
+        caller.require(READ)
+        pixels = self._stored_pixels(caller, study_uid, series_uid, sop_instance_uid)
         layout = pixels.layout
         if layout.frames is None:
             if layout.frames_error is None:
@@ -368,10 +374,10 @@ class RetrieveService:
     def bulk_data(
         self, caller: Caller, study_uid: str, series_uid: str, sop_instance_uid: str, path: str
     ) -> ByteParts:
-        caller.require(READ, study_uid)
+        caller.require(READ)
         if not _BULK_PATH.fullmatch(path):
             raise InvalidRequest(f"bulk data path {path!r} is not a tag path")
-        pixels = self._stored_pixels(study_uid, series_uid, sop_instance_uid)
+        pixels = self._stored_pixels(caller, study_uid, series_uid, sop_instance_uid)
         layout = pixels.layout
         value = layout.bulk_data.get(path)
         if value is None:
@@ -395,13 +401,13 @@ class RetrieveService:
         self, caller: Caller, study_uid: str, series_uid: str, sop_instance_uid: str
     ) -> StoredPixels:
         """The instance and its pixel layout, in one lookup (NotFound when not stored)."""
-        caller.require(READ, study_uid)
-        return self._stored_pixels(study_uid, series_uid, sop_instance_uid)
+        caller.require(READ)
+        return self._stored_pixels(caller, study_uid, series_uid, sop_instance_uid)
 
     def _stored_pixels(
-        self, study_uid: str, series_uid: str, sop_instance_uid: str
+        self, caller: Caller, study_uid: str, series_uid: str, sop_instance_uid: str
     ) -> StoredPixels:
-        pixels = self._index.pixels(study_uid, series_uid, sop_instance_uid)
+        pixels = self._index.pixels(study_uid, series_uid, sop_instance_uid, scope=caller.studies)
         if pixels is None:
             raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
         return pixels

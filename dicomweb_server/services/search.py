@@ -59,8 +59,8 @@ class SearchService:
         """Match `request` at `level` (within a study or series when given); each result's
         RetrieveURL comes from `retrieve_url` (the caller knows its URLs, this service only
         the identifiers)."""
-        caller.require(READ, study_uid)
-        if study_uid is not None and not self._index.exists(study_uid, series_uid):
+        caller.require(READ)
+        if study_uid is not None and not self._index.exists(study_uid, series_uid, caller.studies):
             what = "series" if series_uid else "study"
             raise NotFound(f"no {what} {series_uid or study_uid} is stored")
         warnings = list(request.warnings)
@@ -99,6 +99,7 @@ class SearchService:
                 with_metadata=needs_metadata,
                 fuzzy=request.fuzzy,
                 timezone_offset=request.timezone_offset,
+                scope=caller.studies,
             )
         )
         next_offset = None

@@ -177,7 +177,10 @@ class StoreService:
         deidentifier: Deidentifier | None = None,
         max_uploads: int = 64,
         budget: MemoryBudget | None = None,
+        label_tags: tuple[int, ...] = (),
     ) -> None:
+        # The attributes whose values become the study's access-control labels.
+        self.label_tags = label_tags
         # Objects read whole at ingest (de-identified, or converted from an encoding the web
         # may not use) hold their memory in the decode budget shared with retrieval.
         self.budget = budget or MemoryBudget()
@@ -212,7 +215,7 @@ class StoreService:
 
     def begin(self, caller: Caller, study_uid: str | None = None) -> StoreRequest:
         """The parts of one request, stored as they arrive (see StoreRequest)."""
-        caller.require(WRITE, study_uid)
+        caller.require(WRITE)
         return StoreRequest(self, study_uid)
 
     def request_spool(self) -> contextlib.AbstractContextManager[RequestSpool]:
@@ -376,6 +379,7 @@ class StoreService:
                 number_of_frames=prepared.number_of_frames,
                 bulk_data={p: (v.offset, v.length) for p, v in prepared.scan.bulk.items()},
             ),
+            labels=labels_of(metadata, self.label_tags),
         )
         self._blobs.put_file(key, prepared.path)
         replace = self.duplicate_policy is DuplicatePolicy.OVERWRITE
@@ -405,6 +409,21 @@ class StoreService:
                 "first copy is kept (duplicate policy: ignore)",
             )
         return outcome.failed(DATASET_DOES_NOT_MATCH_SOP_CLASS, added.message)
+
+
+def labels_of(metadata: dict[str, object], tags: tuple[int, ...]) -> frozenset[str]:
+    """The text values of `tags` in the instance's DICOM JSON (person names by their
+    alphabetic group), each a label."""
+    found: set[str] = set()
+    for tag in tags:
+        element = metadata.get(f"{tag:08X}")
+        values = element.get("Value", []) if isinstance(element, dict) else []
+        for value in values:
+            if isinstance(value, dict):
+                value = value.get("Alphabetic")
+            if isinstance(value, str | int | float) and str(value).strip():
+                found.add(str(value).strip())
+    return frozenset(found)
 
 
 def _split_levels(metadata: dict[str, object]) -> dict[Level, dict[str, object]]:

@@ -11,8 +11,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
-from dicomweb_server.services.context import READ, WRITE
-from dicomweb_server.web import health, qido, rendered, stow, wado, wado_uri
+from dicomweb_server.services.context import ADMIN, READ, WRITE
+from dicomweb_server.web import admin, health, qido, rendered, stow, wado, wado_uri
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import capabilities_response, media_types_of
 from dicomweb_server.web.paths import FRAMES, INSTANCE, SERIES, STUDY
@@ -25,10 +25,15 @@ class Resource(Route):
     transaction (PS3.18 8.9) from the handlers' media types; a method it lacks answers 405
     with an Allow header naming them all (RFC 9110 15.5.6), whichever method was asked."""
 
-    def __init__(self, path: str, public: bool = False, **handlers: Handler) -> None:
+    def __init__(
+        self, path: str, public: bool = False, scope: str | None = None, **handlers: Handler
+    ) -> None:
         self.handlers = handlers
-        # The scope a caller needs (reads: read, stores: write); none for a public resource.
-        self.scopes = {} if public else {m: (WRITE if m == "POST" else READ) for m in handlers}
+        # The scope a caller needs (reads: read, stores: write, or the one `scope` names for
+        # every method); none for a public resource.
+        self.scopes = (
+            {} if public else {m: scope or (WRITE if m == "POST" else READ) for m in handlers}
+        )
 
         async def dispatch(request: Request) -> Response:
             method = "GET" if request.method == "HEAD" else request.method
@@ -80,6 +85,8 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource(SERIES + "/thumbnail", GET=rendered.retrieve_thumbnail),
     Resource(INSTANCE + "/thumbnail", GET=rendered.retrieve_thumbnail),
     Resource(FRAMES + "/thumbnail", GET=rendered.retrieve_thumbnail),
+    # Outside PS3.18: administration (scope admin)
+    Resource(STUDY + "/labels", scope=ADMIN, GET=admin.study_labels, PUT=admin.set_study_labels),
 ]
 
 # Outside the DICOMweb root: the HTTP contract and the probes of load balancers and Kubernetes.

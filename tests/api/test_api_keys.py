@@ -125,3 +125,15 @@ def test_guessing_keys_is_answered_429(secured: tuple[Any, str]) -> None:
     assert 1 <= int(blocked.headers["retry-after"]) <= 60
     # A request without a key is not a guess: it is told what it lacks.
     assert httpx.get(f"{base}/studies").status_code == 401
+
+
+def test_a_key_limited_to_a_label_from_the_cli(secured: tuple[Any, str]) -> None:
+    """`keys create --studies-label L` makes a key that sees only studies labelled L (the
+    label rule and the queries are tested in test_study_scope.py)."""
+    settings, base = secured
+    writer = new_key(settings, "read,write")
+    assert _stow(base, writer).status_code == 200
+    limited = new_key(settings, "read", "--studies-label", "Ward 7", "--studies-label", "ICU")
+    assert "labels ICU,Ward 7" in keys(settings, "list").stdout
+    found = httpx.get(f"{base}/studies", headers={"Authorization": f"Bearer {limited}"})
+    assert found.status_code == 200 and found.json() == []

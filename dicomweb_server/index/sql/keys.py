@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from sqlalchemy import Row, insert, select, update
 
 from dicomweb_server.index.sql.database import Database
@@ -21,6 +22,7 @@ def _key(row: Row[Any]) -> StoredKey:
         row.expires_at,
         row.revoked_at,
         row.last_used_at,
+        None if row.labels is None else frozenset(orjson.loads(row.labels)),
     )
 
 
@@ -38,6 +40,9 @@ class SqlKeyIndex:
                     scopes=" ".join(sorted(key.scopes)),
                     created_at=key.created_at,
                     expires_at=key.expires_at,
+                    labels=None
+                    if key.labels is None
+                    else orjson.dumps(sorted(key.labels)).decode("utf-8"),
                 )
             )
 

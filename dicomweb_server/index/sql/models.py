@@ -165,6 +165,23 @@ api_keys = Table(
     Column("expires_at", Float),
     Column("revoked_at", Float),
     Column("last_used_at", Float),
+    # JSON array: the access-control labels of the studies the key may see; NULL: every study.
+    Column("labels", Text),
+)
+
+# Access-control labels of the studies (issue 14): set at ingest by the label rule, or by an
+# admin; a caller limited to labels sees only the studies carrying one of them.
+study_labels = Table(
+    "study_labels",
+    metadata,
+    Column(
+        "study_pk",
+        Key,
+        ForeignKey("studies.pk", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("label", Text, primary_key=True),
+    Index(None, "label"),
 )
 
 

@@ -9,6 +9,8 @@ from sqlalchemy import Row, Select, select
 
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.models import instances, series, studies
+from dicomweb_server.index.sql.scope import limited
+from dicomweb_server.services.context import StudyScope
 from dicomweb_server.services.ports import PixelLayout, StoredInstance, StoredPixels
 
 _INSTANCE_COLUMNS = (
@@ -27,13 +29,19 @@ def _scoped(
     study_uid: str,
     series_uid: str | None,
     sop_instance_uid: str | None,
+    scope: StudyScope | None,
 ) -> Select[Any]:
-    """The instances of a study, series or one instance, in series and instance order."""
-    stmt = stmt.select_from(
-        instances.join(series, instances.c.series_pk == series.c.pk).join(
-            studies, instances.c.study_pk == studies.c.pk
+    """The instances of a study, series or one instance, in series and instance order, if
+    the caller's scope lets it see them."""
+    stmt = (
+        limited(stmt, scope, with_series=True)
+        .select_from(
+            instances.join(series, instances.c.series_pk == series.c.pk).join(
+                studies, instances.c.study_pk == studies.c.pk
+            )
         )
-    ).where(studies.c.study_instance_uid == study_uid)
+        .where(studies.c.study_instance_uid == study_uid)
+    )
     if series_uid is not None:
         stmt = stmt.where(series.c.series_instance_uid == series_uid)
     if sop_instance_uid is not None:
@@ -60,32 +68,52 @@ class SqlRetrieveIndex:
         self._db = db
 
     def instances(
-        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_instance_uid: str | None = None,
+        *,
+        scope: StudyScope | None = None,
     ) -> list[StoredInstance]:
-        stmt = _scoped(select(*_INSTANCE_COLUMNS), study_uid, series_uid, sop_instance_uid)
+        stmt = _scoped(select(*_INSTANCE_COLUMNS), study_uid, series_uid, sop_instance_uid, scope)
         with self._db.connect() as conn:
             return [_stored(row) for row in conn.execute(stmt)]
 
     def metadata(
-        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_instance_uid: str | None = None,
+        *,
+        scope: StudyScope | None = None,
     ) -> list[tuple[str, str]]:
         stmt = _scoped(
             select(instances.c.blob_key, instances.c.metadata),
             study_uid,
             series_uid,
             sop_instance_uid,
+            scope,
         )
         with self._db.connect() as conn:
             return [(str(key), str(text)) for key, text in conn.execute(stmt)]
 
-    def pixels(self, study_uid: str, series_uid: str, sop_instance_uid: str) -> StoredPixels | None:
-        stmt = _scoped(select(*_LAYOUT_COLUMNS), study_uid, series_uid, sop_instance_uid)
+    def pixels(
+        self,
+        study_uid: str,
+        series_uid: str,
+        sop_instance_uid: str,
+        *,
+        scope: StudyScope | None = None,
+    ) -> StoredPixels | None:
+        stmt = _scoped(select(*_LAYOUT_COLUMNS), study_uid, series_uid, sop_instance_uid, scope)
         with self._db.connect() as conn:
             row = conn.execute(stmt).first()
         return None if row is None else _stored_pixels(row)
 
-    def layouts(self, study_uid: str, series_uid: str | None = None) -> list[StoredPixels]:
-        stmt = _scoped(select(*_LAYOUT_COLUMNS), study_uid, series_uid, None)
+    def layouts(
+        self, study_uid: str, series_uid: str | None = None, *, scope: StudyScope | None = None
+    ) -> list[StoredPixels]:
+        stmt = _scoped(select(*_LAYOUT_COLUMNS), study_uid, series_uid, None, scope)
         with self._db.connect() as conn:
             return [_stored_pixels(row) for row in conn.execute(stmt)]
 

@@ -12,6 +12,8 @@ from dicomweb_server.index.sql import query
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.entities import ENTITIES
 from dicomweb_server.index.sql.models import instances, series, studies
+from dicomweb_server.index.sql.scope import limited
+from dicomweb_server.services.context import StudyScope
 from dicomweb_server.services.ports import SearchQuery, SearchResult
 
 
@@ -30,7 +32,9 @@ class SqlSearchIndex:
     def json_matchable(self, level: Level, tag: int) -> bool:
         return query.json_matchable(ENTITIES[level], tag)
 
-    def exists(self, study_uid: str, series_uid: str | None = None) -> bool:
+    def exists(
+        self, study_uid: str, series_uid: str | None = None, scope: StudyScope | None = None
+    ) -> bool:
         stmt: Select[Any] = select(studies.c.pk).where(studies.c.study_instance_uid == study_uid)
         if series_uid is not None:
             stmt = (
@@ -41,6 +45,7 @@ class SqlSearchIndex:
                     series.c.series_instance_uid == series_uid,
                 )
             )
+        stmt = limited(stmt, scope, with_series=series_uid is not None)
         with self._db.connect() as conn:
             return conn.execute(stmt.limit(1)).first() is not None
 
@@ -59,6 +64,7 @@ class SqlSearchIndex:
             stmt = stmt.where(studies.c.study_instance_uid == q.study_uid)
         if q.series_uid is not None:
             stmt = stmt.where(series.c.series_instance_uid == q.series_uid)
+        stmt = limited(stmt, q.scope, with_series=q.level is not Level.STUDY)
         # A stable order, so limit/offset pages never overlap.
         stmt = stmt.order_by(entity.table.c.pk).limit(q.limit).offset(q.offset)
         with self._db.connect() as conn:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.entities import INSTANCE, SERIES, STUDY, column_values
+from dicomweb_server.index.sql.labels import add_labels
 from dicomweb_server.index.sql.models import instances, retired_objects, series, studies
 from dicomweb_server.index.sql.search import split
 from dicomweb_server.services.errors import Unavailable
@@ -62,6 +63,8 @@ class SqlStoreIndex:
     def _add(self, conn: Connection, inst: NewInstance, replace: bool) -> AddResult:
         """Its study, its series, its row, then the aggregates, in one transaction."""
         study = self._lock_study(conn, inst)
+        if inst.labels:
+            add_labels(conn, study.pk, inst.labels)
         series_pk, new_series = self._series(conn, inst, study.pk)
         existing = self._insert_instance(conn, inst, study.pk, series_pk)
         if existing is not None:

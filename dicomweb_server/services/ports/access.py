@@ -1,4 +1,5 @@
-"""The access port: the API keys the archive has issued (only a hash of each secret)."""
+"""The access ports: the API keys the archive has issued (only a hash of each secret), and the
+access-control labels of the studies."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ class StoredKey:
     expires_at: float | None = None
     revoked_at: float | None = None
     last_used_at: float | None = None
+    # The access-control labels of the studies it may see; None: every study.
+    labels: frozenset[str] | None = None
 
 
 class KeyIndex(Protocol):
@@ -31,3 +34,11 @@ class KeyIndex(Protocol):
         """Mark the key revoked (False when there is no such key, or it already was)."""
 
     def key_used(self, key_id: str, at: float) -> None: ...
+
+
+class LabelIndex(Protocol):
+    def labels(self, study_uid: str) -> list[str] | None:
+        """The study's labels, sorted; None when no such study is stored."""
+
+    def set_labels(self, study_uid: str, labels: frozenset[str]) -> bool:
+        """Make `labels` the study's labels (False when no such study is stored)."""

@@ -1,10 +1,15 @@
-"""The retrieve port: the instances of a scope, their metadata and value offsets."""
+"""The retrieve port: the instances of a scope, their metadata and value offsets.
+
+Every lookup takes the caller's study scope (None: every study) and applies it in the query
+itself: outside it nothing is found, exactly as for what was never stored.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Protocol
 
+from dicomweb_server.services.context import StudyScope
 from dicomweb_server.services.ports.store import PixelLayout, StoredInstance
 
 
@@ -16,19 +21,36 @@ class StoredPixels:
 
 class RetrieveIndex(Protocol):
     def instances(
-        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_instance_uid: str | None = None,
+        *,
+        scope: StudyScope | None = None,
     ) -> list[StoredInstance]:
         """Stored instances in the scope, ordered by series then instance number."""
 
     def metadata(
-        self, study_uid: str, series_uid: str | None = None, sop_instance_uid: str | None = None
+        self,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_instance_uid: str | None = None,
+        *,
+        scope: StudyScope | None = None,
     ) -> list[tuple[str, str]]:
         """(blob key, stored DICOM JSON text) of each instance in the scope."""
 
     def pixels(
-        self, study_uid: str, series_uid: str, sop_instance_uid: str
+        self,
+        study_uid: str,
+        series_uid: str,
+        sop_instance_uid: str,
+        *,
+        scope: StudyScope | None = None,
     ) -> StoredPixels | None: ...
 
-    def layouts(self, study_uid: str, series_uid: str | None = None) -> list[StoredPixels]:
+    def layouts(
+        self, study_uid: str, series_uid: str | None = None, *, scope: StudyScope | None = None
+    ) -> list[StoredPixels]:
         """Every instance of a study or series with its value offsets, in one query, ordered
         as `instances`."""

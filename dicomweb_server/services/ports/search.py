@@ -8,6 +8,7 @@ from typing import Protocol
 
 from dicomweb_server.dicom.attributes import Aggregates, Level
 from dicomweb_server.dicom.matching import Key
+from dicomweb_server.services.context import StudyScope
 from dicomweb_server.services.ports.store import JsonDict
 
 
@@ -36,6 +37,8 @@ class SearchQuery:
     fuzzy: bool = False
     # TimezoneOffsetFromUTC of the query, in minutes east of UTC (dicom/timezone.py).
     timezone_offset: int | None = None
+    # The studies the caller may see (None: every study), applied in the query itself.
+    scope: StudyScope | None = None
 
 
 class SearchIndex(Protocol):
@@ -47,4 +50,7 @@ class SearchIndex(Protocol):
 
     def search(self, query: SearchQuery) -> list[SearchResult]: ...
 
-    def exists(self, study_uid: str, series_uid: str | None = None) -> bool: ...
+    def exists(
+        self, study_uid: str, series_uid: str | None = None, scope: StudyScope | None = None
+    ) -> bool:
+        """Whether the study (or series) is stored and the scope lets the caller see it."""

@@ -42,6 +42,8 @@ class NewInstance:
     instance_attributes: JsonDict
     metadata: str
     pixels: PixelLayout
+    # Access-control labels the study gets (added to those it has).
+    labels: frozenset[str] = frozenset()
 
 
 class AddOutcome(StrEnum):
