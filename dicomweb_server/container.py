@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from pydicom.datadict import tag_for_keyword
 from sqlalchemy import Engine
@@ -18,6 +19,7 @@ from dicomweb_server.blobs.s3 import S3BlobStore, S3Location
 from dicomweb_server.dicom.confidentiality_profile import Option
 from dicomweb_server.dicom.deidentify import Deidentifier
 from dicomweb_server.dicom.errors import backend_text
+from dicomweb_server.identity.http import UrllibJsonClient
 from dicomweb_server.index.sql import migrate
 from dicomweb_server.index.sql.consistency import SqlConsistencyIndex
 from dicomweb_server.index.sql.database import Database
@@ -30,6 +32,7 @@ from dicomweb_server.index.sql.store import SqlStoreIndex
 from dicomweb_server.services.access import AccessService
 from dicomweb_server.services.budget import MemoryBudget
 from dicomweb_server.services.consistency import ConsistencyService
+from dicomweb_server.services.oidc import OidcConfig, OidcVerifier, parse_role_map
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import BlobStore
 from dicomweb_server.services.render import RenderService
@@ -112,6 +115,34 @@ def retrieve_anonymizer(settings: Settings) -> Deidentifier:
     return Deidentifier(key)
 
 
+def oidc_verifier(settings: Settings) -> OidcVerifier | None:
+    """The verifier of OpenID Connect tokens when DICOMWEB_AUTH takes them; a bad
+    configuration fails at start."""
+    if "oidc" not in settings.auth.split(","):
+        return None
+    issuer = settings.oidc_issuer
+    if not issuer:
+        raise ValueError("DICOMWEB_AUTH=oidc needs DICOMWEB_OIDC_ISSUER")
+    parts = urlsplit(issuer)
+    loopback = parts.hostname in ("localhost", "127.0.0.1", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+        raise ValueError("DICOMWEB_OIDC_ISSUER must be an https URL (http only on loopback)")
+    config = OidcConfig(
+        issuer=issuer,
+        audience=settings.oidc_audience,
+        scopes_claim=settings.oidc_scopes_claim,
+        role_map=parse_role_map(settings.oidc_role_map),
+        algorithms=tuple(a.strip() for a in settings.oidc_algorithms.split(",") if a.strip()),
+        leeway_seconds=settings.oidc_leeway_seconds,
+        patient_claim=settings.oidc_patient_claim,
+        labels_claim=settings.oidc_labels_claim,
+        introspect=settings.oidc_introspect,
+        client_id=settings.oidc_client_id,
+        client_secret=settings.oidc_client_secret,
+    )
+    return OidcVerifier(config, UrllibJsonClient())
+
+
 def label_tags(settings: Settings) -> tuple[int, ...]:
     """The tags of DICOMWEB_LABEL_ATTRIBUTES; an unknown keyword fails at start."""
     tags = []
@@ -191,7 +222,11 @@ def build_container(settings: Settings) -> Container:
         retrieve=RetrieveService(retrieve_index, blobs, pixels, retrieve_anonymizer(settings)),
         render=RenderService(retrieve_index, pixels, max_pixels=settings.max_render_pixels),
         access=AccessService(
-            SqlKeyIndex(db), SqlLabelIndex(db), settings.auth, settings.auth_failures_per_minute
+            SqlKeyIndex(db),
+            SqlLabelIndex(db),
+            settings.auth,
+            settings.auth_failures_per_minute,
+            oidc_verifier(settings),
         ),
         consistency=ConsistencyService(
             SqlConsistencyIndex(db), blobs, store.spool, settings.orphan_grace_seconds

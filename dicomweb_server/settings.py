@@ -103,10 +103,57 @@ class Settings(BaseSettings):
         description="Binary values longer than this many bytes are returned as BulkDataURI "
         "in metadata instead of InlineBinary.",
     )
-    auth: Literal["none", "api-key"] = Field(
+    auth: Literal["none", "api-key", "oidc", "oidc,api-key", "api-key,oidc"] = Field(
         default="none",
         description="Who may call: none (anyone who reaches the port; the embedded default on "
-        "127.0.0.1) or api-key (keys made with `dicomweb-server keys create`).",
+        "127.0.0.1), api-key (keys made with `dicomweb-server keys create`), oidc (bearer "
+        "tokens of the DICOMWEB_OIDC_ISSUER), or oidc,api-key (either).",
+    )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="The OpenID provider's issuer URL (https; http only on loopback); its "
+        "discovery document gives the JWKS.",
+    )
+    oidc_audience: str = Field(
+        default="dicomweb",
+        description="The `aud` a token must carry to be accepted.",
+    )
+    oidc_scopes_claim: str = Field(
+        default="scope",
+        description="The claim holding the scopes or roles: scope, scp, roles, or a dotted path "
+        "such as realm_access.roles (Keycloak).",
+    )
+    oidc_role_map: str = Field(
+        default="",
+        description="Claim values and the scopes they give, `Role=read,write;Other=admin`, or "
+        "`microsoft` (DicomDataReader: read; DicomDataOwner: read, write, delete, workitems). "
+        "Values named like a scope (read, dicomweb.read) always give it.",
+    )
+    oidc_algorithms: str = Field(
+        default="RS256,ES256,PS256",
+        description="Signature algorithms accepted (asymmetric only; none and HS* never).",
+    )
+    oidc_leeway_seconds: int = Field(
+        default=60, ge=0, le=600, description="Clock skew allowed on exp and nbf."
+    )
+    oidc_patient_claim: str = Field(
+        default="patient",
+        description="The claim naming the patient of a SMART patient/ImagingStudy.read token.",
+    )
+    oidc_labels_claim: str | None = Field(
+        default=None,
+        description="A claim listing study labels: the token then sees only those studies.",
+    )
+    oidc_introspect: bool = Field(
+        default=False,
+        description="Ask the provider's introspection endpoint (RFC 7662) about tokens that "
+        "are not JWTs.",
+    )
+    oidc_client_id: str | None = Field(
+        default=None, description="Client id for token introspection."
+    )
+    oidc_client_secret: str | None = Field(
+        default=None, description="Client secret for token introspection."
     )
     auth_failures_per_minute: int = Field(
         default=10,

@@ -18,7 +18,8 @@ from collections import deque
 from dataclasses import dataclass, replace
 
 from dicomweb_server.services.context import ADMIN, DELETE, READ, WRITE, Caller, StudyScope
-from dicomweb_server.services.errors import InvalidRequest, NotFound, Unauthenticated
+from dicomweb_server.services.errors import InvalidRequest, NotFound, Unauthenticated, Unavailable
+from dicomweb_server.services.oidc import OidcVerifier
 from dicomweb_server.services.ports.access import KeyIndex, LabelIndex, StoredKey
 
 # The scopes a key may carry (the route table names one per route; PS3.18 knows none).
@@ -45,10 +46,16 @@ class AccessService:
         labels: LabelIndex,
         mode: str = "none",
         failures_per_minute: int = 10,
+        oidc: OidcVerifier | None = None,
     ) -> None:
         self._keys = keys
         self._labels = labels
         self.mode = mode
+        # The kinds of credential taken: "api-key", "oidc" (DICOMWEB_AUTH lists them).
+        self.kinds = frozenset(k.strip() for k in mode.split(",")) - {"none"}
+        if "oidc" in self.kinds and oidc is None:
+            raise ValueError("DICOMWEB_AUTH=oidc needs DICOMWEB_OIDC_ISSUER")
+        self._oidc = oidc
         self._failures = _FailureLimit(failures_per_minute)
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -100,19 +107,34 @@ class AccessService:
         """The caller a request's credential stands for. Without access control (mode none)
         everyone may do everything; otherwise a missing or unusable credential makes a
         caller with no scopes, whose first scoped call is answered 401 with the reason."""
-        if self.mode == "none":
+        if not self.kinds:
             return Caller.anonymous(request_id)
         if not credential:
-            return Caller.refused("this request needs an API key", request_id, token=False)
-        wait = self._failures.blocked(client)
+            wanted = "an API key" if self.kinds == {"api-key"} else "a bearer token"
+            return Caller.refused(f"this request needs {wanted}", request_id, token=False)
+        # An API key names its id: failures are counted per key too (guessing one key's
+        # secret from many addresses).
+        match = _KEY.fullmatch(credential)
+        principal = f"key:{match.group(1)}" if match else None
+        wait = self._failures.blocked(client) or self._failures.blocked(principal)
         if wait is not None:
             # Refused before the key is even looked at: guessing costs the guesser, not us.
             return replace(Caller.refused("", request_id, token=True), throttled_for=wait)
         try:
-            key = self._verified(credential)
+            return self._verified_caller(credential, request_id)
+        except Unavailable as exc:
+            return Caller.refused(str(exc), request_id, token=True, unchecked=True)
         except Unauthenticated as exc:
             self._failures.failed(client)
+            self._failures.failed(principal)
             return Caller.refused(str(exc), request_id, token=True)
+
+    def _verified_caller(self, credential: str, request_id: str) -> Caller:
+        if self._oidc is not None and not (
+            "api-key" in self.kinds and credential.startswith("dwk_")
+        ):
+            return self._oidc.caller(credential, request_id)
+        key = self._verified(credential)
         self._touch(key.key_id)
         studies = None if key.labels is None else StudyScope(labels=key.labels)
         return Caller(f"key:{key.key_id}", key.scopes, studies, request_id)

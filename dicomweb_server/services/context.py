@@ -1,16 +1,20 @@
 """Who is asking: the `Caller` every use case is handed.
 
-A plain value, made by the web layer's middleware from the request (the DIMSE gateway will
-make one from the association). Today every caller is anonymous and may do everything; the
-access control issue fills in the principal, its scopes and the studies it may see, and the
-checks below start refusing.
+A plain value, made by the web layer's middleware from the request's credential (the DIMSE
+gateway will make one from the association): the principal, its scopes and the studies it may
+see. With DICOMWEB_AUTH=none every caller is anonymous and may do everything.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dicomweb_server.services.errors import Forbidden, TooManyRequests, Unauthenticated
+from dicomweb_server.services.errors import (
+    Forbidden,
+    TooManyRequests,
+    Unauthenticated,
+    Unavailable,
+)
 
 READ = "read"
 WRITE = "write"
@@ -52,11 +56,15 @@ class Caller:
     sent_token: bool = False
     # Seconds until a client that failed too often may try again (429).
     throttled_for: int | None = None
+    # The credential could not be checked (the identity provider is unreachable): 503.
+    unchecked: bool = False
 
     @classmethod
-    def refused(cls, reason: str, request_id: str = "-", token: bool = False) -> Caller:
+    def refused(
+        cls, reason: str, request_id: str = "-", token: bool = False, unchecked: bool = False
+    ) -> Caller:
         """A caller whose credential is missing or unusable: no scopes, and the reason."""
-        return cls(None, frozenset(), StudyScope(), request_id, reason, token)
+        return cls(None, frozenset(), StudyScope(), request_id, reason, token, unchecked=unchecked)
 
     @classmethod
     def anonymous(cls, request_id: str = "-") -> Caller:
@@ -72,6 +80,8 @@ class Caller:
                 "too many failed authentications from this address; try again later",
                 retry_after=self.throttled_for,
             )
+        if self.refusal is not None and self.unchecked:
+            raise Unavailable(self.refusal)
         if self.refusal is not None:
             raise Unauthenticated(self.refusal, invalid_token=self.sent_token)
         if scope not in self.scopes:

@@ -2,8 +2,9 @@
 
 It runs inside the request log (which gives the request its id) and before any route; the
 route table checks the caller against each route's scope, and the handlers hand it to every
-service call. The credential is an API key, sent as `Authorization: Bearer <key>` (RFC 6750
-2.1) or `X-API-Key: <key>`; with DICOMWEB_AUTH=none every request may do everything.
+service call. The credential is an OpenID Connect access token or an API key, sent as
+`Authorization: Bearer <token>` (RFC 6750 2.1), or an API key as `X-API-Key: <key>`; with
+DICOMWEB_AUTH=none every request may do everything.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ class Callers:
         if scope["type"] == "http":
             access = scope["app"].state.container.access
             rid = request_id(scope)
-            if access.mode == "none":
+            if not access.kinds:
                 made = Caller.anonymous(rid)
             else:
-                # The key's row is read on every request (revocations reach every process).
+                # A key's row is read on every request (revocations reach every process); a
+                # token may need the provider's keys fetched: both off the event loop.
                 client = scope.get("client")
                 address = str(client[0]) if client else None
                 made = await anyio.to_thread.run_sync(

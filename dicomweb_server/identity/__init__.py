@@ -1,0 +1,1 @@
+"""Adapters to identity providers (OpenID Connect over HTTPS)."""
