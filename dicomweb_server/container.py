@@ -28,6 +28,7 @@ from dicomweb_server.index.sql.keys import SqlKeyIndex
 from dicomweb_server.index.sql.labels import SqlLabelIndex
 from dicomweb_server.index.sql.retrieve import SqlRetrieveIndex
 from dicomweb_server.index.sql.search import SqlSearchIndex
+from dicomweb_server.index.sql.shares import SqlShareIndex
 from dicomweb_server.index.sql.store import SqlStoreIndex
 from dicomweb_server.services.access import AccessService
 from dicomweb_server.services.budget import MemoryBudget
@@ -38,6 +39,7 @@ from dicomweb_server.services.ports import BlobStore
 from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
+from dicomweb_server.services.shares import ShareService
 from dicomweb_server.services.store import DuplicatePolicy, StoreLimits, StoreService
 from dicomweb_server.settings import Settings
 from dicomweb_server.web import urls
@@ -53,6 +55,7 @@ class Container:
     render: RenderService
     consistency: ConsistencyService
     access: AccessService
+    shares: ShareService
     blobs: BlobStore
     checks: dict[str, Callable[[], None]]
     engine: Engine
@@ -215,8 +218,16 @@ def build_container(settings: Settings) -> Container:
         budget=budget,
         label_tags=label_tags(settings),
     )
+    shares = ShareService(
+        SqlShareIndex(db),
+        SqlSearchIndex(db),
+        settings.share_session_seconds,
+        settings.auth_failures_per_minute,
+        settings.share_viewer_url,
+    )
     return Container(
         settings=settings,
+        shares=shares,
         store=store,
         search=SearchService(SqlSearchIndex(db), settings.qido_max_limit),
         retrieve=RetrieveService(retrieve_index, blobs, pixels, retrieve_anonymizer(settings)),
@@ -227,6 +238,7 @@ def build_container(settings: Settings) -> Container:
             settings.auth,
             settings.auth_failures_per_minute,
             oidc_verifier(settings),
+            shares,
         ),
         consistency=ConsistencyService(
             SqlConsistencyIndex(db), blobs, store.spool, settings.orphan_grace_seconds

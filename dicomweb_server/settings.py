@@ -161,6 +161,19 @@ class Settings(BaseSettings):
         description="Failed authentications one client address may make per minute and process; "
         "past it, its requests answer 429 with Retry-After until the minute is over.",
     )
+    share_session_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=86400,
+        description="How long the session token a share link is redeemed for lasts (never past "
+        "the share's expiry).",
+    )
+    share_viewer_url: str | None = Field(
+        default=None,
+        description="Where an opened share link redirects, with {study} and {token} in it, "
+        "e.g. https://viewer.example/viewer?StudyInstanceUIDs={study}&token={token} (OHIF); "
+        "unset, the link answers the session as JSON.",
+    )
     label_attributes: str = Field(
         default="",
         description="Comma-separated attribute keywords (e.g. InstitutionName) whose values "

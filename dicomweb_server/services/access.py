@@ -14,16 +14,26 @@ import re
 import secrets
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, replace
 
-from dicomweb_server.services.context import ADMIN, DELETE, READ, WRITE, Caller, StudyScope
+from dicomweb_server.services.context import (
+    ADMIN,
+    DELETE,
+    READ,
+    SHARE,
+    WRITE,
+    Caller,
+    StudyScope,
+    granted,
+)
 from dicomweb_server.services.errors import InvalidRequest, NotFound, Unauthenticated, Unavailable
+from dicomweb_server.services.limits import FailureLimit
 from dicomweb_server.services.oidc import OidcVerifier
 from dicomweb_server.services.ports.access import KeyIndex, LabelIndex, StoredKey
+from dicomweb_server.services.shares import ShareService
 
 # The scopes a key may carry (the route table names one per route; PS3.18 knows none).
-KEY_SCOPES = frozenset({READ, WRITE, DELETE, "workitems", ADMIN})
+KEY_SCOPES = frozenset({READ, WRITE, DELETE, "workitems", SHARE, ADMIN})
 _KEY = re.compile(r"dwk_([a-z0-9]{16})_([A-Za-z0-9_-]{43})", re.ASCII)
 _TOUCH_EVERY = 60.0
 
@@ -47,7 +57,9 @@ class AccessService:
         mode: str = "none",
         failures_per_minute: int = 10,
         oidc: OidcVerifier | None = None,
+        shares: ShareService | None = None,
     ) -> None:
+        self._shares = shares
         self._keys = keys
         self._labels = labels
         self.mode = mode
@@ -56,7 +68,7 @@ class AccessService:
         if "oidc" in self.kinds and oidc is None:
             raise ValueError("DICOMWEB_AUTH=oidc needs DICOMWEB_OIDC_ISSUER")
         self._oidc = oidc
-        self._failures = _FailureLimit(failures_per_minute)
+        self._failures = FailureLimit(failures_per_minute)
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -130,6 +142,8 @@ class AccessService:
             return Caller.refused(str(exc), request_id, token=True)
 
     def _verified_caller(self, credential: str, request_id: str) -> Caller:
+        if self._shares is not None and credential.startswith("dws_"):
+            return self._shares.caller(credential, request_id)
         if self._oidc is not None and not (
             "api-key" in self.kinds and credential.startswith("dwk_")
         ):
@@ -137,7 +151,7 @@ class AccessService:
         key = self._verified(credential)
         self._touch(key.key_id)
         studies = None if key.labels is None else StudyScope(labels=key.labels)
-        return Caller(f"key:{key.key_id}", key.scopes, studies, request_id)
+        return Caller(f"key:{key.key_id}", granted(key.scopes), studies, request_id)
 
     def study_labels(self, caller: Caller, study_uid: str) -> list[str]:
         """The access-control labels of a study (admin)."""
@@ -177,46 +191,3 @@ class AccessService:
                 return
             self._touched[key_id] = now
         self._keys.key_used(key_id, now)
-
-
-class _FailureLimit:
-    """Failed authentications per client address in the last minute, in this process (a
-    sliding window); past the limit the address waits until its oldest failure is a minute
-    old. Each process counts its own: N processes allow N times the limit."""
-
-    WINDOW = 60.0
-
-    def __init__(self, per_minute: int) -> None:
-        self._limit = per_minute
-        self._seen: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, client: str, now: float) -> deque[float]:
-        times = self._seen.setdefault(client, deque())
-        while times and times[0] <= now - self.WINDOW:
-            times.popleft()
-        return times
-
-    def blocked(self, client: str | None) -> int | None:
-        """Seconds the client must wait, or None."""
-        if client is None:
-            return None
-        now = time.monotonic()
-        with self._lock:
-            times = self._recent(client, now)
-            if len(times) < self._limit:
-                if not times:
-                    self._seen.pop(client, None)
-                return None
-            return max(1, int(times[0] + self.WINDOW - now + 0.999))
-
-    def failed(self, client: str | None) -> None:
-        if client is None:
-            return
-        now = time.monotonic()
-        with self._lock:
-            self._recent(client, now).append(now)
-            if len(self._seen) > 100_000:
-                # Bounded memory whatever the number of addresses: forget the quietest.
-                for quiet in [c for c, t in self._seen.items() if len(t) <= 1][:50_000]:
-                    del self._seen[quiet]

@@ -20,7 +20,22 @@ READ = "read"
 WRITE = "write"
 DELETE = "delete"
 ADMIN = "admin"
-EVERY_SCOPE = frozenset({READ, WRITE, DELETE, "workitems", ADMIN})
+# Share studies one can see (an admin shares any).
+SHARE = "share"
+# Whole objects (WADO-RS instances, zip, WADO-URI application/dicom): part of read, except for
+# a share link with view rights, which gets metadata, frames and renderings only.
+DOWNLOAD = "download"
+EVERY_SCOPE = frozenset({READ, DOWNLOAD, WRITE, DELETE, "workitems", SHARE, ADMIN})
+
+
+def granted(scopes: frozenset[str] | set[str]) -> frozenset[str]:
+    """The scopes a key or token carries, as checked: read includes download, admin share."""
+    found = set(scopes)
+    if READ in found:
+        found.add(DOWNLOAD)
+    if ADMIN in found:
+        found.add(SHARE)
+    return frozenset(found)
 
 
 @dataclass(frozen=True)

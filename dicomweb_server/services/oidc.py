@@ -27,13 +27,22 @@ from typing import Any
 
 import jwt
 
-from dicomweb_server.services.context import ADMIN, DELETE, READ, WRITE, Caller, StudyScope
+from dicomweb_server.services.context import (
+    ADMIN,
+    DELETE,
+    READ,
+    SHARE,
+    WRITE,
+    Caller,
+    StudyScope,
+    granted,
+)
 from dicomweb_server.services.errors import Unauthenticated, Unavailable
 from dicomweb_server.services.ports.identity import JsonClient, ProviderUnreachable
 
 ALLOWED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "PS384"})
 DEFAULT_ALGORITHMS = ("RS256", "ES256", "PS256")
-SCOPES = (READ, WRITE, DELETE, "workitems", ADMIN)
+SCOPES = (READ, WRITE, DELETE, "workitems", SHARE, ADMIN)
 # Microsoft's DICOM service roles (Azure Health Data Services).
 MICROSOFT_ROLES = {
     "DicomDataReader": frozenset({READ}),
@@ -152,7 +161,7 @@ class OidcVerifier:
             raise Unavailable(f"the identity provider cannot be reached: {exc}") from exc
         scopes, studies = self._grants(claims)
         subject = str(claims.get("sub") or claims.get("client_id") or "unknown")
-        return Caller(f"oidc:{subject}", scopes, studies, request_id)
+        return Caller(f"oidc:{subject}", granted(scopes), studies, request_id)
 
     def _claims(self, token: str) -> dict[str, Any]:
         if token.count(".") != 2:

@@ -26,7 +26,7 @@ from dicomweb_server.dicom.media_types import (
     matches,
 )
 from dicomweb_server.dicom.scan import PIXEL_DATA
-from dicomweb_server.services.context import READ, Caller
+from dicomweb_server.services.context import DOWNLOAD, READ, Caller
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable, NotFound
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import (
@@ -323,6 +323,17 @@ class RetrieveService:
         if not found:
             raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
         return found
+
+    def objects(
+        self,
+        caller: Caller,
+        study_uid: str,
+        series_uid: str | None = None,
+        sop_instance_uid: str | None = None,
+    ) -> list[StoredInstance]:
+        """`instances`, to be sent whole (PS3.18 10.4.1.1.1): the caller may download."""
+        caller.require(DOWNLOAD)
+        return self.instances(caller, study_uid, series_uid, sop_instance_uid)
 
     def metadata(
         self,

@@ -61,11 +61,23 @@ def after_response(scope: Scope, cleanup: Callable[[], None]) -> None:
     scope["state"]["cleanups"].append(cleanup)
 
 
+# Credentials in a query (a share link's token) are never logged, even with values kept.
+_SECRET_PARAMETERS = frozenset({"token", "access_token", "code"})
+
+
 def redacted_query(query: str, keep_values: bool) -> str:
-    if not query or keep_values:
+    if not query or (keep_values and not any(p in query for p in _SECRET_PARAMETERS)):
         return query
     pairs = parse_qsl(query, keep_blank_values=True)
-    return "&".join(f"{quote(name, safe='')}={'*' if value else ''}" for name, value in pairs)
+    return "&".join(
+        f"{quote(name, safe='')}={_shown(name, value, keep_values)}" for name, value in pairs
+    )
+
+
+def _shown(name: str, value: str, keep_values: bool) -> str:
+    if keep_values and name not in _SECRET_PARAMETERS:
+        return quote(value, safe="")
+    return "*" if value else ""
 
 
 class RequestLog:

@@ -13,6 +13,7 @@ from dicomweb_server.services.access import AccessService
 from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
+from dicomweb_server.services.shares import ShareService
 from dicomweb_server.services.store import StoreService
 from dicomweb_server.web.access import after_response
 
@@ -38,6 +39,7 @@ class Archive(Protocol):
     retrieve: RetrieveService
     render: RenderService
     access: AccessService
+    shares: ShareService
 
     def problems(self) -> dict[str, str]:
         """Each backend that cannot be used now, with the reason (readiness)."""

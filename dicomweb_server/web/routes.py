@@ -11,8 +11,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
-from dicomweb_server.services.context import ADMIN, READ, WRITE
-from dicomweb_server.web import admin, health, qido, rendered, stow, wado, wado_uri
+from dicomweb_server.services.context import ADMIN, READ, SHARE, WRITE
+from dicomweb_server.web import admin, health, qido, rendered, shares, stow, wado, wado_uri
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import capabilities_response, media_types_of
 from dicomweb_server.web.paths import FRAMES, INSTANCE, SERIES, STUDY
@@ -26,14 +26,21 @@ class Resource(Route):
     with an Allow header naming them all (RFC 9110 15.5.6), whichever method was asked."""
 
     def __init__(
-        self, path: str, public: bool = False, scope: str | None = None, **handlers: Handler
+        self,
+        path: str,
+        public: bool = False,
+        scope: str | dict[str, str] | None = None,
+        **handlers: Handler,
     ) -> None:
         self.handlers = handlers
-        # The scope a caller needs (reads: read, stores: write, or the one `scope` names for
-        # every method); none for a public resource.
-        self.scopes = (
-            {} if public else {m: scope or (WRITE if m == "POST" else READ) for m in handlers}
-        )
+        # The scope a caller needs per method (reads: read, stores: write, unless `scope`
+        # names one for every method or one per method); none for a public resource.
+        default = {m: WRITE if m == "POST" else READ for m in handlers}
+        if isinstance(scope, str):
+            default = dict.fromkeys(handlers, scope)
+        elif scope is not None:
+            default.update(scope)
+        self.scopes = {} if public else default
 
         async def dispatch(request: Request) -> Response:
             method = "GET" if request.method == "HEAD" else request.method
@@ -87,6 +94,16 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource(FRAMES + "/thumbnail", GET=rendered.retrieve_thumbnail),
     # Outside PS3.18: administration (scope admin)
     Resource(STUDY + "/labels", scope=ADMIN, GET=admin.study_labels, PUT=admin.set_study_labels),
+    # Share links: made by an admin or a caller with scope share, redeemed by their holder.
+    Resource(
+        "/shares",
+        scope={"POST": SHARE, "GET": ADMIN},
+        POST=shares.create_share,
+        GET=shares.list_shares,
+    ),
+    Resource("/shares/redeem", public=True, POST=shares.redeem_share),
+    Resource("/shares/open", public=True, GET=shares.open_share),
+    Resource("/shares/{share}", scope=ADMIN, GET=shares.get_share, DELETE=shares.revoke_share),
 ]
 
 # Outside the DICOMweb root: the HTTP contract and the probes of load balancers and Kubernetes.

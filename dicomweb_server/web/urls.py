@@ -7,6 +7,8 @@ or a function from here that turns them into a URL.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 import orjson
 from starlette.requests import Request
 
@@ -92,6 +94,10 @@ class Urls:
         return self.base + FRAMES.format(
             study=study, series=series, instance=instance, frames=number
         )
+
+    def share_link(self, token: str) -> str:
+        """Where the holder of a share link opens it."""
+        return f"{self.base}/shares/open?{urlencode({'token': token})}"
 
     def bulk_data(self, study: str, series: str, instance: str, path: str) -> str:
         return self.base + bulk_data_path(study, series, instance, path)

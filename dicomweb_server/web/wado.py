@@ -57,7 +57,7 @@ async def retrieve_instances(request: Request) -> Response:
     each instance in the transfer syntax negotiated for it (PS3.18 8.7.3.4)."""
     scope = scope_uids(request)
     retrieve = container(request).retrieve
-    found = await run_in_threadpool(retrieve.instances, caller(request), *scope)
+    found = await run_in_threadpool(retrieve.objects, caller(request), *scope)
     one = scope[2] is not None
     choice = negotiate_instances(request.headers.get("accept"), single=one)
     targets = retrieve.instance_syntaxes(found, choice.syntaxes)

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from dicomweb_server.dicom import numbers, render, uids
 from dicomweb_server.dicom.media_types import DICOM
 from dicomweb_server.dicom.render import RenderParams, Window
+from dicomweb_server.services.context import DOWNLOAD
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable
 from dicomweb_server.services.ports import StoredPixels
 from dicomweb_server.web import caching
@@ -113,6 +114,8 @@ async def retrieve_wado_uri(request: Request) -> Response:
 
 
 async def _dicom(request: Request, query: QueryParams, stored: StoredPixels) -> Response:
+    # The whole object: a share link with view rights may not have it.
+    caller(request).require(DOWNLOAD)
     inst = stored.instance
     for name in _IMAGE_ONLY:
         if name in query:

@@ -185,6 +185,61 @@ study_labels = Table(
 )
 
 
+# Share links (issue 14): a link token (only its hash kept) grants one study or series; each
+# redemption of it (counted against max_uses) makes a short-lived session. Every check reads
+# these rows, so a revocation reaches every process on its next request.
+shares = Table(
+    "shares",
+    metadata,
+    Column("share_id", String(32), primary_key=True),
+    Column("study_uid", String(64), nullable=False),
+    Column("series_uid", String(64)),
+    Column("rights", String(16), nullable=False),  # view | download
+    Column("created_by", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("max_uses", Integer),
+    Column("uses", Integer, nullable=False, server_default="0"),
+    Column("revoked_at", Float),
+    Column("token_sha256", String(64), nullable=False),
+    Column("code_sha256", String(64)),  # the one-time code's hash, when it has one
+    Column("code_failures", Integer, nullable=False, server_default="0"),
+)
+
+share_sessions = Table(
+    "share_sessions",
+    metadata,
+    Column("session_id", String(32), primary_key=True),
+    Column(
+        "share_id",
+        String(32),
+        ForeignKey("shares.share_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("secret_sha256", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index(None, "share_id"),
+)
+
+# Every use of a share, refused ones too: when, from where, what came of it.
+share_uses = Table(
+    "share_uses",
+    metadata,
+    Column("pk", Key, primary_key=True, autoincrement=True),
+    Column(
+        "share_id",
+        String(32),
+        ForeignKey("shares.share_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("at", Float, nullable=False),
+    Column("client", Text),
+    Column("outcome", Text, nullable=False),
+    Index(None, "share_id"),
+)
+
+
 def _json_gin(name: str, table: Table, column: str) -> None:
     """PostgreSQL: a GIN index on a stored JSON column, for `@>` (migration 0006)."""
     Index(
