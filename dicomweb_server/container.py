@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 from pydicom.datadict import tag_for_keyword
 from sqlalchemy import Engine
 
+from dicomweb_server.audit.jsonlines import JsonLinesSink
+from dicomweb_server.audit.syslog import SyslogSink
 from dicomweb_server.blobs.filesystem import FilesystemBlobStore
 from dicomweb_server.blobs.s3 import S3BlobStore, S3Location
 from dicomweb_server.dicom.confidentiality_profile import Option
@@ -21,6 +23,7 @@ from dicomweb_server.dicom.deidentify import Deidentifier
 from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.identity.http import UrllibJsonClient
 from dicomweb_server.index.sql import migrate
+from dicomweb_server.index.sql.audit import SqlAuditLog
 from dicomweb_server.index.sql.consistency import SqlConsistencyIndex
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.engine import make_engine
@@ -31,11 +34,13 @@ from dicomweb_server.index.sql.search import SqlSearchIndex
 from dicomweb_server.index.sql.shares import SqlShareIndex
 from dicomweb_server.index.sql.store import SqlStoreIndex
 from dicomweb_server.services.access import AccessService
+from dicomweb_server.services.audit import AuditSink, AuditTrail
 from dicomweb_server.services.budget import MemoryBudget
 from dicomweb_server.services.consistency import ConsistencyService
 from dicomweb_server.services.oidc import OidcConfig, OidcVerifier, parse_role_map
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import BlobStore
+from dicomweb_server.services.ports.audit import AuditLog
 from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
@@ -56,6 +61,8 @@ class Container:
     consistency: ConsistencyService
     access: AccessService
     shares: ShareService
+    audit: AuditTrail
+    audit_log: AuditLog | None
     blobs: BlobStore
     checks: dict[str, Callable[[], None]]
     engine: Engine
@@ -146,6 +153,39 @@ def oidc_verifier(settings: Settings) -> OidcVerifier | None:
     return OidcVerifier(config, UrllibJsonClient())
 
 
+def audit_trail(settings: Settings, db: Database) -> tuple[AuditTrail, AuditLog | None]:
+    """The audit trail and its sinks (DICOMWEB_AUDIT), with the table when it is one; a bad
+    configuration fails at start."""
+    names = {n.strip() for n in settings.audit.split(",") if n.strip()} - {"none"}
+    if names == {"auto"}:
+        names = {"table"} if settings.auth != "none" else set()
+    unknown = names - {"table", "file", "stdout", "syslog"}
+    if unknown:
+        raise ValueError(f"DICOMWEB_AUDIT: unknown sink(s) {', '.join(sorted(unknown))}")
+    sinks: list[AuditSink] = []
+    table = SqlAuditLog(db) if "table" in names else None
+    if table is not None:
+        sinks.append(table)
+    if "file" in names:
+        if settings.audit_file is None:
+            raise ValueError("DICOMWEB_AUDIT=file needs DICOMWEB_AUDIT_FILE")
+        sinks.append(JsonLinesSink(settings.audit_file))
+    if "stdout" in names:
+        sinks.append(JsonLinesSink(None))
+    if "syslog" in names:
+        if not settings.audit_syslog:
+            raise ValueError("DICOMWEB_AUDIT=syslog needs DICOMWEB_AUDIT_SYSLOG")
+        sinks.append(
+            SyslogSink(
+                settings.audit_syslog,
+                settings.audit_syslog_ca,
+                settings.audit_syslog_cert,
+                settings.audit_syslog_key,
+            )
+        )
+    return AuditTrail(sinks, settings.audit_source_id), table
+
+
 def label_tags(settings: Settings) -> tuple[int, ...]:
     """The tags of DICOMWEB_LABEL_ATTRIBUTES; an unknown keyword fails at start."""
     tags = []
@@ -218,12 +258,14 @@ def build_container(settings: Settings) -> Container:
         budget=budget,
         label_tags=label_tags(settings),
     )
+    trail, audit_log = audit_trail(settings, db)
     shares = ShareService(
         SqlShareIndex(db),
         SqlSearchIndex(db),
         settings.share_session_seconds,
         settings.auth_failures_per_minute,
         settings.share_viewer_url,
+        trail,
     )
     return Container(
         settings=settings,
@@ -239,7 +281,10 @@ def build_container(settings: Settings) -> Container:
             settings.auth_failures_per_minute,
             oidc_verifier(settings),
             shares,
+            trail,
         ),
+        audit=trail,
+        audit_log=audit_log,
         consistency=ConsistencyService(
             SqlConsistencyIndex(db), blobs, store.spool, settings.orphan_grace_seconds
         ),
@@ -247,5 +292,6 @@ def build_container(settings: Settings) -> Container:
         checks={"database": db.check, "blob store": blobs.check, "spool": store.spool.check},
         engine=engine,
         root=PublicRoot(settings.public_base_url, settings.base_path, settings.allowed_host_list),
-        _closers=[engine.dispose, blobs.close],
+        # The trail first: its last messages still reach the table.
+        _closers=[trail.close, engine.dispose, blobs.close],
     )

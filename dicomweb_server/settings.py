@@ -174,6 +174,34 @@ class Settings(BaseSettings):
         "e.g. https://viewer.example/viewer?StudyInstanceUIDs={study}&token={token} (OHIF); "
         "unset, the link answers the session as JSON.",
     )
+    audit: str = Field(
+        default="auto",
+        description="Where DICOM audit messages (PS3.15 A.5) go, comma-separated: table (the "
+        "audit_events table, read by GET /audit), file (JSON lines, DICOMWEB_AUDIT_FILE), "
+        "stdout (JSON lines), syslog (DICOMWEB_AUDIT_SYSLOG); none; auto: table when "
+        "DICOMWEB_AUTH is not none, else none.",
+    )
+    audit_file: Path | None = Field(
+        default=None, description="The JSON lines file of DICOMWEB_AUDIT=file (appended)."
+    )
+    audit_syslog: str | None = Field(
+        default=None,
+        description="The audit record repository: tls://host:6514 (RFC 5425), tcp://host:port "
+        "or udp://host:514 (RFC 5426).",
+    )
+    audit_syslog_ca: str | None = Field(
+        default=None, description="CA certificates (PEM) the syslog TLS server is checked with."
+    )
+    audit_syslog_cert: str | None = Field(
+        default=None, description="This node's certificate (PEM) for mutual TLS (ATNA)."
+    )
+    audit_syslog_key: str | None = Field(
+        default=None, description="The private key (PEM) of DICOMWEB_AUDIT_SYSLOG_CERT."
+    )
+    audit_source_id: str = Field(
+        default="dicomweb-server",
+        description="The AuditSourceID of every audit message (name this archive).",
+    )
     label_attributes: str = Field(
         default="",
         description="Comma-separated attribute keywords (e.g. InstitutionName) whose values "

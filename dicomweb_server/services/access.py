@@ -16,6 +16,8 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
+from dicomweb_server.services import audit
+from dicomweb_server.services.audit import AuditTrail
 from dicomweb_server.services.context import (
     ADMIN,
     DELETE,
@@ -58,8 +60,10 @@ class AccessService:
         failures_per_minute: int = 10,
         oidc: OidcVerifier | None = None,
         shares: ShareService | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self._shares = shares
+        self._audit = audit or AuditTrail([])
         self._keys = keys
         self._labels = labels
         self.mode = mode
@@ -105,13 +109,25 @@ class AccessService:
             labels=labels,
         )
         self._keys.add_key(stored)
+        self._audit.record(
+            audit.security_alert(
+                None, audit.USER_SECURITY_ATTRIBUTES_CHANGED, f"key:{key_id}", "API key created"
+            )
+        )
         return NewKey(stored, f"dwk_{key_id}_{secret}")
 
     def list_keys(self) -> list[StoredKey]:
         return self._keys.keys()
 
     def revoke_key(self, key_id: str) -> bool:
-        return self._keys.revoke_key(key_id, time.time())
+        revoked = self._keys.revoke_key(key_id, time.time())
+        if revoked:
+            self._audit.record(
+                audit.security_alert(
+                    None, audit.USER_SECURITY_ATTRIBUTES_CHANGED, f"key:{key_id}", "API key revoked"
+                )
+            )
+        return revoked
 
     def caller(
         self, credential: str | None, request_id: str = "-", client: str | None = None
@@ -139,6 +155,9 @@ class AccessService:
         except Unauthenticated as exc:
             self._failures.failed(client)
             self._failures.failed(principal)
+            # PS3.15 A.5.3.12: a failed authentication, with who it claimed to be.
+            claimed = principal or ("share session" if credential.startswith("dws_") else "token")
+            self._audit.record(audit.authentication(claimed, client, str(exc), request_id))
             return Caller.refused(str(exc), request_id, token=True)
 
     def _verified_caller(self, credential: str, request_id: str) -> Caller:
@@ -169,6 +188,15 @@ class AccessService:
             raise InvalidRequest("labels are 1 to 256 characters each, at most 100 of them")
         if not self._labels.set_labels(study_uid, wanted):
             raise NotFound(f"no study {study_uid} is stored")
+        self._audit.record(
+            audit.security_alert(
+                caller,
+                audit.OBJECT_SECURITY_ATTRIBUTES_CHANGED,
+                f"study:{study_uid}",
+                "study labels set",
+                [study_uid],
+            )
+        )
         return sorted(wanted)
 
     def _verified(self, credential: str) -> StoredKey:

@@ -73,6 +73,8 @@ class Caller:
     throttled_for: int | None = None
     # The credential could not be checked (the identity provider is unreachable): 503.
     unchecked: bool = False
+    # The network address the request came from (for the audit trail).
+    client: str | None = None
 
     @classmethod
     def refused(

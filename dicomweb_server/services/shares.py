@@ -22,6 +22,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from dicomweb_server.services import audit
+from dicomweb_server.services.audit import AuditTrail
 from dicomweb_server.services.context import (
     ADMIN,
     DOWNLOAD,
@@ -80,7 +82,9 @@ class ShareService:
         session_seconds: int = 3600,
         failures_per_minute: int = 10,
         viewer_url: str | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
+        self._audit = audit or AuditTrail([])
         self._index = index
         self._studies = studies
         self.session_seconds = session_seconds
@@ -131,7 +135,19 @@ class ShareService:
             code_sha256=None if code is None else _digest(f"{share_id}:{code}"),
         )
         self._index.add_share(share)
+        self._alert(caller, share_id, f"share created ({rights})", study_uid)
         return NewShare(share, f"dwl_{share_id}_{secret}", code)
+
+    def _alert(self, caller: Caller, share_id: str, what: str, study_uid: str) -> None:
+        self._audit.record(
+            audit.security_alert(
+                caller,
+                audit.OBJECT_SECURITY_ATTRIBUTES_CHANGED,
+                f"share:{share_id}",
+                what,
+                [study_uid],
+            )
+        )
 
     def shares(self, caller: Caller) -> list[StoredShare]:
         caller.require(ADMIN)
@@ -147,9 +163,11 @@ class ShareService:
 
     def revoke(self, caller: Caller, share_id: str) -> None:
         caller.require(ADMIN)
-        if self._index.share(share_id) is None:
+        share = self._index.share(share_id)
+        if share is None:
             raise NotFound(f"no share {share_id}")
-        self._index.revoke_share(share_id, time.time())
+        if self._index.revoke_share(share_id, time.time()):
+            self._alert(caller, share_id, "share revoked", share.study_uid)
 
     # -- recipients ------------------------------------------------------------------------
 
@@ -169,15 +187,19 @@ class ShareService:
             or not hmac.compare_digest(share.token_sha256, _digest(match.group(2)))
         ):
             self._failures.failed(client)
-            raise Unauthenticated("the share link is not one this archive issued")
+            reason = "the share link is not one this archive issued"
+            self._audit.record(audit.authentication("share link", client, reason))
+            raise Unauthenticated(reason)
         now = time.time()
         refusal = _unusable(share, now)
         if refusal is None and share.code_sha256 is not None:
             refusal = self._check_code(share, code, client)
         if refusal is None and not self._index.use_share(share.share_id, now, MAX_CODE_FAILURES):
             refusal = _unusable(self._index.share(share.share_id) or share, now) or "used up"
+        user = f"share:{share.share_id}"
         if refusal is not None:
             self._index.record_use(share.share_id, now, client, f"refused: {refusal}")
+            self._audit.record(audit.authentication(user, client, refusal))
             raise Unauthenticated(f"the share link cannot be used: {refusal}")
         session_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
@@ -186,6 +208,7 @@ class ShareService:
             StoredSession(session_id, share.share_id, _digest(secret), now, expires)
         )
         self._index.record_use(share.share_id, now, client, "redeemed")
+        self._audit.record(audit.authentication(user, client, None))
         return Session(f"dws_{session_id}_{secret}", expires, share)
 
     def _check_code(self, share: StoredShare, code: str | None, client: str | None) -> str | None:

@@ -9,6 +9,8 @@ DICOMWEB_AUTH=none every request may do everything.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -25,17 +27,17 @@ class Callers:
         if scope["type"] == "http":
             access = scope["app"].state.container.access
             rid = request_id(scope)
+            client = scope.get("client")
+            address = str(client[0]) if client else None
             if not access.kinds:
                 made = Caller.anonymous(rid)
             else:
                 # A key's row is read on every request (revocations reach every process); a
                 # token may need the provider's keys fetched: both off the event loop.
-                client = scope.get("client")
-                address = str(client[0]) if client else None
                 made = await anyio.to_thread.run_sync(
                     access.caller, _credential(scope), rid, address
                 )
-            scope.setdefault("state", {})["caller"] = made
+            scope.setdefault("state", {})["caller"] = replace(made, client=address)
         await self.app(scope, receive, send)
 
 

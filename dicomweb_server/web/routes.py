@@ -13,8 +13,10 @@ from starlette.types import Receive, Scope, Send
 
 from dicomweb_server.services.context import ADMIN, READ, SHARE, WRITE
 from dicomweb_server.web import admin, health, qido, rendered, shares, stow, wado, wado_uri
+from dicomweb_server.web import audit as auditing
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import capabilities_response, media_types_of
+from dicomweb_server.web.errors import status_of
 from dicomweb_server.web.paths import FRAMES, INSTANCE, SERIES, STUDY
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -30,9 +32,15 @@ class Resource(Route):
         path: str,
         public: bool = False,
         scope: str | dict[str, str] | None = None,
+        audited: str | None = None,
         **handlers: Handler,
     ) -> None:
         self.handlers = handlers
+        # The audit message each method makes (web/audit.py): GET the kind `audited` names,
+        # POST always a store; none for a resource not audited here.
+        self.audits = (
+            {m: auditing.STORE if m == "POST" else audited for m in handlers} if audited else {}
+        )
         # The scope a caller needs per method (reads: read, stores: write, unless `scope`
         # names one for every method or one per method); none for a public resource.
         default = {m: WRITE if m == "POST" else READ for m in handlers}
@@ -44,9 +52,19 @@ class Resource(Route):
 
         async def dispatch(request: Request) -> Response:
             method = "GET" if request.method == "HEAD" else request.method
-            if method in self.scopes:
-                caller(request).require(self.scopes[method])
-            return await self.handlers[method](request)
+            kind = self.audits.get(method)
+            try:
+                if method in self.scopes:
+                    caller(request).require(self.scopes[method])
+                response = await self.handlers[method](request)
+            except Exception as exc:
+                if kind is not None:
+                    status = getattr(exc, "status_code", None) or status_of(type(exc)) or 500
+                    auditing.record(request, kind, status)
+                raise
+            if kind is not None:
+                auditing.record(request, kind, response.status_code)
+            return response
 
         super().__init__(path, dispatch, methods=list(handlers))
         self.allow = ", ".join(sorted({*(self.methods or ()), "OPTIONS"}))
@@ -65,33 +83,41 @@ class Resource(Route):
 
 DICOMWEB_ROUTES: list[BaseRoute] = [
     # STOW-RS (POST), PS3.18 10.5; QIDO-RS (GET /studies), 10.6; WADO-RS (GET a study), 10.4
-    Resource("/studies", GET=qido.search_studies, POST=stow.store_instances),
-    Resource(STUDY, GET=wado.retrieve_instances, POST=stow.store_instances),
+    Resource(
+        "/studies", GET=qido.search_studies, POST=stow.store_instances, audited=auditing.QUERY
+    ),
+    Resource(
+        STUDY, GET=wado.retrieve_instances, POST=stow.store_instances, audited=auditing.RETRIEVE
+    ),
     # QIDO-RS, PS3.18 10.6
-    Resource("/series", GET=qido.search_series),
-    Resource("/instances", GET=qido.search_instances),
-    Resource(STUDY + "/series", GET=qido.search_series),
-    Resource(STUDY + "/instances", GET=qido.search_instances),
-    Resource(SERIES + "/instances", GET=qido.search_instances),
+    Resource("/series", GET=qido.search_series, audited=auditing.QUERY),
+    Resource("/instances", GET=qido.search_instances, audited=auditing.QUERY),
+    Resource(STUDY + "/series", GET=qido.search_series, audited=auditing.QUERY),
+    Resource(STUDY + "/instances", GET=qido.search_instances, audited=auditing.QUERY),
+    Resource(SERIES + "/instances", GET=qido.search_instances, audited=auditing.QUERY),
     # WADO-RS, PS3.18 10.4
-    Resource(SERIES, GET=wado.retrieve_instances),
-    Resource(INSTANCE, GET=wado.retrieve_instances),
-    Resource(STUDY + "/metadata", GET=wado.retrieve_metadata),
-    Resource(SERIES + "/metadata", GET=wado.retrieve_metadata),
-    Resource(INSTANCE + "/metadata", GET=wado.retrieve_metadata),
-    Resource(FRAMES, GET=wado.retrieve_frames),
-    Resource(INSTANCE + "/bulkdata/{path:path}", GET=wado.retrieve_bulk_data),
+    Resource(SERIES, GET=wado.retrieve_instances, audited=auditing.RETRIEVE),
+    Resource(INSTANCE, GET=wado.retrieve_instances, audited=auditing.RETRIEVE),
+    Resource(STUDY + "/metadata", GET=wado.retrieve_metadata, audited=auditing.RETRIEVE),
+    Resource(SERIES + "/metadata", GET=wado.retrieve_metadata, audited=auditing.RETRIEVE),
+    Resource(INSTANCE + "/metadata", GET=wado.retrieve_metadata, audited=auditing.RETRIEVE),
+    Resource(FRAMES, GET=wado.retrieve_frames, audited=auditing.RETRIEVE),
+    Resource(
+        INSTANCE + "/bulkdata/{path:path}", GET=wado.retrieve_bulk_data, audited=auditing.RETRIEVE
+    ),
     # WADO-URI, PS3.18 9
-    Resource("/wado", GET=wado_uri.retrieve_wado_uri),
+    Resource("/wado", GET=wado_uri.retrieve_wado_uri, audited=auditing.RETRIEVE),
     # Rendered resources and thumbnails, PS3.18 10.4.1.1.3-4
-    Resource(STUDY + "/rendered", GET=rendered.retrieve_rendered),
-    Resource(SERIES + "/rendered", GET=rendered.retrieve_rendered),
-    Resource(INSTANCE + "/rendered", GET=rendered.retrieve_rendered),
-    Resource(FRAMES + "/rendered", GET=rendered.retrieve_rendered_frames),
-    Resource(STUDY + "/thumbnail", GET=rendered.retrieve_thumbnail),
-    Resource(SERIES + "/thumbnail", GET=rendered.retrieve_thumbnail),
-    Resource(INSTANCE + "/thumbnail", GET=rendered.retrieve_thumbnail),
-    Resource(FRAMES + "/thumbnail", GET=rendered.retrieve_thumbnail),
+    Resource(STUDY + "/rendered", GET=rendered.retrieve_rendered, audited=auditing.RETRIEVE),
+    Resource(SERIES + "/rendered", GET=rendered.retrieve_rendered, audited=auditing.RETRIEVE),
+    Resource(INSTANCE + "/rendered", GET=rendered.retrieve_rendered, audited=auditing.RETRIEVE),
+    Resource(
+        FRAMES + "/rendered", GET=rendered.retrieve_rendered_frames, audited=auditing.RETRIEVE
+    ),
+    Resource(STUDY + "/thumbnail", GET=rendered.retrieve_thumbnail, audited=auditing.RETRIEVE),
+    Resource(SERIES + "/thumbnail", GET=rendered.retrieve_thumbnail, audited=auditing.RETRIEVE),
+    Resource(INSTANCE + "/thumbnail", GET=rendered.retrieve_thumbnail, audited=auditing.RETRIEVE),
+    Resource(FRAMES + "/thumbnail", GET=rendered.retrieve_thumbnail, audited=auditing.RETRIEVE),
     # Outside PS3.18: administration (scope admin)
     Resource(STUDY + "/labels", scope=ADMIN, GET=admin.study_labels, PUT=admin.set_study_labels),
     # Share links: made by an admin or a caller with scope share, redeemed by their holder.
@@ -104,6 +130,8 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource("/shares/redeem", public=True, POST=shares.redeem_share),
     Resource("/shares/open", public=True, GET=shares.open_share),
     Resource("/shares/{share}", scope=ADMIN, GET=shares.get_share, DELETE=shares.revoke_share),
+    # The audit table (PS3.15 A.5 messages), scope admin.
+    Resource("/audit", scope=ADMIN, GET=auditing.read_audit),
 ]
 
 # Outside the DICOMweb root: the HTTP contract and the probes of load balancers and Kubernetes.

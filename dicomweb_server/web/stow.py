@@ -49,6 +49,8 @@ async def store_instances(request: Request) -> Response:
         )
     with store.admission(), store.request_spool() as spool:
         result = await _receive(request, store, spool, boundary, study_uid)
+    # The studies that received instances, for the audit trail (web/audit.py).
+    request.state.audit_studies = [o.study_uid for o in result.outcomes if o.stored and o.study_uid]
     return _response(result, urls(request), study_uid)
 
 

@@ -240,6 +240,21 @@ share_uses = Table(
 )
 
 
+# The audit trail's table sink (issue 14): one row a DICOM Audit Message (PS3.15 A.5).
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("pk", Key, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),  # seconds since the epoch
+    Column("event_id", String(16), nullable=False),  # EventID code, e.g. 110104
+    Column("outcome", String(2), nullable=False),
+    Column("requestor", Text, nullable=False),
+    Column("studies", Text),  # " uid uid " (space-separated, spaces at both ends)
+    Column("message", Text, nullable=False),  # JSON, services.audit.as_dict
+    Index(None, "at"),
+)
+
+
 def _json_gin(name: str, table: Table, column: str) -> None:
     """PostgreSQL: a GIN index on a stored JSON column, for `@>` (migration 0006)."""
     Index(

@@ -1,0 +1,407 @@
+"""The audit trail: DICOM Audit Messages (PS3.15 A.5) for every transaction, handed to the
+configured sinks by a background thread so that no clinical request ever waits for one.
+
+The messages follow the schema of PS3.15 A.5.1 (EventIdentification, ActiveParticipant,
+AuditSourceIdentification, ParticipantObjectIdentification) and the specialisations of A.5.3:
+DICOM Instances Transferred (A.5.3.7: STOW-RS create, WADO retrieve read), Query (A.5.3.10:
+QIDO-RS), User Authentication (A.5.3.12: credential checks, share redemptions), Security
+Alert (A.5.3.11: keys, shares and labels changed), Audit Log Used (A.5.3.2: GET /audit).
+`as_dict` is the JSON form of the sinks that write JSON, `as_xml` the XML of the schema that
+syslog carries to an audit record repository (IHE ATNA).
+
+A sink that fails is counted and logged, and the others still get the message; a queue that
+is full (sinks far slower than the requests) drops the message, counted and logged, rather
+than holding the request.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Protocol
+from xml.sax.saxutils import escape, quoteattr
+
+from dicomweb_server.services.context import Caller
+
+log = logging.getLogger("dicomweb_server.audit")
+
+
+@dataclass(frozen=True)
+class Code:
+    """A coded value of PS3.16 (the DCM scheme unless told)."""
+
+    code: str
+    meaning: str
+    scheme: str = "DCM"
+
+
+# Event IDs (PS3.15 A.5.3) and event type codes (CID 403 and 412).
+INSTANCES_TRANSFERRED = Code("110104", "DICOM Instances Transferred")
+QUERY = Code("110112", "Query")
+USER_AUTHENTICATION = Code("110114", "User Authentication")
+SECURITY_ALERT = Code("110113", "Security Alert")
+AUDIT_LOG_USED = Code("110101", "Audit Log Used")
+LOGIN = Code("110122", "Login")
+USER_SECURITY_ATTRIBUTES_CHANGED = Code("110137", "User Security Attributes Changed")
+OBJECT_SECURITY_ATTRIBUTES_CHANGED = Code("110135", "Object Security Attributes Changed")
+SOURCE_ROLE = Code("110153", "Source Role ID")
+DESTINATION_ROLE = Code("110152", "Destination Role ID")
+STUDY_INSTANCE_UID = Code("110180", "Study Instance UID")
+SOP_CLASS_UID = Code("110181", "SOP Class UID")
+# What QIDO-RS queries: the Study Root Query/Retrieve Information Model.
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+
+# EventOutcomeIndicator (PS3.15 A.5.1): success, minor failure, serious failure.
+SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE = "0", "4", "8"
+
+
+def outcome_of(status: int) -> str:
+    """The EventOutcomeIndicator of an HTTP status: the client's fault is minor, ours
+    serious."""
+    if status < 400:
+        return SUCCESS
+    return MINOR_FAILURE if status < 500 else SERIOUS_FAILURE
+
+
+@dataclass(frozen=True)
+class AuditMessage:
+    event: Code
+    action: str  # C, R, U, D, E
+    outcome: str
+    at: float
+    requestor: str  # who asked: key:..., oidc:..., share:..., or anonymous
+    client: str | None = None  # their network address
+    event_type: Code | None = None
+    outcome_text: str | None = None
+    studies: tuple[str, ...] = ()
+    query: str | None = None  # a query, as sent (Query messages)
+    object_id: str | None = None  # what a security alert is about (a key id, a share id)
+    object_name: str | None = None
+    request_id: str = "-"
+    source: str = "dicomweb-server"  # AuditSourceID, set by the trail
+    destination: str | None = None  # the archive's side of a transfer (its URL)
+
+
+def requestor_of(caller: Caller) -> str:
+    return caller.principal or "anonymous"
+
+
+def transfer(
+    caller: Caller, studies: Sequence[str], outcome: str, stored: bool, note: str | None = None
+) -> AuditMessage:
+    """DICOM Instances Transferred: stored into the archive (C) or sent by it (R)."""
+    return AuditMessage(
+        INSTANCES_TRANSFERRED,
+        "C" if stored else "R",
+        outcome,
+        time.time(),
+        requestor_of(caller),
+        caller.client,
+        outcome_text=note,
+        studies=tuple(dict.fromkeys(studies)),
+        request_id=caller.request_id,
+    )
+
+
+def query(caller: Caller, text: str, outcome: str, studies: Sequence[str] = ()) -> AuditMessage:
+    return AuditMessage(
+        QUERY,
+        "E",
+        outcome,
+        time.time(),
+        requestor_of(caller),
+        caller.client,
+        query=text,
+        studies=tuple(studies),
+        request_id=caller.request_id,
+    )
+
+
+def authentication(
+    user: str, client: str | None, reason: str | None, request_id: str = "-"
+) -> AuditMessage:
+    """User Authentication (Login): `reason` says why it failed (None: it succeeded)."""
+    return AuditMessage(
+        USER_AUTHENTICATION,
+        "E",
+        SUCCESS if reason is None else MINOR_FAILURE,
+        time.time(),
+        user,
+        client,
+        event_type=LOGIN,
+        outcome_text=reason,
+        request_id=request_id,
+    )
+
+
+def security_alert(
+    caller: Caller | None,
+    kind: Code,
+    object_id: str,
+    what: str,
+    studies: Sequence[str] = (),
+) -> AuditMessage:
+    """Security Alert: a key, share or label changed (`what` says how)."""
+    return AuditMessage(
+        SECURITY_ALERT,
+        "E",
+        SUCCESS,
+        time.time(),
+        requestor_of(caller) if caller else "local administrator (CLI)",
+        caller.client if caller else None,
+        event_type=kind,
+        outcome_text=what,
+        object_id=object_id,
+        object_name=what,
+        studies=tuple(studies),
+        request_id=caller.request_id if caller else "-",
+    )
+
+
+def audit_log_used(caller: Caller, where: str) -> AuditMessage:
+    return AuditMessage(
+        AUDIT_LOG_USED,
+        "R",
+        SUCCESS,
+        time.time(),
+        requestor_of(caller),
+        caller.client,
+        object_id=where,
+        object_name="Security Audit Log",
+        request_id=caller.request_id,
+    )
+
+
+def _code(code: Code) -> dict[str, str]:
+    return {"csd-code": code.code, "codeSystemName": code.scheme, "originalText": code.meaning}
+
+
+def _timestamp(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def as_dict(m: AuditMessage) -> dict[str, object]:
+    """The message in the element and attribute names of the PS3.15 A.5.1 schema."""
+    event: dict[str, object] = {
+        "EventID": _code(m.event),
+        "EventActionCode": m.action,
+        "EventDateTime": _timestamp(m.at),
+        "EventOutcomeIndicator": m.outcome,
+    }
+    if m.event_type is not None:
+        event["EventTypeCode"] = [_code(m.event_type)]
+    if m.outcome_text:
+        event["EventOutcomeDescription"] = m.outcome_text
+    requestor: dict[str, object] = {"UserID": m.requestor, "UserIsRequestor": True}
+    if m.client:
+        requestor |= {"NetworkAccessPointID": m.client, "NetworkAccessPointTypeCode": "2"}
+    archive: dict[str, object] = {"UserID": m.destination or m.source, "UserIsRequestor": False}
+    if m.event is INSTANCES_TRANSFERRED:
+        # A.5.3.7: the sender has the Source role, the receiver the Destination role.
+        stored = m.action == "C"
+        requestor["RoleIDCode"] = _code(SOURCE_ROLE if stored else DESTINATION_ROLE)
+        archive["RoleIDCode"] = _code(DESTINATION_ROLE if stored else SOURCE_ROLE)
+    objects: list[dict[str, object]] = [
+        {
+            "ParticipantObjectID": study,
+            "ParticipantObjectTypeCode": "2",
+            "ParticipantObjectTypeCodeRole": "3",
+            "ParticipantObjectIDTypeCode": _code(STUDY_INSTANCE_UID),
+        }
+        for study in m.studies
+    ]
+    if m.query is not None:
+        objects.append(
+            {
+                "ParticipantObjectID": STUDY_ROOT_FIND,
+                "ParticipantObjectTypeCode": "2",
+                "ParticipantObjectTypeCodeRole": "3",
+                "ParticipantObjectIDTypeCode": _code(SOP_CLASS_UID),
+                "ParticipantObjectQuery": base64.b64encode(m.query.encode()).decode(),
+            }
+        )
+    if m.object_id is not None:
+        objects.append(
+            {
+                "ParticipantObjectID": m.object_id,
+                "ParticipantObjectTypeCode": "2",
+                "ParticipantObjectTypeCodeRole": "13",  # Security Resource
+                "ParticipantObjectIDTypeCode": {"csd-code": "12", "originalText": "URI"},
+                "ParticipantObjectName": m.object_name or m.object_id,
+            }
+        )
+    message: dict[str, object] = {
+        "EventIdentification": event,
+        "ActiveParticipant": [requestor, archive],
+        "AuditSourceIdentification": {"AuditSourceID": m.source},
+    }
+    if objects:
+        message["ParticipantObjectIdentification"] = objects
+    return message
+
+
+def as_xml(m: AuditMessage) -> str:
+    """The message as the XML AuditMessage of PS3.15 A.5.1."""
+    d = as_dict(m)
+
+    def attrs(values: dict[str, object], skip: tuple[str, ...] = ()) -> str:
+        return "".join(
+            f" {k}={quoteattr(str(v).lower() if isinstance(v, bool) else str(v))}"
+            for k, v in values.items()
+            if k not in skip and not isinstance(v, dict | list)
+        )
+
+    def coded(name: str, value: object) -> str:
+        assert isinstance(value, dict)
+        return f"<{name}{attrs(value)}/>"
+
+    event = d["EventIdentification"]
+    assert isinstance(event, dict)
+    parts = [f"<EventIdentification{attrs(event, ('EventOutcomeDescription',))}>"]
+    parts.append(coded("EventID", event["EventID"]))
+    for type_code in event.get("EventTypeCode", []):
+        parts.append(coded("EventTypeCode", type_code))
+    if "EventOutcomeDescription" in event:
+        parts.append(
+            f"<EventOutcomeDescription>{escape(str(event['EventOutcomeDescription']))}"
+            "</EventOutcomeDescription>"
+        )
+    parts.append("</EventIdentification>")
+    for participant in d["ActiveParticipant"]:  # type: ignore[attr-defined]
+        inner = (
+            coded("RoleIDCode", participant["RoleIDCode"]) if "RoleIDCode" in participant else ""
+        )
+        parts.append(f"<ActiveParticipant{attrs(participant)}>{inner}</ActiveParticipant>")
+    source = d["AuditSourceIdentification"]
+    assert isinstance(source, dict)
+    parts.append(f"<AuditSourceIdentification{attrs(source)}/>")
+    for obj in d.get("ParticipantObjectIdentification", []):  # type: ignore[attr-defined]
+        inner = coded("ParticipantObjectIDTypeCode", obj["ParticipantObjectIDTypeCode"])
+        if "ParticipantObjectName" in obj:
+            inner += (
+                f"<ParticipantObjectName>{escape(obj['ParticipantObjectName'])}"
+                "</ParticipantObjectName>"
+            )
+        if "ParticipantObjectQuery" in obj:
+            inner += (
+                f"<ParticipantObjectQuery>{obj['ParticipantObjectQuery']}</ParticipantObjectQuery>"
+            )
+        shown = attrs(obj, ("ParticipantObjectName", "ParticipantObjectQuery"))
+        parts.append(
+            f"<ParticipantObjectIdentification{shown}>{inner}</ParticipantObjectIdentification>"
+        )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><AuditMessage>' + "".join(parts) + "</AuditMessage>"
+    )
+
+
+class AuditSink(Protocol):
+    name: str
+
+    def write(self, messages: list[AuditMessage]) -> None:
+        """Keep these messages; raise on failure (the trail counts and logs it)."""
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class AuditTrail:
+    """The messages of this process, queued for the sinks. `record` never blocks."""
+
+    sinks: list[AuditSink]
+    source: str = "dicomweb-server"
+    capacity: int = 10_000
+    failures: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+
+    def __post_init__(self) -> None:
+        self._queue: queue.Queue[AuditMessage | None] = queue.Queue(self.capacity)
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._pending = 0
+        self._thread: threading.Thread | None = None
+        if self.sinks:
+            self._thread = threading.Thread(target=self._run, name="audit", daemon=True)
+            self._thread.start()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.sinks)
+
+    def record(self, message: AuditMessage) -> None:
+        if not self.sinks:
+            return
+        with self._lock:
+            self._pending += 1
+        try:
+            self._queue.put_nowait(replace(message, source=self.source))
+        except queue.Full:
+            with self._lock:
+                self._pending -= 1
+                self.dropped += 1
+                dropped = self.dropped
+            if dropped == 1 or dropped % 1000 == 0:
+                log.error("audit queue full: %d audit message(s) dropped so far", dropped)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < 500:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._write(batch)
+                    return
+                batch.append(more)
+            self._write(batch)
+
+    def _write(self, batch: list[AuditMessage]) -> None:
+        for sink in self.sinks:
+            try:
+                sink.write(batch)
+            except Exception as exc:  # noqa: BLE001 - any sink failure is counted, not raised
+                with self._lock:
+                    self.failures[sink.name] = self.failures.get(sink.name, 0) + len(batch)
+                    count = self.failures[sink.name]
+                log.error(
+                    "audit sink %s failed (%s); %d message(s) not written to it so far",
+                    sink.name,
+                    type(exc).__name__,
+                    count,
+                )
+        with self._lock:
+            self._pending -= len(batch)
+            self._idle.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every message recorded so far went to the sinks (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._pending > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self.flush()
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+        for sink in self.sinks:
+            with contextlib.suppress(Exception):  # closing is best effort
+                sink.close()
