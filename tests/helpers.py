@@ -33,10 +33,11 @@ def stow(
     client: httpx.Client,
     items: Iterable[Dataset | bytes],
     study: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     body, content_type = multipart_body(to_bytes(i) if isinstance(i, Dataset) else i for i in items)
     url = "/studies" if study is None else f"/studies/{study}"
-    return client.post(url, content=body, headers={"Content-Type": content_type})
+    return client.post(url, content=body, headers={"Content-Type": content_type, **(headers or {})})
 
 
 def parts(response: httpx.Response) -> list[tuple[dict[str, str], bytes]]:

@@ -26,7 +26,7 @@ from pydicom.uid import generate_uid
 
 from dicomweb_server.app import create_app
 from dicomweb_server.dicom.transcode import transcode
-from tests.conftest import IN_CI, RunningServer
+from tests.conftest import IN_CI, RunningServer, make_settings, private_server
 from tests.factories import make_instance, to_bytes
 from tests.helpers import stow
 from tests.interop.test_browser import chromium  # noqa: F401 - the fixture
@@ -51,6 +51,52 @@ def _app_config(root: str) -> bytes:
   defaultDataSourceName: 'dicomweb',
   dataSources: [{_data_source(root)}],
 }};""".encode()
+
+
+def _sine_series(study: str, stored_as: str | None = None) -> list[bytes]:
+    """Five 128x128 slices of a sine pattern (easy to tell from a blank viewport)."""
+    series = generate_uid()
+    sent = []
+    yy, xx = np.mgrid[0:128, 0:128]
+    for i in range(5):
+        ds = make_instance(study, series, rows=128, columns=128, instance_number=i + 1)
+        ds.PixelData = ((np.sin(xx / 10 + i) * np.cos(yy / 13) + 1) * 1500).astype("<u2").tobytes()
+        ds.WindowCenter, ds.WindowWidth = 1500, 3000
+        ds.ImagePositionPatient = [0, 0, i * 2.0]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [1, 1]
+        sent.append(to_bytes(ds) if stored_as is None else transcode(to_bytes(ds), stored_as))
+    return sent
+
+
+def _screenshot(chromium: str, url: str, tmp_path: Path) -> tuple[Path, str]:
+    """Headless Chromium at `url` (30 s of virtual time), its screenshot and its stderr."""
+    shot = tmp_path / "viewer.png"
+    run = subprocess.run(
+        [
+            chromium,
+            "--headless=new",
+            "--no-sandbox",
+            "--enable-unsafe-swiftshader",
+            "--use-angle=swiftshader",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1280,800",
+            "--virtual-time-budget=30000",
+            f"--screenshot={shot}",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    return shot, run.stderr
+
+
+def _shows_the_study(shot: Path) -> bool:
+    """The viewport holds the sine pattern, not a blank area."""
+    viewport = np.asarray(Image.open(shot).convert("L"))[250:650, 480:1040]
+    return bool(viewport.std() > 30)
 
 
 class OhifSite:
@@ -111,17 +157,8 @@ def test_ohif_opens_a_study(
     transfer-syntax=* and decodes the stored code-streams itself)."""
     if archive.backend != "sqlite":
         pytest.skip("the viewer path does not depend on the index; run once")
-    study, series = generate_uid(), generate_uid()
-    sent = []
-    yy, xx = np.mgrid[0:128, 0:128]
-    for i in range(5):
-        ds = make_instance(study, series, rows=128, columns=128, instance_number=i + 1)
-        ds.PixelData = ((np.sin(xx / 10 + i) * np.cos(yy / 13) + 1) * 1500).astype("<u2").tobytes()
-        ds.WindowCenter, ds.WindowWidth = 1500, 3000
-        ds.ImagePositionPatient = [0, 0, i * 2.0]
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.PixelSpacing = [1, 1]
-        sent.append(to_bytes(ds) if stored_as is None else transcode(to_bytes(ds), stored_as))
+    study = generate_uid()
+    sent = _sine_series(study, stored_as)
     with httpx.Client(base_url=archive.base_url) as client:
         assert stow(client, sent).status_code == 200
 
@@ -152,29 +189,13 @@ def test_ohif_opens_a_study(
     port = server.servers[0].sockets[0].getsockname()[1]
     ohif_site.dicomweb_root = f"http://127.0.0.1:{port}{archive.settings.base_path}"
     try:
-        shot = tmp_path / "viewer.png"
-        run = subprocess.run(
-            [
-                chromium,
-                "--headless=new",
-                "--no-sandbox",
-                "--enable-unsafe-swiftshader",
-                "--use-angle=swiftshader",
-                "--no-first-run",
-                f"--user-data-dir={tmp_path / 'profile'}",
-                "--window-size=1280,800",
-                "--virtual-time-budget=30000",
-                f"--screenshot={shot}",
-                f"{ohif_site.url}/viewer?StudyInstanceUIDs={study}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=240,
+        shot, stderr = _screenshot(
+            chromium, f"{ohif_site.url}/viewer?StudyInstanceUIDs={study}", tmp_path
         )
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-    assert shot.is_file(), run.stderr[-2000:]
+    assert shot.is_file(), stderr[-2000:]
     failures = [s for s in seen if s[2] >= 400]
     assert failures == [], failures
     paths = [p for _, p, _ in seen]
@@ -186,5 +207,50 @@ def test_ohif_opens_a_study(
     # The frames went out as stored (the viewer asks with transfer-syntax=*).
     assert frame_types == {stored_as or "1.2.840.10008.1.2.1"}, frame_types
     # The image is on screen: the viewport holds the sine pattern, not a blank area.
-    viewport = np.asarray(Image.open(shot).convert("L"))[250:650, 480:1040]
-    assert viewport.std() > 30, viewport.std()
+    assert _shows_the_study(shot)
+
+
+def test_ohif_opens_a_shared_study_with_auth_on(
+    chromium: str,  # noqa: F811
+    ohif_site: OhifSite,
+    tmp_path: Path,
+) -> None:
+    """Access control on: the recipient of a share link opens it in a browser; the archive
+    redeems it and redirects to OHIF with the session as the `token` URL parameter, which
+    OHIF sends as a bearer token on every request (docs/conformance.md, "Share links")."""
+    settings = make_settings(
+        tmp_path / "archive",
+        auth="api-key",
+        audit="table",
+        cors_allow_origins=ohif_site.url,
+        share_viewer_url=ohif_site.url + "/viewer?StudyInstanceUIDs={study}&token={token}",
+    )
+    with private_server(settings) as (client, container):
+        admin = {
+            "Authorization": f"Bearer {container.access.create_key('a', {'admin', 'write'}).secret}"
+        }
+        study = generate_uid()
+        assert stow(client, _sine_series(study), headers=admin).status_code == 200
+        other = generate_uid()
+        assert stow(client, _sine_series(other), headers=admin).status_code == 200
+        share = client.post("/shares", json={"study": study, "max_uses": 1}, headers=admin).json()
+        ohif_site.dicomweb_root = str(client.base_url).rstrip("/")
+        shot, stderr = _screenshot(chromium, share["url"], tmp_path)
+        assert shot.is_file(), stderr[-2000:]
+        assert container.audit.flush()
+        events = client.get("/audit", params={"limit": 1000}, headers=admin).json()["events"]
+        # Everything the viewer asked for, it asked as the share, and got.
+        viewer = [
+            e for e in events if e["ActiveParticipant"][0]["UserID"] == f"share:{share['id']}"
+        ]
+        outcomes = {e["EventIdentification"]["EventOutcomeIndicator"] for e in viewer}
+        assert len(viewer) > 5 and outcomes == {"0"}, [e["EventIdentification"] for e in viewer]
+        for event in viewer:
+            named = [
+                o["ParticipantObjectID"] for o in event.get("ParticipantObjectIdentification", [])
+            ]
+            assert other not in named
+        assert _shows_the_study(shot)
+        # The link was used once (max_uses=1): opening it again is refused.
+        again = client.get("/shares/open", params={"token": share["token"]})
+        assert again.status_code == 401 and "used up" in again.json()["error"]
