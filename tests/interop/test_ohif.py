@@ -69,12 +69,12 @@ def _sine_series(study: str, stored_as: str | None = None) -> list[bytes]:
     return sent
 
 
-def _screenshot(chromium: str, url: str, tmp_path: Path) -> tuple[Path, str]:
+def _screenshot(browser: str, url: str, tmp_path: Path) -> tuple[Path, str]:
     """Headless Chromium at `url` (30 s of virtual time), its screenshot and its stderr."""
     shot = tmp_path / "viewer.png"
     run = subprocess.run(
         [
-            chromium,
+            browser,
             "--headless=new",
             "--no-sandbox",
             "--enable-unsafe-swiftshader",
