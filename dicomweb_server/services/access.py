@@ -82,8 +82,11 @@ class AccessService:
         scopes: set[str],
         expires_in_seconds: float | None = None,
         labels: frozenset[str] | None = None,
+        caller: Caller | None = None,
     ) -> NewKey:
         """A new key; with `labels`, it sees only the studies carrying one of them."""
+        if caller is not None:
+            caller.require(ADMIN)
         unknown = scopes - KEY_SCOPES
         if not scopes or unknown:
             raise InvalidRequest(
@@ -111,20 +114,28 @@ class AccessService:
         self._keys.add_key(stored)
         self._audit.record(
             audit.security_alert(
-                None, audit.USER_SECURITY_ATTRIBUTES_CHANGED, f"key:{key_id}", "API key created"
+                caller, audit.USER_SECURITY_ATTRIBUTES_CHANGED, f"key:{key_id}", "API key created"
             )
         )
         return NewKey(stored, f"dwk_{key_id}_{secret}")
 
-    def list_keys(self) -> list[StoredKey]:
+    def list_keys(self, caller: Caller | None = None) -> list[StoredKey]:
+        """Every key (admin, over HTTP; the CLI is the machine's own administrator)."""
+        if caller is not None:
+            caller.require(ADMIN)
         return self._keys.keys()
 
-    def revoke_key(self, key_id: str) -> bool:
+    def revoke_key(self, key_id: str, caller: Caller | None = None) -> bool:
+        if caller is not None:
+            caller.require(ADMIN)
         revoked = self._keys.revoke_key(key_id, time.time())
         if revoked:
             self._audit.record(
                 audit.security_alert(
-                    None, audit.USER_SECURITY_ATTRIBUTES_CHANGED, f"key:{key_id}", "API key revoked"
+                    caller,
+                    audit.USER_SECURITY_ATTRIBUTES_CHANGED,
+                    f"key:{key_id}",
+                    "API key revoked",
                 )
             )
         return revoked

@@ -1,4 +1,5 @@
-"""Administration outside PS3.18: the access-control labels of a study (scope admin).
+"""Administration outside PS3.18 (scope admin): the access-control labels of a study, and
+the API keys (`GET/POST {root}/keys`, `DELETE {root}/keys/{id}`; the CLI does the same).
 
 `GET {root}/studies/{study}/labels` answers `{"labels": [...]}`; `PUT` with the same body
 makes them the study's labels. Keys and tokens limited to labels see only the studies that
@@ -7,6 +8,7 @@ carry one of theirs.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -14,7 +16,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dicomweb_server.services.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from dicomweb_server.services.errors import (
+    InvalidRequest,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from dicomweb_server.services.ports.access import StoredKey
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.context import container, path_uid
 
@@ -62,3 +70,70 @@ async def set_study_labels(request: Request) -> Response:
         container(request).access.set_study_labels, caller(request), study, labels
     )
     return _labels_response(found)
+
+
+def _described(key: StoredKey) -> dict[str, object]:
+    """A key as the administration API shows it (never its secret or hash)."""
+    now = time.time()
+    state = "active"
+    if key.revoked_at is not None:
+        state = "revoked"
+    elif key.expires_at is not None and key.expires_at <= now:
+        state = "expired"
+    return {
+        "id": key.key_id,
+        "name": key.name,
+        "scopes": sorted(key.scopes),
+        "labels": None if key.labels is None else sorted(key.labels),
+        "created": key.created_at,
+        "expires": key.expires_at,
+        "last_used": key.last_used_at,
+        "state": state,
+    }
+
+
+async def list_keys(request: Request) -> Response:
+    found = await run_in_threadpool(container(request).access.list_keys, caller(request))
+    return json_answer([_described(k) for k in found])
+
+
+async def create_key(request: Request) -> Response:
+    """`{"name", "scopes": [...], "expires_in"?: seconds, "labels"?: [...]}`: 201 with the
+    key, shown this once."""
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise InvalidRequest('the body must be {"name": "...", "scopes": ["read"]}')
+    name, scopes = body.get("name"), body.get("scopes")
+    expires, labels = body.get("expires_in"), body.get("labels")
+    if (
+        not isinstance(name, str)
+        or not isinstance(scopes, list)
+        or not all(isinstance(s, str) for s in scopes)
+        or not (expires is None or (isinstance(expires, int) and not isinstance(expires, bool)))
+        or not (
+            labels is None or (isinstance(labels, list) and all(isinstance(x, str) for x in labels))
+        )
+    ):
+        raise InvalidRequest(
+            'the body must be {"name": "...", "scopes": ["read"], "expires_in": seconds, '
+            '"labels": ["..."]}'
+        )
+    if expires is not None and expires < 60:
+        raise InvalidRequest("expires_in must be at least 60 seconds")
+    made = await run_in_threadpool(
+        container(request).access.create_key,
+        name,
+        set(scopes),
+        expires,
+        None if labels is None else frozenset(labels),
+        caller(request),
+    )
+    return json_answer({**_described(made.key), "key": made.secret}, 201)
+
+
+async def revoke_key(request: Request) -> Response:
+    key_id = request.path_params["key"]
+    done = await run_in_threadpool(container(request).access.revoke_key, key_id, caller(request))
+    if not done:
+        raise NotFound(f"no active key {key_id}")
+    return Response(status_code=204)

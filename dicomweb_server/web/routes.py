@@ -130,6 +130,8 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource("/shares/redeem", public=True, POST=shares.redeem_share),
     Resource("/shares/open", public=True, GET=shares.open_share),
     Resource("/shares/{share}", scope=ADMIN, GET=shares.get_share, DELETE=shares.revoke_share),
+    Resource("/keys", scope=ADMIN, GET=admin.list_keys, POST=admin.create_key),
+    Resource("/keys/{key}", scope=ADMIN, DELETE=admin.revoke_key),
     # The audit table (PS3.15 A.5 messages), scope admin.
     Resource("/audit", scope=ADMIN, GET=auditing.read_audit),
 ]

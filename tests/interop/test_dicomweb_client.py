@@ -2,19 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import pytest
 from dicomweb_client.api import DICOMwebClient
 from pydicom.encaps import generate_frames
 from pydicom.uid import generate_uid
 
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, make_settings, private_server
 from tests.factories import bare_bytes, bundled_bytes, make_instance, parse
+from tests.oidc_provider import oidc_provider
 
 
-@pytest.fixture
-def dicomweb(archive: RunningServer) -> DICOMwebClient:
-    return DICOMwebClient(url=archive.base_url)
+@pytest.fixture(params=["open", "api-key", "oidc"])
+def dicomweb(
+    request: pytest.FixtureRequest, archive: RunningServer, tmp_path: Path
+) -> Iterator[DICOMwebClient]:
+    """The client on the shared server (DICOMWEB_AUTH=none), and, once, on a server of its
+    own with access control on (oidc,api-key), sending an API key or an OIDC token of a
+    local provider as its bearer token: the same suite, auth on (issue 14)."""
+    if request.param == "open":
+        yield DICOMwebClient(url=archive.base_url)
+        return
+    if archive.backend != "sqlite":
+        pytest.skip("with auth on, once: access control does not depend on the backend")
+    with oidc_provider() as provider:
+        settings = make_settings(
+            tmp_path, auth="oidc,api-key", oidc_issuer=provider.issuer, audit="table"
+        )
+        with private_server(settings) as (client, container):
+            if request.param == "api-key":
+                credential = container.access.create_key("client", {"read", "write"}).secret
+            else:
+                credential = provider.token(scope="openid read write")
+            yield DICOMwebClient(
+                url=str(client.base_url).rstrip("/"),
+                headers={"Authorization": f"Bearer {credential}"},
+            )
+            # Every request the suite made was let in: no failed authentication, and every
+            # transaction was the client's (audited under its principal).
+            assert container.audit.flush()
+            with container.engine.connect() as conn:
+                rows = conn.exec_driver_sql("SELECT event_id, requestor FROM audit_events").all()
+            assert rows and not [r for r in rows if r[0] == "110114"]
+            assert {r[1] for r in rows if r[0] in ("110104", "110112")} == {
+                "oidc:alice" if request.param == "oidc" else f"key:{credential.split('_')[1]}"
+            }
 
 
 def test_store_search_retrieve_round_trip(dicomweb: DICOMwebClient) -> None:
