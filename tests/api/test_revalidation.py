@@ -86,9 +86,9 @@ def test_a_study_rendering_asks_the_index_once(watched: Any) -> None:
     for name in asked:
         original = getattr(index, name)
 
-        def counted(*args: Any, _name: str = name, _original: Any = original) -> Any:
+        def counted(*args: Any, _name: str = name, _original: Any = original, **kw: Any) -> Any:
             asked[_name] += 1
-            return _original(*args)
+            return _original(*args, **kw)
 
         setattr(index, name, counted)
     study = [make_instance(study_uid="1.2.3.7", rows=8, columns=8) for _ in range(5)]

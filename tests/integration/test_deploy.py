@@ -119,7 +119,11 @@ def test_kubernetes_manifests_fit_the_application() -> None:
     named = set(m["ConfigMap"]["data"]) | set(m["Secret"]["stringData"])
     assert named <= SETTINGS, named - SETTINGS
     assert m["ConfigMap"]["data"]["DICOMWEB_MIGRATE_ON_START"] == "false"
-    assert m["ConfigMap"]["data"]["DICOMWEB_AUTH"] == "api-key"
+    # Reachable from the network: access control on, OIDC for people and keys for scripts.
+    config = m["ConfigMap"]["data"]
+    assert config["DICOMWEB_AUTH"] == "oidc,api-key"
+    assert config["DICOMWEB_OIDC_ISSUER"].startswith("https://")
+    assert "table" in config["DICOMWEB_AUDIT"]
 
 
 def test_compose_and_dockerfile() -> None:
