@@ -20,6 +20,9 @@ TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 PROCESSING_FAILURE = 0x0110
 # PS3.7 C.4 "Duplicate SOP Instance", for the duplicate policy "reject".
 DUPLICATE_SOP_INSTANCE = 0x0111
+# PS3.7 C.5 "Refused: Not Authorized": a caller limited to labels storing into a study that
+# does not carry one of them.
+NOT_AUTHORIZED = 0x0124
 
 # PS3.18 Table I.2-1: warning reasons. "Coercion of Data Elements": the object was
 # de-identified.

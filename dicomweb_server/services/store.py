@@ -33,13 +33,14 @@ from dicomweb_server.dicom.store_status import (
     COERCION_OF_DATA_ELEMENTS,
     DATASET_DOES_NOT_MATCH_SOP_CLASS,
     DUPLICATE_SOP_INSTANCE,
+    NOT_AUTHORIZED,
     InstanceOutcome,
     failure,
 )
 from dicomweb_server.dicom.xml_model import native_to_json
 from dicomweb_server.services.budget import MemoryBudget
 from dicomweb_server.services.context import WRITE, Caller
-from dicomweb_server.services.errors import Busy
+from dicomweb_server.services.errors import Busy, Forbidden
 from dicomweb_server.services.ingest import PreparedInstance, deidentified, peek_uids, prepare
 from dicomweb_server.services.ports import (
     AddOutcome,
@@ -100,14 +101,27 @@ class StorePart:
     content_location: str | None = None
 
 
+@dataclass(frozen=True)
+class Labelling:
+    """The access-control labels of one request's stores: `added` go to every study it
+    stores into; with `within` (a caller limited to those labels) a study that exists must
+    already carry one of them."""
+
+    added: frozenset[str] = frozenset()
+    within: frozenset[str] | None = None
+
+
 class StoreRequest:
     """The parts of one Store Instances request (PS3.18 10.5.1.2): a PS3.10 object is stored
     as soon as its part is complete; the metadata form's parts (PS3.18 10.5.1.2.2) wait for
     `finish`, since bulk data may precede its metadata."""
 
-    def __init__(self, service: StoreService, study_uid: str | None) -> None:
+    def __init__(
+        self, service: StoreService, study_uid: str | None, labels: Labelling | None = None
+    ) -> None:
         self._service = service
         self._study_uid = study_uid
+        self._labels = labels or Labelling()
         self._metadata: list[Path] = []
         self._bulk: dict[str, BulkFile] = {}
 
@@ -121,7 +135,7 @@ class StoreRequest:
         for part in parts:
             media_type = media_types.DICOM if part.media_type is None else part.media_type
             if media_type == media_types.DICOM:
-                outcomes.append(self._service.store(part.path, self._study_uid))
+                outcomes.append(self._service.store(part.path, self._study_uid, self._labels))
             elif media_type in (media_types.DICOM_JSON, media_types.DICOM_XML):
                 # The file's suffix says how to read it.
                 suffix = ".json" if media_type == media_types.DICOM_JSON else ".xml"
@@ -147,7 +161,7 @@ class StoreRequest:
         """Store the instances of the metadata form; its part files are consumed."""
         metadata, bulk = self._metadata, self._bulk
         self._metadata, self._bulk = [], {}
-        return self._service.store_from_metadata(metadata, bulk, self._study_uid)
+        return self._service.store_from_metadata(metadata, bulk, self._study_uid, self._labels)
 
     def discard(self) -> None:
         """Drop the parts still waiting (a body cut short keeps nothing of its metadata form)."""
@@ -213,10 +227,20 @@ class StoreService:
             with self._uploads_lock:
                 self._uploads -= 1
 
-    def begin(self, caller: Caller, study_uid: str | None = None) -> StoreRequest:
-        """The parts of one request, stored as they arrive (see StoreRequest)."""
+    def begin(
+        self, caller: Caller, study_uid: str | None = None, labels: frozenset[str] = frozenset()
+    ) -> StoreRequest:
+        """The parts of one request, stored as they arrive (see StoreRequest). `labels` (the
+        request's own, e.g. from a gateway) go to every study it stores into; a caller
+        limited to labels may only say its own, gives them to what it stores, and may not
+        store into a study it cannot see."""
         caller.require(WRITE)
-        return StoreRequest(self, study_uid)
+        scope = caller.studies
+        if scope is None:
+            return StoreRequest(self, study_uid, Labelling(labels))
+        if not labels <= scope.labels:
+            raise Forbidden("a caller limited to labels may only give its own to what it stores")
+        return StoreRequest(self, study_uid, Labelling(labels | scope.labels, scope.labels))
 
     def request_spool(self) -> contextlib.AbstractContextManager[RequestSpool]:
         """The spool folder of one request, on the objects' file system; everything in it is
@@ -228,6 +252,7 @@ class StoreService:
         metadata_parts: list[Path],
         bulk_parts: dict[str, BulkFile],
         study_uid: str | None = None,
+        labels: Labelling | None = None,
     ) -> list[InstanceOutcome]:
         """Store instances sent as metadata plus bulk data parts (PS3.18 10.5.1.2.2).
 
@@ -253,7 +278,7 @@ class StoreService:
                     )
                     continue
                 for item in items:
-                    outcomes.append(self._store_item(item, lookup, study_uid, path.parent))
+                    outcomes.append(self._store_item(item, lookup, study_uid, path.parent, labels))
         finally:
             _remove(metadata_parts, bulk_parts)
         return outcomes
@@ -264,6 +289,7 @@ class StoreService:
         lookup: Callable[[str], BulkPart | None],
         study_uid: str | None,
         workdir: Path,
+        labels: Labelling | None = None,
     ) -> InstanceOutcome:
         path = RequestSpool(workdir).new_path(".dcm")
         try:
@@ -278,9 +304,11 @@ class StoreService:
         except BaseException:
             path.unlink(missing_ok=True)
             raise
-        return self.store(path, study_uid)
+        return self.store(path, study_uid, labels)
 
-    def store(self, part: Path, study_uid: str | None = None) -> InstanceOutcome:
+    def store(
+        self, part: Path, study_uid: str | None = None, labels: Labelling | None = None
+    ) -> InstanceOutcome:
         """Store the object in the spooled file `part`; the file is consumed. Files made on
         the way go into the same (request's) folder."""
         prepared_path: Path | None = None
@@ -321,7 +349,7 @@ class StoreService:
                     f"Study Instance UID {prepared.study_uid} does not match the study "
                     f"{study_uid} of the request URL",
                 )
-            kept = self._keep(prepared, outcome)
+            kept = self._keep(prepared, outcome, labels or Labelling())
             if deidentifier is not None and kept.stored and kept.warning_reason is None:
                 # PS3.18 10.5.3: elements were changed; the originals are not kept (that
                 # is the point), so the warning says what was done instead.
@@ -340,7 +368,9 @@ class StoreService:
                 if path is not None:
                     path.unlink(missing_ok=True)
 
-    def _keep(self, prepared: PreparedInstance, outcome: InstanceOutcome) -> InstanceOutcome:
+    def _keep(
+        self, prepared: PreparedInstance, outcome: InstanceOutcome, labels: Labelling
+    ) -> InstanceOutcome:
         study, series, instance = (
             prepared.study_uid,
             prepared.series_uid,
@@ -379,7 +409,8 @@ class StoreService:
                 number_of_frames=prepared.number_of_frames,
                 bulk_data={p: (v.offset, v.length) for p, v in prepared.scan.bulk.items()},
             ),
-            labels=labels_of(metadata, self.label_tags),
+            labels=labels_of(metadata, self.label_tags) | labels.added,
+            within=labels.within,
         )
         self._blobs.put_file(key, prepared.path)
         replace = self.duplicate_policy is DuplicatePolicy.OVERWRITE
@@ -395,6 +426,8 @@ class StoreService:
             # that commit and stays readable until the sweep removes it after the grace period.
             return outcome
         self._blobs.delete(key)
+        if added.outcome is AddOutcome.REFUSED:
+            return outcome.failed(NOT_AUTHORIZED, added.message)
         if added.outcome is AddOutcome.DUPLICATE:
             if self.duplicate_policy is DuplicatePolicy.REJECT:
                 return outcome.failed(

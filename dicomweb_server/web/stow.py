@@ -68,7 +68,7 @@ async def _receive(
     """
     limits = store.limits
     result = StoreResult()
-    parts = store.begin(caller(request), study_uid)
+    parts = store.begin(caller(request), study_uid, _labels(request))
     reader = MultipartReader(boundary, spool.open_part, limits.instance_bytes, limits.parts)
     received = 0
     too_large: str | None = None
@@ -104,6 +104,19 @@ async def _receive(
     if not result.outcomes and result.request_error is None:
         result.request_error = "the multipart body holds no parts"
     return result
+
+
+# The access-control labels a gateway gives what it stores (comma-separated), besides those
+# of the ingest rule (DICOMWEB_LABEL_ATTRIBUTES).
+LABELS_HEADER = "x-access-labels"
+
+
+def _labels(request: Request) -> frozenset[str]:
+    values = request.headers.getlist(LABELS_HEADER)
+    labels = frozenset(v.strip() for value in values for v in value.split(",") if v.strip())
+    if len(labels) > 100 or any(len(label) > 256 for label in labels):
+        raise InvalidRequest(f"{LABELS_HEADER}: at most 100 labels of 1 to 256 characters")
+    return labels
 
 
 async def _body(request: Request, idle_seconds: float) -> AsyncIterator[bytes]:

@@ -191,3 +191,51 @@ def test_a_key_without_labels_and_a_key_with_an_unknown_label(scoped: Any) -> No
     assert len(client.get("/studies", headers=everything).json()) == STUDIES
     nobody = _bearer(container.access.create_key("none", {"read"}, None, {"Elsewhere"}).secret)
     assert client.get("/studies", headers=nobody).json() == []
+
+
+def test_stores_get_labels_and_stay_within_them(scoped: Any) -> None:
+    """(Last in this module: it adds studies.) A writer limited to a label gives it to what
+    it stores and may not store into a study outside it; an unlimited gateway labels its
+    stores with X-Access-Labels."""
+    client, container, north, south = scoped
+    access = container.access
+    ward = _bearer(
+        access.create_key("north gw", {"read", "write"}, None, {"North Hospital"}).secret
+    )
+    gateway = _bearer(access.create_key("gateway", {"read", "write"}).secret)
+    admin = _bearer(access.create_key("admin", {"admin"}).secret)
+
+    def store(study: str, headers: dict[str, str]) -> httpx.Response:
+        ds = make_instance(study_uid=study)
+        ds.InstitutionName = "Mobile Unit"
+        body, content_type = multipart_body([to_bytes(ds)])
+        return client.post(
+            "/studies", content=body, headers={"Content-Type": content_type, **headers}
+        )
+
+    mine = generate_uid()
+    assert store(mine, ward).status_code == 200
+    labels = client.get(f"/studies/{mine}/labels", headers=admin).json()["labels"]
+    assert labels == ["Mobile Unit", "North Hospital"]
+    assert client.get(f"/studies/{mine}/metadata", headers=ward).status_code == 200
+    # Into a study it cannot see: refused (0x0124), nothing stored, no label given.
+    before = len(client.get(f"/studies/{south[0]}/instances", headers=gateway).json())
+    refused = store(south[0], ward)
+    assert refused.status_code == 409, refused.text
+    failed = refused.json()["00081198"]["Value"][0]
+    assert failed["00081197"]["Value"] == [0x0124]
+    assert len(client.get(f"/studies/{south[0]}/instances", headers=gateway).json()) == before
+    assert client.get(f"/studies/{south[0]}/labels", headers=admin).json() == {
+        "labels": ["South Clinic"]
+    }
+    # Into one it can see: stored.
+    assert store(north[0], ward).status_code == 200
+    # A limited writer may not give other labels; an unlimited gateway may.
+    assert store(generate_uid(), {**ward, "X-Access-Labels": "ICU"}).status_code == 403
+    labelled = generate_uid()
+    assert store(labelled, {**gateway, "X-Access-Labels": "ICU, Ward 7"}).status_code == 200
+    assert client.get(f"/studies/{labelled}/labels", headers=admin).json()["labels"] == [
+        "ICU",
+        "Mobile Unit",
+        "Ward 7",
+    ]

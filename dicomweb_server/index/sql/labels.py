@@ -22,6 +22,18 @@ def add_labels(conn: Connection, study_pk: int, labels: Iterable[str]) -> None:
     conn.execute(insert_of(study_labels).on_conflict_do_nothing(), rows)
 
 
+def has_label(conn: Connection, study_pk: int, labels: frozenset[str]) -> bool:
+    """Whether the study carries one of `labels`."""
+    if not labels:
+        return False
+    found = conn.execute(
+        select(study_labels.c.label)
+        .where(study_labels.c.study_pk == study_pk, study_labels.c.label.in_(sorted(labels)))
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 class SqlLabelIndex:
     def __init__(self, db: Database) -> None:
         self._db = db

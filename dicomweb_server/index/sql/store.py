@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.entities import INSTANCE, SERIES, STUDY, column_values
-from dicomweb_server.index.sql.labels import add_labels
+from dicomweb_server.index.sql.labels import add_labels, has_label
 from dicomweb_server.index.sql.models import instances, retired_objects, series, studies
 from dicomweb_server.index.sql.search import split
 from dicomweb_server.services.errors import Unavailable
@@ -62,7 +62,14 @@ class SqlStoreIndex:
 
     def _add(self, conn: Connection, inst: NewInstance, replace: bool) -> AddResult:
         """Its study, its series, its row, then the aggregates, in one transaction."""
-        study = self._lock_study(conn, inst)
+        study, created = self._lock_study(conn, inst)
+        if inst.within is not None and not created and not has_label(conn, study.pk, inst.within):
+            raise _Abort(
+                AddResult(
+                    AddOutcome.REFUSED,
+                    f"study {inst.instance.study_uid} is outside the studies this caller may see",
+                )
+            )
         if inst.labels:
             add_labels(conn, study.pk, inst.labels)
         series_pk, new_series = self._series(conn, inst, study.pk)
@@ -78,13 +85,14 @@ class SqlStoreIndex:
         pk = conn.execute(self._insert[table.name], values).scalar_one_or_none()
         return None if pk is None else int(pk)
 
-    def _lock_study(self, conn: Connection, inst: NewInstance) -> Row[Any, Any]:
-        """The study row, created if new, locked for this transaction: the lock serialises
+    def _lock_study(self, conn: Connection, inst: NewInstance) -> tuple[Row[Any, Any], bool]:
+        """The study row, created if new (and whether it was), locked for this transaction:
+        the lock serialises
         every store into this study, so its aggregates are read and written by one
         transaction at a time (PostgreSQL; SQLite serialises all writers with BEGIN
         IMMEDIATE)."""
         uid = inst.instance.study_uid
-        self._insert_ignore(
+        created = self._insert_ignore(
             conn,
             studies,
             {
@@ -93,11 +101,12 @@ class SqlStoreIndex:
                 "attributes": _dumps(inst.study_attributes),
             },
         )
-        return conn.execute(
+        row = conn.execute(
             select(studies.c.pk, studies.c.sop_classes_in_study)
             .where(studies.c.study_instance_uid == uid)
             .with_for_update()
         ).one()
+        return row, created is not None
 
     def _series(self, conn: Connection, inst: NewInstance, study_pk: int) -> tuple[int, bool]:
         """The series row's key, created if new (and whether it was); a series UID already in

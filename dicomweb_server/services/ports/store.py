@@ -44,6 +44,9 @@ class NewInstance:
     pixels: PixelLayout
     # Access-control labels the study gets (added to those it has).
     labels: frozenset[str] = frozenset()
+    # Set for a caller limited to labels: a study already stored must carry one of them, or
+    # the instance is refused (it may not write into a study it cannot see).
+    within: frozenset[str] | None = None
 
 
 class AddOutcome(StrEnum):
@@ -51,6 +54,7 @@ class AddOutcome(StrEnum):
     DUPLICATE = "duplicate"  # same SOP Instance UID already stored in the same series
     REPLACED = "replaced"  # a duplicate whose stored copy was replaced (replace=True)
     CONFLICT = "conflict"  # a UID already belongs elsewhere in the hierarchy
+    REFUSED = "refused"  # the study exists and is outside the caller's labels
 
 
 @dataclass(frozen=True)
