@@ -22,7 +22,7 @@ def make_engine(
 ) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = _sqlite_engine(url)
+        engine = _sqlite_engine(url, pool_size, max_overflow, pool_timeout)
     else:
         engine = create_engine(
             url,
@@ -75,13 +75,28 @@ def _unavailable(context: ExceptionContext) -> Exception | None:
     return None
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, pool_size: int, max_overflow: int, pool_timeout: float) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         from pathlib import Path
 
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 60, "check_same_thread": False})
+    if parsed.database in (None, "", ":memory:"):
+        return _configured(create_engine(url, connect_args={"check_same_thread": False}))
+    # As many connections kept open as on PostgreSQL: a connection opened past the pool is
+    # closed when returned, and each new one costs its PRAGMAs (a busy process that needs
+    # more than SQLAlchemy's default of 5 at once would open and close one per request).
+    engine = create_engine(
+        url,
+        connect_args={"timeout": 60, "check_same_thread": False},
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+    )
+    return _configured(engine)
+
+
+def _configured(engine: Engine) -> Engine:
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
