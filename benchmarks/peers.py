@@ -292,3 +292,95 @@ http {{
     )
     _wait(f"http://127.0.0.1:{port}/manifest.json", process, "nginx")
     return Peer("nginx", f"http://127.0.0.1:{port}", None, process)
+
+
+# What Orthanc 1.13's documentation and start-up messages recommend for DICOMweb speed, and
+# that a fair comparison turns on (shared/ENVIRONMENT.md): full metadata kept at study and
+# series level, its metadata cache, the instance tags its QIDO answers need, a storage cache
+# that holds the corpus, no compression, keep-alive and TCP_NODELAY.
+ORTHANC_13_EXTRA = {
+    "StorageCompression": False,
+    "KeepAlive": True,
+    "TcpNoDelay": True,
+    "MaximumStorageCacheSize": 1024,
+    "ExtraMainDicomTags": {
+        "Instance": [
+            "Rows",
+            "Columns",
+            "ImageType",
+            "SOPClassUID",
+            "ContentDate",
+            "ContentTime",
+            "FrameOfReferenceUID",
+            "PixelSpacing",
+            "SpecificCharacterSet",
+            "BitsAllocated",
+            "NumberOfFrames",
+        ],
+        "Series": [
+            "TimezoneOffsetFromUTC",
+            "PerformedProcedureStepStartDate",
+            "PerformedProcedureStepStartTime",
+            "RequestAttributesSequence",
+        ],
+    },
+}
+
+
+def start_orthanc_sid(workdir: Path, chroot: Path) -> Peer:
+    """Orthanc 1.13 with DICOMweb 1.24 and GDCM from the sid chroot (benchmarks/orthanc_sid.py),
+    with the preload that keeps its ports on loopback and its threads' stacks large enough."""
+    from benchmarks.orthanc_sid import BINARY, PLUGINS, PRELOAD
+
+    port = free_port()
+    inside = Path("/var/lib/benchmark") / workdir.name
+    home = chroot / inside.relative_to("/")
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    config = {
+        "Name": "benchmark-1.13",
+        "StorageDirectory": str(inside / "storage"),
+        "IndexDirectory": str(inside / "index"),
+        "HttpPort": port,
+        "DicomServerEnabled": False,
+        "RemoteAccessAllowed": False,
+        "AuthenticationEnabled": False,
+        "Plugins": [f"/{PLUGINS}/libOrthancDicomWeb.so", f"/{PLUGINS}/libOrthancGdcm.so"],
+        "DicomWeb": {
+            "Enable": True,
+            "Root": "/dicom-web/",
+            "EnableWado": True,
+            "WadoRoot": "/wado",
+            "Ssl": False,
+            "StudiesMetadata": "Full",
+            "SeriesMetadata": "Full",
+            "EnableMetadataCache": True,
+        },
+        **ORTHANC_13_EXTRA,
+    }
+    (home / "config.json").write_text(json.dumps(config))
+    log = (workdir / "orthanc-1.13.log").open("wb")
+    process = subprocess.Popen(
+        [
+            "chroot",
+            str(chroot),
+            "env",
+            f"LD_PRELOAD=/{PRELOAD}",
+            f"/{BINARY}",
+            str(inside / "config.json"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    _wait(f"http://127.0.0.1:{port}/system", process, "Orthanc 1.13")
+
+    def remove() -> None:
+        shutil.rmtree(home, ignore_errors=True)
+
+    return Peer(
+        "orthanc-1.13",
+        f"http://127.0.0.1:{port}/dicom-web",
+        f"http://127.0.0.1:{port}/wado",
+        process,
+        [log.close, remove],
+    )

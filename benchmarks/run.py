@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 from pydicom import dcmread
 
+from benchmarks import orthanc_sid
 from benchmarks.corpus import COLUMNS, ROWS, Entry, load_manifest, make_corpus
 from benchmarks.measure import Mismatch, Result, Unsupported, check, percentile, timed
 from benchmarks.peers import (
@@ -35,6 +36,7 @@ from benchmarks.peers import (
     ensure_orthanc,
     start_nginx,
     start_orthanc,
+    start_orthanc_sid,
     start_ours,
     start_s3_server,
 )
@@ -464,6 +466,11 @@ def _start(name: str, work: Path, workers: int, pg_admin_url: str) -> tuple[Peer
         if binary is None:
             return None, "Orthanc and its DICOMweb plugin could not be installed"
         return start_orthanc(work, binary), None
+    if name == "orthanc-1.13":
+        chroot = orthanc_sid.ensure()
+        if chroot is None:
+            return None, "Orthanc 1.13 (Debian sid chroot) could not be set up"
+        return start_orthanc_sid(work, chroot), None
     raise SystemExit(f"unknown peer {name!r}")
 
 
@@ -504,23 +511,30 @@ def markdown(report: Result) -> str:
     for results in report["peers"].values():
         metrics += [m for m in results if m not in metrics and m != "unavailable"]
     ours = "ours-pg" if "ours-pg" in peers else (peers[0] if peers else "")
+    # One ratio column per Orthanc (1.13 from Debian sid, 1.10 from Debian 12), newest first.
+    orthancs = sorted((p for p in peers if p.startswith("orthanc")), reverse=True)
     lines = [
-        "| metric | " + " | ".join(peers) + f" | {ours} vs Orthanc (x, higher is better) |",
-        "| --- " * (len(peers) + 2) + "|",
+        "| metric | "
+        + " | ".join(peers)
+        + "".join(f" | {ours} vs {o} (x, higher is better)" for o in orthancs)
+        + " |",
+        "| --- " * (len(peers) + 1 + len(orthancs)) + "|",
     ]
     for metric in metrics:
         if metric == "other_objects_refused":
             continue
         cells = [_cell(report["peers"][p].get(metric)) for p in peers]
-        ratio = speedup(
-            report["peers"].get(ours, {}).get(metric),
-            report["peers"].get("orthanc", {}).get(metric),
-        )
+        ratios = [
+            speedup(
+                report["peers"].get(ours, {}).get(metric),
+                report["peers"].get(o, {}).get(metric),
+            )
+            for o in orthancs
+        ]
         lines.append(
             f"| {metric} | "
             + " | ".join(cells)
-            + " | "
-            + ("-" if ratio is None else f"{ratio:.2f}")
+            + "".join(" | " + ("-" if r is None else f"{r:.2f}") for r in ratios)
             + " |"
         )
     for p in peers:
@@ -595,9 +609,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     parser.add_argument(
         "--peers",
-        default="ours-pg,ours-pg-s3,ours-sqlite,orthanc",
+        default="ours-pg,ours-pg-s3,ours-sqlite,orthanc-1.13,orthanc",
         help="comma-separated: ours-pg, ours-pg-s3 (PostgreSQL + an S3-protocol server), "
-        "ours-sqlite, orthanc",
+        "ours-sqlite, orthanc-1.13 (Debian sid, from a chroot), orthanc (Debian 12's 1.10)",
     )
     parser.add_argument("--warmups", type=int, default=3)
     parser.add_argument("--repetitions", type=int, default=20)
