@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import uvicorn
 
-    from dicomweb_server.serving import NoDelayH11Protocol, raise_file_limit
+    from dicomweb_server.serving import http_protocol, raise_file_limit
 
     raise_file_limit()
     uvicorn.run(
@@ -108,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers or settings.workers,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
-        http=NoDelayH11Protocol,
+        http=http_protocol(settings.http),
+        loop=settings.loop,
         timeout_keep_alive=settings.keep_alive_seconds,
         # Past it, uvicorn answers 503 at once: connections never exhaust file descriptors.
         limit_concurrency=settings.max_connections,

@@ -18,8 +18,10 @@ import asyncio
 import functools
 import resource
 import socket
+from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from dicomweb_server.settings import Settings
 
@@ -38,14 +40,14 @@ def header_timeout() -> float:
     return Settings().header_timeout_seconds
 
 
-class NoDelayH11Protocol(H11Protocol):
-    _header_timer: asyncio.TimerHandle | None = None
+class _HeaderDeadline:
+    """TCP_NODELAY and the header deadline, for either of uvicorn's HTTP protocols: armed when
+    the connection opens and after each response, stopped once a request's headers are in."""
 
-    # H11Protocol narrows the transport to asyncio.Transport; so must this override.
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        set_nodelay(transport)
-        super().connection_made(transport)
-        self._await_headers()
+    _header_timer: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    cycle: Any
 
     def _await_headers(self) -> None:
         self._stop_header_timer()
@@ -62,6 +64,16 @@ class NoDelayH11Protocol(H11Protocol):
             # Still no complete request: the connection is given up.
             self.transport.close()
 
+
+class NoDelayH11Protocol(_HeaderDeadline, H11Protocol):
+    """uvicorn's pure-Python protocol (h11)."""
+
+    # H11Protocol narrows the transport to asyncio.Transport; so must this override.
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        set_nodelay(transport)
+        super().connection_made(transport)
+        self._await_headers()
+
     def handle_events(self) -> None:
         super().handle_events()
         if self.cycle is not None and not self.cycle.response_complete:
@@ -75,6 +87,33 @@ class NoDelayH11Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_timer()
         super().connection_lost(exc)
+
+
+class NoDelayHttpToolsProtocol(_HeaderDeadline, HttpToolsProtocol):
+    """uvicorn's protocol on httptools (llhttp, C): the default where it is installed."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        set_nodelay(transport)
+        super().connection_made(transport)
+        self._await_headers()
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._stop_header_timer()  # a request is being served
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+
+
+def http_protocol(name: str) -> type[asyncio.Protocol]:
+    """The protocol class `DICOMWEB_HTTP` names."""
+    return NoDelayHttpToolsProtocol if name == "httptools" else NoDelayH11Protocol
 
 
 def raise_file_limit() -> int:

@@ -301,6 +301,15 @@ class Settings(BaseSettings):
         description="A request body that sends nothing for this many seconds is answered 408 "
         "and what it sent is discarded.",
     )
+    http: Literal["httptools", "h11"] = Field(
+        default="httptools",
+        description="uvicorn's HTTP/1.1 parser: httptools (llhttp, C; about twice h11's "
+        "requests per second on small answers) or h11 (pure Python).",
+    )
+    loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop",
+        description="The event loop: uvloop (libuv) or Python's asyncio.",
+    )
     keep_alive_seconds: int = Field(
         default=5, ge=1, description="An idle kept-alive connection is closed after this long."
     )

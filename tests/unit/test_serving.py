@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from dicomweb_server.serving import NoDelayH11Protocol
+from dicomweb_server.serving import NoDelayH11Protocol, NoDelayHttpToolsProtocol, http_protocol
 
 
-async def _accepted_nodelay() -> int:
+async def _accepted_nodelay(protocol: type[NoDelayH11Protocol | NoDelayHttpToolsProtocol]) -> int:
     # A listening socket whose protocol field is 0, as uvicorn's workers receive it:
     # asyncio leaves Nagle's algorithm on for the connections it accepts there.
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0)
@@ -21,7 +22,7 @@ async def _accepted_nodelay() -> int:
     config.load()
     seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
-    class Probe(NoDelayH11Protocol):
+    class Probe(protocol):  # type: ignore[valid-type,misc]
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             sock = transport.get_extra_info("socket")
@@ -38,5 +39,11 @@ async def _accepted_nodelay() -> int:
         server.close()
 
 
-def test_connections_on_a_shared_socket_get_tcp_nodelay() -> None:
-    assert asyncio.run(_accepted_nodelay()) == 1
+@pytest.mark.parametrize("protocol", [NoDelayH11Protocol, NoDelayHttpToolsProtocol])
+def test_connections_on_a_shared_socket_get_tcp_nodelay(protocol: type) -> None:
+    assert asyncio.run(_accepted_nodelay(protocol)) == 1
+
+
+def test_the_http_setting_picks_the_protocol() -> None:
+    assert http_protocol("httptools") is NoDelayHttpToolsProtocol
+    assert http_protocol("h11") is NoDelayH11Protocol
