@@ -57,3 +57,43 @@ def timed(fn: Callable[[], int], warmups: int, repetitions: int) -> Result:
     if sizes and sizes[0]:
         result["mb_per_s"] = statistics.median(sizes) / median / 2**20
     return result
+
+
+def concurrently(
+    make: Callable[[httpx.Client, int], int], clients: int, each: int, warmups: int = 2
+) -> Result:
+    """`clients` threads, each with its own connection, making `each` requests one after
+    the other (`make(client, n)` sends the n-th and verifies its answer): the latency each
+    request saw under that load, and the requests per second of all of them together."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def worker(index: int) -> None:
+        with httpx.Client(timeout=600) as client:
+            for n in range(warmups):
+                make(client, index * 1000 + n)
+            for n in range(each):
+                start = time.perf_counter()
+                make(client, index * 1000 + warmups + n)
+                with lock:
+                    times.append(time.perf_counter() - start)
+
+    try:
+        start = time.perf_counter()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(worker, range(clients)))
+        wall = time.perf_counter() - start
+    except Unsupported as exc:
+        return {"unsupported": str(exc)}
+    except (Mismatch, httpx.HTTPError) as exc:
+        return {"failed": str(exc)}
+    return {
+        "median_ms": statistics.median(times) * 1000,
+        "p95_ms": percentile(times, 0.95) * 1000,
+        "requests_per_s": len(times) / wall,
+        "n": len(times),
+        "clients": clients,
+    }

@@ -50,6 +50,20 @@ def _tree_pids(pid: int) -> list[int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and all its living descendants, in seconds:
+    the machine-independent cost of the work it did, where wall time is noisy."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in _tree_pids(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and all its descendants, in MiB."""
     total = 0
@@ -74,6 +88,9 @@ class Peer:
 
     def sample(self) -> None:
         self.peak_rss_mb = max(self.peak_rss_mb, rss_mb(self.process.pid))
+
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self.process.pid)
 
     def stop(self) -> None:
         if self.process.poll() is None:

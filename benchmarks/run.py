@@ -29,7 +29,15 @@ from pydicom import dcmread
 
 from benchmarks import orthanc_sid
 from benchmarks.corpus import COLUMNS, ROWS, Entry, load_manifest, make_corpus
-from benchmarks.measure import Mismatch, Result, Unsupported, check, percentile, timed
+from benchmarks.measure import (
+    Mismatch,
+    Result,
+    Unsupported,
+    check,
+    concurrently,
+    percentile,
+    timed,
+)
 from benchmarks.peers import (
     Peer,
     create_pg_database,
@@ -46,6 +54,8 @@ STOW_TYPE = 'multipart/related; type="application/dicom"; boundary={}'
 DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 OCTET = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 FRAME_BYTES = ROWS * COLUMNS * 2
+# Viewers reading at once in the concurrent measurements.
+CLIENTS = 8
 
 
 # -- HTTP helpers --------------------------------------------------------------------------
@@ -138,10 +148,12 @@ def ingest(
                 failures.append(f"{len(stored)} of {len(batch)} instances acknowledged")
         return elapsed
 
+    cpu = peer.cpu_seconds()
     start = time.perf_counter()
     with ThreadPoolExecutor(uploaders) as pool:
         times = list(pool.map(send, batches))
     wall = time.perf_counter() - start
+    cpu = peer.cpu_seconds() - cpu
     if failures:
         return {"failed": failures[0]}
     size = sum(e.size for e in entries)
@@ -151,6 +163,8 @@ def ingest(
         "request_median_ms": statistics.median(times) * 1000,
         "request_p95_ms": percentile(times, 0.95) * 1000,
         "instances": len(entries),
+        # Server CPU per stored instance: holds on a noisy machine where wall time does not.
+        "cpu_ms_per_instance": cpu * 1000 / len(entries),
     }
 
 
@@ -175,6 +189,15 @@ def load_rest(peer: Peer, corpus: Corpus) -> list[str]:
 
 def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[str, Result]:
     results: dict[str, Result] = {}
+
+    def timed_cpu(fn: Callable[[], int], warmups: int, reps: int) -> Result:
+        """`timed`, with the server's CPU milliseconds per request beside the wall time."""
+        before = peer.cpu_seconds()
+        result = timed(fn, warmups, reps)
+        if "median_ms" in result:
+            result["cpu_ms"] = (peer.cpu_seconds() - before) * 1000 / (warmups + reps)
+        return result
+
     images = corpus.images
     studies = corpus.studies()
     half = max(1, len(studies) // 2)
@@ -212,7 +235,7 @@ def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[st
     prefix = images[0].patient_name.split("^")[0][:3]
     by_prefix = {e.study_uid for e in images if e.patient_name.startswith(prefix)}
     slice_hits = [e for e in images if e.study_uid == study and e.path.endswith("/0002.dcm")]
-    results["qido_patient_id"] = timed(
+    results["qido_patient_id"] = timed_cpu(
         qido(
             f"{base}/studies",
             {"PatientID": pid},
@@ -221,19 +244,19 @@ def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[st
         warmups,
         reps,
     )
-    results["qido_study_date_range"] = timed(
+    results["qido_study_date_range"] = timed_cpu(
         qido(f"{base}/studies", {"StudyDate": "20100101-20151231"}, len(in_range)), warmups, reps
     )
-    results["qido_patient_name_prefix"] = timed(
+    results["qido_patient_name_prefix"] = timed_cpu(
         qido(f"{base}/studies", {"PatientName": prefix + "*"}, len(by_prefix)), warmups, reps
     )
-    results["qido_series_of_study"] = timed(
+    results["qido_series_of_study"] = timed_cpu(
         qido(f"{base}/studies/{study}/series", {}, len(corpus.series_of(study))), warmups, reps
     )
-    results["qido_instances_of_series"] = timed(
+    results["qido_instances_of_series"] = timed_cpu(
         qido(f"{series_url}/instances", {}, len(instances)), warmups, reps
     )
-    results["qido_non_indexed_attribute"] = timed(
+    results["qido_non_indexed_attribute"] = timed_cpu(
         qido(f"{base}/studies/{study}/instances", {"SliceLocation": "5.0"}, len(slice_hits)),
         warmups,
         reps,
@@ -265,12 +288,12 @@ def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[st
         return run
 
     study_instances = sum(len(corpus.instances_of(s)) for s in corpus.series_of(study))
-    results["wado_series_retrieve"] = timed(retrieve_series, warmups, reps)
-    results["wado_instance"] = timed(retrieve_instance, warmups, reps)
-    results["wado_series_metadata"] = timed(
+    results["wado_series_retrieve"] = timed_cpu(retrieve_series, warmups, reps)
+    results["wado_instance"] = timed_cpu(retrieve_instance, warmups, reps)
+    results["wado_series_metadata"] = timed_cpu(
         metadata(series_url + "/metadata", len(instances)), warmups, reps
     )
-    results["wado_study_metadata"] = timed(
+    results["wado_study_metadata"] = timed_cpu(
         metadata(f"{base}/studies/{study}/metadata", study_instances), warmups, reps
     )
 
@@ -288,7 +311,7 @@ def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[st
                     raise Mismatch(f"frame of {[len(p) for p in parts]} bytes")
                 return 0
 
-            results[f"wado_frame_{label}"] = timed(frame, warmups, reps)
+            results[f"wado_frame_{label}"] = timed_cpu(frame, warmups, reps)
 
     def jpeg(url: str) -> None:
         """GET an image resource and check that a JPEG came back."""
@@ -300,7 +323,7 @@ def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[st
         jpeg(instance_url + "/rendered")
         return 0
 
-    results["wado_rendered_jpeg"] = timed(rendered, warmups, reps)
+    results["wado_rendered_jpeg"] = timed_cpu(rendered, warmups, reps)
 
     if mf is not None:
 
@@ -308,7 +331,7 @@ def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[st
             jpeg(f"{mf_url}/frames/{(mf.frames + 1) // 2}/rendered")
             return 0
 
-        results["wado_rendered_frame"] = timed(rendered_frame, warmups, reps)
+        results["wado_rendered_frame"] = timed_cpu(rendered_frame, warmups, reps)
 
     def study_thumbnails() -> int:
         """A study list's thumbnails: one request per study, as a viewer's list makes them."""
@@ -316,7 +339,7 @@ def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[st
             jpeg(f"{base}/studies/{each}/thumbnail")
         return 0
 
-    results["wado_study_thumbnails"] = timed(study_thumbnails, warmups, reps)
+    results["wado_study_thumbnails"] = timed_cpu(study_thumbnails, warmups, reps)
 
     def wado_uri() -> int:
         if peer.wado_uri is None:
@@ -331,7 +354,57 @@ def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[st
             raise Mismatch(f"{len(r.content)} bytes")
         return len(r.content)
 
-    results["wado_uri_instance"] = timed(wado_uri, warmups, reps)
+    results["wado_uri_instance"] = timed_cpu(wado_uri, warmups, reps)
+
+    # Under load: CLIENTS viewers at once, each with its own connection.
+    def loaded(make: Callable[[httpx.Client, int], int]) -> Result:
+        before = peer.cpu_seconds()
+        result = concurrently(make, CLIENTS, reps, warmups)
+        if "n" in result:
+            requests = result["n"] + CLIENTS * warmups
+            result["cpu_ms"] = (peer.cpu_seconds() - before) * 1000 / requests
+        return result
+
+    if mf is not None:
+
+        def any_frame(c: httpx.Client, n: int) -> int:
+            number = 1 + (n * 37) % mf.frames
+            r = check(c.get(f"{mf_url}/frames/{number}", headers={"Accept": OCTET}))
+            if len(split_multipart(r)) != 1:
+                raise Mismatch("not one frame")
+            return 0
+
+        results["concurrent_frames"] = loaded(any_frame)
+
+    def any_instance(c: httpx.Client, n: int) -> int:
+        inst = instances[n % len(instances)]
+        r = check(
+            c.get(f"{series_url}/instances/{inst.sop_instance_uid}", headers={"Accept": DICOM})
+        )
+        if len(split_multipart(r)) != 1:
+            raise Mismatch("not one instance")
+        return 0
+
+    def any_series_metadata(c: httpx.Client, n: int) -> int:
+        each = corpus.series_of(studies[n % len(studies)])[0]
+        study_of = studies[n % len(studies)]
+        url = f"{base}/studies/{study_of}/series/{each}/metadata"
+        r = check(c.get(url, headers={"Accept": "application/dicom+json"}))
+        if len(r.json()) != len(corpus.instances_of(each)):
+            raise Mismatch("wrong metadata count")
+        return 0
+
+    def any_qido(c: httpx.Client, n: int) -> int:
+        study_of = studies[n % len(studies)]
+        url = f"{base}/studies/{study_of}/series"
+        r = check(c.get(url, headers={"Accept": "application/dicom+json"}))
+        if len(r.json()) != len(corpus.series_of(study_of)):
+            raise Mismatch("wrong series count")
+        return 0
+
+    results["concurrent_instances"] = loaded(any_instance)
+    results["concurrent_series_metadata"] = loaded(any_series_metadata)
+    results["concurrent_qido_series"] = loaded(any_qido)
     client.close()
     return results
 
@@ -487,10 +560,17 @@ def _cell(result: Result | None) -> str:
     if "failed" in result:
         return "FAILED"
     if "instances_per_s" in result:
-        return f"{result['instances_per_s']:.0f} inst/s, {result['mb_per_s']:.0f} MB/s"
+        text = f"{result['instances_per_s']:.0f} inst/s, {result['mb_per_s']:.0f} MB/s"
+        if "cpu_ms_per_instance" in result:
+            text += f", CPU {result['cpu_ms_per_instance']:.1f} ms/inst"
+        return text
     text = f"{result['median_ms']:.1f} ms (p95 {result['p95_ms']:.1f})"
     if "mb_per_s" in result:
         text += f", {result['mb_per_s']:.0f} MB/s"
+    if "requests_per_s" in result:
+        text += f", {result['requests_per_s']:.0f} req/s"
+    if "cpu_ms" in result:
+        text += f", CPU {result['cpu_ms']:.1f} ms"
     return text
 
 

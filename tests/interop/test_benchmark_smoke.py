@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import corpus, run
+from benchmarks import corpus, orthanc_sid, run
 from tests.conftest import PG_ADMIN_URL
 
 
@@ -40,6 +40,10 @@ def test_benchmark_runs_on_a_tiny_corpus(tmp_path: Path, pg_url: str) -> None:
     )
     if have_orthanc:
         peers.append("orthanc")
+    # Orthanc 1.13 from the Debian sid chroot, when .ci/run (or benchmarks.orthanc_sid) made it.
+    have_orthanc_13 = orthanc_sid.ready(orthanc_sid.DEFAULT_DIR)
+    if have_orthanc_13:
+        peers.append("orthanc-1.13")
     out = tmp_path / "out"
     # One command: the runner makes the corpus itself when its folder holds none.
     code = run.main(
@@ -87,11 +91,23 @@ def test_benchmark_runs_on_a_tiny_corpus(tmp_path: Path, pg_url: str) -> None:
             "wado_rendered_frame",
             "wado_study_thumbnails",
             "wado_uri_instance",
+            "concurrent_frames",
+            "concurrent_instances",
+            "concurrent_series_metadata",
+            "concurrent_qido_series",
         ):
             assert results[metric]["median_ms"] > 0, metric
+            # The server's CPU per request, beside the wall time.
+            assert results[metric]["cpu_ms"] >= 0, metric
+        assert results["stow_1_per_request"]["cpu_ms_per_instance"] > 0
+        assert results["concurrent_frames"]["clients"] == run.CLIENTS
         assert report["peak_rss_mb"][name] > 0
     if have_orthanc:
         assert "instances_per_s" in report["peers"]["orthanc"]["stow_1_per_request"]
+    if have_orthanc_13:
+        newest = report["peers"]["orthanc-1.13"]
+        assert "instances_per_s" in newest["stow_1_per_request"]
+        assert newest["wado_series_metadata"]["median_ms"] > 0
     assert report["ceilings"]["pydicom_header_parse"]["instances_per_s"] > 0
     scale = report["scale"]["checkpoints"]["2000"]
     assert all("failed" not in r for r in scale.values()), scale
