@@ -6,11 +6,54 @@ fragment for encapsulated pixel data (PS3.5 A.4), so serving a frame never parse
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from dicomweb_server.dicom.scan import Buffer, ScanResult
 
 Ranges = list[tuple[int, int]]
+
+
+class FrameTable(Sequence[Ranges]):
+    """The frames' ranges as kept in the index, one flat list [offset, length, offset, ...]
+    per frame, turned into (offset, length) pairs only for the frames asked for: serving one
+    frame of a 500-frame object converts that frame, not all 500 (the conversion was a
+    quarter of the CPU of a frame request)."""
+
+    __slots__ = ("_flat",)
+
+    def __init__(self, flat: list[list[int]]) -> None:
+        self._flat = flat
+
+    def __len__(self) -> int:
+        return len(self._flat)
+
+    @overload
+    def __getitem__(self, index: int) -> Ranges: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Ranges]: ...
+
+    def __getitem__(self, index: int | slice) -> Ranges | list[Ranges]:
+        if isinstance(index, slice):
+            return [_pairs(f) for f in self._flat[index]]
+        return _pairs(self._flat[index])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"FrameTable({len(self)} frames)"
+
+
+def _pairs(flat: list[int]) -> Ranges:
+    return list(zip(flat[0::2], flat[1::2], strict=True))
+
 
 _JPEG_SOI = b"\xff\xd8"
 _J2K_SOC = b"\xff\x4f"

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Row, Select, select
 
+from dicomweb_server.dicom.frames import FrameTable
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.models import instances, series, studies
 from dicomweb_server.index.sql.scope import limited
@@ -128,9 +129,8 @@ _LAYOUT_COLUMNS = (
 
 
 def _stored_pixels(row: Row[Any]) -> StoredPixels:
-    frames = None
-    if row.frames is not None:
-        frames = [list(zip(f[0::2], f[1::2], strict=True)) for f in orjson.loads(row.frames)]
+    # Ranges made for the frames a request asks for only (FrameTable), not for every frame.
+    frames = None if row.frames is None else FrameTable(orjson.loads(row.frames))
     bulk = {k: (int(v[0]), int(v[1])) for k, v in orjson.loads(row.bulk_data).items()}
     layout = PixelLayout(frames, row.frames_error, int(row.number_of_frames), bulk)
     return StoredPixels(_stored(row), layout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -26,7 +27,9 @@ class StoredInstance:
 class PixelLayout:
     """Where frames and bulk data values lie in the stored object (found at ingest)."""
 
-    frames: list[Ranges] | None
+    # Per frame its byte ranges (a list at ingest; read from the index, a FrameTable that
+    # converts only the frames asked for).
+    frames: Sequence[Ranges] | None
     frames_error: str | None
     number_of_frames: int
     bulk_data: dict[str, tuple[int, int]]
