@@ -1,5 +1,3 @@
-
-
 def test_the_frame_table_converts_only_the_frames_asked_for() -> None:
     from dicomweb_server.dicom.frames import FrameTable
 
