@@ -19,6 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -228,21 +229,18 @@ def ensure_orthanc() -> str | None:
     return binary if binary and Path(ORTHANC_PLUGIN).is_file() else None
 
 
-def start_orthanc(workdir: Path, binary: str) -> Peer:
-    port = free_port()
-    home = workdir / "orthanc"
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
-    config = {
-        "Name": "benchmark",
+def orthanc_config(name: str, home: Path, port: int, plugins: list[str]) -> dict[str, Any]:
+    """What both Orthancs run with: storage under `home`, HTTP on `port` without
+    authentication (loopback only), no DICOM port, DICOMweb and WADO-URI on."""
+    return {
+        "Name": name,
         "StorageDirectory": str(home / "storage"),
         "IndexDirectory": str(home / "index"),
         "HttpPort": port,
         "DicomServerEnabled": False,
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": False,
-        "StorageCompression": False,
-        "Plugins": [ORTHANC_PLUGIN],
+        "Plugins": plugins,
         "DicomWeb": {
             "Enable": True,
             "Root": "/dicom-web/",
@@ -251,6 +249,15 @@ def start_orthanc(workdir: Path, binary: str) -> Peer:
             "Ssl": False,
         },
     }
+
+
+def start_orthanc(workdir: Path, binary: str) -> Peer:
+    port = free_port()
+    home = workdir / "orthanc"
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    config = orthanc_config("benchmark", home, port, [ORTHANC_PLUGIN])
+    config["StorageCompression"] = False
     (home / "config.json").write_text(json.dumps(config))
     log = (workdir / "orthanc.log").open("wb")
     process = subprocess.Popen(
@@ -354,27 +361,11 @@ def start_orthanc_sid(workdir: Path, chroot: Path) -> Peer:
     home = chroot / inside.relative_to("/")
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    config = {
-        "Name": "benchmark-1.13",
-        "StorageDirectory": str(inside / "storage"),
-        "IndexDirectory": str(inside / "index"),
-        "HttpPort": port,
-        "DicomServerEnabled": False,
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "Plugins": [f"/{PLUGINS}/libOrthancDicomWeb.so", f"/{PLUGINS}/libOrthancGdcm.so"],
-        "DicomWeb": {
-            "Enable": True,
-            "Root": "/dicom-web/",
-            "EnableWado": True,
-            "WadoRoot": "/wado",
-            "Ssl": False,
-            "StudiesMetadata": "Full",
-            "SeriesMetadata": "Full",
-            "EnableMetadataCache": True,
-        },
-        **ORTHANC_13_EXTRA,
-    }
+    plugins = [f"/{PLUGINS}/libOrthancDicomWeb.so", f"/{PLUGINS}/libOrthancGdcm.so"]
+    config = {**orthanc_config("benchmark-1.13", inside, port, plugins), **ORTHANC_13_EXTRA}
+    config["DicomWeb"].update(
+        {"StudiesMetadata": "Full", "SeriesMetadata": "Full", "EnableMetadataCache": True}
+    )
     (home / "config.json").write_text(json.dumps(config))
     log = (workdir / "orthanc-1.13.log").open("wb")
     process = subprocess.Popen(

@@ -64,51 +64,36 @@ class _HeaderDeadline:
             # Still no complete request: the connection is given up.
             self.transport.close()
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        set_nodelay(transport)
+        super().connection_made(transport)  # type: ignore[misc]
+        self._await_headers()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        if not self.transport.is_closing():
+            self._await_headers()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)  # type: ignore[misc]
+
 
 class NoDelayH11Protocol(_HeaderDeadline, H11Protocol):
     """uvicorn's pure-Python protocol (h11)."""
-
-    # H11Protocol narrows the transport to asyncio.Transport; so must this override.
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        set_nodelay(transport)
-        super().connection_made(transport)
-        self._await_headers()
 
     def handle_events(self) -> None:
         super().handle_events()
         if self.cycle is not None and not self.cycle.response_complete:
             self._stop_header_timer()  # a request is being served
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._await_headers()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_header_timer()
-        super().connection_lost(exc)
-
 
 class NoDelayHttpToolsProtocol(_HeaderDeadline, HttpToolsProtocol):
-    """uvicorn's protocol on httptools (llhttp, C): the default where it is installed."""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        set_nodelay(transport)
-        super().connection_made(transport)
-        self._await_headers()
+    """uvicorn's protocol on httptools (llhttp, C): the default."""
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         self._stop_header_timer()  # a request is being served
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():
-            self._await_headers()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_header_timer()
-        super().connection_lost(exc)
 
 
 def http_protocol(name: str) -> type[asyncio.Protocol]:
