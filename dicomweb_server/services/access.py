@@ -1,17 +1,12 @@
 """Who may call: API keys made, listed, revoked, and turned into the request's Caller.
 
-A key is `dwk_<id>_<secret>`: the id finds the row, the secret (32 random bytes) is compared
-with the SHA-256 kept for it in constant time. Every use reads the row, so a revocation or an
-expiry takes effect at once in every process; the last-used time is written at most once a
-minute per key and process.
+A key is `dwk_<id>_<secret>` (services/tokens.py). Every use reads the row, so a revocation
+or an expiry takes effect at once in every process; the last-used time is written at most
+once a minute per key and process.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import re
-import secrets
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -33,10 +28,10 @@ from dicomweb_server.services.limits import FailureLimit
 from dicomweb_server.services.oidc import OidcVerifier
 from dicomweb_server.services.ports.access import KeyIndex, LabelIndex, StoredKey
 from dicomweb_server.services.shares import ShareService
+from dicomweb_server.services.tokens import Presented, new_token, parse_token
 
 # The scopes a key may carry (the route table names one per route; PS3.18 knows none).
 KEY_SCOPES = frozenset({READ, WRITE, DELETE, "workitems", SHARE, ADMIN})
-_KEY = re.compile(r"dwk_([a-z0-9]{16})_([A-Za-z0-9_-]{43})", re.ASCII)
 _TOUCH_EVERY = 60.0
 
 
@@ -45,10 +40,6 @@ class NewKey:
     key: StoredKey
     # The whole key, shown once: only its hash is kept.
     secret: str
-
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode("ascii")).hexdigest()
 
 
 class AccessService:
@@ -66,7 +57,6 @@ class AccessService:
         self._audit = audit or AuditTrail([])
         self._keys = keys
         self._labels = labels
-        self.mode = mode
         # The kinds of credential taken: "api-key", "oidc" (DICOMWEB_AUTH lists them).
         self.kinds = frozenset(k.strip() for k in mode.split(",")) - {"none"}
         if "oidc" in self.kinds and oidc is None:
@@ -99,13 +89,13 @@ class AccessService:
             labels = frozenset(label.strip() for label in labels if label.strip())
             if not labels:
                 raise InvalidRequest("a key limited to labels needs at least one label")
-        key_id = secrets.token_hex(8)
-        secret = secrets.token_urlsafe(32)
+        token = new_token("dwk")
+        key_id = token.id
         now = time.time()
         stored = StoredKey(
             key_id,
             name.strip(),
-            _digest(secret),
+            token.digest,
             frozenset(scopes),
             now,
             now + expires_in_seconds if expires_in_seconds is not None else None,
@@ -117,7 +107,7 @@ class AccessService:
                 caller, audit.USER_SECURITY_ATTRIBUTES_CHANGED, f"key:{key_id}", "API key created"
             )
         )
-        return NewKey(stored, f"dwk_{key_id}_{secret}")
+        return NewKey(stored, token.text)
 
     def list_keys(self, caller: Caller | None = None) -> list[StoredKey]:
         """Every key (admin, over HTTP; the CLI is the machine's own administrator)."""
@@ -153,14 +143,14 @@ class AccessService:
             return Caller.refused(f"this request needs {wanted}", request_id, token=False)
         # An API key names its id: failures are counted per key too (guessing one key's
         # secret from many addresses).
-        match = _KEY.fullmatch(credential)
-        principal = f"key:{match.group(1)}" if match else None
+        presented = parse_token("dwk", credential)
+        principal = f"key:{presented.id}" if presented else None
         wait = self._failures.blocked(client) or self._failures.blocked(principal)
         if wait is not None:
             # Refused before the key is even looked at: guessing costs the guesser, not us.
             return replace(Caller.refused("", request_id, token=True), throttled_for=wait)
         try:
-            return self._verified_caller(credential, request_id)
+            return self._verified_caller(credential, presented, request_id)
         except Unavailable as exc:
             return Caller.refused(str(exc), request_id, token=True, unchecked=True)
         except Unauthenticated as exc:
@@ -171,14 +161,16 @@ class AccessService:
             self._audit.record(audit.authentication(claimed, client, str(exc), request_id))
             return Caller.refused(str(exc), request_id, token=True)
 
-    def _verified_caller(self, credential: str, request_id: str) -> Caller:
+    def _verified_caller(
+        self, credential: str, presented: Presented | None, request_id: str
+    ) -> Caller:
         if self._shares is not None and credential.startswith("dws_"):
             return self._shares.caller(credential, request_id)
         if self._oidc is not None and not (
             "api-key" in self.kinds and credential.startswith("dwk_")
         ):
             return self._oidc.caller(credential, request_id)
-        key = self._verified(credential)
+        key = self._verified(presented)
         self._touch(key.key_id)
         studies = None if key.labels is None else StudyScope(labels=key.labels)
         return Caller(f"key:{key.key_id}", granted(key.scopes), studies, request_id)
@@ -210,12 +202,9 @@ class AccessService:
         )
         return sorted(wanted)
 
-    def _verified(self, credential: str) -> StoredKey:
-        match = _KEY.fullmatch(credential)
-        key = self._keys.key(match.group(1)) if match else None
-        if match is None or key is None:
-            raise Unauthenticated("the API key is not one this archive issued")
-        if not hmac.compare_digest(key.secret_sha256, _digest(match.group(2))):
+    def _verified(self, presented: Presented | None) -> StoredKey:
+        key = self._keys.key(presented.id) if presented else None
+        if presented is None or key is None or not presented.matches(key.secret_sha256):
             raise Unauthenticated("the API key is not one this archive issued")
         if key.revoked_at is not None:
             raise Unauthenticated("the API key has been revoked")

@@ -15,9 +15,7 @@ ones too, is recorded.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -46,18 +44,13 @@ from dicomweb_server.services.ports.shares import (
     StoredSession,
     StoredShare,
 )
+from dicomweb_server.services.tokens import digest, new_token, parse_token
 
-LINK = re.compile(r"dwl_([a-z0-9]{16})_([A-Za-z0-9_-]{43})", re.ASCII)
-SESSION = re.compile(r"dws_([a-z0-9]{16})_([A-Za-z0-9_-]{43})", re.ASCII)
 RIGHTS = ("view", "download")
 CODE_DIGITS = 6
 MAX_CODE_FAILURES = 5
 DEFAULT_SECONDS = 7 * 86400
 MAX_SECONDS = 90 * 86400
-
-
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -116,8 +109,8 @@ class ShareService:
         if not self._studies.exists(study_uid, series_uid, caller.studies):
             what = f"series {series_uid}" if series_uid else f"study {study_uid}"
             raise NotFound(f"no {what} is stored")
-        share_id = secrets.token_hex(8)
-        secret = secrets.token_urlsafe(32)
+        link = new_token("dwl")
+        share_id = link.id
         code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}" if with_code else None
         now = time.time()
         share = StoredShare(
@@ -131,12 +124,12 @@ class ShareService:
             max_uses=max_uses,
             uses=0,
             revoked_at=None,
-            token_sha256=_digest(secret),
-            code_sha256=None if code is None else _digest(f"{share_id}:{code}"),
+            token_sha256=link.digest,
+            code_sha256=None if code is None else digest(f"{share_id}:{code}"),
         )
         self._index.add_share(share)
         self._alert(caller, share_id, f"share created ({rights})", study_uid)
-        return NewShare(share, f"dwl_{share_id}_{secret}", code)
+        return NewShare(share, link.text, code)
 
     def _alert(self, caller: Caller, share_id: str, what: str, study_uid: str) -> None:
         self._audit.record(
@@ -179,13 +172,9 @@ class ShareService:
             raise TooManyRequests(
                 "too many failed attempts from this address; try again later", retry_after=wait
             )
-        match = LINK.fullmatch(token)
-        share = self._index.share(match.group(1)) if match else None
-        if (
-            match is None
-            or share is None
-            or not hmac.compare_digest(share.token_sha256, _digest(match.group(2)))
-        ):
+        presented = parse_token("dwl", token)
+        share = self._index.share(presented.id) if presented else None
+        if presented is None or share is None or not presented.matches(share.token_sha256):
             self._failures.failed(client)
             reason = "the share link is not one this archive issued"
             self._audit.record(audit.authentication("share link", client, reason))
@@ -201,21 +190,20 @@ class ShareService:
             self._index.record_use(share.share_id, now, client, f"refused: {refusal}")
             self._audit.record(audit.authentication(user, client, refusal))
             raise Unauthenticated(f"the share link cannot be used: {refusal}")
-        session_id = secrets.token_hex(8)
-        secret = secrets.token_urlsafe(32)
+        session = new_token("dws")
         expires = min(now + self.session_seconds, share.expires_at)
         self._index.add_session(
-            StoredSession(session_id, share.share_id, _digest(secret), now, expires)
+            StoredSession(session.id, share.share_id, session.digest, now, expires)
         )
         self._index.record_use(share.share_id, now, client, "redeemed")
         self._audit.record(audit.authentication(user, client, None))
-        return Session(f"dws_{session_id}_{secret}", expires, share)
+        return Session(session.text, expires, share)
 
     def _check_code(self, share: StoredShare, code: str | None, client: str | None) -> str | None:
         if not code:
             return "it needs its one-time code"
         wanted = share.code_sha256 or ""
-        if hmac.compare_digest(wanted, _digest(f"{share.share_id}:{code.strip()}")):
+        if hmac.compare_digest(wanted, digest(f"{share.share_id}:{code.strip()}")):
             return None
         self._failures.failed(client)
         failures = self._index.code_failed(share.share_id)
@@ -226,13 +214,9 @@ class ShareService:
     def caller(self, token: str, request_id: str = "-") -> Caller:
         """The caller a session token stands for: read (and download) of the shared study or
         series only. Unauthenticated with the reason when it cannot be used."""
-        match = SESSION.fullmatch(token)
-        found = self._index.session(match.group(1)) if match else None
-        if (
-            match is None
-            or found is None
-            or not hmac.compare_digest(found[0].secret_sha256, _digest(match.group(2)))
-        ):
+        presented = parse_token("dws", token)
+        found = self._index.session(presented.id) if presented else None
+        if presented is None or found is None or not presented.matches(found[0].secret_sha256):
             raise Unauthenticated("the share session is not one this archive issued")
         session, share = found
         now = time.time()
