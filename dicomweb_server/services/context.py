@@ -54,9 +54,6 @@ class StudyScope:
     study_uids: frozenset[str] = frozenset()
     series_uids: frozenset[str] | None = None
 
-    def empty(self) -> bool:
-        return not (self.labels or self.patient_ids or self.study_uids)
-
 
 @dataclass(frozen=True)
 class Caller:

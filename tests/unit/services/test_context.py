@@ -35,8 +35,7 @@ def test_scopes_are_checked_and_studies_left_to_the_queries() -> None:
     reader.require(READ)
     with pytest.raises(Forbidden, match="may not write"):
         reader.require(WRITE)
-    assert reader.studies is not None and not reader.studies.empty()
-    assert StudyScope().empty()
+    assert reader.studies == StudyScope(study_uids=frozenset({"1.2.3"}))
 
 
 def test_refused_throttled_and_unchecked_callers() -> None:
