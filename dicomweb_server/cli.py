@@ -228,12 +228,7 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
         if args.keys_command == "list":
             now = time.time()
             for key in access.list_keys():
-                if key.revoked_at is not None:
-                    state = "revoked"
-                elif key.expires_at is not None and key.expires_at <= now:
-                    state = "expired"
-                else:
-                    state = "active"
+                state = key.state(now)
                 used = (
                     time.strftime("%Y-%m-%d %H:%M", time.gmtime(key.last_used_at))
                     if key.last_used_at

@@ -74,12 +74,6 @@ async def set_study_labels(request: Request) -> Response:
 
 def _described(key: StoredKey) -> dict[str, object]:
     """A key as the administration API shows it (never its secret or hash)."""
-    now = time.time()
-    state = "active"
-    if key.revoked_at is not None:
-        state = "revoked"
-    elif key.expires_at is not None and key.expires_at <= now:
-        state = "expired"
     return {
         "id": key.key_id,
         "name": key.name,
@@ -88,7 +82,7 @@ def _described(key: StoredKey) -> dict[str, object]:
         "created": key.created_at,
         "expires": key.expires_at,
         "last_used": key.last_used_at,
-        "state": state,
+        "state": key.state(time.time()),
     }
 
 

@@ -20,6 +20,14 @@ class StoredKey:
     # The access-control labels of the studies it may see; None: every study.
     labels: frozenset[str] | None = None
 
+    def state(self, now: float) -> str:
+        """active, revoked or expired."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
 
 class KeyIndex(Protocol):
     def add_key(self, key: StoredKey) -> None: ...
