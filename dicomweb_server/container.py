@@ -40,7 +40,6 @@ from dicomweb_server.services.consistency import ConsistencyService
 from dicomweb_server.services.oidc import OidcConfig, OidcVerifier, parse_role_map
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import BlobStore
-from dicomweb_server.services.ports.audit import AuditLog
 from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
@@ -62,7 +61,6 @@ class Container:
     access: AccessService
     shares: ShareService
     audit: AuditTrail
-    audit_log: AuditLog | None
     blobs: BlobStore
     checks: dict[str, Callable[[], None]]
     engine: Engine
@@ -153,9 +151,9 @@ def oidc_verifier(settings: Settings) -> OidcVerifier | None:
     return OidcVerifier(config, UrllibJsonClient())
 
 
-def audit_trail(settings: Settings, db: Database) -> tuple[AuditTrail, AuditLog | None]:
-    """The audit trail and its sinks (DICOMWEB_AUDIT), with the table when it is one; a bad
-    configuration fails at start."""
+def audit_trail(settings: Settings, db: Database) -> AuditTrail:
+    """The audit trail and its sinks (DICOMWEB_AUDIT), the table among them read back by GET
+    /audit; a bad configuration fails at start."""
     names = {n.strip() for n in settings.audit.split(",") if n.strip()} - {"none"}
     if names == {"auto"}:
         names = {"table"} if settings.auth != "none" else set()
@@ -183,7 +181,7 @@ def audit_trail(settings: Settings, db: Database) -> tuple[AuditTrail, AuditLog 
                 settings.audit_syslog_key,
             )
         )
-    return AuditTrail(sinks, settings.audit_source_id), table
+    return AuditTrail(sinks, settings.audit_source_id, log=table)
 
 
 def label_tags(settings: Settings) -> tuple[int, ...]:
@@ -258,7 +256,7 @@ def build_container(settings: Settings) -> Container:
         budget=budget,
         label_tags=label_tags(settings),
     )
-    trail, audit_log = audit_trail(settings, db)
+    trail = audit_trail(settings, db)
     shares = ShareService(
         SqlShareIndex(db),
         SqlSearchIndex(db),
@@ -284,7 +282,6 @@ def build_container(settings: Settings) -> Container:
             trail,
         ),
         audit=trail,
-        audit_log=audit_log,
         consistency=ConsistencyService(
             SqlConsistencyIndex(db), blobs, store.spool, settings.orphan_grace_seconds
         ),

@@ -28,7 +28,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 from xml.sax.saxutils import escape, quoteattr
 
-from dicomweb_server.services.context import Caller
+from dicomweb_server.services.context import ADMIN, Caller
+from dicomweb_server.services.errors import NotFound
+from dicomweb_server.services.ports.audit import AuditLog, KeptAuditMessage
 
 log = logging.getLogger("dicomweb_server.audit")
 
@@ -320,6 +322,8 @@ class AuditTrail:
     capacity: int = 10_000
     failures: dict[str, int] = field(default_factory=dict)
     dropped: int = 0
+    # The sink that can be read back (the audit table), when one is configured.
+    log: AuditLog | None = None
 
     def __post_init__(self) -> None:
         self._queue: queue.Queue[AuditMessage | None] = queue.Queue(self.capacity)
@@ -384,6 +388,23 @@ class AuditTrail:
         with self._lock:
             self._pending -= len(batch)
             self._idle.notify_all()
+
+    def read(
+        self,
+        caller: Caller,
+        after: int,
+        since: float | None,
+        study: str | None,
+        limit: int,
+        where: str,
+    ) -> list[KeptAuditMessage]:
+        """Kept messages (admin), oldest first; the reading is audited (PS3.15 A.5.3.2)."""
+        caller.require(ADMIN)
+        if self.log is None:
+            raise NotFound("the audit table is not kept (DICOMWEB_AUDIT does not name table)")
+        found = self.log.events(after, since, study, limit)
+        self.record(audit_log_used(caller, where))
+        return found
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every message recorded so far went to the sinks (tests, shutdown)."""

@@ -11,7 +11,6 @@ from starlette.requests import Request
 from dicomweb_server.dicom import uids
 from dicomweb_server.services.access import AccessService
 from dicomweb_server.services.audit import AuditTrail
-from dicomweb_server.services.ports.audit import AuditLog
 from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
@@ -43,7 +42,6 @@ class Archive(Protocol):
     access: AccessService
     shares: ShareService
     audit: AuditTrail
-    audit_log: AuditLog | None
 
     def problems(self) -> dict[str, str]:
         """Each backend that cannot be used now, with the reason (readiness)."""
