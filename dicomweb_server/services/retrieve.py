@@ -26,7 +26,7 @@ from dicomweb_server.dicom.media_types import (
     matches,
 )
 from dicomweb_server.dicom.scan import PIXEL_DATA
-from dicomweb_server.services.context import DOWNLOAD, READ, Caller
+from dicomweb_server.services.context import DOWNLOAD, READ, Caller, StudyScope
 from dicomweb_server.services.errors import InvalidRequest, NotAcceptable, NotFound
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import (
@@ -286,14 +286,9 @@ class RetrieveService:
 
     def instance_pixels(self, instance: StoredInstance) -> StoredPixels:
         """The layout of an instance the caller has already been allowed to find."""
-        pixels = self._index.pixels(
-            instance.study_uid, instance.series_uid, instance.sop_instance_uid
+        return self._stored_pixels(
+            None, instance.study_uid, instance.series_uid, instance.sop_instance_uid
         )
-        if pixels is None:
-            raise NotFound(
-                missing(instance.study_uid, instance.series_uid, instance.sop_instance_uid)
-            )
-        return pixels
 
     def transcoded_all(
         self, instances: list[StoredInstance], targets: list[str]
@@ -366,7 +361,7 @@ class RetrieveService:
         numbers: list[int],
     ) -> ByteParts:
         caller.require(READ)
-        pixels = self._stored_pixels(caller, study_uid, series_uid, sop_instance_uid)
+        pixels = self._stored_pixels(caller.studies, study_uid, series_uid, sop_instance_uid)
         layout = pixels.layout
         if layout.frames is None:
             if layout.frames_error is None:
@@ -388,7 +383,7 @@ class RetrieveService:
         caller.require(READ)
         if not _BULK_PATH.fullmatch(path):
             raise InvalidRequest(f"bulk data path {path!r} is not a tag path")
-        pixels = self._stored_pixels(caller, study_uid, series_uid, sop_instance_uid)
+        pixels = self._stored_pixels(caller.studies, study_uid, series_uid, sop_instance_uid)
         layout = pixels.layout
         value = layout.bulk_data.get(path)
         if value is None:
@@ -413,12 +408,13 @@ class RetrieveService:
     ) -> StoredPixels:
         """The instance and its pixel layout, in one lookup (NotFound when not stored)."""
         caller.require(READ)
-        return self._stored_pixels(caller, study_uid, series_uid, sop_instance_uid)
+        return self._stored_pixels(caller.studies, study_uid, series_uid, sop_instance_uid)
 
     def _stored_pixels(
-        self, caller: Caller, study_uid: str, series_uid: str, sop_instance_uid: str
+        self, scope: StudyScope | None, study_uid: str, series_uid: str, sop_instance_uid: str
     ) -> StoredPixels:
-        pixels = self._index.pixels(study_uid, series_uid, sop_instance_uid, scope=caller.studies)
+        """The instance and its layout if `scope` lets it be seen (None: every study)."""
+        pixels = self._index.pixels(study_uid, series_uid, sop_instance_uid, scope=scope)
         if pixels is None:
             raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
         return pixels
