@@ -31,10 +31,6 @@ from dicomweb_server.web.context import container
 from dicomweb_server.web.urls import urls
 
 
-def _client(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
 def _integer(body: dict[str, object], name: str, default: int | None) -> int | None:
     value = body.get(name, default)
     if value is None:
@@ -116,7 +112,7 @@ async def redeem_share(request: Request) -> Response:
     if not isinstance(token, str) or not (code is None or isinstance(code, str)):
         raise InvalidRequest('the body must be {"token": "dwl_...", "code": "123456"}')
     session = await run_in_threadpool(
-        container(request).shares.redeem, token, code, _client(request)
+        container(request).shares.redeem, token, code, caller(request).client
     )
     return json_answer(_session_answer(request, session))
 
@@ -126,7 +122,7 @@ async def open_share(request: Request) -> Response:
     if not token:
         raise InvalidRequest("the share link's token parameter is missing")
     archive = container(request)
-    session = await run_in_threadpool(archive.shares.redeem, token, None, _client(request))
+    session = await run_in_threadpool(archive.shares.redeem, token, None, caller(request).client)
     viewer = archive.shares.viewer_url
     if viewer:
         share = session.share
