@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
-import anyio
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from dicomweb_server.dicom import numbers, store_status
 from dicomweb_server.dicom.media_types import DICOM, DICOM_JSON, DICOM_XML, MULTIPART_RELATED
-from dicomweb_server.dicom.store_status import StoreResult
+from dicomweb_server.dicom.store_status import InstanceOutcome, StoreResult
 from dicomweb_server.services.errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -28,6 +28,9 @@ from dicomweb_server.web.context import container, path_uid
 from dicomweb_server.web.media import parse_media_type
 from dicomweb_server.web.multipart import MultipartReader, ReceivedPart
 from dicomweb_server.web.urls import Urls, urls
+
+# Body chunks are parsed in batches of about this many bytes, each in one thread hop.
+_STEP_BYTES = 1 << 20
 
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]", re.ASCII)
 
@@ -70,8 +73,20 @@ async def _receive(
     result = StoreResult()
     parts = store.begin(caller(request), study_uid, _labels(request))
     reader = MultipartReader(boundary, spool.open_part, limits.instance_bytes, limits.parts)
+
+    def step(chunks: list[bytes]) -> list[InstanceOutcome]:
+        """Parse what arrived and store the parts it completed: one thread hop for both."""
+        outcomes: list[InstanceOutcome] = []
+        for chunk in chunks:
+            done = reader.feed(chunk)
+            if done:
+                outcomes += parts.add([_store_part(part) for part in done])
+        return outcomes
+
     received = 0
     too_large: str | None = None
+    pending: list[bytes] = []
+    pending_bytes = 0
     try:
         async for chunk in _body(request, limits.idle_seconds):
             allowed = limits.request_bytes - received
@@ -80,14 +95,18 @@ async def _receive(
                 # Parts that end within the limit are still stored; the one it cuts is not.
                 chunk = chunk[: max(allowed, 0)]
                 too_large = f"the request body exceeds the limit of {limits.request_bytes} bytes"
-            done = await run_in_threadpool(reader.feed, chunk)
-            if done:
-                received_parts = [_store_part(part) for part in done]
-                result.outcomes += await run_in_threadpool(parts.add, received_parts)
+            pending.append(chunk)
+            pending_bytes += len(chunk)
+            if pending_bytes < _STEP_BYTES and too_large is None:
+                continue
+            chunks, pending, pending_bytes = pending, [], 0
+            result.outcomes += await run_in_threadpool(step, chunks)
             if too_large or reader.error is not None or reader.limit_exceeded is not None:
                 break
         else:
-            if not reader.finished:
+            if pending:
+                result.outcomes += await run_in_threadpool(step, pending)
+            if not reader.finished and reader.error is None and reader.limit_exceeded is None:
                 result.request_error = "the multipart body ended before its closing boundary"
         too_large = too_large or reader.limit_exceeded
         result.request_error = reader.error or result.request_error
@@ -121,20 +140,27 @@ def _labels(request: Request) -> frozenset[str]:
 
 async def _body(request: Request, idle_seconds: float) -> AsyncIterator[bytes]:
     """The request body chunk by chunk; a client that sends nothing for `idle_seconds` is
-    answered 408 (the request's spool goes with it)."""
+    answered 408 (the request's spool goes with it). One timer for the whole body, moved on
+    by each chunk (a cancel scope per chunk cost more than parsing it)."""
     stream = request.stream()
-    while True:
-        try:
-            with anyio.fail_after(idle_seconds):
-                chunk = await anext(stream)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise RequestTimeout(
-                f"the request body sent nothing for {idle_seconds:g} seconds; nothing of its "
-                "unfinished parts was kept"
-            ) from None
-        yield chunk
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(None) as idle:
+            while True:
+                idle.reschedule(loop.time() + idle_seconds)
+                try:
+                    chunk = await anext(stream)
+                except StopAsyncIteration:
+                    return
+                # No deadline while the consumer works on the chunk: that is not the
+                # client's silence, and a timeout must not cancel it.
+                idle.reschedule(None)
+                yield chunk
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body sent nothing for {idle_seconds:g} seconds; nothing of its "
+            "unfinished parts was kept"
+        ) from None
 
 
 def _boundary(content_type: str | None) -> str:
