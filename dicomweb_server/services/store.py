@@ -415,7 +415,7 @@ class StoreService:
         self._blobs.put_file(key, prepared.path)
         replace = self.duplicate_policy is DuplicatePolicy.OVERWRITE
         try:
-            added = self._index.add_instance(record, replace=replace)
+            (added,) = self._index.add_instances([record], replace=replace)
         except BaseException:
             self._blobs.delete(key)
             raise

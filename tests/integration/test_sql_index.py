@@ -3,7 +3,8 @@ points at the SQL, not at a route."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from dicomweb_server.index.sql.search import SqlSearchIndex
 from dicomweb_server.index.sql.store import SqlStoreIndex
 from dicomweb_server.services.ports import (
     AddOutcome,
+    AddResult,
     NewInstance,
     PixelLayout,
     SearchQuery,
@@ -100,6 +102,16 @@ def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Index]:
         engine.dispose()
 
 
+def one_by_one(index: Index) -> Callable[..., AddResult]:
+    """Each instance indexed in a batch of its own."""
+
+    def add(instance: NewInstance, replace: bool = False) -> AddResult:
+        (result,) = index.store.add_instances([instance], replace=replace)
+        return result
+
+    return add
+
+
 def _search(index: Index, level: Level, *params: tuple[str, str], **kw: Any) -> list[str]:
     matches = parse_search(params).matches
     found = index.search.search(SearchQuery(level, matches, **kw))
@@ -107,7 +119,7 @@ def _search(index: Index, level: Level, *params: tuple[str, str], **kw: Any) -> 
 
 
 def test_store_outcomes_and_aggregates(index: Index) -> None:
-    add = index.store.add_instance
+    add = one_by_one(index)
     assert add(record("1.1", "1.1.1", "1.1.1.1")).outcome is AddOutcome.STORED
     assert add(record("1.1", "1.1.1", "1.1.1.2", number=2)).outcome is AddOutcome.STORED
     assert add(record("1.1", "1.1.2", "1.1.2.1", modality="MR", sop_class=MR)).outcome is (
@@ -134,8 +146,46 @@ def test_store_outcomes_and_aggregates(index: Index) -> None:
     assert index.consistency.retired() == {}
 
 
+def test_a_batch_is_one_transaction_whose_failed_instances_change_nothing(index: Index) -> None:
+    one_by_one(index)(record("5.1", "5.1.1", "5.1.1.1"))
+    labelled = replace(record("5.3", "5.3.1", "5.3.1.1"), labels=frozenset({"north"}))
+    one_by_one(index)(labelled)
+    batch = [
+        record("5.1", "5.1.1", "5.1.1.2", number=2),
+        record("5.1", "5.1.1", "5.1.1.1"),  # a duplicate
+        record("5.2", "5.1.1", "5.2.1.1"),  # its series is in study 5.1: a new study undone
+        record("5.2", "5.2.1", "5.1.1.2"),  # its instance is in 5.1 (earlier in this batch)
+        replace(record("5.3", "5.3.1", "5.3.1.2"), within=frozenset({"south"})),
+        record("5.1", "5.1.2", "5.1.2.1", modality="MR", sop_class=MR),
+        record("5.2", "5.2.2", "5.2.2.1"),
+        record("5.1", "5.1.2", "5.1.2.2", modality="MR", sop_class=MR),
+    ]
+    outcomes = [r.outcome for r in index.store.add_instances(batch)]
+    assert outcomes == [
+        AddOutcome.STORED,
+        AddOutcome.DUPLICATE,
+        AddOutcome.CONFLICT,
+        AddOutcome.CONFLICT,
+        AddOutcome.REFUSED,
+        AddOutcome.STORED,
+        AddOutcome.STORED,
+        AddOutcome.STORED,
+    ]
+    found = {s.study_uid: s.aggregates for s in index.search.search(SearchQuery(Level.STUDY, []))}
+    assert set(found) == {"5.1", "5.2", "5.3"}
+    assert (found["5.1"].study_related_series, found["5.1"].study_related_instances) == (2, 4)
+    assert found["5.1"].modalities_in_study == ["CT", "MR"]
+    assert found["5.1"].sop_classes_in_study == sorted([CT, MR])
+    # Study 5.2 holds only the instance that was stored; the one undone left no series.
+    assert (found["5.2"].study_related_series, found["5.2"].study_related_instances) == (1, 1)
+    assert (found["5.3"].study_related_series, found["5.3"].study_related_instances) == (1, 1)
+    series = index.search.search(SearchQuery(Level.SERIES, [], study_uid="5.1"))
+    assert [s.aggregates.series_related_instances for s in series] == [2, 2]
+    assert len(_search(index, Level.INSTANCE)) == 6
+
+
 def test_matching_on_columns_json_and_children(index: Index) -> None:
-    add = index.store.add_instance
+    add = one_by_one(index)
     add(record("2.1", "2.1.1", "2.1.1.1", patient="DOE^JANE", institution="NORTH CLINIC"))
     add(record("2.2", "2.2.1", "2.2.1.1", patient="ROE^RICHARD", modality="MR"))
     add(record("2.2", "2.2.2", "2.2.2.1", patient="ROE^RICHARD", modality="SR"))
@@ -157,7 +207,7 @@ def test_matching_on_columns_json_and_children(index: Index) -> None:
 
 def test_retrieve_instances_metadata_and_layouts(index: Index) -> None:
     for n in (3, 1, 2):
-        index.store.add_instance(record("3.1", "3.1.1", f"3.1.1.{n}", number=n))
+        one_by_one(index)(record("3.1", "3.1.1", f"3.1.1.{n}", number=n))
     instances = index.retrieve.instances("3.1")
     assert [i.sop_instance_uid for i in instances] == ["3.1.1.1", "3.1.1.2", "3.1.1.3"]
     ((key, text),) = index.retrieve.metadata("3.1", "3.1.1", "3.1.1.2")

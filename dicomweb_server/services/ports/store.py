@@ -69,8 +69,10 @@ class AddResult:
 
 
 class StoreIndex(Protocol):
-    def add_instance(self, instance: NewInstance, replace: bool = False) -> AddResult:
-        """Index one instance and update its study and series aggregates atomically.
+    def add_instances(self, batch: list[NewInstance], replace: bool = False) -> list[AddResult]:
+        """Index the instances and update their studies' and series' aggregates, all in one
+        transaction; a result per instance, in order (one that cannot be added changes
+        nothing and leaves the others added).
 
         A duplicate in the same series is left as it is, or with `replace` has its object
         and metadata replaced in the same transaction.
