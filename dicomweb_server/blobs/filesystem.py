@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 # Below this much free space the store is reported full (not ready): a STOW would fail.
@@ -26,10 +26,10 @@ class FilesystemBlobStore:
         return self._root.joinpath(*parts)
 
     def put_file(self, key: str, path: Path) -> None:
+        """Move the file into place; `sync` makes it durable. A folder made on the way is
+        made durable at once (its entry in its parent), which happens once per series."""
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("rb") as fp:
-            os.fsync(fp.fileno())
+        self._make_folders(target.parent)
         try:
             os.replace(path, target)
         except OSError as exc:
@@ -44,6 +44,30 @@ class FilesystemBlobStore:
             finally:
                 partial.unlink(missing_ok=True)
             path.unlink(missing_ok=True)
+
+    def sync(self, keys: Sequence[str]) -> None:
+        """fsync each object, then each folder that got a new entry, once: the objects and
+        their names survive a power loss before the index commits a row pointing at them."""
+        folders: set[Path] = set()
+        for key in keys:
+            path = self._path(key)
+            _fsync(path)
+            folders.add(path.parent)
+        for folder in sorted(folders):
+            _fsync(folder)
+
+    def _make_folders(self, folder: Path) -> None:
+        """Make `folder` and the folders above it that are missing, each made durable in its
+        parent before the next is made in it."""
+        if folder.is_dir():
+            return
+        if folder.parent != self._root:
+            self._make_folders(folder.parent)
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            return  # made by a concurrent store, which makes it durable
+        _fsync(folder.parent)
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         with self._path(key).open("rb") as fp:
@@ -84,3 +108,12 @@ class FilesystemBlobStore:
 
     def close(self) -> None:
         """Nothing to release: files are opened per call."""
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's data and metadata to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

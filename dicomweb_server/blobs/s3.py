@@ -8,7 +8,7 @@ them in the thread pool, never on the event loop.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,9 @@ class S3BlobStore:
                 f"the blob store ({self.description}) could not write the object: {exc}"
             ) from exc
         path.unlink(missing_ok=True)
+
+    def sync(self, keys: Sequence[str]) -> None:
+        """Nothing to do: an object whose upload has returned is durable in the bucket."""
 
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         if length <= 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from dataclasses import replace as replace_fields
@@ -44,6 +45,7 @@ from dicomweb_server.services.errors import Busy, Forbidden
 from dicomweb_server.services.ingest import PreparedInstance, deidentified, peek_uids, prepare
 from dicomweb_server.services.ports import (
     AddOutcome,
+    AddResult,
     BlobStore,
     NewInstance,
     PixelLayout,
@@ -88,6 +90,16 @@ class BulkFile:
 
 
 @dataclass(frozen=True)
+class Staged:
+    """An object in the blob store waiting for its batch to be indexed (StoreService.stage).
+    `size` is what its record holds in memory meanwhile (its metadata)."""
+
+    record: NewInstance
+    outcome: InstanceOutcome  # its outcome when stored
+    size: int
+
+
+@dataclass(frozen=True)
 class StorePart:
     """One received part of a Store Instances request, spooled to `path`.
 
@@ -112,9 +124,11 @@ class Labelling:
 
 
 class StoreRequest:
-    """The parts of one Store Instances request (PS3.18 10.5.1.2): a PS3.10 object is stored
-    as soon as its part is complete; the metadata form's parts (PS3.18 10.5.1.2.2) wait for
-    `finish`, since bulk data may precede its metadata."""
+    """The parts of one Store Instances request (PS3.18 10.5.1.2): a PS3.10 object is
+    checked and put in the blob store as soon as its part is complete, and indexed with the
+    others of its batch (one flush of the disk, one transaction) when the batch is full or
+    the request ends; the metadata form's parts (PS3.18 10.5.1.2.2) wait for `finish`, since
+    bulk data may precede its metadata."""
 
     def __init__(
         self, service: StoreService, study_uid: str | None, labels: Labelling | None = None
@@ -124,18 +138,30 @@ class StoreRequest:
         self._labels = labels or Labelling()
         self._metadata: list[Path] = []
         self._bulk: dict[str, BulkFile] = {}
-
-    @property
-    def pending(self) -> bool:
-        """Whether metadata parts wait for `finish`."""
-        return bool(self._metadata)
+        self._staged: list[Staged] = []
+        self._staged_bytes = 0
+        self._staged_at = 0.0
 
     def add(self, parts: list[StorePart]) -> list[InstanceOutcome]:
+        """Take completed parts; the outcomes of those whose batch was indexed."""
         outcomes = []
         for part in parts:
             media_type = media_types.DICOM if part.media_type is None else part.media_type
             if media_type == media_types.DICOM:
-                outcomes.append(self._service.store(part.path, self._study_uid, self._labels))
+                staged = self._service.stage(part.path, self._study_uid, self._labels)
+                if isinstance(staged, InstanceOutcome):
+                    outcomes.append(staged)
+                    continue
+                if not self._staged:
+                    self._staged_at = time.monotonic()
+                self._staged.append(staged)
+                self._staged_bytes += staged.size
+                if (
+                    len(self._staged) >= BATCH_INSTANCES
+                    or self._staged_bytes >= BATCH_BYTES
+                    or time.monotonic() - self._staged_at >= BATCH_SECONDS
+                ):
+                    outcomes += self._commit()
             elif media_type in (media_types.DICOM_JSON, media_types.DICOM_XML):
                 # The file's suffix says how to read it.
                 suffix = ".json" if media_type == media_types.DICOM_JSON else ".xml"
@@ -157,16 +183,38 @@ class StoreRequest:
                 )
         return outcomes
 
-    def finish(self) -> list[InstanceOutcome]:
-        """Store the instances of the metadata form; its part files are consumed."""
-        metadata, bulk = self._metadata, self._bulk
-        self._metadata, self._bulk = [], {}
-        return self._service.store_from_metadata(metadata, bulk, self._study_uid, self._labels)
+    def _commit(self) -> list[InstanceOutcome]:
+        staged, self._staged, self._staged_bytes = self._staged, [], 0
+        return self._service.commit(staged) if staged else []
+
+    def finish(self, complete: bool = True) -> list[InstanceOutcome]:
+        """Index what is staged (the objects of completed parts are kept however the body
+        ended) and, when the body was `complete`, store the instances of the metadata form;
+        its part files are consumed."""
+        outcomes = self._commit()
+        if complete and self._metadata:
+            metadata, bulk = self._metadata, self._bulk
+            self._metadata, self._bulk = [], {}
+            outcomes += self._service.store_from_metadata(
+                metadata, bulk, self._study_uid, self._labels
+            )
+        return outcomes
 
     def discard(self) -> None:
-        """Drop the parts still waiting (a body cut short keeps nothing of its metadata form)."""
+        """Drop what is still waiting: staged objects (a request that ends in an error keeps
+        none it did not index), the parts of an unfinished metadata form."""
+        staged, self._staged, self._staged_bytes = self._staged, [], 0
+        self._service.drop(staged)
         _remove(self._metadata, self._bulk)
         self._metadata, self._bulk = [], {}
+
+
+# A request's objects are indexed in batches of at most this many, holding at most about
+# this much of their metadata in memory meanwhile; a slow request's batch is indexed once
+# its first object has waited this long (what a long upload sent is visible as it goes).
+BATCH_INSTANCES = 50
+BATCH_BYTES = 16 * 2**20
+BATCH_SECONDS = 1.0
 
 
 def _remove(metadata: list[Path], bulk: dict[str, BulkFile]) -> None:
@@ -309,8 +357,19 @@ class StoreService:
     def store(
         self, part: Path, study_uid: str | None = None, labels: Labelling | None = None
     ) -> InstanceOutcome:
-        """Store the object in the spooled file `part`; the file is consumed. Files made on
-        the way go into the same (request's) folder."""
+        """Store the object in the spooled file `part` on its own (a batch of one)."""
+        staged = self.stage(part, study_uid, labels)
+        if isinstance(staged, InstanceOutcome):
+            return staged
+        (outcome,) = self.commit([staged])
+        return outcome
+
+    def stage(
+        self, part: Path, study_uid: str | None = None, labels: Labelling | None = None
+    ) -> InstanceOutcome | Staged:
+        """Check the object in the spooled file `part` and put it in the blob store, not yet
+        indexed (`commit` does that for a batch); or the outcome of its failure. The file is
+        consumed; files made on the way go into the same (request's) folder."""
         prepared_path: Path | None = None
         workdir = part.parent
         try:
@@ -349,28 +408,34 @@ class StoreService:
                     f"Study Instance UID {prepared.study_uid} does not match the study "
                     f"{study_uid} of the request URL",
                 )
-            kept = self._keep(prepared, outcome, labels or Labelling())
-            if deidentifier is not None and kept.stored and kept.warning_reason is None:
-                # PS3.18 10.5.3: elements were changed; the originals are not kept (that
-                # is the point), so the warning says what was done instead.
-                profile = ", ".join(
-                    ["PS3.15 E.1 Basic Profile", *(o.value for o in sorted(deidentifier.options))]
-                )
-                uids_note = "; UIDs replaced" if deidentifier.remaps_uids else ""
-                kept = replace_fields(
-                    kept,
-                    warning_reason=COERCION_OF_DATA_ELEMENTS,
-                    message=f"de-identified on ingest ({profile}){uids_note}",
-                )
-            return kept
+            record = self._record(prepared, labels or Labelling())
+            self._blobs.put_file(record.instance.blob_key, prepared.path)
+            return Staged(record, outcome, size=len(record.metadata))
         finally:
             for path in {part, prepared_path}:
                 if path is not None:
                     path.unlink(missing_ok=True)
 
-    def _keep(
-        self, prepared: PreparedInstance, outcome: InstanceOutcome, labels: Labelling
-    ) -> InstanceOutcome:
+    def commit(self, batch: list[Staged]) -> list[InstanceOutcome]:
+        """Index staged objects in one transaction once they are durable; what is not stored
+        leaves the blob store again. The outcomes, in the batch's order."""
+        keys = [staged.record.instance.blob_key for staged in batch]
+        try:
+            self._blobs.sync(keys)
+            replace = self.duplicate_policy is DuplicatePolicy.OVERWRITE
+            added = self._index.add_instances([staged.record for staged in batch], replace)
+        except BaseException:
+            self.drop(batch)
+            raise
+        return [self._outcome(s, a) for s, a in zip(batch, added, strict=True)]
+
+    def drop(self, batch: list[Staged]) -> None:
+        """Remove staged objects that will not be indexed."""
+        for staged in batch:
+            self._blobs.delete(staged.record.instance.blob_key)
+
+    def _record(self, prepared: PreparedInstance, labels: Labelling) -> NewInstance:
+        """What the index keeps of a prepared object, under a fresh blob key."""
         study, series, instance = (
             prepared.study_uid,
             prepared.series_uid,
@@ -389,7 +454,7 @@ class StoreService:
         levels = _split_levels(metadata)
         # A fresh version per copy: a new copy never overwrites the one the index points to.
         key = uids.blob_key(study, series, instance, secrets.token_hex(8))
-        record = NewInstance(
+        return NewInstance(
             instance=StoredInstance(
                 study,
                 series,
@@ -412,34 +477,42 @@ class StoreService:
             labels=labels_of(metadata, self.label_tags) | labels.added,
             within=labels.within,
         )
-        self._blobs.put_file(key, prepared.path)
-        replace = self.duplicate_policy is DuplicatePolicy.OVERWRITE
-        try:
-            (added,) = self._index.add_instances([record], replace=replace)
-        except BaseException:
-            self._blobs.delete(key)
-            raise
-        if added.outcome is AddOutcome.STORED:
+
+    def _outcome(self, staged: Staged, added: AddResult) -> InstanceOutcome:
+        """The outcome of one indexed object; its blob is removed unless the index kept it."""
+        outcome = staged.outcome
+        sop_instance = outcome.sop_instance_uid
+        if added.outcome in (AddOutcome.STORED, AddOutcome.REPLACED):
+            # A replaced copy: the index points at the new one since its commit; the old one
+            # was retired in that commit and stays readable until the sweep removes it.
+            if self.deidentifier is not None:
+                # PS3.18 10.5.3: elements were changed; the originals are not kept (that
+                # is the point), so the warning says what was done instead.
+                deidentifier = self.deidentifier
+                profile = ", ".join(
+                    ["PS3.15 E.1 Basic Profile", *(o.value for o in sorted(deidentifier.options))]
+                )
+                uids_note = "; UIDs replaced" if deidentifier.remaps_uids else ""
+                return replace_fields(
+                    outcome,
+                    warning_reason=COERCION_OF_DATA_ELEMENTS,
+                    message=f"de-identified on ingest ({profile}){uids_note}",
+                )
             return outcome
-        if added.outcome is AddOutcome.REPLACED:
-            # The index points at the new copy since its commit; the old one was retired in
-            # that commit and stays readable until the sweep removes it after the grace period.
-            return outcome
-        self._blobs.delete(key)
+        self._blobs.delete(staged.record.instance.blob_key)
         if added.outcome is AddOutcome.REFUSED:
             return outcome.failed(NOT_AUTHORIZED, added.message)
         if added.outcome is AddOutcome.DUPLICATE:
             if self.duplicate_policy is DuplicatePolicy.REJECT:
                 return outcome.failed(
                     DUPLICATE_SOP_INSTANCE,
-                    f"SOP Instance {prepared.sop_instance_uid} is already stored "
-                    "(duplicate policy: reject)",
+                    f"SOP Instance {sop_instance} is already stored (duplicate policy: reject)",
                 )
             return replace_fields(
                 outcome,
                 warning_reason=ALREADY_STORED,
-                message=f"SOP Instance {prepared.sop_instance_uid} was already stored; the "
-                "first copy is kept (duplicate policy: ignore)",
+                message=f"SOP Instance {sop_instance} was already stored; the first copy is "
+                "kept (duplicate policy: ignore)",
             )
         return outcome.failed(DATASET_DOES_NOT_MATCH_SOP_CLASS, added.message)
 

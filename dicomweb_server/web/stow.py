@@ -64,7 +64,9 @@ async def _receive(
     boundary: str,
     study_uid: str | None,
 ) -> StoreResult:
-    """Read the body part by part, storing each instance as soon as its part is complete.
+    """Read the body part by part, checking and staging each instance as soon as its part
+    is complete; they are indexed in batches, the last when the body ends, before the
+    answer (an acknowledged instance is durable).
 
     Parts of the metadata form wait for the end of the body (bulk data may come first).
     Raises PayloadTooLarge when a limit is crossed; parts completed before it stay stored.
@@ -85,39 +87,57 @@ async def _receive(
 
     received = 0
     too_large: str | None = None
+    stopped: RequestTimeout | None = None
     pending: list[bytes] = []
     pending_bytes = 0
-    try:
-        async for chunk in _body(request, limits.idle_seconds):
-            allowed = limits.request_bytes - received
-            received += len(chunk)
-            if received > limits.request_bytes:
-                # Parts that end within the limit are still stored; the one it cuts is not.
-                chunk = chunk[: max(allowed, 0)]
-                too_large = f"the request body exceeds the limit of {limits.request_bytes} bytes"
-            pending.append(chunk)
-            pending_bytes += len(chunk)
-            if pending_bytes < _STEP_BYTES and too_large is None:
-                continue
-            chunks, pending, pending_bytes = pending, [], 0
-            result.outcomes += await run_in_threadpool(step, chunks)
-            if too_large or reader.error is not None or reader.limit_exceeded is not None:
-                break
-        else:
-            if pending:
-                result.outcomes += await run_in_threadpool(step, pending)
-            if not reader.finished and reader.error is None and reader.limit_exceeded is None:
-                result.request_error = "the multipart body ended before its closing boundary"
-        too_large = too_large or reader.limit_exceeded
+
+    def last(chunks: list[bytes], body_ended: bool) -> list[InstanceOutcome]:
+        """The rest of the body parsed, then the request's staged objects indexed and its
+        metadata form stored if the body was whole: one thread hop for all of it."""
+        outcomes = step(chunks)
+        cut = body_ended and not reader.finished
+        if cut and reader.error is None and reader.limit_exceeded is None:
+            result.request_error = "the multipart body ended before its closing boundary"
         result.request_error = reader.error or result.request_error
-        if parts.pending and too_large is None and result.request_error is None:
-            result.outcomes += await run_in_threadpool(parts.finish)
-    except ClientDisconnect:
-        result.request_error = "the client disconnected before the body was complete"
+        whole = (too_large or reader.limit_exceeded) is None and result.request_error is None
+        return outcomes + parts.finish(whole and stopped is None)
+
+    try:
+        body_ended = False
+        try:
+            async for chunk in _body(request, limits.idle_seconds):
+                allowed = limits.request_bytes - received
+                received += len(chunk)
+                if received > limits.request_bytes:
+                    # Parts that end within the limit are still stored; the one it cuts is not.
+                    chunk = chunk[: max(allowed, 0)]
+                    too_large = (
+                        f"the request body exceeds the limit of {limits.request_bytes} bytes"
+                    )
+                pending.append(chunk)
+                pending_bytes += len(chunk)
+                if pending_bytes < _STEP_BYTES and too_large is None:
+                    continue
+                chunks, pending, pending_bytes = pending, [], 0
+                result.outcomes += await run_in_threadpool(step, chunks)
+                if too_large or reader.error is not None or reader.limit_exceeded is not None:
+                    break
+            else:
+                body_ended = True
+        except ClientDisconnect:
+            result.request_error = "the client disconnected before the body was complete"
+        except RequestTimeout as exc:
+            stopped = exc
+        # Parts completed before the body ended, however it ended, are stored.
+        result.outcomes += await run_in_threadpool(last, pending, body_ended)
+        too_large = too_large or reader.limit_exceeded
     finally:
-        # Nothing of a part cut short is kept, nor the parts of an unfinished metadata form.
+        # Nothing of a part cut short is kept, nor the parts of an unfinished metadata form,
+        # nor objects staged but not indexed when the request failed.
         reader.discard()
         parts.discard()
+    if stopped is not None:
+        raise stopped
     if too_large is not None:
         raise PayloadTooLarge(too_large)
     if not result.outcomes and result.request_error is None:

@@ -28,42 +28,42 @@ def _dumps(value: Any) -> str:
 class SqlStoreIndex:
     """Instances indexed in batches, each batch one transaction.
 
-    The common case is three statements: the study and the series are upserted with their
-    counts raised (the upsert locks their rows until the commit), then the instance row is
-    inserted. An instance that cannot be added (a duplicate, a UID already elsewhere, a
-    study outside the caller's labels) takes back what it changed with compensating
-    statements in the same transaction, so the instances before and after it in the batch
-    are kept.
+    The instances of one series take two statements plus one per instance: the study and
+    the series are upserted with their counts raised by the group's size (the upsert locks
+    their rows until the commit), then each instance row is inserted. Instances that cannot
+    be added (a duplicate, a UID already elsewhere, a study outside the caller's labels) are
+    taken back from the counts with compensating statements in the same transaction, so the
+    others of the batch are kept.
 
     A study or series row exists only while it holds an instance (the invariant this relies
-    on): an upsert that returns a count of 1 has just created the row.
+    on): an upsert that returns the count it added has just created the row.
     """
 
     def __init__(self, db: Database) -> None:
         self._db = db
         # Statements built once: SQLAlchemy then reuses their compiled SQL for every call.
         insert_of = pg_insert if db.dialect == "postgresql" else sqlite_insert
-        self._upsert_study = (
-            insert_of(studies)
-            .on_conflict_do_update(
-                index_elements=[studies.c.study_instance_uid],
-                set_={"number_of_instances": studies.c.number_of_instances + 1},
-            )
-            .returning(
-                studies.c.pk,
-                studies.c.number_of_instances,
-                studies.c.modalities_in_study,
-                studies.c.sop_classes_in_study,
-            )
+        # The upserts add the count the row would be inserted with (excluded) to the row's.
+        new_study, new_series = insert_of(studies), insert_of(series)
+        self._upsert_study = new_study.on_conflict_do_update(
+            index_elements=[studies.c.study_instance_uid],
+            set_={
+                "number_of_instances": studies.c.number_of_instances
+                + new_study.excluded.number_of_instances
+            },
+        ).returning(
+            studies.c.pk,
+            studies.c.number_of_instances,
+            studies.c.modalities_in_study,
+            studies.c.sop_classes_in_study,
         )
-        self._upsert_series = (
-            insert_of(series)
-            .on_conflict_do_update(
-                index_elements=[series.c.series_instance_uid],
-                set_={"number_of_instances": series.c.number_of_instances + 1},
-            )
-            .returning(series.c.pk, series.c.study_pk, series.c.number_of_instances)
-        )
+        self._upsert_series = new_series.on_conflict_do_update(
+            index_elements=[series.c.series_instance_uid],
+            set_={
+                "number_of_instances": series.c.number_of_instances
+                + new_series.excluded.number_of_instances
+            },
+        ).returning(series.c.pk, series.c.study_pk, series.c.number_of_instances)
         self._insert_instance = (
             insert_of(instances)
             .on_conflict_do_nothing(index_elements=[instances.c.sop_instance_uid])
@@ -74,59 +74,81 @@ class SqlStoreIndex:
         ).where(instances.c.sop_instance_uid == bindparam("uid"))
 
     def add_instances(self, batch: list[NewInstance], replace: bool = False) -> list[AddResult]:
-        """Index the batch in one transaction, in study and series order (two batches then
-        lock the rows they share in the same order and never deadlock); the results in the
-        batch's order."""
+        """Index the batch in one transaction, a series at a time in study and series order
+        (two batches then lock the rows they share in the same order and never deadlock);
+        the results in the batch's order."""
+        groups: dict[tuple[str, str, frozenset[str] | None], list[int]] = {}
+        for i, inst in enumerate(batch):
+            stored = inst.instance
+            groups.setdefault((stored.study_uid, stored.series_uid, inst.within), []).append(i)
         results: dict[int, AddResult] = {}
-        order = sorted(
-            range(len(batch)),
-            key=lambda i: (batch[i].instance.study_uid, batch[i].instance.series_uid),
-        )
         with self._db.writing() as conn:
-            for i in order:
-                results[i] = self._add(conn, batch[i], replace)
+            for key in sorted(groups, key=lambda k: (k[0], k[1])):
+                members = groups[key]
+                added = self._add_series(conn, [batch[i] for i in members], replace)
+                results.update(zip(members, added, strict=True))
         return [results[i] for i in range(len(batch))]
 
-    def _add(self, conn: Connection, inst: NewInstance, replace: bool) -> AddResult:
-        """Its study and series (created or counted), its row, then the study's lists."""
-        stored = inst.instance
-        study = self._study(conn, inst)
-        study_created = study.number_of_instances == 1
+    def _add_series(
+        self, conn: Connection, group: list[NewInstance], replace: bool
+    ) -> list[AddResult]:
+        """Instances of one series (and one caller's reach): the study and the series are
+        upserted once with the group's count, then each instance row is inserted; what did
+        not go in is taken back from the counts at the end."""
+        first, n = group[0], len(group)
+        study = self._study(conn, first, n)
+        study_created = study.number_of_instances == n
         if (
-            inst.within is not None
+            first.within is not None
             and not study_created
-            and not has_label(conn, study.pk, inst.within)
+            and not has_label(conn, study.pk, first.within)
         ):
-            self._undo(conn, studies, study.pk, study_created)
-            return AddResult(
-                AddOutcome.REFUSED,
-                f"study {stored.study_uid} is outside the studies this caller may see",
+            self._undo(conn, studies, study.pk, n, study_created)
+            message = f"study {first.instance.study_uid} is outside the studies this caller may see"
+            return [AddResult(AddOutcome.REFUSED, message)] * n
+        row = self._series(conn, first, study.pk, n)
+        series_created = row.number_of_instances == n
+        if row.study_pk != study.pk:
+            self._undo(conn, series, row.pk, n, series_created)
+            self._undo(conn, studies, study.pk, n, study_created)
+            message = (
+                f"Series Instance UID {first.instance.series_uid} already belongs to another study"
             )
-        row = self._series(conn, inst, study.pk)
-        series_created = row.number_of_instances == 1
-        existing = None
-        if row.study_pk == study.pk:
+            return [AddResult(AddOutcome.CONFLICT, message)] * n
+        results = []
+        classes = set(split(study.sop_classes_in_study))
+        labels: set[str] = set()
+        for inst in group:
             existing = self._instance(conn, inst, study.pk, row.pk)
             if existing is None:
-                self._stored(conn, inst, study, series_created)
-                return AddResult(AddOutcome.STORED)
-        self._undo(conn, series, row.pk, series_created)
-        self._undo(conn, studies, study.pk, study_created)
-        if existing is None:
-            return AddResult(
-                AddOutcome.CONFLICT,
-                f"Series Instance UID {stored.series_uid} already belongs to another study",
-            )
-        return self._add_existing(conn, inst, replace, study, row.pk, existing)
+                result = AddResult(AddOutcome.STORED)
+                labels |= inst.labels
+            else:
+                result = self._add_existing(conn, inst, replace, row.pk, existing)
+            if result.outcome in (AddOutcome.STORED, AddOutcome.REPLACED):
+                classes.add(inst.instance.sop_class_uid)
+            results.append(result)
+        added = sum(r.outcome is AddOutcome.STORED for r in results)
+        if added < n:
+            # Rows made for this group alone go when nothing of it went in.
+            self._undo(conn, series, row.pk, n - added, series_created and added == 0)
+            self._undo(conn, studies, study.pk, n - added, study_created and added == 0)
+        if labels:
+            add_labels(conn, study.pk, labels)
+        self._study_lists(conn, study, first, series_created and added > 0, classes)
+        return results
 
-    def _stored(
-        self, conn: Connection, inst: NewInstance, study: Row[Any, Any, Any, Any], new_series: bool
+    def _study_lists(
+        self,
+        conn: Connection,
+        study: Row[Any, Any, Any, Any],
+        inst: NewInstance,
+        new_series: bool,
+        classes: set[str],
     ) -> None:
-        """The study's labels and lists once its new instance is in: a new series counts
-        and adds its Modality to ModalitiesInStudy (0008,0061), a new SOP Class goes into
-        SOPClassesInStudy (0008,0062); both lists read under the study's row lock."""
-        if inst.labels:
-            add_labels(conn, study.pk, inst.labels)
+        """The study's aggregates that are lists, read under its row lock: a new series
+        counts and adds its Modality to ModalitiesInStudy (0008,0061); SOPClassesInStudy
+        (0008,0062) takes the classes stored."""
         values: dict[str, Any] = {}
         if new_series:
             values["number_of_series"] = studies.c.number_of_series + 1
@@ -134,30 +156,31 @@ class SqlStoreIndex:
             listed = split(study.modalities_in_study)
             if modality and modality not in listed:
                 values["modalities_in_study"] = "\\".join(sorted([*listed, modality]))
-        classes = _with_sop_class(study.sop_classes_in_study, inst.instance.sop_class_uid)
-        if classes is not None:
-            values["sop_classes_in_study"] = classes
+        if classes != set(split(study.sop_classes_in_study)):
+            values["sop_classes_in_study"] = "\\".join(sorted(classes))
         if values:
             conn.execute(update(studies).where(studies.c.pk == study.pk).values(**values))
 
-    def _study(self, conn: Connection, inst: NewInstance) -> Row[Any, Any, Any, Any]:
-        """The study row upserted with one more instance, locked for this transaction: the
-        lock serialises every store into this study, so its aggregates are read and written
-        by one transaction at a time (PostgreSQL; SQLite serialises all writers with BEGIN
-        IMMEDIATE)."""
+    def _study(self, conn: Connection, inst: NewInstance, count: int) -> Row[Any, Any, Any, Any]:
+        """The study row upserted with `count` more instances, locked for this transaction:
+        the lock serialises every store into this study, so its aggregates are read and
+        written by one transaction at a time (PostgreSQL; SQLite serialises all writers with
+        BEGIN IMMEDIATE)."""
         return conn.execute(
             self._upsert_study,
             {
                 **column_values(STUDY, inst.study_attributes),
                 "study_instance_uid": inst.instance.study_uid,
                 "attributes": _dumps(inst.study_attributes),
-                "number_of_instances": 1,
+                "number_of_instances": count,
             },
         ).one()
 
-    def _series(self, conn: Connection, inst: NewInstance, study_pk: int) -> Row[Any, Any, Any]:
-        """The series row upserted with one more instance; it may belong to another study
-        (the caller checks)."""
+    def _series(
+        self, conn: Connection, inst: NewInstance, study_pk: int, count: int
+    ) -> Row[Any, Any, Any]:
+        """The series row upserted with `count` more instances; it may belong to another
+        study (the caller checks)."""
         return conn.execute(
             self._upsert_series,
             {
@@ -165,7 +188,7 @@ class SqlStoreIndex:
                 "study_pk": study_pk,
                 "series_instance_uid": inst.instance.series_uid,
                 "attributes": _dumps(inst.series_attributes),
-                "number_of_instances": 1,
+                "number_of_instances": count,
             },
         ).one()
 
@@ -188,8 +211,8 @@ class SqlStoreIndex:
         raise Unavailable("the instance is being stored concurrently; try again shortly")
 
     @staticmethod
-    def _undo(conn: Connection, table: Table, pk: int, created: bool) -> None:
-        """Take back a study's or series' upsert: the row it made, or the instance it
+    def _undo(conn: Connection, table: Table, pk: int, count: int, created: bool) -> None:
+        """Take back a study's or series' upsert: the row it made, or `count` instances it
         counted."""
         if created:
             conn.execute(delete(table).where(table.c.pk == pk))
@@ -197,7 +220,7 @@ class SqlStoreIndex:
             conn.execute(
                 update(table)
                 .where(table.c.pk == pk)
-                .values(number_of_instances=table.c.number_of_instances - 1)
+                .values(number_of_instances=table.c.number_of_instances - count)
             )
 
     def _add_existing(
@@ -205,12 +228,10 @@ class SqlStoreIndex:
         conn: Connection,
         inst: NewInstance,
         replace: bool,
-        study: Row[Any, Any, Any, Any],
         series_pk: int,
         existing: Row[Any, Any, Any],
     ) -> AddResult:
-        """The outcome of storing a SOP Instance UID the index already holds (the counts
-        are taken back already)."""
+        """The outcome of storing a SOP Instance UID the index already holds."""
         stored = inst.instance
         if existing.series_pk != series_pk:
             return AddResult(
@@ -227,20 +248,7 @@ class SqlStoreIndex:
         conn.execute(
             insert(retired_objects).values(blob_key=existing.blob_key, retired_at=time.time())
         )
-        classes = _with_sop_class(study.sop_classes_in_study, stored.sop_class_uid)
-        if classes is not None:
-            conn.execute(
-                update(studies).where(studies.c.pk == study.pk).values(sop_classes_in_study=classes)
-            )
         return AddResult(AddOutcome.REPLACED, replaced_key=existing.blob_key)
-
-
-def _with_sop_class(listed: str, sop_class: str) -> str | None:
-    """SOPClassesInStudy (0008,0062) with `sop_class` added; None when it is listed already."""
-    classes = split(listed)
-    if sop_class in classes:
-        return None
-    return "\\".join(sorted([*classes, sop_class]))
 
 
 def _instance_row(inst: NewInstance) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -11,7 +11,12 @@ class BlobStore(Protocol):
     """Where stored objects live, addressed by key."""
 
     def put_file(self, key: str, path: Path) -> None:
-        """Store the local file at `path` under `key`, taking ownership of the file."""
+        """Store the local file at `path` under `key`, taking ownership of the file. The
+        object is durable once `sync` has returned for its key (an index row may point at it
+        only then)."""
+
+    def sync(self, keys: Sequence[str]) -> None:
+        """Make the objects put under `keys` durable, all at once (one flush per batch)."""
 
     def read_range(self, key: str, offset: int, length: int) -> bytes: ...
 
