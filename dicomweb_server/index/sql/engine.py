@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 
 from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.services.errors import InvalidRequest, Unavailable
@@ -29,14 +30,42 @@ def make_engine(
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_timeout=pool_timeout,
-            # A connection the database dropped (restart, failover, network cut) is noticed
-            # before use and replaced: the server recovers by itself when the database returns.
-            pool_pre_ping=True,
             pool_recycle=1800,
             connect_args={"connect_timeout": 5},
         )
+        _ping_when_idle(engine)
     event.listen(engine, "handle_error", _unavailable)
     return engine
+
+
+# A pooled connection unused this long is pinged before use.
+PING_AFTER_IDLE_SECONDS = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """A connection the database dropped (restart, failover, network cut) is noticed before
+    use and replaced, so the server recovers by itself when the database returns. Only a
+    connection idle for a while is pinged (pool_pre_ping would cost a round trip on every
+    checkout, i.e. every request); one in use meanwhile was exercised, and a disconnect
+    seen on any connection invalidates the whole pool."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()
+        except Exception as exc:
+            # The pool discards this connection and checks out another (a new one).
+            raise DisconnectionError("the pooled connection was dropped") from exc
 
 
 # SQLite's words for a statement past one of its limits (https://sqlite.org/limits.html).
@@ -104,7 +133,9 @@ def _configured(engine: Engine) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # Each commit is flushed to the disk before it returns (NORMAL would let a power loss
+        # roll back a commit whose instances were acknowledged); one flush per STOW batch.
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=60000")
         # PS3.4 C.2.2.2.4: wildcard matching is case-sensitive, like single values.
