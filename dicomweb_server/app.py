@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
@@ -20,6 +19,7 @@ from dicomweb_server.web.access import RequestLog, name_requests_in_logs
 from dicomweb_server.web.auth import Callers
 from dicomweb_server.web.errors import HANDLERS
 from dicomweb_server.web.routes import url_surface
+from dicomweb_server.web.threads import in_thread
 
 log = logging.getLogger("dicomweb_server")
 
@@ -72,7 +72,7 @@ async def sweep_periodically(container: Container) -> None:
     while True:
         young = False
         try:
-            report = await run_in_threadpool(container.consistency.sweep)
+            report = await in_thread(container.consistency.sweep)
         except Exception as exc:  # noqa: BLE001 - the next sweep tries again
             log.warning("sweep failed: %s", backend_text(f"{type(exc).__name__}: {exc}"))
         else:

@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -25,6 +24,7 @@ from dicomweb_server.services.errors import (
 from dicomweb_server.services.ports.access import StoredKey
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.context import container, path_uid
+from dicomweb_server.web.threads import in_thread
 
 # An administration request is a small JSON document; anything larger is refused unread.
 MAX_JSON_BODY = 64 * 1024
@@ -56,7 +56,7 @@ def _labels_response(labels: list[str]) -> Response:
 
 async def study_labels(request: Request) -> Response:
     study = path_uid(request, "study")
-    found = await run_in_threadpool(container(request).access.study_labels, caller(request), study)
+    found = await in_thread(container(request).access.study_labels, caller(request), study)
     return _labels_response(found)
 
 
@@ -66,7 +66,7 @@ async def set_study_labels(request: Request) -> Response:
     labels = body.get("labels") if isinstance(body, dict) else None
     if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
         raise InvalidRequest('the body must be {"labels": ["label", ...]}')
-    found = await run_in_threadpool(
+    found = await in_thread(
         container(request).access.set_study_labels, caller(request), study, labels
     )
     return _labels_response(found)
@@ -87,7 +87,7 @@ def _described(key: StoredKey) -> dict[str, object]:
 
 
 async def list_keys(request: Request) -> Response:
-    found = await run_in_threadpool(container(request).access.list_keys, caller(request))
+    found = await in_thread(container(request).access.list_keys, caller(request))
     return json_answer([_described(k) for k in found])
 
 
@@ -114,7 +114,7 @@ async def create_key(request: Request) -> Response:
         )
     if expires is not None and expires < 60:
         raise InvalidRequest("expires_in must be at least 60 seconds")
-    made = await run_in_threadpool(
+    made = await in_thread(
         container(request).access.create_key,
         name,
         set(scopes),
@@ -127,7 +127,7 @@ async def create_key(request: Request) -> Response:
 
 async def revoke_key(request: Request) -> Response:
     key_id = request.path_params["key"]
-    done = await run_in_threadpool(container(request).access.revoke_key, key_id, caller(request))
+    done = await in_thread(container(request).access.revoke_key, key_id, caller(request))
     if not done:
         raise NotFound(f"no active key {key_id}")
     return Response(status_code=204)

@@ -11,7 +11,6 @@ written to the request log.
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,6 +20,7 @@ from dicomweb_server.services.errors import InvalidRequest
 from dicomweb_server.web.admin import json_answer
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.context import container
+from dicomweb_server.web.threads import in_thread
 
 QUERY, RETRIEVE, STORE = "query", "retrieve", "store"
 
@@ -58,7 +58,7 @@ async def read_audit(request: Request) -> Response:
         except ValueError:
             raise InvalidRequest("since is seconds since the epoch") from None
     trail = container(request).audit
-    found = await run_in_threadpool(
+    found = await in_thread(
         trail.read, caller(request), after, since, query.get("study"), limit, request.url.path
     )
     return json_answer(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from dicomweb_server.dicom import uids
@@ -17,6 +16,7 @@ from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.shares import ShareService
 from dicomweb_server.services.store import StoreService
 from dicomweb_server.web.access import after_response
+from dicomweb_server.web.threads import in_thread
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ async def hold_memory(request: Request, amount: int) -> None:
     if amount <= 0:
         return
     budget = container(request).retrieve.pixels.budget
-    reservation = await run_in_threadpool(budget.acquire, amount)
+    reservation = await in_thread(budget.acquire, amount)
     after_response(request.scope, reservation.release)
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import zlib
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+
+from dicomweb_server.web.threads import in_thread
 
 # Smaller bodies fit in a packet or two: coding them costs more than it saves.
 MIN_GZIP_BYTES = 1024
@@ -43,6 +44,6 @@ async def json_response(
     """A JSON body, gzip-coded when the client accepts it and it is worth it."""
     out = {**(headers or {}), "Vary": "Accept, Accept-Encoding"}
     if len(body) >= MIN_GZIP_BYTES and accepts_gzip(request):
-        body = gzip(body) if len(body) < _INLINE_LIMIT else await run_in_threadpool(gzip, body)
+        body = gzip(body) if len(body) < _INLINE_LIMIT else await in_thread(gzip, body)
         out["Content-Encoding"] = "gzip"
     return Response(body, media_type=media_type, headers=out)

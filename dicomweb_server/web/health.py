@@ -6,12 +6,12 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container
+from dicomweb_server.web.threads import in_thread
 
 YAML = "application/yaml"
 JSON = "application/json"
@@ -40,7 +40,7 @@ async def health(_request: Request) -> Response:
 @produces(JSON)
 async def ready(request: Request) -> Response:
     """Readiness: the database and the blob store answer (Kubernetes readinessProbe)."""
-    problems = await run_in_threadpool(container(request).problems)
+    problems = await in_thread(container(request).problems)
     if problems:
         return JSONResponse(
             {"status": "unavailable", "problems": problems},

@@ -7,7 +7,6 @@ answered 304 before anything is decoded.
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,6 +15,7 @@ from dicomweb_server.dicom.media_types import MULTIPART_RELATED
 from dicomweb_server.services.render import Rendering, RenderService
 from dicomweb_server.web import caching
 from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
+from dicomweb_server.web.threads import in_thread
 
 
 async def rendered_response(
@@ -37,7 +37,7 @@ async def rendered_response(
     # Cached images are served without a thread hop; decoding runs off the event loop.
     bodies = renderer.cached(renderings)
     if bodies is None:
-        bodies = await run_in_threadpool(renderer.render, renderings)
+        bodies = await in_thread(renderer.render, renderings)
     if not multipart:
         (body,) = bodies
         return Response(body, media_type=media_type, headers=headers)

@@ -6,6 +6,7 @@ in `dicom/media_types.py`; this module turns headers into the values they take.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -45,6 +46,16 @@ def parse_accept(header: str | None) -> list[MediaRange]:
     """Parse Accept (RFC 9110 12.5.1) into ranges, best first; parameters keep their case."""
     if header is None or not header.strip():
         return [MediaRange("*/*")]
+    if len(header) > _CACHED_ACCEPT_LENGTH:
+        return list(_parse_accept(header))
+    # A viewer sends the same few Accept headers over and over.
+    return list(_parse_accept_cached(header))
+
+
+_CACHED_ACCEPT_LENGTH = 512
+
+
+def _parse_accept(header: str) -> tuple[MediaRange, ...]:
     ranges: list[tuple[float, int, MediaRange]] = []
     for position, item in enumerate(_split_outside_quotes(header, ",")):
         if not item.strip():
@@ -74,10 +85,15 @@ def parse_accept(header: str | None) -> list[MediaRange]:
         if q > 0:
             ranges.append((q, position, MediaRange(media_type, params, q)))
     ranges.sort(key=lambda r: (-r[0], r[1]))
-    return [r[2] for r in ranges]
+    return tuple(r[2] for r in ranges)
+
+
+_parse_accept_cached = functools.lru_cache(maxsize=256)(_parse_accept)
 
 
 def _split_outside_quotes(text: str, separator: str) -> list[str]:
+    if '"' not in text:
+        return text.split(separator)
     out: list[str] = []
     current: list[str] = []
     quoted = escaped = False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -15,6 +14,7 @@ from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, path_uid
 from dicomweb_server.web.encoding import json_response
 from dicomweb_server.web.media import negotiate_json
+from dicomweb_server.web.threads import in_thread
 from dicomweb_server.web.urls import next_page, urls
 from dicomweb_server.web.xml import xml_response
 
@@ -25,7 +25,7 @@ async def _search(request: Request, level: Level) -> Response:
     series_uid = path_uid(request, "series") if "series" in request.path_params else None
     search = parse_search(request.query_params.multi_items())
     here = urls(request)
-    found = await run_in_threadpool(
+    found = await in_thread(
         container(request).search.search,
         caller(request),
         level,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from dicomweb_server.web.multipart import OutgoingPart
+from dicomweb_server.web.threads import in_thread
 
 _RANGE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})", re.ASCII)
 # Bodies up to this size are read in one thread hop and sent whole; larger ones stream in
@@ -23,7 +23,7 @@ async def whole_body(
 ) -> Response:
     """A body of known length: read at once when small, streamed otherwise."""
     if length <= BUFFER_LIMIT:
-        body = await run_in_threadpool(lambda: b"".join(chunks()))
+        body = await in_thread(lambda: b"".join(chunks()))
         return Response(body, media_type=content_type, headers=headers)
     return StreamingResponse(
         iter(chunks()), media_type=content_type, headers={**headers, "Content-Length": str(length)}
@@ -56,6 +56,6 @@ async def single_part_response(
         start, end = max(0, size - int(last)), size - 1
     if start >= size or start > end:
         return Response(status_code=416, headers={**out, "Content-Range": f"bytes */{size}"})
-    body = await run_in_threadpool(_slice, part, start, end)
+    body = await in_thread(_slice, part, start, end)
     out["Content-Range"] = f"bytes {start}-{end}/{size}"
     return Response(body, status_code=206, media_type=part.content_type, headers=out)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -16,6 +15,7 @@ from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, scope_uids
 from dicomweb_server.web.images import rendered_response
 from dicomweb_server.web.media import MediaRange, parse_accept
+from dicomweb_server.web.threads import in_thread
 
 
 def negotiate_rendered(accept: str | None, single: bool) -> tuple[str, bool]:
@@ -65,14 +65,12 @@ async def retrieve_rendered(request: Request) -> Response:
     params = render_params(request, media_type)
     if instance is not None:
         assert series is not None
-        one = await run_in_threadpool(
-            renderer.instance, caller(request), study, series, instance, params
-        )
+        one = await in_thread(renderer.instance, caller(request), study, series, instance, params)
         # One instance as multipart is revalidated like a study (as before: no-cache).
         return await rendered_response(
             request, renderer, [one], media_type, multipart, immutable=not multipart
         )
-    found = await run_in_threadpool(renderer.instances, caller(request), study, series, params)
+    found = await in_thread(renderer.instances, caller(request), study, series, params)
     return await rendered_response(
         request, renderer, found, media_type, multipart=True, immutable=False
     )
@@ -87,7 +85,7 @@ async def retrieve_rendered_frames(request: Request) -> Response:
     media_type, multipart = negotiate_rendered(accept, single=len(numbers) == 1 or _gif(accept))
     params = render_params(request, media_type)
     renderer = container(request).render
-    found = await run_in_threadpool(
+    found = await in_thread(
         renderer.frames, caller(request), study, series, instance, numbers, params
     )
     several = multipart or len(found) > 1
@@ -114,7 +112,7 @@ async def retrieve_thumbnail(request: Request) -> Response:
     media_type, _ = negotiate_rendered(request.headers.get("accept"), single=True)
     params = render_params(request, media_type)
     renderer = container(request).render
-    found = await run_in_threadpool(
+    found = await in_thread(
         renderer.thumbnail, caller(request), study, series, instance, frame, params
     )
     return await rendered_response(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import time
 from urllib.parse import quote
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -28,6 +27,7 @@ from dicomweb_server.services.shares import DEFAULT_SECONDS, Session, describe
 from dicomweb_server.web.admin import json_answer, json_body
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.context import container
+from dicomweb_server.web.threads import in_thread
 from dicomweb_server.web.urls import urls
 
 
@@ -51,7 +51,7 @@ async def create_share(request: Request) -> Response:
     code = body.get("code", False)
     if not isinstance(rights, str) or not isinstance(code, bool):
         raise InvalidRequest('rights is "view" or "download"; code is true or false')
-    made = await run_in_threadpool(
+    made = await in_thread(
         container(request).shares.create,
         caller(request),
         study,
@@ -72,12 +72,12 @@ async def create_share(request: Request) -> Response:
 
 
 async def list_shares(request: Request) -> Response:
-    found = await run_in_threadpool(container(request).shares.shares, caller(request))
+    found = await in_thread(container(request).shares.shares, caller(request))
     return json_answer([describe(s) for s in found])
 
 
 async def get_share(request: Request) -> Response:
-    share, uses = await run_in_threadpool(
+    share, uses = await in_thread(
         container(request).shares.get, caller(request), request.path_params["share"]
     )
     listed = [{"at": u.at, "client": u.client, "outcome": u.outcome} for u in uses]
@@ -85,9 +85,7 @@ async def get_share(request: Request) -> Response:
 
 
 async def revoke_share(request: Request) -> Response:
-    await run_in_threadpool(
-        container(request).shares.revoke, caller(request), request.path_params["share"]
-    )
+    await in_thread(container(request).shares.revoke, caller(request), request.path_params["share"])
     return Response(status_code=204)
 
 
@@ -111,9 +109,7 @@ async def redeem_share(request: Request) -> Response:
     code = body.get("code") if isinstance(body, dict) else None
     if not isinstance(token, str) or not (code is None or isinstance(code, str)):
         raise InvalidRequest('the body must be {"token": "dwl_...", "code": "123456"}')
-    session = await run_in_threadpool(
-        container(request).shares.redeem, token, code, caller(request).client
-    )
+    session = await in_thread(container(request).shares.redeem, token, code, caller(request).client)
     return json_answer(_session_answer(request, session))
 
 
@@ -122,7 +118,7 @@ async def open_share(request: Request) -> Response:
     if not token:
         raise InvalidRequest("the share link's token parameter is missing")
     archive = container(request)
-    session = await run_in_threadpool(archive.shares.redeem, token, None, caller(request).client)
+    session = await in_thread(archive.shares.redeem, token, None, caller(request).client)
     viewer = archive.shares.viewer_url
     if viewer:
         share = session.share

@@ -7,7 +7,6 @@ import re
 from collections.abc import AsyncIterator
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
@@ -27,6 +26,7 @@ from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, path_uid
 from dicomweb_server.web.media import parse_media_type
 from dicomweb_server.web.multipart import MultipartReader, ReceivedPart
+from dicomweb_server.web.threads import in_thread
 from dicomweb_server.web.urls import Urls, urls
 
 # Body chunks are parsed in batches of about this many bytes, each in one thread hop.
@@ -119,7 +119,7 @@ async def _receive(
                 if pending_bytes < _STEP_BYTES and too_large is None:
                     continue
                 chunks, pending, pending_bytes = pending, [], 0
-                result.outcomes += await run_in_threadpool(step, chunks)
+                result.outcomes += await in_thread(step, chunks)
                 if too_large or reader.error is not None or reader.limit_exceeded is not None:
                     break
             else:
@@ -129,7 +129,7 @@ async def _receive(
         except RequestTimeout as exc:
             stopped = exc
         # Parts completed before the body ended, however it ended, are stored.
-        result.outcomes += await run_in_threadpool(last, pending, body_ended)
+        result.outcomes += await in_thread(last, pending, body_ended)
         too_large = too_large or reader.limit_exceeded
     finally:
         # Nothing of a part cut short is kept, nor the parts of an unfinished metadata form,

@@ -26,9 +26,17 @@ def base_url(request: Request) -> str:
     root = container(request).root
     if root.public_base_url:
         return root.public_base_url.rstrip("/")
-    scheme = request.url.scheme
+    scope = request.scope
+    # From the scope, not request.url: building the whole URL cost more than the rest of a
+    # frame request's handler.
+    scheme = scope.get("scheme", "http")
     host = request.headers.get("host", "")
-    server = request.scope.get("server")
+    server = scope.get("server")
+    key = (scheme, host, server)
+    cached = _BASES.get(key)
+    if cached is not None and cached[0] is root:
+        return cached[1]
+    given = host
     if host and ":" not in host.rsplit("]", 1)[-1] and server is not None:
         port = server[1]
         if port and (scheme, port) not in (("http", 80), ("https", 443)):
@@ -38,14 +46,22 @@ def base_url(request: Request) -> str:
     if root.allowed_hosts:
         # Never a URL built from whatever Host a client sends, where hosts are listed: a
         # listed Host is used as listed, any other gets the first listed.
-        given = request.headers.get("host", "")
         if given.lower() in root.allowed_hosts:
             host = given
         elif host.lower() not in root.allowed_hosts:
             host = root.allowed_hosts[0]
     url = f"{scheme}://{host}{root.base_path}"
     # The URL ends up inside JSON texts by plain substitution: keep it free of JSON specials.
-    return orjson.dumps(url).decode()[1:-1]
+    url = orjson.dumps(url).decode()[1:-1]
+    if len(_BASES) >= _MAX_BASES:
+        _BASES.clear()  # any Host a client sends could be a key: bounded
+    _BASES[key] = (root, url)
+    return url
+
+
+# (scheme, Host, server address) -> (the root it was built for, the base URL).
+_BASES: dict[tuple[object, str, object], tuple[object, str]] = {}
+_MAX_BASES = 256
 
 
 def study_path(study: str) -> str:

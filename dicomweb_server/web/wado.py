@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -25,6 +24,7 @@ from dicomweb_server.web.encoding import json_response
 from dicomweb_server.web.media import negotiate_bytes, negotiate_instances, negotiate_json
 from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
 from dicomweb_server.web.ranges import BUFFER_LIMIT, single_part_response, whole_body
+from dicomweb_server.web.threads import in_thread
 from dicomweb_server.web.urls import urls
 from dicomweb_server.web.xml import xml_response
 from dicomweb_server.web.zipstream import ZipMember, zip_stream
@@ -38,7 +38,7 @@ async def _multipart(
 ) -> Response:
     media_type = f'multipart/related; type="{related_type}"; boundary={body.boundary}'
     if body.content_length <= BUFFER_LIMIT:
-        return Response(await run_in_threadpool(body.read), media_type=media_type, headers=headers)
+        return Response(await in_thread(body.read), media_type=media_type, headers=headers)
     return StreamingResponse(
         body.coalesced(STREAM_PIECE),
         media_type=media_type,
@@ -57,7 +57,7 @@ async def retrieve_instances(request: Request) -> Response:
     each instance in the transfer syntax negotiated for it (PS3.18 8.7.3.4)."""
     scope = scope_uids(request)
     retrieve = container(request).retrieve
-    found = await run_in_threadpool(retrieve.objects, caller(request), *scope)
+    found = await in_thread(retrieve.objects, caller(request), *scope)
     one = scope[2] is not None
     choice = negotiate_instances(request.headers.get("accept"), single=one)
     targets = retrieve.instance_syntaxes(found, choice.syntaxes)
@@ -68,8 +68,8 @@ async def retrieve_instances(request: Request) -> Response:
         return unchanged
     headers = caching.headers(etag, immutable=one)
     # Transcoded instances are held in memory until sent: their cost is held as long.
-    await hold_memory(request, await run_in_threadpool(retrieve.transcode_cost, found, targets))
-    sent = await run_in_threadpool(retrieve.instance_parts, found, targets)
+    await hold_memory(request, await in_thread(retrieve.transcode_cost, found, targets))
+    sent = await in_thread(retrieve.instance_parts, found, targets)
     if choice.container == ZIP:
         names = [f"{i.study_uid}/{i.series_uid}/{i.sop_instance_uid}.dcm" for i in found]
         return StreamingResponse(
@@ -108,18 +108,18 @@ async def retrieve_metadata(request: Request) -> Response:
 
     if "if-none-match" in request.headers:
         # A revalidation (a viewer reopening a study) costs one small query, no metadata.
-        found = await run_in_threadpool(retrieve.instances, who, *scope)
+        found = await in_thread(retrieve.instances, who, *scope)
         unchanged = caching.not_modified(
             request, tag_of([i.blob_key for i in found]), immutable=False
         )
         if unchanged is not None:
             return unchanged
-    metadata = await run_in_threadpool(retrieve.metadata, who, *scope)
+    metadata = await in_thread(retrieve.metadata, who, *scope)
     # The study may grow, so caches ask each time.
     headers = caching.headers(tag_of(metadata.blob_keys), immutable=False)
     body = here.with_base(metadata.texts)
     if media_type == DICOM_XML:
-        response = await run_in_threadpool(xml_response, body)
+        response = await in_thread(xml_response, body)
         response.headers.update(headers)
         return response
     return await json_response(request, body, media_type, headers)
@@ -131,9 +131,7 @@ async def retrieve_frames(request: Request) -> Response:
     assert series is not None and instance is not None
     numbers = parse_frame_numbers(request.path_params["frames"])
     retrieve = container(request).retrieve
-    found = await run_in_threadpool(
-        retrieve.frames, caller(request), study, series, instance, numbers
-    )
+    found = await in_thread(retrieve.frames, caller(request), study, series, instance, numbers)
     here = urls(request)
     return await _byte_parts(
         request, found, len(numbers), lambda n: here.frame(study, series, instance, n)
@@ -146,9 +144,7 @@ async def retrieve_bulk_data(request: Request) -> Response:
     assert series is not None and instance is not None
     retrieve = container(request).retrieve
     path = request.path_params["path"]
-    found = await run_in_threadpool(
-        retrieve.bulk_data, caller(request), study, series, instance, path
-    )
+    found = await in_thread(retrieve.bulk_data, caller(request), study, series, instance, path)
     # PS3.18 10.4.3.3.5: each part's Content-Location is the BulkDataURI, Pixel Data sent
     # frame by frame included.
     uri = urls(request).bulk_data(study, series, instance, path)
@@ -164,20 +160,20 @@ async def _byte_parts(
     choices = negotiate_bytes(accept, single=True)
     plan = retrieve.plan_bytes(found, choices, single=count == 1, accepted=accept)
     etag = caching.etag(
-        found.instance.blob_key, request.url.path, plan.media_type, plan.transfer_syntax
+        found.instance.blob_key, request.scope["path"], plan.media_type, plan.transfer_syntax
     )
     if (unchanged := caching.not_modified(request, etag, immutable=True)) is not None:
         return unchanged
     headers = caching.headers(etag, immutable=True)
     part_type = f"{plan.media_type}; transfer-syntax={plan.transfer_syntax}"
     if not plan.as_stored:
-        await hold_memory(request, await run_in_threadpool(retrieve.frames_cost, found))
+        await hold_memory(request, await in_thread(retrieve.frames_cost, found))
     if plan.as_stored:
         # Byte ranges of the stored object: nothing is read until the body is sent, so no
         # thread hop (a bare one costs about 0.3 ms).
         sent = retrieve.byte_parts(found, plan)
     else:
-        sent = await run_in_threadpool(retrieve.byte_parts, found, plan)
+        sent = await in_thread(retrieve.byte_parts, found, plan)
     numbers = found.frame_numbers
     if numbers is not None and len(numbers) == len(sent):
         locations = [location(n) for n in numbers]

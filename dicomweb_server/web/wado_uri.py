@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,6 +27,7 @@ from dicomweb_server.web.context import container, hold_memory
 from dicomweb_server.web.images import rendered_response
 from dicomweb_server.web.media import MediaRange, parse_accept
 from dicomweb_server.web.ranges import whole_body
+from dicomweb_server.web.threads import in_thread
 
 _TYPES = (DICOM, *render.RENDERED_MEDIA_TYPES)
 # PS3.18 9.4: parameters that only make sense for a rendered image.
@@ -103,7 +103,7 @@ async def retrieve_wado_uri(request: Request) -> Response:
     assert study and series and instance
     archive = container(request)
     # One lookup serves the whole request: the object, its frames, its rendering.
-    stored = await run_in_threadpool(
+    stored = await in_thread(
         archive.retrieve.stored_pixels, caller(request), study, series, instance
     )
     frames = stored.layout.number_of_frames
@@ -148,9 +148,9 @@ async def _object(
     media_type = f"{DICOM}; transfer-syntax={target}"
     if target == inst.transfer_syntax_uid and not anonymize:
         return await whole_body(media_type, inst.size, lambda: retrieve.stream(inst), headers)
-    cost = await run_in_threadpool(retrieve.object_cost, stored, target, anonymize)
+    cost = await in_thread(retrieve.object_cost, stored, target, anonymize)
     await hold_memory(request, cost)
-    body = await run_in_threadpool(retrieve.object_bytes, inst, target, anonymize)
+    body = await in_thread(retrieve.object_bytes, inst, target, anonymize)
     return Response(body, media_type=media_type, headers=headers)
 
 
@@ -197,7 +197,7 @@ async def _image(
     if (state_uid is None) != (state_series is None):
         raise InvalidRequest("presentationUID and presentationSeriesUID go together")
     if state_uid is not None and state_series is not None:
-        state = await run_in_threadpool(
+        state = await in_thread(
             renderer.presentation, caller(request), study, state_series, state_uid, instance
         )
         params = replace(params, presentation=state)

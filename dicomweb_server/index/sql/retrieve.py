@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, Select, select
+from sqlalchemy import BindParameter, Row, Select, String, bindparam, select
 
 from dicomweb_server.dicom.frames import FrameTable
 from dicomweb_server.index.sql.database import Database
@@ -27,9 +27,9 @@ _INSTANCE_COLUMNS = (
 
 def _scoped(
     stmt: Select[Any],
-    study_uid: str,
-    series_uid: str | None,
-    sop_instance_uid: str | None,
+    study_uid: str | BindParameter[str],
+    series_uid: str | BindParameter[str] | None,
+    sop_instance_uid: str | BindParameter[str] | None,
     scope: StudyScope | None,
 ) -> Select[Any]:
     """The instances of a study, series or one instance, in series and instance order, if
@@ -50,6 +50,40 @@ def _scoped(
     return stmt.order_by(
         series.c.series_number, series.c.pk, instances.c.instance_number, instances.c.pk
     )
+
+
+# Statements for a caller who may see every study, built once per shape (SQLAlchemy then
+# skips building and compiling them again); a limited caller's are built per request.
+_PLANS: dict[tuple[str, bool, bool], Select[Any]] = {}
+
+
+def _query(
+    columns: str,
+    study_uid: str,
+    series_uid: str | None,
+    sop_instance_uid: str | None,
+    scope: StudyScope | None,
+) -> tuple[Select[Any], dict[str, str]]:
+    """The statement of `_scoped` over one of the column sets, and its parameters."""
+    chosen = _COLUMNS[columns]
+    if scope is not None:
+        return _scoped(select(*chosen), study_uid, series_uid, sop_instance_uid, scope), {}
+    shape = (columns, series_uid is not None, sop_instance_uid is not None)
+    stmt = _PLANS.get(shape)
+    if stmt is None:
+        stmt = _PLANS[shape] = _scoped(
+            select(*chosen),
+            bindparam("study", type_=String),
+            bindparam("series", type_=String) if series_uid is not None else None,
+            bindparam("instance", type_=String) if sop_instance_uid is not None else None,
+            None,
+        )
+    params = {"study": study_uid}
+    if series_uid is not None:
+        params["series"] = series_uid
+    if sop_instance_uid is not None:
+        params["instance"] = sop_instance_uid
+    return stmt, params
 
 
 def _stored(row: Row[Any]) -> StoredInstance:
@@ -76,9 +110,9 @@ class SqlRetrieveIndex:
         *,
         scope: StudyScope | None = None,
     ) -> list[StoredInstance]:
-        stmt = _scoped(select(*_INSTANCE_COLUMNS), study_uid, series_uid, sop_instance_uid, scope)
+        stmt, params = _query("instance", study_uid, series_uid, sop_instance_uid, scope)
         with self._db.connect() as conn:
-            return [_stored(row) for row in conn.execute(stmt)]
+            return [_stored(row) for row in conn.execute(stmt, params)]
 
     def metadata(
         self,
@@ -88,15 +122,9 @@ class SqlRetrieveIndex:
         *,
         scope: StudyScope | None = None,
     ) -> list[tuple[str, str]]:
-        stmt = _scoped(
-            select(instances.c.blob_key, instances.c.metadata),
-            study_uid,
-            series_uid,
-            sop_instance_uid,
-            scope,
-        )
+        stmt, params = _query("metadata", study_uid, series_uid, sop_instance_uid, scope)
         with self._db.connect() as conn:
-            return [(str(key), str(text)) for key, text in conn.execute(stmt)]
+            return [(str(key), str(text)) for key, text in conn.execute(stmt, params)]
 
     def pixels(
         self,
@@ -106,17 +134,17 @@ class SqlRetrieveIndex:
         *,
         scope: StudyScope | None = None,
     ) -> StoredPixels | None:
-        stmt = _scoped(select(*_LAYOUT_COLUMNS), study_uid, series_uid, sop_instance_uid, scope)
+        stmt, params = _query("layout", study_uid, series_uid, sop_instance_uid, scope)
         with self._db.connect() as conn:
-            row = conn.execute(stmt).first()
+            row = conn.execute(stmt, params).first()
         return None if row is None else _stored_pixels(row)
 
     def layouts(
         self, study_uid: str, series_uid: str | None = None, *, scope: StudyScope | None = None
     ) -> list[StoredPixels]:
-        stmt = _scoped(select(*_LAYOUT_COLUMNS), study_uid, series_uid, None, scope)
+        stmt, params = _query("layout", study_uid, series_uid, None, scope)
         with self._db.connect() as conn:
-            return [_stored_pixels(row) for row in conn.execute(stmt)]
+            return [_stored_pixels(row) for row in conn.execute(stmt, params)]
 
 
 _LAYOUT_COLUMNS = (
@@ -126,6 +154,13 @@ _LAYOUT_COLUMNS = (
     instances.c.number_of_frames,
     instances.c.bulk_data,
 )
+
+
+_COLUMNS = {
+    "instance": _INSTANCE_COLUMNS,
+    "metadata": (instances.c.blob_key, instances.c.metadata),
+    "layout": _LAYOUT_COLUMNS,
+}
 
 
 def _stored_pixels(row: Row[Any]) -> StoredPixels:
