@@ -2,6 +2,7 @@
 
     python -m benchmarks.run CORPUS [--out DIR] [--peers ours-pg,ours-pg-s3,ours-sqlite,orthanc]
                              [--repetitions N] [--warmups N] [--workers N] [--scale ROWS]
+                             [--profile DIR] [--worker-scaling 1,2,4]
 
 CORPUS is a folder made by `python -m benchmarks.corpus`; when it holds no corpus yet, the
 default corpus is made there first, so one command runs the whole benchmark. Every server
@@ -48,6 +49,7 @@ from benchmarks.peers import (
     start_ours,
     start_s3_server,
 )
+from benchmarks.profiling import Profiler
 
 DEFAULT_PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 STOW_TYPE = 'multipart/related; type="application/dicom"; boundary={}'
@@ -187,8 +189,26 @@ def load_rest(peer: Peer, corpus: Corpus) -> list[str]:
     return refused
 
 
-def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[str, Result]:
+def measure_peer(
+    peer: Peer, corpus: Corpus, warmups: int, reps: int, profile: Path | None = None
+) -> dict[str, Result]:
     results: dict[str, Result] = {}
+    profiler = Profiler(profile, peer)
+    try:
+        _measure(peer, corpus, warmups, reps, results, profiler)
+    finally:
+        profiler.end()
+    return results
+
+
+def _measure(
+    peer: Peer,
+    corpus: Corpus,
+    warmups: int,
+    reps: int,
+    results: dict[str, Result],
+    profiler: Profiler,
+) -> None:
 
     def timed_cpu(fn: Callable[[], int], warmups: int, reps: int) -> Result:
         """`timed`, with the server's CPU milliseconds per request beside the wall time."""
@@ -203,12 +223,15 @@ def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[st
     half = max(1, len(studies) // 2)
     first = [e for e in images if e.study_uid in set(studies[:half])]
     second = [e for e in images if e.study_uid not in set(studies[:half])]
+    profiler.begin("ingest")
     results["stow_1_per_request"] = ingest(peer, corpus, first, 1)
     if second:
         results["stow_20_per_request"] = ingest(peer, corpus, second, 20)
+    profiler.end()
     refused = load_rest(peer, corpus)
     results["other_objects_refused"] = {"objects": refused} if refused else {}
 
+    profiler.begin("reads")
     client = httpx.Client(timeout=600)
     base = peer.dicomweb
     study = studies[0]
@@ -356,6 +379,8 @@ def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[st
 
     results["wado_uri_instance"] = timed_cpu(wado_uri, warmups, reps)
 
+    profiler.begin("concurrent")
+
     # Under load: CLIENTS viewers at once, each with its own connection.
     def loaded(make: Callable[[httpx.Client, int], int]) -> Result:
         before = peer.cpu_seconds()
@@ -406,7 +431,6 @@ def measure_peer(peer: Peer, corpus: Corpus, warmups: int, reps: int) -> dict[st
     results["concurrent_series_metadata"] = loaded(any_series_metadata)
     results["concurrent_qido_series"] = loaded(any_qido)
     client.close()
-    return results
 
 
 def ceilings(corpus: Corpus, workdir: Path, warmups: int, reps: int) -> dict[str, Result]:
@@ -473,6 +497,8 @@ def run(
     pg_admin_url: str,
     scale: int,
     corpus_size: tuple[int, int, int, int] = (10, 3, 20, 500),
+    profile: Path | None = None,
+    worker_scaling: list[int] | None = None,
 ) -> Result:
     if not (corpus_dir / "manifest.json").is_file():
         print(f"-- making the default corpus in {corpus_dir}", flush=True)
@@ -500,7 +526,7 @@ def run(
             sampler.peers.append(peer)
             try:
                 print(f"-- {name}", flush=True)
-                report["peers"][name] = measure_peer(peer, corpus, warmups, reps)
+                report["peers"][name] = measure_peer(peer, corpus, warmups, reps, profile)
             finally:
                 sampler.peers.remove(peer)
                 peer.stop()
@@ -512,6 +538,12 @@ def run(
             from benchmarks.scale import scale_run
 
             report["scale"] = scale_run(work, pg_admin_url, scale, workers, warmups, reps)
+        if worker_scaling:
+            from benchmarks.scaling import scaling_run
+
+            report["worker_scaling"] = scaling_run(
+                corpus, work, pg_admin_url, worker_scaling, ingest
+            )
     finally:
         sampler.stop()
     (out / "results.json").write_text(json.dumps(report, indent=1))
@@ -652,6 +684,10 @@ def markdown(report: Result) -> str:
     if "scale" in report:
         lines.append("")
         lines.append(scale_markdown(report["scale"]))
+    if report.get("worker_scaling"):
+        from benchmarks.scaling import scaling_markdown
+
+        lines += ["", scaling_markdown(report["worker_scaling"])]
     return "\n".join(lines) + "\n"
 
 
@@ -704,6 +740,19 @@ def main(argv: list[str] | None = None) -> int:
         help="also fill PostgreSQL with this many instance rows and measure "
         "QIDO as it grows (e.g. 1000000)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record a py-spy profile of our server for each phase into DIR",
+    )
+    parser.add_argument(
+        "--worker-scaling",
+        default="",
+        metavar="COUNTS",
+        help="also measure ingest on PostgreSQL with these worker counts (e.g. 1,2,4)",
+    )
     size = parser.add_argument_group("corpus size, when the runner makes the corpus")
     size.add_argument("--studies", type=int, default=10)
     size.add_argument("--series", type=int, default=3, help="series per study")
@@ -720,6 +769,8 @@ def main(argv: list[str] | None = None) -> int:
         args.pg_admin_url,
         args.scale,
         (args.studies, args.series, args.instances, args.frames),
+        args.profile,
+        [int(n) for n in args.worker_scaling.split(",") if n.strip()],
     )
     print((args.out / "results.md").read_text())
     failed = [

@@ -71,6 +71,10 @@ def test_benchmark_runs_on_a_tiny_corpus(tmp_path: Path, pg_url: str) -> None:
             PG_ADMIN_URL,
             "--scale",
             "2000",
+            "--profile",
+            str(tmp_path / "profiles"),
+            "--worker-scaling",
+            "1,2",
         ]
     )
     assert code == 0
@@ -115,6 +119,20 @@ def test_benchmark_runs_on_a_tiny_corpus(tmp_path: Path, pg_url: str) -> None:
     assert (tmp_path / "made-by-run" / "manifest.json").is_file()
     table = (out / "results.md").read_text()
     assert "| wado_series_metadata |" in table and "QIDO at scale" in table
+    # A py-spy profile of each phase of each of our peers; Orthanc is not profiled.
+    profiles = {p.name for p in (tmp_path / "profiles").iterdir()}
+    for name in ("ours-sqlite", "ours-pg"):
+        for phase in ("ingest", "reads", "concurrent"):
+            profile = tmp_path / "profiles" / f"{name}-{phase}.speedscope.json"
+            assert profile.is_file(), sorted(profiles)
+            assert json.loads(profile.read_text())["profiles"], profile.name
+    assert not any(p.startswith("orthanc") for p in profiles)
+    scaling = report["worker_scaling"]
+    assert set(scaling) == {"1", "2"}
+    for figures in scaling.values():
+        assert figures["instances"] == 12 and figures["instances_per_s"] > 0
+        assert figures["server_cores"] > 0 and figures["limit"]
+    assert "| workers (PostgreSQL" in table
 
 
 def test_benchmark_commands_have_help() -> None:
