@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Row, Select, String, bindparam, select
 
 from dicomweb_server.dicom.attributes import Aggregates, Level
 from dicomweb_server.index.sql import query
@@ -35,19 +35,13 @@ class SqlSearchIndex:
     def exists(
         self, study_uid: str, series_uid: str | None = None, scope: StudyScope | None = None
     ) -> bool:
-        stmt: Select[Any] = select(studies.c.pk).where(studies.c.study_instance_uid == study_uid)
-        if series_uid is not None:
-            stmt = (
-                select(series.c.pk)
-                .join(studies, series.c.study_pk == studies.c.pk)
-                .where(
-                    studies.c.study_instance_uid == study_uid,
-                    series.c.series_instance_uid == series_uid,
-                )
-            )
-        stmt = limited(stmt, scope, with_series=series_uid is not None)
+        params = {"study": study_uid, "series": series_uid}
+        stmt = _EXISTS[series_uid is not None]
+        if scope is not None:
+            # A limited caller's statement is built per request (the unlimited ones once).
+            stmt = limited(stmt, scope, with_series=series_uid is not None)
         with self._db.connect() as conn:
-            return conn.execute(stmt.limit(1)).first() is not None
+            return conn.execute(stmt, params).first() is not None
 
     def search(self, q: SearchQuery) -> list[SearchResult]:
         entity = ENTITIES[q.level]
@@ -72,8 +66,36 @@ class SqlSearchIndex:
         return [_result(q.level, row) for row in rows]
 
 
+# Whether a study (False) or a series of a study (True) is stored, for a caller who may see
+# every study; built once.
+_EXISTS: dict[bool, Select[Any]] = {
+    False: select(studies.c.pk)
+    .where(studies.c.study_instance_uid == bindparam("study", type_=String))
+    .limit(1),
+    True: select(series.c.pk)
+    .join(studies, series.c.study_pk == studies.c.pk)
+    .where(
+        studies.c.study_instance_uid == bindparam("study", type_=String),
+        series.c.series_instance_uid == bindparam("series", type_=String),
+    )
+    .limit(1),
+}
+
+
 def _select(q: SearchQuery) -> Select[Any]:
-    """The rows of the query's level joined with the levels above it."""
+    """The rows of the query's level joined with the levels above it (built once per level;
+    a Select is immutable, each query adds its clauses to a copy)."""
+    key = (q.level, q.with_metadata and q.level is Level.INSTANCE)
+    stmt = _SELECTS.get(key)
+    if stmt is None:
+        stmt = _SELECTS[key] = _build_select(q)
+    return stmt
+
+
+_SELECTS: dict[tuple[Level, bool], Select[Any]] = {}
+
+
+def _build_select(q: SearchQuery) -> Select[Any]:
     columns: list[Any] = [
         studies.c.study_instance_uid,
         studies.c.attributes.label("study_attributes"),
