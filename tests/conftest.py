@@ -30,6 +30,7 @@ from sqlalchemy import create_engine, text
 
 from dicomweb_server.app import create_app
 from dicomweb_server.container import Container, build_container, upgrade_database
+from dicomweb_server.serving import http_protocol
 from dicomweb_server.settings import Settings
 
 PG_ADMIN_URL = os.environ.get(
@@ -197,8 +198,15 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 def serve_in_thread(container: Container) -> tuple[uvicorn.Server, threading.Thread, str]:
+    # The stack `serve` runs: httptools with the header deadline and TCP_NODELAY, uvloop.
     config = uvicorn.Config(
-        create_app(container), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+        create_app(container),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="off",
+        http=http_protocol("httptools"),
+        loop="uvloop",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
