@@ -80,8 +80,9 @@ def scaling_run(
                     machine_busy_cores=(busy_after - busy) / wall,
                     iowait_cores=(iowait_after - iowait) / wall,
                     disk_mb_per_s=(disk_written_bytes() - written) / wall / 2**20,
-                    limit=_limit(result, count, busy_after - busy, iowait_after - iowait, wall),
                 )
+                # Read off the figures just added.
+                result["limit"] = _limit(result, count)
             out[str(count)] = result
         finally:
             peer.stop()
@@ -90,16 +91,16 @@ def scaling_run(
     return out
 
 
-def _limit(result: Result, workers: int, busy: float, iowait: float, wall: float) -> str:
+def _limit(result: Result, workers: int) -> str:
     """Which resource the run used up (a reading of the figures, not a measurement)."""
     cores = os.cpu_count() or 1
-    if busy / wall >= 0.85 * cores:
+    if result["machine_busy_cores"] >= 0.85 * cores:
         return "CPU (all cores busy)"
-    if result.get("server_cores", 0) >= 0.85 * workers:
+    if result["server_cores"] >= 0.85 * workers:
         return "our processes (each a core's worth: Python's GIL)"
-    if result.get("postgres_cores", 0) >= 0.85:
+    if result["postgres_cores"] >= 0.85:
         return "PostgreSQL (a core's worth)"
-    if iowait / wall >= 0.3:
+    if result["iowait_cores"] >= 0.3:
         return "disk (waiting for writes)"
     return "none reached (latency-bound: the uploaders wait for answers)"
 
