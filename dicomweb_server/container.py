@@ -41,7 +41,7 @@ from dicomweb_server.services.oidc import OidcConfig, OidcVerifier, parse_role_m
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import BlobStore
 from dicomweb_server.services.render import RenderService
-from dicomweb_server.services.retrieve import RetrieveService
+from dicomweb_server.services.retrieve import RetrieveService, TextCache
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.shares import ShareService
 from dicomweb_server.services.store import DuplicatePolicy, StoreLimits, StoreService
@@ -270,7 +270,13 @@ def build_container(settings: Settings) -> Container:
         shares=shares,
         store=store,
         search=SearchService(SqlSearchIndex(db), settings.qido_max_limit),
-        retrieve=RetrieveService(retrieve_index, blobs, pixels, retrieve_anonymizer(settings)),
+        retrieve=RetrieveService(
+            retrieve_index,
+            blobs,
+            pixels,
+            retrieve_anonymizer(settings),
+            TextCache(settings.metadata_cache_bytes) if settings.metadata_cache_bytes else None,
+        ),
         render=RenderService(retrieve_index, pixels, max_pixels=settings.max_render_pixels),
         access=AccessService(
             SqlKeyIndex(db),

@@ -263,6 +263,12 @@ class Settings(BaseSettings):
         description="Most memory one process holds for transcoding and rendering at once; "
         "requests wait for room, then answer 503.",
     )
+    metadata_cache_bytes: int = Field(
+        default=64 * 2**20,
+        ge=0,
+        description="Stored DICOM JSON each process keeps in memory for WADO-RS metadata, by "
+        "stored copy (never stale); 0 reads every answer from the index.",
+    )
     migrate_on_start: bool = Field(
         default=True,
         description="`serve` applies pending migrations; false: it refuses to start on an "

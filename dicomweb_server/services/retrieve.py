@@ -11,6 +11,8 @@ the web layer writes the parts out under its own URLs and headers.
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -75,6 +77,38 @@ class Part:
         return cls(len(data), lambda: (data,))
 
 
+class TextCache:
+    """Texts by key, least recently used dropped first past `max_chars` in all; thread-safe.
+    For values that never change under their key (a stored copy's DICOM JSON)."""
+
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+        self._texts: OrderedDict[str, str] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self._lock:
+            for key in keys:
+                text = self._texts.get(key)
+                if text is not None:
+                    self._texts.move_to_end(key)
+                    found[key] = text
+        return found
+
+    def put_many(self, texts: dict[str, str]) -> None:
+        with self._lock:
+            for key, text in texts.items():
+                if len(text) > self.max_chars or key in self._texts:
+                    continue
+                self._texts[key] = text
+                self._chars += len(text)
+            while self._chars > self.max_chars and self._texts:
+                _, dropped = self._texts.popitem(last=False)
+                self._chars -= len(dropped)
+
+
 @dataclass(frozen=True)
 class Metadata:
     """The metadata of a scope: the stored copies' blob keys, and their DICOM JSON texts."""
@@ -118,11 +152,14 @@ class RetrieveService:
         blobs: BlobStore,
         pixels: PixelReader,
         anonymizer: Deidentifier | None = None,
+        metadata_cache: TextCache | None = None,
     ) -> None:
         self._index = index
         self._blobs = blobs
         self.pixels = pixels
         self._anonymizer = anonymizer
+        # Stored DICOM JSON by blob key (None: every metadata request reads the index).
+        self.metadata_cache = metadata_cache
 
     def object_cost(self, pixels: StoredPixels, target: str, anonymize: bool) -> int:
         """Memory `object_bytes` holds at its peak (the object, parsed and written again when
@@ -340,10 +377,31 @@ class RetrieveService:
         """The stored DICOM JSON of the instances in the scope, with the blob keys of the
         copies it describes (what its entity tag is made of)."""
         caller.require(READ)
-        found = self._index.metadata(study_uid, series_uid, sop_instance_uid, scope=caller.studies)
-        if not found:
+        scope = caller.studies
+        if self.metadata_cache is None:
+            found = self._index.metadata(study_uid, series_uid, sop_instance_uid, scope=scope)
+            if not found:
+                raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
+            return Metadata([key for key, _ in found], [text for _, text in found])
+        # The copies in the scope (a light query), their texts from the cache where it has
+        # them: a blob key names one immutable copy, so a cached text is never stale.
+        stored = self._index.instances(study_uid, series_uid, sop_instance_uid, scope=scope)
+        if not stored:
             raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
-        return Metadata([key for key, _ in found], [text for _, text in found])
+        keys = [i.blob_key for i in stored]
+        texts = self.metadata_cache.get_many(keys)
+        absent = [k for k in keys if k not in texts]
+        if absent:
+            fetched = self._index.metadata_of(absent)
+            if len(fetched) < len(absent):
+                # A copy was replaced between the two lookups: read the scope again, whole.
+                found = self._index.metadata(study_uid, series_uid, sop_instance_uid, scope=scope)
+                if not found:
+                    raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
+                return Metadata([key for key, _ in found], [text for _, text in found])
+            self.metadata_cache.put_many(fetched)
+            texts.update(fetched)
+        return Metadata(keys, [texts[k] for k in keys])
 
     def stream(self, instance: StoredInstance, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         return self._blobs.iter_range(instance.blob_key, chunk_size=chunk_size)

@@ -126,6 +126,17 @@ class SqlRetrieveIndex:
         with self._db.connect() as conn:
             return [(str(key), str(text)) for key, text in conn.execute(stmt, params)]
 
+    def metadata_of(self, blob_keys: list[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self._db.connect() as conn:
+            # In slices: a series of thousands of instances stays under the bind limits.
+            for start in range(0, len(blob_keys), 500):
+                stmt = select(instances.c.blob_key, instances.c.metadata).where(
+                    instances.c.blob_key.in_(blob_keys[start : start + 500])
+                )
+                found.update((str(k), str(t)) for k, t in conn.execute(stmt))
+        return found
+
     def pixels(
         self,
         study_uid: str,

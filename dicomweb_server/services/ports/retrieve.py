@@ -40,6 +40,10 @@ class RetrieveIndex(Protocol):
     ) -> list[tuple[str, str]]:
         """(blob key, stored DICOM JSON text) of each instance in the scope."""
 
+    def metadata_of(self, blob_keys: list[str]) -> dict[str, str]:
+        """The stored DICOM JSON text of the copies with these keys (keys a scoped lookup
+        returned; a copy replaced since is missing from the answer)."""
+
     def pixels(
         self,
         study_uid: str,
