@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _tree_pids(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
+def processes() -> Iterator[tuple[int, str, list[str]]]:
+    """Every process on the machine: its pid, its command name and the fields of
+    /proc/PID/stat after the name (state, parent, ..., utime at 11, stime at 12)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -41,8 +43,14 @@ def _tree_pids(pid: int) -> list[int]:
             stat = (entry / "stat").read_text()
         except OSError:
             continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
+        name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+        yield int(entry.name), name, rest.split()
+
+
+def _tree_pids(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for child, _name, fields in processes():
+        children.setdefault(int(fields[1]), []).append(child)
     out, todo = [], [pid]
     while todo:
         current = todo.pop()

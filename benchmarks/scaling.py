@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.peers import create_pg_database, start_ours
+from benchmarks.peers import create_pg_database, processes, start_ours
 
 Result = dict[str, Any]
 UPLOADERS = 8
@@ -24,19 +24,11 @@ PER_REQUEST = 20
 def postgres_cpu_seconds() -> float:
     """CPU time of every PostgreSQL process on the machine (its server and backends)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name, rest = stat.split("(", 1)[1].rsplit(")", 1)
-        if name.startswith("postgres"):
-            fields = rest.split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return sum(
+        (int(fields[11]) + int(fields[12])) / tick
+        for _pid, name, fields in processes()
+        if name.startswith("postgres")
+    )
 
 
 def machine_seconds() -> tuple[float, float]:
