@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import BindParameter, Row, Select, String, bindparam, select
+from sqlalchemy import Row, Select, String, bindparam, select
 
 from dicomweb_server.dicom.frames import FrameTable
 from dicomweb_server.index.sql.database import Database
@@ -25,35 +25,33 @@ _INSTANCE_COLUMNS = (
 )
 
 
-def _scoped(
-    stmt: Select[Any],
-    study_uid: str | BindParameter[str],
-    series_uid: str | BindParameter[str] | None,
-    sop_instance_uid: str | BindParameter[str] | None,
-    scope: StudyScope | None,
-) -> Select[Any]:
-    """The instances of a study, series or one instance, in series and instance order, if
-    the caller's scope lets it see them."""
+def _plan(columns: str, with_series: bool, with_instance: bool) -> Select[Any]:
+    """The instances of a study, series (`with_series`) or one instance, in series and
+    instance order, the UIDs as the parameters `study`, `series` and `instance`; built once
+    per shape (SQLAlchemy then skips building and compiling it again)."""
+    shape = (columns, with_series, with_instance)
+    stmt = _PLANS.get(shape)
+    if stmt is not None:
+        return stmt
     stmt = (
-        limited(stmt, scope, with_series=True)
+        select(*_COLUMNS[columns])
         .select_from(
             instances.join(series, instances.c.series_pk == series.c.pk).join(
                 studies, instances.c.study_pk == studies.c.pk
             )
         )
-        .where(studies.c.study_instance_uid == study_uid)
+        .where(studies.c.study_instance_uid == bindparam("study", type_=String))
     )
-    if series_uid is not None:
-        stmt = stmt.where(series.c.series_instance_uid == series_uid)
-    if sop_instance_uid is not None:
-        stmt = stmt.where(instances.c.sop_instance_uid == sop_instance_uid)
-    return stmt.order_by(
+    if with_series:
+        stmt = stmt.where(series.c.series_instance_uid == bindparam("series", type_=String))
+    if with_instance:
+        stmt = stmt.where(instances.c.sop_instance_uid == bindparam("instance", type_=String))
+    _PLANS[shape] = stmt = stmt.order_by(
         series.c.series_number, series.c.pk, instances.c.instance_number, instances.c.pk
     )
+    return stmt
 
 
-# Statements for a caller who may see every study, built once per shape (SQLAlchemy then
-# skips building and compiling them again); a limited caller's are built per request.
 _PLANS: dict[tuple[str, bool, bool], Select[Any]] = {}
 
 
@@ -64,20 +62,12 @@ def _query(
     sop_instance_uid: str | None,
     scope: StudyScope | None,
 ) -> tuple[Select[Any], dict[str, str]]:
-    """The statement of `_scoped` over one of the column sets, and its parameters."""
-    chosen = _COLUMNS[columns]
+    """The statement over one of the column sets, limited to what the caller's scope lets
+    it see, and its parameters."""
+    stmt = _plan(columns, series_uid is not None, sop_instance_uid is not None)
     if scope is not None:
-        return _scoped(select(*chosen), study_uid, series_uid, sop_instance_uid, scope), {}
-    shape = (columns, series_uid is not None, sop_instance_uid is not None)
-    stmt = _PLANS.get(shape)
-    if stmt is None:
-        stmt = _PLANS[shape] = _scoped(
-            select(*chosen),
-            bindparam("study", type_=String),
-            bindparam("series", type_=String) if series_uid is not None else None,
-            bindparam("instance", type_=String) if sop_instance_uid is not None else None,
-            None,
-        )
+        # A limited caller's clause is added per request (the plan itself is shared).
+        stmt = limited(stmt, scope, with_series=True)
     params = {"study": study_uid}
     if series_uid is not None:
         params["series"] = series_uid
