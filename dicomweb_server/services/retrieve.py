@@ -379,10 +379,7 @@ class RetrieveService:
         caller.require(READ)
         scope = caller.studies
         if self.metadata_cache is None:
-            found = self._index.metadata(study_uid, series_uid, sop_instance_uid, scope=scope)
-            if not found:
-                raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
-            return Metadata([key for key, _ in found], [text for _, text in found])
+            return self._metadata_read(study_uid, series_uid, sop_instance_uid, scope)
         # The copies in the scope (a light query), their texts from the cache where it has
         # them: a blob key names one immutable copy, so a cached text is never stale.
         stored = self._index.instances(study_uid, series_uid, sop_instance_uid, scope=scope)
@@ -395,13 +392,23 @@ class RetrieveService:
             fetched = self._index.metadata_of(absent)
             if len(fetched) < len(absent):
                 # A copy was replaced between the two lookups: read the scope again, whole.
-                found = self._index.metadata(study_uid, series_uid, sop_instance_uid, scope=scope)
-                if not found:
-                    raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
-                return Metadata([key for key, _ in found], [text for _, text in found])
+                return self._metadata_read(study_uid, series_uid, sop_instance_uid, scope)
             self.metadata_cache.put_many(fetched)
             texts.update(fetched)
         return Metadata(keys, [texts[k] for k in keys])
+
+    def _metadata_read(
+        self,
+        study_uid: str,
+        series_uid: str | None,
+        sop_instance_uid: str | None,
+        scope: StudyScope | None,
+    ) -> Metadata:
+        """The scope's metadata read from the index in one query, texts and keys together."""
+        found = self._index.metadata(study_uid, series_uid, sop_instance_uid, scope=scope)
+        if not found:
+            raise NotFound(missing(study_uid, series_uid, sop_instance_uid))
+        return Metadata([key for key, _ in found], [text for _, text in found])
 
     def stream(self, instance: StoredInstance, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         return self._blobs.iter_range(instance.blob_key, chunk_size=chunk_size)
