@@ -63,7 +63,7 @@ class SqlStoreIndex:
                 "number_of_instances": series.c.number_of_instances
                 + new_series.excluded.number_of_instances
             },
-        ).returning(series.c.pk, series.c.study_pk, series.c.number_of_instances)
+        ).returning(series.c.pk, series.c.study_pk, series.c.number_of_instances, series.c.modality)
         self._insert_instance = (
             insert_of(instances)
             .on_conflict_do_nothing(index_elements=[instances.c.sop_instance_uid])
@@ -135,24 +135,24 @@ class SqlStoreIndex:
             self._undo(conn, studies, study.pk, n - added, study_created and added == 0)
         if labels:
             add_labels(conn, study.pk, labels)
-        self._study_lists(conn, study, first, series_created and added > 0, classes)
+        new_series = series_created and added > 0
+        self._study_lists(conn, study, row.modality if new_series else None, new_series, classes)
         return results
 
     def _study_lists(
         self,
         conn: Connection,
         study: Row[Any, Any, Any, Any],
-        inst: NewInstance,
+        modality: str | None,
         new_series: bool,
         classes: set[str],
     ) -> None:
         """The study's aggregates that are lists, read under its row lock: a new series
-        counts and adds its Modality to ModalitiesInStudy (0008,0061); SOPClassesInStudy
-        (0008,0062) takes the classes stored."""
+        counts and adds its `modality` (as the upsert stored it) to ModalitiesInStudy
+        (0008,0061); SOPClassesInStudy (0008,0062) takes the classes stored."""
         values: dict[str, Any] = {}
         if new_series:
             values["number_of_series"] = studies.c.number_of_series + 1
-            modality = column_values(SERIES, inst.series_attributes).get("modality")
             listed = split(study.modalities_in_study)
             if modality and modality not in listed:
                 values["modalities_in_study"] = "\\".join(sorted([*listed, modality]))
@@ -178,7 +178,7 @@ class SqlStoreIndex:
 
     def _series(
         self, conn: Connection, inst: NewInstance, study_pk: int, count: int
-    ) -> Row[Any, Any, Any]:
+    ) -> Row[Any, Any, Any, Any]:
         """The series row upserted with `count` more instances; it may belong to another
         study (the caller checks)."""
         return conn.execute(
