@@ -21,9 +21,11 @@ from dicomweb_server.blobs.s3 import S3BlobStore, S3Location
 from dicomweb_server.dicom.confidentiality_profile import Option
 from dicomweb_server.dicom.deidentify import Deidentifier
 from dicomweb_server.dicom.errors import backend_text
+from dicomweb_server.events.postgres import PostgresChangeSignal
 from dicomweb_server.identity.http import UrllibJsonClient
 from dicomweb_server.index.sql import migrate
 from dicomweb_server.index.sql.audit import SqlAuditLog
+from dicomweb_server.index.sql.changes import SqlChangeLog
 from dicomweb_server.index.sql.consistency import SqlConsistencyIndex
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.engine import make_engine
@@ -32,10 +34,11 @@ from dicomweb_server.index.sql.labels import SqlLabelIndex
 from dicomweb_server.index.sql.retrieve import SqlRetrieveIndex
 from dicomweb_server.index.sql.search import SqlSearchIndex
 from dicomweb_server.index.sql.shares import SqlShareIndex
-from dicomweb_server.index.sql.store import SqlStoreIndex
+from dicomweb_server.index.sql.store import CHANGES_CHANNEL, SqlStoreIndex
 from dicomweb_server.services.access import AccessService
 from dicomweb_server.services.audit import AuditSink, AuditTrail
 from dicomweb_server.services.budget import MemoryBudget
+from dicomweb_server.services.changes import ChangeFeed, ChangeHub
 from dicomweb_server.services.consistency import ConsistencyService
 from dicomweb_server.services.oidc import OidcConfig, OidcVerifier, parse_role_map
 from dicomweb_server.services.pixels import PixelReader
@@ -61,10 +64,14 @@ class Container:
     access: AccessService
     shares: ShareService
     audit: AuditTrail
+    changes: ChangeFeed
+    hub: ChangeHub
     blobs: BlobStore
     checks: dict[str, Callable[[], None]]
     engine: Engine
     root: PublicRoot
+    # The organisation's root of the UIDs the server makes ("": 2.25.<UUID>).
+    uid_root: str
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -233,6 +240,14 @@ def build_container(settings: Settings) -> Container:
     )
     db = Database(engine)
     retrieve_index = SqlRetrieveIndex(db)
+    search = SearchService(SqlSearchIndex(db), settings.qido_max_limit)
+    changes = ChangeFeed(SqlChangeLog(db), search)
+    signal = None
+    if db.dialect == "postgresql":
+        # A connection of its own for LISTEN, outside the pool.
+        conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        signal = PostgresChangeSignal(conninfo, CHANGES_CHANNEL)
+    hub = ChangeHub(changes, signal, settings.changes_poll_seconds, settings.max_streams)
     blobs = build_blob_store(settings)
     # One decode budget per process, for transcoding, rendering and whole-object ingest.
     budget = MemoryBudget(settings.decode_memory_bytes)
@@ -255,6 +270,7 @@ def build_container(settings: Settings) -> Container:
         max_uploads=settings.max_concurrent_uploads,
         budget=budget,
         label_tags=label_tags(settings),
+        changed=hub.wake,
     )
     trail = audit_trail(settings, db)
     shares = ShareService(
@@ -269,7 +285,9 @@ def build_container(settings: Settings) -> Container:
         settings=settings,
         shares=shares,
         store=store,
-        search=SearchService(SqlSearchIndex(db), settings.qido_max_limit),
+        search=search,
+        changes=changes,
+        hub=hub,
         retrieve=RetrieveService(
             retrieve_index,
             blobs,
@@ -295,6 +313,7 @@ def build_container(settings: Settings) -> Container:
         checks={"database": db.check, "blob store": blobs.check, "spool": store.spool.check},
         engine=engine,
         root=PublicRoot(settings.public_base_url, settings.base_path, settings.allowed_host_list),
+        uid_root=settings.uid_root,
         # The trail first: its last messages still reach the table.
-        _closers=[trail.close, engine.dispose, blobs.close],
+        _closers=[trail.close, hub.close_signal, engine.dispose, blobs.close],
     )

@@ -269,6 +269,25 @@ class Settings(BaseSettings):
         description="Stored DICOM JSON each process keeps in memory for WADO-RS metadata, by "
         "stored copy (never stale); 0 reads every answer from the index.",
     )
+    changes_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="Each process reads the change log for its live streams at least this "
+        "often (also woken at once by its own stores and, on PostgreSQL, by LISTEN/NOTIFY).",
+    )
+    max_streams: int = Field(
+        default=1000,
+        ge=1,
+        description="Live change streams (WebSocket, Server-Sent Events) one process serves at "
+        "once; past it, 503.",
+    )
+    uid_root: str = Field(
+        default="",
+        max_length=40,
+        description="The organisation's UID root for UIDs the server makes (POST /uids); "
+        "empty: 2.25. followed by a random UUID as an integer (PS3.5 B.2).",
+    )
     migrate_on_start: bool = Field(
         default=True,
         description="`serve` applies pending migrations; false: it refuses to start on an "

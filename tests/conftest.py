@@ -143,8 +143,11 @@ class RunningServer:
                         "CASCADE"
                     )
                 )
+                # The change log's sequence goes on (as it always does): a live reader's
+                # cursor stays valid.
+                conn.execute(text("TRUNCATE changes"))
             else:
-                for table in ("instances", "series", "studies", "retired_objects"):
+                for table in ("instances", "series", "studies", "retired_objects", "changes"):
                     conn.execute(text(f"DELETE FROM {table}"))
         if self.settings.blob_store == "s3":
             blobs = self.container.blobs

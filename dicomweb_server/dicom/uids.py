@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import secrets
+import uuid
 
 from pydicom import uid
 from pydicom.uid import AllTransferSyntaxes
@@ -37,6 +39,28 @@ KNOWN_TRANSFER_SYNTAXES = frozenset(str(uid) for uid in AllTransferSyntaxes)
 # Our implementation identity in File Meta Information (PS3.10 7.1).
 IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.10.1543.1.1"
 IMPLEMENTATION_VERSION_NAME = "DICOMWEB_PY_01"
+
+
+MAX_UID_LENGTH = 64  # PS3.5 9.1
+# The shortest random part a UID under an organisation's root keeps (about 73 bits).
+MIN_RANDOM_DIGITS = 22
+
+
+def new_uid(root: str = "") -> str:
+    """A fresh UID (PS3.5 9.1: digits and dots, no component with a leading zero, at most 64
+    characters). Without a root: `2.25.` and a random (version 4) UUID as an integer (PS3.5
+    B.2). Under an organisation's `root`: one more component of random digits, as many as
+    fit (at most 39, the digits of 128 bits), never starting with 0."""
+    if not root:
+        return f"2.25.{uuid.uuid4().int}"
+    require_uid(root, "UID root")
+    digits = min(MAX_UID_LENGTH - len(root) - 1, 39)
+    if digits < MIN_RANDOM_DIGITS:
+        raise ValueError(
+            f"a UID root is at most {MAX_UID_LENGTH - MIN_RANDOM_DIGITS - 1} characters long"
+        )
+    low = 10 ** (digits - 1)
+    return f"{root}.{low + secrets.randbelow(9 * low)}"
 
 
 def is_valid_uid(value: str) -> bool:

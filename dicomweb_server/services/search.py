@@ -114,6 +114,34 @@ class SearchService:
             next_offset,
         )
 
+    def matching_studies(
+        self, caller: Caller, request: SearchRequest, study_uids: list[str]
+    ) -> set[str]:
+        """Which of `study_uids` the caller may see and `request`'s keys match (the live
+        streams' and webhooks' filters): one query per page of UIDs, nothing rendered."""
+        keys = [
+            m
+            for m in request.matches
+            if not (isinstance(m, Match) and m.kind is MatchKind.UNIVERSAL)
+        ]
+        found: set[str] = set()
+        unique = sorted(set(study_uids))
+        for start in range(0, len(unique), self.max_limit):
+            page = tuple(unique[start : start + self.max_limit])
+            kind = MatchKind.SINGLE if len(page) == 1 else MatchKind.LIST
+            results = self._index.search(
+                SearchQuery(
+                    level=Level.STUDY,
+                    matches=[*keys, Match(a.STUDY_INSTANCE_UID, "UI", kind, page)],
+                    limit=len(page),
+                    fuzzy=request.fuzzy,
+                    timezone_offset=request.timezone_offset,
+                    scope=caller.studies,
+                )
+            )
+            found.update(r.study_uid for r in results)
+        return found
+
     def _wanted(
         self, level: Level, request: SearchRequest, study_uid: str | None, series_uid: str | None
     ) -> _Wanted:

@@ -240,7 +240,11 @@ class StoreService:
         max_uploads: int = 64,
         budget: MemoryBudget | None = None,
         label_tags: tuple[int, ...] = (),
+        changed: Callable[[], None] | None = None,
     ) -> None:
+        # Told after each commit that stored something: the change log has new entries (the
+        # live streams of this process wake at once instead of at their next poll).
+        self._changed = changed
         # The attributes whose values become the study's access-control labels.
         self.label_tags = label_tags
         # Objects read whole at ingest (de-identified, or converted from an encoding the web
@@ -427,6 +431,8 @@ class StoreService:
         except BaseException:
             self.drop(batch)
             raise
+        if self._changed is not None:
+            self._changed()
         return [self._outcome(s, a) for s, a in zip(batch, added, strict=True)]
 
     def drop(self, batch: list[Staged]) -> None:

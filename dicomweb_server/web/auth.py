@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import anyio.to_thread
-from starlette.requests import Request
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dicomweb_server.services.context import Caller
@@ -24,7 +24,7 @@ class Callers:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             access = scope["app"].state.container.access
             rid = request_id(scope)
             client = scope.get("client")
@@ -53,7 +53,23 @@ def _credential(scope: Scope) -> str | None:
     return None
 
 
-def caller(request: Request) -> Caller:
+def caller(request: HTTPConnection) -> Caller:
     """The caller of this request (made by `Callers`)."""
     found = request.scope.get("state", {}).get("caller")
     return found if isinstance(found, Caller) else Caller.anonymous(request_id(request.scope))
+
+
+async def recheck(connection: HTTPConnection, scope: str) -> bool:
+    """Whether the connection's credential still gives `scope` (a long-lived stream asks
+    again now and then: a key revoked or a token expired since it began ends it)."""
+    access = connection.app.state.container.access
+    if not access.kinds:
+        return True
+    client = connection.scope.get("client")
+    made = await anyio.to_thread.run_sync(
+        access.caller,
+        _credential(connection.scope),
+        request_id(connection.scope),
+        str(client[0]) if client else None,
+    )
+    return made.refusal is None and scope in made.scopes

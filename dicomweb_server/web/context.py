@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
 from dicomweb_server.dicom import uids
 from dicomweb_server.services.access import AccessService
 from dicomweb_server.services.audit import AuditTrail
+from dicomweb_server.services.changes import ChangeFeed, ChangeHub
 from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
@@ -42,12 +43,16 @@ class Archive(Protocol):
     access: AccessService
     shares: ShareService
     audit: AuditTrail
+    changes: ChangeFeed
+    hub: ChangeHub
+    # The organisation's root of the UIDs the server makes ("": 2.25.<UUID>).
+    uid_root: str
 
     def problems(self) -> dict[str, str]:
         """Each backend that cannot be used now, with the reason (readiness)."""
 
 
-def container(request: Request) -> Archive:
+def container(request: HTTPConnection) -> Archive:
     return request.app.state.container  # type: ignore[no-any-return]
 
 

@@ -8,11 +8,22 @@ from collections.abc import Awaitable, Callable
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from dicomweb_server.services.context import ADMIN, READ, SHARE, WRITE
-from dicomweb_server.web import admin, health, qido, rendered, shares, stow, wado, wado_uri
+from dicomweb_server.web import (
+    admin,
+    changefeed,
+    health,
+    qido,
+    rendered,
+    shares,
+    stow,
+    uids,
+    wado,
+    wado_uri,
+)
 from dicomweb_server.web import audit as auditing
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import capabilities_response, media_types_of
@@ -118,6 +129,13 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource(SERIES + "/thumbnail", GET=rendered.retrieve_thumbnail, audited=auditing.RETRIEVE),
     Resource(INSTANCE + "/thumbnail", GET=rendered.retrieve_thumbnail, audited=auditing.RETRIEVE),
     Resource(FRAMES + "/thumbnail", GET=rendered.retrieve_thumbnail, audited=auditing.RETRIEVE),
+    # Outside PS3.18: the change feed (Microsoft's model) and its live streams (scope read)
+    Resource("/changefeed", GET=changefeed.read_change_feed),
+    Resource("/changefeed/latest", GET=changefeed.read_latest_change),
+    Resource("/changefeed/stream", GET=changefeed.stream_changes),
+    WebSocketRoute("/changefeed/ws", changefeed.stream_changes_ws),
+    # Fresh UIDs for uploaders (scope write)
+    Resource("/uids", POST=uids.create_uids),
     # Outside PS3.18: administration (scope admin)
     Resource(STUDY + "/labels", scope=ADMIN, GET=admin.study_labels, PUT=admin.set_study_labels),
     # Share links: made by an admin or a caller with scope share, redeemed by their holder.

@@ -10,13 +10,13 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 
 from dicomweb_server.web.context import container
 from dicomweb_server.web.paths import BULK_DATA, FRAMES, INSTANCE, SERIES, STUDY
 
 
-def base_url(request: Request) -> str:
+def base_url(request: HTTPConnection) -> str:
     """The absolute URL of the DICOMweb root, as the client reached it.
 
     A configured public base URL wins (behind a proxy). Otherwise the Host header, keeping
@@ -30,6 +30,8 @@ def base_url(request: Request) -> str:
     # From the scope, not request.url: building the whole URL cost more than the rest of a
     # frame request's handler.
     scheme = scope.get("scheme", "http")
+    # A WebSocket's answers name the HTTP resources.
+    scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
     host = request.headers.get("host", "")
     server = scope.get("server")
     key = (scheme, host, server)
@@ -135,5 +137,5 @@ def next_page(request: Request, offset: int) -> str:
     return str(request.url.include_query_params(offset=offset))
 
 
-def urls(request: Request) -> Urls:
+def urls(request: HTTPConnection) -> Urls:
     return Urls(base_url(request))

@@ -255,6 +255,28 @@ audit_events = Table(
 )
 
 
+# The change log (issue 16): one row per change to the archive, written in the transaction of
+# the change itself. `seq` is the feed's Sequence: on PostgreSQL the writers take it under one
+# transaction-level advisory lock held until their commit, so sequences become visible in
+# their order (a reader that resumes after the last one it saw misses none); SQLite has one
+# writer at a time. AUTOINCREMENT: a sequence is never reused, even after the newest row goes.
+changes = Table(
+    "changes",
+    metadata,
+    Column("seq", Key, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),  # seconds since the epoch
+    Column("action", String(16), nullable=False),  # create | update | delete
+    Column("study_uid", String(64), nullable=False),
+    Column("series_uid", String(64)),
+    Column("sop_uid", String(64)),
+    # The copy the change made (create, update): an entry whose instance now has another
+    # copy was replaced; one whose instance is gone was deleted.
+    Column("blob_key", Text),
+    Index(None, "study_uid"),
+    sqlite_autoincrement=True,
+)
+
+
 def _json_gin(name: str, table: Table, column: str) -> None:
     """PostgreSQL: a GIN index on a stored JSON column, for `@>` (migration 0006)."""
     Index(

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Row, Table, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -15,7 +15,13 @@ from sqlalchemy.engine import Connection
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.entities import INSTANCE, SERIES, STUDY, column_values
 from dicomweb_server.index.sql.labels import add_labels, has_label
-from dicomweb_server.index.sql.models import instances, retired_objects, series, studies
+from dicomweb_server.index.sql.models import (
+    changes,
+    instances,
+    retired_objects,
+    series,
+    studies,
+)
 from dicomweb_server.index.sql.search import split
 from dicomweb_server.services.errors import Unavailable
 from dicomweb_server.services.ports import AddOutcome, AddResult, NewInstance
@@ -87,7 +93,40 @@ class SqlStoreIndex:
                 members = groups[key]
                 added = self._add_series(conn, [batch[i] for i in members], replace)
                 results.update(zip(members, added, strict=True))
-        return [results[i] for i in range(len(batch))]
+            ordered = [results[i] for i in range(len(batch))]
+            self._log_changes(conn, batch, ordered)
+        return ordered
+
+    def _log_changes(
+        self, conn: Connection, batch: list[NewInstance], results: list[AddResult]
+    ) -> None:
+        """The change log's entries of the batch, in its transaction: a create per instance
+        stored, an update per instance replaced. Last, so the lock below is held briefly."""
+        now = time.time()
+        rows = [
+            {
+                "at": now,
+                "action": "create" if r.outcome is AddOutcome.STORED else "update",
+                "study_uid": inst.instance.study_uid,
+                "series_uid": inst.instance.series_uid,
+                "sop_uid": inst.instance.sop_instance_uid,
+                "blob_key": inst.instance.blob_key,
+            }
+            for inst, r in zip(batch, results, strict=True)
+            if r.outcome in (AddOutcome.STORED, AddOutcome.REPLACED)
+        ]
+        if not rows:
+            return
+        if self._db.dialect == "postgresql":
+            # Sequences in commit order: the lock is taken before the sequence and released
+            # only once this transaction's commit is visible, so a transaction that takes a
+            # later sequence commits after it (architecture notes, "The change log").
+            conn.execute(_LOCK_CHANGES)
+            conn.execute(insert(changes), rows)
+            # Delivered to every listening process when (and only if) this commits.
+            conn.execute(_NOTIFY_CHANGES)
+        else:
+            conn.execute(insert(changes), rows)
 
     def _add_series(
         self, conn: Connection, group: list[NewInstance], replace: bool
@@ -249,6 +288,14 @@ class SqlStoreIndex:
             insert(retired_objects).values(blob_key=existing.blob_key, retired_at=time.time())
         )
         return AddResult(AddOutcome.REPLACED, replaced_key=existing.blob_key)
+
+
+# The change log's writers' lock (any constant key; pg_advisory_xact_lock is released at the
+# transaction's end) and the channel every process listens on for new entries.
+CHANGES_LOCK = 0x44434D4348474553  # "DCMCHGES"
+CHANGES_CHANNEL = "dicomweb_changes"
+_LOCK_CHANGES = text(f"SELECT pg_advisory_xact_lock({CHANGES_LOCK})")
+_NOTIFY_CHANGES = text(f"SELECT pg_notify('{CHANGES_CHANNEL}', '')")
 
 
 def _instance_row(inst: NewInstance) -> dict[str, Any]:

@@ -1,0 +1,268 @@
+"""The change log read three ways: the feed (pages by sequence), the live streams of this
+process (one reader of the log, many subscribers) and, through the same filters, webhooks.
+
+The log is the one source: every entry was written in the transaction of its change, and its
+sequences become visible in order (index/sql/store.py), so a reader that resumes after the
+last sequence it saw misses nothing, whichever process it reads through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import collections
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+
+from dicomweb_server.dicom.errors import InvalidQuery
+from dicomweb_server.dicom.matching import SearchRequest, parse_match, parse_search
+from dicomweb_server.services.context import READ, Caller
+from dicomweb_server.services.errors import Busy
+from dicomweb_server.services.ports.changes import ACTIONS, Change, ChangeLog, ChangeSignal
+from dicomweb_server.services.search import SearchService
+
+log = logging.getLogger("dicomweb_server.changes")
+
+DEFAULT_FEED_LIMIT = 100
+MAX_FEED_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class ChangeFilter:
+    """What a subscriber wants: some actions (None: all), some studies (None: all), and
+    QIDO keys on the study (PS3.18 10.6.1.2) that its study must match."""
+
+    actions: frozenset[str] | None = None
+    study_uids: frozenset[str] | None = None
+    study_keys: SearchRequest | None = None
+
+    def __post_init__(self) -> None:
+        if self.actions is not None and not self.actions <= ACTIONS:
+            unknown = ", ".join(sorted(self.actions - ACTIONS))
+            raise InvalidQuery(f"unknown action(s) {unknown}; known: create, update, delete")
+
+    def quick(self, change: Change) -> bool:
+        """Whether the entry passes the checks that need no index."""
+        return (self.actions is None or change.action in self.actions) and (
+            self.study_uids is None or change.study_uid in self.study_uids
+        )
+
+
+# Short names a subscriber may use for the study keys most filters need.
+_ALIASES = {"study": "StudyInstanceUID", "patient": "PatientID", "modality": "ModalitiesInStudy"}
+
+
+def parse_filter(params: Iterable[tuple[str, str]]) -> ChangeFilter:
+    """A subscriber's filter from its query parameters: `action` (create, update, delete;
+    comma-separated or repeated), `StudyInstanceUID` (or `study`; a list), and any QIDO key
+    on the study (PS3.18 10.6.1.2), `patient` and `modality` short for PatientID and
+    ModalitiesInStudy."""
+    actions: set[str] | None = None
+    studies: set[str] | None = None
+    keys: list[tuple[str, str]] = []
+    for name, value in params:
+        name = _ALIASES.get(name.lower(), name)
+        if name.lower() == "action":
+            actions = (actions or set()) | {v.strip().lower() for v in value.split(",") if v}
+        elif name in ("StudyInstanceUID", "0020000D", "0020000d"):
+            match = parse_match("StudyInstanceUID", value)
+            studies = (studies or set()) | set(match.values)
+        elif name.lower() in ("limit", "offset", "includefield"):
+            raise InvalidQuery(f"{name} does not apply to a change filter")
+        else:
+            keys.append((name, value))
+    request = parse_search(keys) if keys else None
+    if request is not None and not request.matches:
+        request = None
+    return ChangeFilter(
+        None if actions is None else frozenset(actions),
+        None if studies is None else frozenset(studies),
+        request,
+    )
+
+
+class ChangeFeed:
+    def __init__(self, log: ChangeLog, search: SearchService) -> None:
+        self.log = log
+        self._search = search
+
+    def read(
+        self, caller: Caller, after: int, limit: int | None, with_metadata: bool = False
+    ) -> list[Change]:
+        """The entries after sequence `after` the caller may see, at most `limit`."""
+        caller.require(READ)
+        if limit is None:
+            limit = DEFAULT_FEED_LIMIT
+        if not 1 <= limit <= MAX_FEED_LIMIT:
+            raise InvalidQuery(f"limit must be from 1 to {MAX_FEED_LIMIT}")
+        return self.log.read(max(after, 0), limit, caller.studies, with_metadata)
+
+    def latest(self, caller: Caller) -> Change | None:
+        caller.require(READ)
+        return self.log.latest(caller.studies)
+
+    def select(self, caller: Caller, wanted: ChangeFilter, batch: list[Change]) -> list[Change]:
+        """The entries of `batch` that `wanted` takes and the caller may see; the index is
+        asked only when the caller's scope or study keys need it (one query for the batch)."""
+        kept = [c for c in batch if wanted.quick(c)]
+        if not kept or (caller.studies is None and wanted.study_keys is None):
+            return kept
+        request = wanted.study_keys or SearchRequest()
+        visible = self._search.matching_studies(caller, request, [c.study_uid for c in kept])
+        return [c for c in kept if c.study_uid in visible]
+
+
+class ChangeHub:
+    """This process's live subscribers, fed by one reader of the log.
+
+    The reader wakes when the signal says another process committed entries (PostgreSQL
+    LISTEN/NOTIFY), when this process stored some (`wake`), and every `poll_seconds` in any
+    case (a notification lost with a dropped connection delays an event, never loses it).
+    It keeps the newest entries in memory; each subscriber has its own cursor and reads from
+    there, or from the log itself when it is further behind (a resumed stream), so a slow
+    subscriber costs no memory and misses nothing.
+    """
+
+    def __init__(
+        self,
+        feed: ChangeFeed,
+        signal: ChangeSignal | None,
+        poll_seconds: float = 1.0,
+        max_subscribers: int = 1000,
+        kept: int = 2000,
+    ) -> None:
+        self._feed = feed
+        self._signal = signal
+        self._poll = poll_seconds
+        self._max = max_subscribers
+        self._recent: collections.deque[Change] = collections.deque(maxlen=kept)
+        # The recent entries are every entry above this sequence (up to `cursor`).
+        self._floor = 0
+        self.cursor = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._woken: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._subscribers: set[asyncio.Event] = set()
+
+    def wake(self) -> None:
+        """New entries may be in the log (callable from any thread)."""
+        loop, woken = self._loop, self._woken
+        if loop is not None and woken is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(woken.set)
+
+    async def _start(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        self._loop = asyncio.get_running_loop()
+        self._woken = asyncio.Event()
+        self.cursor = self._floor = await asyncio.to_thread(self._feed.log.newest)
+        self._recent.clear()
+        self._task = asyncio.create_task(self._follow())
+        if self._signal is not None:
+            self._signal.start(self.wake)
+
+    async def _follow(self) -> None:
+        assert self._woken is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll):
+                    await self._woken.wait()
+            self._woken.clear()
+            try:
+                await self._read_new()
+            except Exception as exc:  # noqa: BLE001 - the next wake or poll tries again
+                log.warning("reading the change log failed: %s", type(exc).__name__)
+
+    async def _read_new(self) -> None:
+        while True:
+            batch = await asyncio.to_thread(self._feed.log.read, self.cursor, 500, None)
+            if not batch:
+                return
+            if len(self._recent) + len(batch) > (self._recent.maxlen or 0):
+                # The oldest kept entries go: the window then starts after the last of them.
+                drop = len(self._recent) + len(batch) - (self._recent.maxlen or 0)
+                for _ in range(min(drop, len(self._recent))):
+                    self._floor = self._recent.popleft().sequence
+                if drop > len(self._recent):
+                    self._floor = batch[-1].sequence
+            self._recent.extend(batch)
+            self.cursor = batch[-1].sequence
+            for more in self._subscribers:
+                more.set()
+            if len(batch) < 500:
+                return
+
+    def _kept_after(self, position: int) -> list[Change] | None:
+        """The kept entries above `position`, or None when it is behind the window."""
+        if position < self._floor:
+            return None
+        sequences = [c.sequence for c in self._recent]
+        return list(self._recent)[bisect.bisect_right(sequences, position) :]
+
+    async def open(self, caller: Caller, wanted: ChangeFilter, after: int | None) -> Subscription:
+        """A subscription to the entries after `after` (None: those committed from now on)
+        that `wanted` takes and the caller may see; its place in the log is fixed here, so
+        nothing committed once this returns is missed."""
+        caller.require(READ)
+        if len(self._subscribers) >= self._max:
+            raise Busy("this server process has as many live streams as it takes")
+        await self._start()
+        if after is None:
+            after = await asyncio.to_thread(self._feed.log.newest)
+        subscription = Subscription(self, caller, wanted, max(after, 0))
+        self._subscribers.add(subscription.more)
+        return subscription
+
+    def _leave(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription.more)
+
+    def close_signal(self) -> None:
+        """Stop listening (at shutdown; the reader's task ends with its event loop)."""
+        if self._signal is not None:
+            self._signal.close()
+
+
+class Subscription:
+    """One live subscriber's cursor in the log (made by `ChangeHub.open`)."""
+
+    def __init__(self, hub: ChangeHub, caller: Caller, wanted: ChangeFilter, after: int) -> None:
+        self._hub = hub
+        self._caller = caller
+        self._wanted = wanted
+        self.position = after
+        self.more = asyncio.Event()
+
+    async def batches(self, keepalive: float = 15.0) -> AsyncIterator[list[Change]]:
+        """The subscriber's entries in order, batch by batch; an empty batch every
+        `keepalive` seconds of quiet (for the stream's keep-alive). Ends the subscription
+        when the iteration ends."""
+        hub = self._hub
+        try:
+            while True:
+                found = hub._kept_after(self.position)
+                if found is None:
+                    found = await asyncio.to_thread(hub._feed.log.read, self.position, 500, None)
+                if found:
+                    self.position = found[-1].sequence
+                    chosen = await asyncio.to_thread(
+                        hub._feed.select, self._caller, self._wanted, found
+                    )
+                    if chosen:
+                        yield chosen
+                    continue
+                self.more.clear()
+                if self.position < hub.cursor:
+                    continue
+                try:
+                    async with asyncio.timeout(keepalive):
+                        await self.more.wait()
+                except TimeoutError:
+                    yield []
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._hub._leave(self)

@@ -1,0 +1,219 @@
+"""The change feed (outside PS3.18; Microsoft's field names) and its live streams.
+
+- `GET {root}/changefeed?after=&limit=&includemetadata=`: the entries after a sequence, in
+  order (`offset` is taken as `after`, as Microsoft's first version reads it).
+- `GET {root}/changefeed/latest`: the newest entry (`null` when there is none).
+- `GET {root}/changefeed/stream`: Server-Sent Events, one event per entry (`id:` its
+  sequence, `event:` its action); resumed with `after=` or the `Last-Event-ID` header.
+- `{root}/changefeed/ws`: WebSocket, one JSON text message per entry; resumed with `after=`.
+
+Both streams take a filter in their query (services/changes.parse_filter) and show only the
+studies the caller may see; each needs scope read, checked again every minute (a revoked key
+ends its streams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response, StreamingResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from dicomweb_server.dicom.errors import InvalidQuery
+from dicomweb_server.dicom.numbers import parse_integer
+from dicomweb_server.services.changes import (
+    MAX_FEED_LIMIT,
+    ChangeFilter,
+    Subscription,
+    parse_filter,
+)
+from dicomweb_server.services.context import READ, Caller
+from dicomweb_server.services.errors import ServiceError
+from dicomweb_server.services.ports.changes import Change
+from dicomweb_server.web.access import after_response
+from dicomweb_server.web.auth import caller, recheck
+from dicomweb_server.web.context import container
+from dicomweb_server.web.errors import status_of
+from dicomweb_server.web.threads import in_thread
+from dicomweb_server.web.urls import Urls, urls
+
+# A stream's credential is checked again this often, so a revocation ends it.
+RECHECK_SECONDS = 60.0
+# Server-Sent Events: a comment this often keeps proxies from closing a quiet stream.
+KEEPALIVE_SECONDS = 15.0
+_STREAM_PARAMETERS = frozenset({"after"})
+
+
+def _sequence(name: str, value: str | None, minimum: int = 0) -> int | None:
+    if value is None or value == "":
+        return None
+    return parse_integer(value, name, minimum)
+
+
+def _flag(name: str, value: str) -> bool:
+    if value.lower() not in ("true", "false"):
+        raise InvalidQuery(f"{name} must be true or false")
+    return value.lower() == "true"
+
+
+def entry(change: Change, here: Urls) -> dict[str, Any]:
+    """An entry as Microsoft's change feed writes it (with its field names, Uid and all)."""
+    stamp = datetime.fromtimestamp(change.timestamp, UTC).isoformat(timespec="milliseconds")
+    found: dict[str, Any] = {
+        "Sequence": change.sequence,
+        "StudyInstanceUid": change.study_uid,
+        "SeriesInstanceUid": change.series_uid,
+        "SopInstanceUid": change.sop_uid,
+        "Action": change.action,
+        "Timestamp": stamp.replace("+00:00", "Z"),
+        "State": change.state,
+    }
+    if change.metadata is not None:
+        found["Metadata"] = orjson.loads(here.with_base([change.metadata]))[0]
+    return found
+
+
+def _json(value: Any) -> Response:
+    return Response(orjson.dumps(value), media_type="application/json")
+
+
+async def read_change_feed(request: Request) -> Response:
+    after: int | None = 0
+    limit: int | None = None
+    with_metadata = False
+    for name, value in request.query_params.multi_items():
+        lowered = name.lower()
+        if lowered in ("after", "offset"):
+            after = _sequence(name, value)
+        elif lowered == "limit":
+            limit = parse_integer(value, name, 1, MAX_FEED_LIMIT)
+        elif lowered == "includemetadata":
+            with_metadata = _flag(name, value)
+        else:
+            raise InvalidQuery(
+                f"unknown parameter {name!r}; the change feed takes after, limit and "
+                "includemetadata"
+            )
+    found = await in_thread(
+        container(request).changes.read, caller(request), after or 0, limit, with_metadata
+    )
+    here = urls(request)
+    return _json([entry(c, here) for c in found])
+
+
+async def read_latest_change(request: Request) -> Response:
+    found = await in_thread(container(request).changes.latest, caller(request))
+    return _json(None if found is None else entry(found, urls(request)))
+
+
+def _stream_request(connection: HTTPConnection) -> tuple[ChangeFilter, int | None]:
+    """The filter and the sequence to resume after (None: from now on)."""
+    params = connection.query_params.multi_items()
+    after = None
+    for name, value in params:
+        if name.lower() == "after":
+            after = _sequence(name, value)
+    resumed = connection.headers.get("last-event-id")
+    if after is None and resumed is not None:
+        after = _sequence("Last-Event-ID", resumed.strip())
+    wanted = parse_filter((n, v) for n, v in params if n.lower() not in _STREAM_PARAMETERS)
+    return wanted, after
+
+
+async def _subscribe(
+    connection: HTTPConnection,
+) -> tuple[Caller, Subscription]:
+    """The caller and its subscription, placed in the log now (before the stream's first
+    byte: whatever is committed once the client sees the stream open reaches it)."""
+    wanted, after = _stream_request(connection)
+    who = caller(connection)
+    return who, await container(connection).hub.open(who, wanted, after)
+
+
+async def _batches(
+    connection: HTTPConnection, subscription: Subscription
+) -> AsyncIterator[list[Change]]:
+    """The subscription's batches (empty: a quiet interval), ending when the caller's
+    credential no longer gives read."""
+    checked = time.monotonic()
+    async for batch in subscription.batches(KEEPALIVE_SECONDS):
+        if time.monotonic() - checked >= RECHECK_SECONDS:
+            checked = time.monotonic()
+            if not await recheck(connection, READ):
+                return
+        yield batch
+
+
+async def stream_changes(request: Request) -> Response:
+    """Server-Sent Events (HTML Living Standard 9.2)."""
+    _, subscription = await _subscribe(request)
+    # Also when the client goes before the body begins.
+    after_response(request.scope, subscription.close)
+    here = urls(request)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            yield b": change feed\n\n"  # the headers and a first byte at once
+            async for batch in _batches(request, subscription):
+                if not batch:
+                    yield b": keep-alive\n\n"
+                    continue
+                yield b"".join(
+                    b"id: %d\nevent: %s\ndata: %s\n\n"
+                    % (c.sequence, c.action.encode(), orjson.dumps(entry(c, here)))
+                    for c in batch
+                )
+        finally:
+            subscription.close()
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def stream_changes_ws(websocket: WebSocket) -> None:
+    """One JSON text message per entry. A request that cannot be served is accepted and
+    closed at once with the reason: 1008 (policy: credential, scope, filter) or 1013 (try
+    again later)."""
+    try:
+        _, subscription = await _subscribe(websocket)
+    except (ServiceError, InvalidQuery) as exc:
+        status = status_of(type(exc)) or 400
+        await websocket.accept()
+        await websocket.close(1013 if status == 503 else 1008, str(exc)[:120])
+        return
+    await websocket.accept()
+    here = urls(websocket)
+    batches = _batches(websocket, subscription)
+
+    async def send() -> None:
+        async for batch in batches:
+            for c in batch:
+                await websocket.send_text(orjson.dumps(entry(c, here)).decode())
+        await websocket.close(1008, "the credential no longer gives read")
+
+    async def hang_up() -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await websocket.receive_text()  # nothing is expected from the client
+
+    sender, listener = asyncio.create_task(send()), asyncio.create_task(hang_up())
+    try:
+        await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, listener):
+            task.cancel()
+        for task in (sender, listener):
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await task
+        await batches.aclose()  # type: ignore[attr-defined]
+        subscription.close()
