@@ -56,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     key_commands.add_parser("list", help="every key: id, name, scopes, state, last use")
     revoke = key_commands.add_parser("revoke", help="revoke a key at once, in every process")
     revoke.add_argument("key_id")
+    uid = commands.add_parser(
+        "uid", help="print fresh UIDs under DICOMWEB_UID_ROOT (or 2.25.), one per line"
+    )
+    uid.add_argument("--count", type=int, default=1, help="how many (1 to 1000)")
     args = parser.parse_args(argv)
 
     from pydantic import ValidationError
@@ -65,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"dicomweb-server: invalid settings:\n{exc}", file=sys.stderr)
         return 2
+    if args.command == "uid":
+        return _uids(settings, args.count)
     from dicomweb_server.serving import LOG_FORMAT
 
     logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
@@ -117,6 +123,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # (patient names and IDs) and client addresses.
         access_log=False,
     )
+    return 0
+
+
+def _uids(settings: Settings, count: int) -> int:
+    from dicomweb_server.dicom.uids import new_uid
+
+    if not 1 <= count <= 1000:
+        print("dicomweb-server: --count must be from 1 to 1000", file=sys.stderr)
+        return 2
+    for _ in range(count):
+        print(new_uid(settings.uid_root))
     return 0
 
 

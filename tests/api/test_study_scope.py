@@ -7,6 +7,7 @@ changed later by an admin call."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -239,3 +240,66 @@ def test_stores_get_labels_and_stay_within_them(scoped: Any) -> None:
         "Mobile Unit",
         "Ward 7",
     ]
+
+
+def test_the_change_feed_and_its_streams_show_only_the_scope(scoped: Any) -> None:
+    """Issue 16: a label-limited key reads only its studies' entries, in the feed, its latest
+    entry and the live stream; the feed needs read."""
+    client, container, north, _ = scoped
+    reader = _bearer(
+        container.access.create_key("north", {"read"}, None, {"North Hospital"}).secret
+    )
+    everyone = _bearer(container.access.create_key("all", {"read"}).secret)
+    every_entry = client.get("/changefeed", params={"limit": 1000}, headers=everyone).json()
+    assert len(every_entry) == 2 * STUDIES
+    mine = client.get("/changefeed", params={"limit": 1000}, headers=reader).json()
+    assert sorted({e["StudyInstanceUid"] for e in mine}) == sorted(north)
+    assert len(mine) == 2 * NORTH
+    assert [e["Sequence"] for e in mine] == sorted(e["Sequence"] for e in mine)
+    latest = client.get("/changefeed/latest", headers=reader).json()
+    assert latest == mine[-1]
+    # The stream, resumed from the start: the same entries, no others.
+    with client.stream("GET", "/changefeed/stream?after=0", headers=reader) as stream:
+        assert stream.status_code == 200
+        seen: list[int] = []
+        for line in stream.iter_lines():
+            if line.startswith("id: "):
+                seen.append(int(line[4:]))
+                if len(seen) == len(mine):
+                    break
+    assert seen == [e["Sequence"] for e in mine]
+    assert client.get("/changefeed").status_code == 401
+    writer_only = _bearer(container.access.create_key("w", {"write"}).secret)
+    assert client.get("/changefeed", headers=writer_only).status_code == 403
+    assert client.get("/changefeed/stream", headers=writer_only).status_code == 403
+
+
+def test_the_websocket_stream_needs_a_credential_that_gives_read(scoped: Any) -> None:
+    import asyncio
+
+    import websockets
+
+    client, container, north, _ = scoped
+    url = str(client.base_url).replace("http://", "ws://").rstrip("/") + "/changefeed/ws"
+    reader = _bearer(
+        container.access.create_key("north", {"read"}, None, {"North Hospital"}).secret
+    )
+
+    async def closed_with(headers: dict[str, str]) -> tuple[int, str]:
+        async with websockets.connect(url, additional_headers=headers) as socket:
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(socket.recv(), 30)
+        assert closed.value.rcvd is not None
+        return closed.value.rcvd.code, closed.value.rcvd.reason
+
+    code, reason = asyncio.run(closed_with({}))
+    assert code == 1008 and "API key" in reason
+
+    async def first_entries() -> list[str]:
+        async with websockets.connect(url + "?after=0", additional_headers=reader) as socket:
+            return [
+                json.loads(await asyncio.wait_for(socket.recv(), 30))["StudyInstanceUid"]
+                for _ in range(2 * NORTH)
+            ]
+
+    assert set(asyncio.run(first_entries())) == set(north)
