@@ -171,6 +171,11 @@ def test_kill_under_concurrent_batched_stores_loses_nothing_acknowledged(
         uid = item["0020000E"]["Value"][0]
         held = [u for u in indexed if series_of[u] == uid]
         assert item["00201209"]["Value"] == [len(held)]
+    # The change log (issue 16) agrees with the index: one create per indexed instance, none
+    # for an instance that is not there.
+    feed = client.get("/changefeed", params={"limit": 1000}).json()
+    assert sorted(e["SopInstanceUid"] for e in feed) == sorted(indexed)
+    assert {(e["Action"], e["State"]) for e in feed} == {("create", "current")}
     assert archive.container.consistency.check(grace_seconds=3600).missing == []
     # The killed requests' spool folders and the objects they staged but never indexed.
     archive.container.consistency.check(repair=True, grace_seconds=0)
