@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -52,13 +53,37 @@ def create_app(container: Container) -> Starlette:
     middleware.insert(0, Middleware(RequestLog, log_query_values=settings.log_query_values))
     # Inside the log (the caller carries the request id), before any route.
     middleware.insert(1, Middleware(Callers))
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        async with background(container):
+            yield
+
     app = Starlette(
         routes=url_surface(settings.base_path),
         middleware=middleware,
         exception_handlers=HANDLERS,
+        lifespan=lifespan,
     )
     app.state.container = container
     return app
+
+
+@asynccontextmanager
+async def background(container: Container, sweep: bool = False) -> AsyncIterator[None]:
+    """The process's background work while it serves: webhook deliveries and, for `serve`,
+    the sweep."""
+    tasks = [asyncio.create_task(container.webhooks.run())]
+    if sweep:
+        tasks.append(asyncio.create_task(sweep_periodically(container)))
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def sweep_periodically(container: Container) -> None:
@@ -107,11 +132,10 @@ def create_app_from_settings() -> Starlette:
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        sweeper = asyncio.create_task(sweep_periodically(container))
         try:
-            yield
+            async with background(container, sweep=True):
+                yield
         finally:
-            sweeper.cancel()
             container.close()
 
     app = create_app(container)

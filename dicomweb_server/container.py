@@ -22,6 +22,7 @@ from dicomweb_server.dicom.confidentiality_profile import Option
 from dicomweb_server.dicom.deidentify import Deidentifier
 from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.events.postgres import PostgresChangeSignal
+from dicomweb_server.events.webhooks import UrllibWebhookSender
 from dicomweb_server.identity.http import UrllibJsonClient
 from dicomweb_server.index.sql import migrate
 from dicomweb_server.index.sql.audit import SqlAuditLog
@@ -35,6 +36,7 @@ from dicomweb_server.index.sql.retrieve import SqlRetrieveIndex
 from dicomweb_server.index.sql.search import SqlSearchIndex
 from dicomweb_server.index.sql.shares import SqlShareIndex
 from dicomweb_server.index.sql.store import CHANGES_CHANNEL, SqlStoreIndex
+from dicomweb_server.index.sql.webhooks import SqlWebhookIndex
 from dicomweb_server.services.access import AccessService
 from dicomweb_server.services.audit import AuditSink, AuditTrail
 from dicomweb_server.services.budget import MemoryBudget
@@ -48,6 +50,7 @@ from dicomweb_server.services.retrieve import RetrieveService, TextCache
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.shares import ShareService
 from dicomweb_server.services.store import DuplicatePolicy, StoreLimits, StoreService
+from dicomweb_server.services.webhooks import RetryPolicy, Webhooks
 from dicomweb_server.settings import Settings
 from dicomweb_server.web import urls
 from dicomweb_server.web.context import PublicRoot
@@ -66,6 +69,7 @@ class Container:
     audit: AuditTrail
     changes: ChangeFeed
     hub: ChangeHub
+    webhooks: Webhooks
     blobs: BlobStore
     checks: dict[str, Callable[[], None]]
     engine: Engine
@@ -248,6 +252,24 @@ def build_container(settings: Settings) -> Container:
         conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         signal = PostgresChangeSignal(conninfo, CHANGES_CHANNEL)
     hub = ChangeHub(changes, signal, settings.changes_poll_seconds, settings.max_streams)
+    webhooks = Webhooks(
+        SqlWebhookIndex(db),
+        UrllibWebhookSender(),
+        changes,
+        urls.Urls,
+        RetryPolicy(
+            settings.webhook_max_attempts,
+            settings.webhook_retry_base_seconds,
+            settings.webhook_retry_max_seconds,
+            settings.webhook_timeout_seconds,
+        ),
+        settings.changes_poll_seconds,
+    )
+
+    def changed() -> None:
+        hub.wake()
+        webhooks.wake()
+
     blobs = build_blob_store(settings)
     # One decode budget per process, for transcoding, rendering and whole-object ingest.
     budget = MemoryBudget(settings.decode_memory_bytes)
@@ -270,7 +292,7 @@ def build_container(settings: Settings) -> Container:
         max_uploads=settings.max_concurrent_uploads,
         budget=budget,
         label_tags=label_tags(settings),
-        changed=hub.wake,
+        changed=changed,
     )
     trail = audit_trail(settings, db)
     shares = ShareService(
@@ -288,6 +310,7 @@ def build_container(settings: Settings) -> Container:
         search=search,
         changes=changes,
         hub=hub,
+        webhooks=webhooks,
         retrieve=RetrieveService(
             retrieve_index,
             blobs,
@@ -315,5 +338,5 @@ def build_container(settings: Settings) -> Container:
         root=PublicRoot(settings.public_base_url, settings.base_path, settings.allowed_host_list),
         uid_root=settings.uid_root,
         # The trail first: its last messages still reach the table.
-        _closers=[trail.close, hub.close_signal, engine.dispose, blobs.close],
+        _closers=[trail.close, hub.close_signal, webhooks.close, engine.dispose, blobs.close],
     )

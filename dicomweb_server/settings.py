@@ -282,6 +282,29 @@ class Settings(BaseSettings):
         description="Live change streams (WebSocket, Server-Sent Events) one process serves at "
         "once; past it, 503.",
     )
+    webhook_max_attempts: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="Attempts of a webhook delivery before it becomes a dead letter.",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="How long a webhook receiver has to answer one delivery.",
+    )
+    webhook_retry_base_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="The wait after a webhook delivery's first failure; it doubles with each "
+        "further failure (with jitter), up to DICOMWEB_WEBHOOK_RETRY_MAX_SECONDS.",
+    )
+    webhook_retry_max_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="The longest wait between two attempts of a webhook delivery.",
+    )
     uid_root: str = Field(
         default="",
         max_length=40,

@@ -145,9 +145,17 @@ class RunningServer:
                 )
                 # The change log's sequence goes on (as it always does): a live reader's
                 # cursor stays valid.
-                conn.execute(text("TRUNCATE changes"))
+                conn.execute(text("TRUNCATE changes, deliveries, subscriptions"))
             else:
-                for table in ("instances", "series", "studies", "retired_objects", "changes"):
+                for table in (
+                    "instances",
+                    "series",
+                    "studies",
+                    "retired_objects",
+                    "changes",
+                    "deliveries",
+                    "subscriptions",
+                ):
                     conn.execute(text(f"DELETE FROM {table}"))
         if self.settings.blob_store == "s3":
             blobs = self.container.blobs
@@ -207,7 +215,7 @@ def serve_in_thread(container: Container) -> tuple[uvicorn.Server, threading.Thr
         host="127.0.0.1",
         port=0,
         log_level="warning",
-        lifespan="off",
+        lifespan="on",
         http=http_protocol("httptools"),
         loop="uvloop",
     )

@@ -15,6 +15,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from dicomweb_server.dicom.errors import InvalidQuery
 from dicomweb_server.dicom.matching import SearchRequest, parse_match, parse_search
@@ -48,6 +50,21 @@ class ChangeFilter:
         return (self.actions is None or change.action in self.actions) and (
             self.study_uids is None or change.study_uid in self.study_uids
         )
+
+
+def entry_fields(change: Change) -> dict[str, Any]:
+    """An entry as Microsoft's change feed writes it (its field names, `Uid` and all),
+    without the metadata."""
+    stamp = datetime.fromtimestamp(change.timestamp, UTC).isoformat(timespec="milliseconds")
+    return {
+        "Sequence": change.sequence,
+        "StudyInstanceUid": change.study_uid,
+        "SeriesInstanceUid": change.series_uid,
+        "SopInstanceUid": change.sop_uid,
+        "Action": change.action,
+        "Timestamp": stamp.replace("+00:00", "Z"),
+        "State": change.state,
+    }
 
 
 # Short names a subscriber may use for the study keys most filters need.

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -32,6 +31,7 @@ from dicomweb_server.services.changes import (
     MAX_FEED_LIMIT,
     ChangeFilter,
     Subscription,
+    entry_fields,
     parse_filter,
 )
 from dicomweb_server.services.context import READ, Caller
@@ -64,17 +64,7 @@ def _flag(name: str, value: str) -> bool:
 
 
 def entry(change: Change, here: Urls) -> dict[str, Any]:
-    """An entry as Microsoft's change feed writes it (with its field names, Uid and all)."""
-    stamp = datetime.fromtimestamp(change.timestamp, UTC).isoformat(timespec="milliseconds")
-    found: dict[str, Any] = {
-        "Sequence": change.sequence,
-        "StudyInstanceUid": change.study_uid,
-        "SeriesInstanceUid": change.series_uid,
-        "SopInstanceUid": change.sop_uid,
-        "Action": change.action,
-        "Timestamp": stamp.replace("+00:00", "Z"),
-        "State": change.state,
-    }
+    found = entry_fields(change)
     if change.metadata is not None:
         found["Metadata"] = orjson.loads(here.with_base([change.metadata]))[0]
     return found

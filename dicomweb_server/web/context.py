@@ -16,6 +16,7 @@ from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.shares import ShareService
 from dicomweb_server.services.store import StoreService
+from dicomweb_server.services.webhooks import Webhooks
 from dicomweb_server.web.access import after_response
 from dicomweb_server.web.threads import in_thread
 
@@ -45,6 +46,7 @@ class Archive(Protocol):
     audit: AuditTrail
     changes: ChangeFeed
     hub: ChangeHub
+    webhooks: Webhooks
     # The organisation's root of the UIDs the server makes ("": 2.25.<UUID>).
     uid_root: str
 

@@ -20,6 +20,7 @@ from dicomweb_server.web import (
     rendered,
     shares,
     stow,
+    subscriptions,
     uids,
     wado,
     wado_uri,
@@ -134,6 +135,34 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource("/changefeed/latest", GET=changefeed.read_latest_change),
     Resource("/changefeed/stream", GET=changefeed.stream_changes),
     WebSocketRoute("/changefeed/ws", changefeed.stream_changes_ws),
+    # Webhooks (scope admin)
+    Resource(
+        "/subscriptions",
+        scope=ADMIN,
+        GET=subscriptions.list_subscriptions,
+        POST=subscriptions.create_subscription,
+    ),
+    Resource(
+        "/subscriptions/{subscription}",
+        scope=ADMIN,
+        GET=subscriptions.get_subscription,
+        DELETE=subscriptions.delete_subscription,
+    ),
+    Resource(
+        "/subscriptions/{subscription}/enable",
+        scope=ADMIN,
+        POST=subscriptions.enable_subscription,
+    ),
+    Resource(
+        "/subscriptions/{subscription}/dead-letters",
+        scope=ADMIN,
+        GET=subscriptions.read_dead_letters,
+    ),
+    Resource(
+        "/subscriptions/{subscription}/dead-letters/redrive",
+        scope=ADMIN,
+        POST=subscriptions.redrive_dead_letters,
+    ),
     # Fresh UIDs for uploaders (scope write)
     Resource("/uids", POST=uids.create_uids),
     # Outside PS3.18: administration (scope admin)

@@ -303,3 +303,21 @@ def test_the_websocket_stream_needs_a_credential_that_gives_read(scoped: Any) ->
             ]
 
     assert set(asyncio.run(first_entries())) == set(north)
+
+
+def test_subscriptions_need_admin(scoped: Any) -> None:
+    client, container, _, _ = scoped
+    reader = _bearer(container.access.create_key("r", {"read", "write"}).secret)
+    admin = _bearer(container.access.create_key("a", {"admin"}).secret)
+    body = {"url": "http://127.0.0.1:9/hook"}
+    assert client.post("/subscriptions", json=body).status_code == 401
+    assert client.post("/subscriptions", json=body, headers=reader).status_code == 403
+    assert client.get("/subscriptions", headers=reader).status_code == 403
+    made = client.post("/subscriptions", json=body, headers=admin)
+    assert made.status_code == 201, made.text
+    listed = client.get("/subscriptions", headers=admin).json()
+    assert [s["id"] for s in listed] == [made.json()["id"]]
+    assert "secret" not in listed[0]
+    path = f"/subscriptions/{made.json()['id']}"
+    assert client.delete(path, headers=reader).status_code == 403
+    assert client.delete(path, headers=admin).status_code == 204

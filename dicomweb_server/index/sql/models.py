@@ -277,6 +277,52 @@ changes = Table(
 )
 
 
+# Webhooks (issue 16): a subscription follows the change log from its cursor; each entry its
+# filter takes becomes a delivery, made in the transaction that moves the cursor (so an entry
+# is turned into deliveries exactly once, whichever process does it) and kept until it is
+# delivered or dead.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("subscription_id", String(32), primary_key=True),
+    Column("url", Text, nullable=False),
+    Column("filter", Text, nullable=False),  # the query string of a stream's filter
+    Column("secret", Text, nullable=False),  # Standard Webhooks: whsec_ and base64
+    Column("include_metadata", Integer, nullable=False, server_default="0"),
+    Column("base_url", Text, nullable=False),  # where the payloads' URLs point
+    Column("created_by", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("cursor", BigInteger, nullable=False),  # the last change sequence taken
+    Column("disabled_at", Float),
+    Column("disabled_reason", Text),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("pk", Key, primary_key=True, autoincrement=True),
+    Column(
+        "subscription_id",
+        String(32),
+        ForeignKey("subscriptions.subscription_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("webhook_id", String(64), nullable=False),  # webhook-id: the same on every attempt
+    Column("sequence", BigInteger, nullable=False),
+    Column("study_uid", String(64), nullable=False),
+    Column("payload", Text, nullable=False),  # the CloudEvent, fixed when made
+    Column("state", String(16), nullable=False),  # pending | delivered | dead
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float),  # a sender holds it until then
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("done_at", Float),
+    Index(None, "state", "next_attempt_at"),
+    Index(None, "subscription_id", "study_uid", "state"),
+)
+
+
 def _json_gin(name: str, table: Table, column: str) -> None:
     """PostgreSQL: a GIN index on a stored JSON column, for `@>` (migration 0006)."""
     Index(
