@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from dicomweb_server.container import Container, build_container, upgrade_database
 from dicomweb_server.dicom.errors import backend_text
+from dicomweb_server.services.changes import announce_stable_periodically
 from dicomweb_server.serving import LOG_FORMAT
 from dicomweb_server.settings import Settings
 from dicomweb_server.web.access import RequestLog, name_requests_in_logs
@@ -71,9 +72,16 @@ def create_app(container: Container) -> Starlette:
 
 @asynccontextmanager
 async def background(container: Container, sweep: bool = False) -> AsyncIterator[None]:
-    """The process's background work while it serves: webhook deliveries and, for `serve`,
-    the sweep."""
+    """The process's background work while it serves: webhook deliveries, stable-study
+    events and, for `serve`, the sweep."""
     tasks = [asyncio.create_task(container.webhooks.run())]
+    quiet = container.settings.stable_seconds
+    if quiet > 0:
+        tasks.append(
+            asyncio.create_task(
+                announce_stable_periodically(container.changes.log, quiet, container.wake)
+            )
+        )
     if sweep:
         tasks.append(asyncio.create_task(sweep_periodically(container)))
     try:

@@ -70,6 +70,8 @@ class Container:
     changes: ChangeFeed
     hub: ChangeHub
     webhooks: Webhooks
+    # Tells this process's readers of the change log that it has new entries.
+    wake: Callable[[], None]
     blobs: BlobStore
     checks: dict[str, Callable[[], None]]
     engine: Engine
@@ -311,6 +313,7 @@ def build_container(settings: Settings) -> Container:
         changes=changes,
         hub=hub,
         webhooks=webhooks,
+        wake=changed,
         retrieve=RetrieveService(
             retrieve_index,
             blobs,

@@ -305,6 +305,12 @@ class Settings(BaseSettings):
         gt=0,
         description="The longest wait between two attempts of a webhook delivery.",
     )
+    stable_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="A series or study is announced stable (series-stable, study-stable "
+        "events) once no instance has arrived in it for this long; 0: never.",
+    )
     uid_root: str = Field(
         default="",
         max_length=40,

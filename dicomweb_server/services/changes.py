@@ -13,7 +13,8 @@ import bisect
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +23,7 @@ from dicomweb_server.dicom.errors import InvalidQuery
 from dicomweb_server.dicom.matching import SearchRequest, parse_match, parse_search
 from dicomweb_server.services.context import READ, Caller
 from dicomweb_server.services.errors import Busy
-from dicomweb_server.services.ports.changes import ACTIONS, Change, ChangeLog, ChangeSignal
+from dicomweb_server.services.ports.changes import EVERY_ACTION, Change, ChangeLog, ChangeSignal
 from dicomweb_server.services.search import SearchService
 
 log = logging.getLogger("dicomweb_server.changes")
@@ -41,9 +42,10 @@ class ChangeFilter:
     study_keys: SearchRequest | None = None
 
     def __post_init__(self) -> None:
-        if self.actions is not None and not self.actions <= ACTIONS:
-            unknown = ", ".join(sorted(self.actions - ACTIONS))
-            raise InvalidQuery(f"unknown action(s) {unknown}; known: create, update, delete")
+        if self.actions is not None and not self.actions <= EVERY_ACTION:
+            unknown = ", ".join(sorted(self.actions - EVERY_ACTION))
+            known = ", ".join(sorted(EVERY_ACTION))
+            raise InvalidQuery(f"unknown action(s) {unknown}; known: {known}")
 
     def quick(self, change: Change) -> bool:
         """Whether the entry passes the checks that need no index."""
@@ -106,19 +108,27 @@ class ChangeFeed:
         self._search = search
 
     def read(
-        self, caller: Caller, after: int, limit: int | None, with_metadata: bool = False
+        self,
+        caller: Caller,
+        after: int,
+        limit: int | None,
+        with_metadata: bool = False,
+        with_stable: bool = False,
     ) -> list[Change]:
-        """The entries after sequence `after` the caller may see, at most `limit`."""
+        """The entries after sequence `after` the caller may see, at most `limit`; the
+        stable-study events only when asked (the feed of instances is Microsoft's)."""
         caller.require(READ)
         if limit is None:
             limit = DEFAULT_FEED_LIMIT
         if not 1 <= limit <= MAX_FEED_LIMIT:
             raise InvalidQuery(f"limit must be from 1 to {MAX_FEED_LIMIT}")
-        return self.log.read(max(after, 0), limit, caller.studies, with_metadata)
+        return self.log.read(
+            max(after, 0), limit, caller.studies, with_metadata, instances_only=not with_stable
+        )
 
-    def latest(self, caller: Caller) -> Change | None:
+    def latest(self, caller: Caller, with_stable: bool = False) -> Change | None:
         caller.require(READ)
-        return self.log.latest(caller.studies)
+        return self.log.latest(caller.studies, instances_only=not with_stable)
 
     def select(self, caller: Caller, wanted: ChangeFilter, batch: list[Change]) -> list[Change]:
         """The entries of `batch` that `wanted` takes and the caller may see; the index is
@@ -283,3 +293,21 @@ class Subscription:
 
     def close(self) -> None:
         self._hub._leave(self)
+
+
+async def announce_stable_periodically(
+    changes: ChangeLog, quiet_seconds: float, announced: Callable[[], None]
+) -> None:
+    """Every few seconds, log the series and studies quiet for `quiet_seconds` (Orthanc's
+    StableAge); any number of processes may run this, each arrival is announced once."""
+    interval = min(max(quiet_seconds / 4, 0.1), 5.0)
+    while True:
+        await asyncio.sleep(interval)
+        now = time.time()
+        try:
+            made = await asyncio.to_thread(changes.announce_stable, now - quiet_seconds, now)
+        except Exception as exc:  # noqa: BLE001 - the next round tries again
+            log.warning("announcing stable studies failed: %s", type(exc).__name__)
+            continue
+        if made:
+            announced()

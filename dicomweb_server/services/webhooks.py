@@ -52,6 +52,8 @@ EVENT_TYPES = {
     "create": "org.dicomweb.instance.created",
     "update": "org.dicomweb.instance.updated",
     "delete": "org.dicomweb.instance.deleted",
+    "series-stable": "org.dicomweb.series.stable",
+    "study-stable": "org.dicomweb.study.stable",
 }
 _BATCH = 500
 

@@ -77,7 +77,7 @@ def _json(value: Any) -> Response:
 async def read_change_feed(request: Request) -> Response:
     after: int | None = 0
     limit: int | None = None
-    with_metadata = False
+    with_metadata = with_stable = False
     for name, value in request.query_params.multi_items():
         lowered = name.lower()
         if lowered in ("after", "offset"):
@@ -86,20 +86,32 @@ async def read_change_feed(request: Request) -> Response:
             limit = parse_integer(value, name, 1, MAX_FEED_LIMIT)
         elif lowered == "includemetadata":
             with_metadata = _flag(name, value)
+        elif lowered == "includestable":
+            with_stable = _flag(name, value)
         else:
             raise InvalidQuery(
-                f"unknown parameter {name!r}; the change feed takes after, limit and "
-                "includemetadata"
+                f"unknown parameter {name!r}; the change feed takes after, limit, "
+                "includemetadata and includestable"
             )
     found = await in_thread(
-        container(request).changes.read, caller(request), after or 0, limit, with_metadata
+        container(request).changes.read,
+        caller(request),
+        after or 0,
+        limit,
+        with_metadata,
+        with_stable,
     )
     here = urls(request)
     return _json([entry(c, here) for c in found])
 
 
 async def read_latest_change(request: Request) -> Response:
-    found = await in_thread(container(request).changes.latest, caller(request))
+    with_stable = False
+    for name, value in request.query_params.multi_items():
+        if name.lower() != "includestable":
+            raise InvalidQuery(f"unknown parameter {name!r}; latest takes includestable")
+        with_stable = _flag(name, value)
+    found = await in_thread(container(request).changes.latest, caller(request), with_stable)
     return _json(None if found is None else entry(found, urls(request)))
 
 

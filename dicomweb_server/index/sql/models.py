@@ -93,12 +93,17 @@ studies = Table(
     Column("number_of_series", Integer, nullable=False, server_default="0"),
     Column("number_of_instances", Integer, nullable=False, server_default="0"),
     Column("attributes", DicomJson, nullable=False),  # DICOM JSON of the study-level attributes
+    # Stable-study detection (issue 16): when an instance last arrived, and whether the quiet
+    # period since has been announced (reset by every arrival).
+    Column("last_arrival", Float),
+    Column("stable_announced", Integer, nullable=False, server_default="0"),
     Index(None, "patient_id"),
     Index(None, "patient_name"),
     Index(None, "patient_name_ideographic"),
     Index(None, "patient_name_phonetic"),
     Index(None, "study_date"),
     Index(None, "accession_number"),
+    Index(None, "stable_announced", "last_arrival"),
 )
 
 series = Table(
@@ -114,7 +119,10 @@ series = Table(
     Column("performed_procedure_step_start_time", String(16)),
     Column("number_of_instances", Integer, nullable=False, server_default="0"),
     Column("attributes", DicomJson, nullable=False),
+    Column("last_arrival", Float),
+    Column("stable_announced", Integer, nullable=False, server_default="0"),
     Index(None, "study_pk", "series_number"),
+    Index(None, "stable_announced", "last_arrival"),
     Index(None, "modality"),
 )
 

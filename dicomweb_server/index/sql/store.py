@@ -55,7 +55,10 @@ class SqlStoreIndex:
             index_elements=[studies.c.study_instance_uid],
             set_={
                 "number_of_instances": studies.c.number_of_instances
-                + new_study.excluded.number_of_instances
+                + new_study.excluded.number_of_instances,
+                # An arrival starts the study's quiet period again (stable-study events).
+                "last_arrival": new_study.excluded.last_arrival,
+                "stable_announced": 0,
             },
         ).returning(
             studies.c.pk,
@@ -67,7 +70,9 @@ class SqlStoreIndex:
             index_elements=[series.c.series_instance_uid],
             set_={
                 "number_of_instances": series.c.number_of_instances
-                + new_series.excluded.number_of_instances
+                + new_series.excluded.number_of_instances,
+                "last_arrival": new_series.excluded.last_arrival,
+                "stable_announced": 0,
             },
         ).returning(series.c.pk, series.c.study_pk, series.c.number_of_instances, series.c.modality)
         self._insert_instance = (
@@ -121,10 +126,10 @@ class SqlStoreIndex:
             # Sequences in commit order: the lock is taken before the sequence and released
             # only once this transaction's commit is visible, so a transaction that takes a
             # later sequence commits after it (architecture notes, "The change log").
-            conn.execute(_LOCK_CHANGES)
+            conn.execute(LOCK_CHANGES)
             conn.execute(insert(changes), rows)
             # Delivered to every listening process when (and only if) this commits.
-            conn.execute(_NOTIFY_CHANGES)
+            conn.execute(NOTIFY_CHANGES)
         else:
             conn.execute(insert(changes), rows)
 
@@ -212,6 +217,7 @@ class SqlStoreIndex:
                 "study_instance_uid": inst.instance.study_uid,
                 "attributes": _dumps(inst.study_attributes),
                 "number_of_instances": count,
+                "last_arrival": time.time(),
             },
         ).one()
 
@@ -228,6 +234,7 @@ class SqlStoreIndex:
                 "series_instance_uid": inst.instance.series_uid,
                 "attributes": _dumps(inst.series_attributes),
                 "number_of_instances": count,
+                "last_arrival": time.time(),
             },
         ).one()
 
@@ -294,8 +301,8 @@ class SqlStoreIndex:
 # transaction's end) and the channel every process listens on for new entries.
 CHANGES_LOCK = 0x44434D4348474553  # "DCMCHGES"
 CHANGES_CHANNEL = "dicomweb_changes"
-_LOCK_CHANGES = text(f"SELECT pg_advisory_xact_lock({CHANGES_LOCK})")
-_NOTIFY_CHANGES = text(f"SELECT pg_notify('{CHANGES_CHANNEL}', '')")
+LOCK_CHANGES = text(f"SELECT pg_advisory_xact_lock({CHANGES_LOCK})")
+NOTIFY_CHANGES = text(f"SELECT pg_notify('{CHANGES_CHANNEL}', '')")
 
 
 def _instance_row(inst: NewInstance) -> dict[str, Any]:

@@ -11,6 +11,11 @@ CREATE = "create"
 UPDATE = "update"
 DELETE = "delete"
 ACTIONS = frozenset({CREATE, UPDATE, DELETE})
+# No instance has arrived in the series or study for the quiet period (once per quiet period,
+# across every process).
+SERIES_STABLE = "series-stable"
+STUDY_STABLE = "study-stable"
+EVERY_ACTION = ACTIONS | {SERIES_STABLE, STUDY_STABLE}
 
 # The state of an entry's instance now (Microsoft's change feed): its newest copy, replaced
 # by a newer one, or deleted.
@@ -35,13 +40,23 @@ class Change:
 
 class ChangeLog(Protocol):
     def read(
-        self, after: int, limit: int, scope: StudyScope | None, with_metadata: bool = False
+        self,
+        after: int,
+        limit: int,
+        scope: StudyScope | None,
+        with_metadata: bool = False,
+        instances_only: bool = False,
     ) -> list[Change]:
         """Up to `limit` entries with a sequence above `after`, in sequence order, of the
-        studies `scope` lets the caller see (None: every study)."""
+        studies `scope` lets the caller see (None: every study); with `instances_only`,
+        the entries of instances alone (no stable events)."""
 
-    def latest(self, scope: StudyScope | None) -> Change | None:
+    def latest(self, scope: StudyScope | None, instances_only: bool = False) -> Change | None:
         """The newest entry the scope lets the caller see."""
+
+    def announce_stable(self, cutoff: float, now: float) -> int:
+        """Log a series-stable / study-stable entry for each series and study whose last
+        instance arrived before `cutoff` and that has not been announced since; how many."""
 
     def newest(self) -> int:
         """The newest sequence written (0 when the log is empty), whoever may see it."""
