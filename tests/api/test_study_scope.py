@@ -251,10 +251,10 @@ def test_the_change_feed_and_its_streams_show_only_the_scope(scoped: Any) -> Non
     )
     everyone = _bearer(container.access.create_key("all", {"read"}).secret)
     every_entry = client.get("/changefeed", params={"limit": 1000}, headers=everyone).json()
-    assert len(every_entry) == 2 * STUDIES
+    assert len(every_entry) >= 2 * STUDIES  # the module's other tests may store more
     mine = client.get("/changefeed", params={"limit": 1000}, headers=reader).json()
     assert sorted({e["StudyInstanceUid"] for e in mine}) == sorted(north)
-    assert len(mine) == 2 * NORTH
+    assert mine == [e for e in every_entry if e["StudyInstanceUid"] in set(north)]
     assert [e["Sequence"] for e in mine] == sorted(e["Sequence"] for e in mine)
     latest = client.get("/changefeed/latest", headers=reader).json()
     assert latest == mine[-1]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import corpus, orthanc_sid, run
+from benchmarks import corpus, events, orthanc_sid, run
 from tests.conftest import PG_ADMIN_URL
 
 
@@ -135,8 +135,20 @@ def test_benchmark_runs_on_a_tiny_corpus(tmp_path: Path, pg_url: str) -> None:
     assert "| workers (PostgreSQL" in table
 
 
+def test_events_benchmark_measures_both_channels(tmp_path: Path) -> None:
+    """The latency benchmark of issue 16, on a few instances, without timings."""
+    out = tmp_path / "events.json"
+    assert (
+        events.main(["--count", "6", "--uploaders", "2", "--database", "sqlite", "--out", str(out)])
+        == 0
+    )
+    figures = json.loads(out.read_text())
+    assert figures["websocket"]["count"] == 6 and figures["webhook"]["count"] == 6
+    assert set(figures["websocket"]) == {"count", "p50_ms", "p99_ms", "max_ms", "mean_ms"}
+
+
 def test_benchmark_commands_have_help() -> None:
-    for module in (corpus, run):
+    for module in (corpus, run, events):
         with pytest.raises(SystemExit) as exit_info:
             module.main(["--help"])
         assert exit_info.value.code == 0
