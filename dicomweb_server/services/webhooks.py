@@ -56,6 +56,8 @@ EVENT_TYPES = {
     "study-stable": "org.dicomweb.study.stable",
 }
 _BATCH = 500
+# Stores committing within this long of each other are turned into deliveries in one round.
+_COALESCE_SECONDS = 0.01
 
 
 class AnswerUrls(Protocol):
@@ -128,6 +130,8 @@ class Webhooks:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._woken: asyncio.Event | None = None
         self._pool = ThreadPoolExecutor(8, thread_name_prefix="webhook")
+        # Enabled subscriptions at the last look (this process wakes for stores only then).
+        self._known = 0
 
     # The API (scope admin).
 
@@ -160,6 +164,7 @@ class Webhooks:
             cursor=self._feed.log.newest(),
         )
         self._index.add(made)
+        self._known += 1
         self.wake()
         return made
 
@@ -182,6 +187,7 @@ class Webhooks:
     def enable(self, caller: Caller, subscription_id: str) -> WebhookSubscription:
         self.get(caller, subscription_id)
         self._index.disable(subscription_id, None, None)
+        self._known += 1
         self.wake()
         return self.get(caller, subscription_id)
 
@@ -200,34 +206,43 @@ class Webhooks:
     def fill(self) -> int:
         """Turn new log entries into deliveries, for every enabled subscription."""
         made = 0
-        for sub in self._index.every():
-            if sub.disabled_at is not None:
-                continue
-            try:
-                wanted = _filter_of(sub.filter)
-            except Exception:  # noqa: BLE001 - a filter valid when made; never stop the rest
-                log.warning(
-                    "subscription %s has a filter that no longer parses", sub.subscription_id
-                )
-                continue
-            cursor = sub.cursor
-            while True:
-                batch = self._feed.log.read(cursor, _BATCH, None, sub.include_metadata)
-                if not batch:
-                    break
-                # The subscriber is the archive's admin: every study, its filter only.
-                admin = Caller(sub.created_by, frozenset({READ, ADMIN}), None)
-                chosen = self._feed.select(admin, wanted, batch)
-                new = [self._delivery(sub, c) for c in chosen]
-                if not self._index.advance(
-                    sub.subscription_id, cursor, batch[-1].sequence, new, time.time()
-                ):
-                    break  # another process took this stretch
-                made += len(new)
-                cursor = batch[-1].sequence
-                if len(batch) < _BATCH:
-                    break
+        subscriptions = self._index.every()
+        self._known = sum(s.disabled_at is None for s in subscriptions)
+        for sub in subscriptions:
+            if sub.disabled_at is None:
+                made += self._fill_one(sub)
         return made
+
+    def _fill_one(self, sub: WebhookSubscription) -> int:
+        try:
+            wanted = _filter_of(sub.filter)
+        except Exception:  # noqa: BLE001 - a filter valid when made; never stop the rest
+            log.warning("subscription %s has a filter that no longer parses", sub.subscription_id)
+            return 0
+        # The subscriber is the archive's admin: every study, its filter only.
+        admin = Caller(sub.created_by, frozenset({READ, ADMIN}), None)
+        made, cursor, raced = 0, sub.cursor, 0
+        while True:
+            batch = self._feed.log.read(cursor, _BATCH, None, sub.include_metadata)
+            if not batch:
+                return made
+            chosen = self._feed.select(admin, wanted, batch)
+            new = [self._delivery(sub, c) for c in chosen]
+            if not self._index.advance(
+                sub.subscription_id, cursor, batch[-1].sequence, new, time.time()
+            ):
+                # Another process moved the cursor meanwhile: go on from where it is now
+                # (the entries it took are its own; the newer ones may not be).
+                raced += 1
+                now = self._index.get(sub.subscription_id)
+                if now is None or now.disabled_at is not None or raced > 10:
+                    return made
+                cursor = now.cursor
+                continue
+            made += len(new)
+            cursor = batch[-1].sequence
+            if len(batch) < _BATCH:
+                return made
 
     def _delivery(self, sub: WebhookSubscription, change: Change) -> NewDelivery:
         urls = self._urls_for(sub.base_url)
@@ -313,19 +328,27 @@ class Webhooks:
                 loop.call_soon_threadsafe(woken.set)
 
     async def run(self) -> None:
-        """Fill and send, woken by this process's stores and every poll interval."""
+        """Fill and send, woken by this process's stores and every poll interval. Wakes
+        within a few milliseconds are taken as one round; a process that knows no enabled
+        subscription does nothing on a wake, only at the poll (which also finds those made
+        through other processes)."""
         self._loop = asyncio.get_running_loop()
         self._woken = asyncio.Event()
+        polled = True
         while True:
-            try:
-                await asyncio.to_thread(self.fill)
-                while await asyncio.to_thread(self.send_due):
+            if polled or self._known:
+                try:
                     await asyncio.to_thread(self.fill)
-            except Exception as exc:  # noqa: BLE001 - the next round tries again
-                log.warning("webhook deliveries failed this round: %s", type(exc).__name__)
+                    while await asyncio.to_thread(self.send_due):
+                        await asyncio.to_thread(self.fill)
+                except Exception as exc:  # noqa: BLE001 - the next round tries again
+                    log.warning("webhook deliveries failed this round: %s", type(exc).__name__)
+            polled = True
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll):
                     await self._woken.wait()
+                    polled = False
+                    await asyncio.sleep(_COALESCE_SECONDS)
             self._woken.clear()
 
     def close(self) -> None:
