@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, Select, bindparam, case, func, insert, literal, null, select, update
+from sqlalchemy import Row, Select, bindparam, case, func, literal, null, select, update
 
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.models import changes, instances, series, studies
 from dicomweb_server.index.sql.scope import limited
-from dicomweb_server.index.sql.store import LOCK_CHANGES, NOTIFY_CHANGES
+from dicomweb_server.index.sql.store import write_changes
 from dicomweb_server.services.context import StudyScope
 from dicomweb_server.services.ports.changes import (
     ACTIONS,
@@ -147,10 +147,5 @@ class SqlChangeLog:
                 {**entry, "action": STUDY_STABLE, "study_uid": r[0], "series_uid": None}
                 for r in sorted(marked_studies)
             ]
-            if self._db.dialect == "postgresql":
-                conn.execute(LOCK_CHANGES)
-                conn.execute(insert(changes), rows)
-                conn.execute(NOTIFY_CHANGES)
-            else:
-                conn.execute(insert(changes), rows)
+            write_changes(conn, self._db.dialect, rows)
         return len(rows)

@@ -120,18 +120,8 @@ class SqlStoreIndex:
             for inst, r in zip(batch, results, strict=True)
             if r.outcome in (AddOutcome.STORED, AddOutcome.REPLACED)
         ]
-        if not rows:
-            return
-        if self._db.dialect == "postgresql":
-            # Sequences in commit order: the lock is taken before the sequence and released
-            # only once this transaction's commit is visible, so a transaction that takes a
-            # later sequence commits after it (architecture notes, "The change log").
-            conn.execute(LOCK_CHANGES)
-            conn.execute(insert(changes), rows)
-            # Delivered to every listening process when (and only if) this commits.
-            conn.execute(NOTIFY_CHANGES)
-        else:
-            conn.execute(insert(changes), rows)
+        if rows:
+            write_changes(conn, self._db.dialect, rows)
 
     def _add_series(
         self, conn: Connection, group: list[NewInstance], replace: bool
@@ -301,8 +291,24 @@ class SqlStoreIndex:
 # transaction's end) and the channel every process listens on for new entries.
 CHANGES_LOCK = 0x44434D4348474553  # "DCMCHGES"
 CHANGES_CHANNEL = "dicomweb_changes"
-LOCK_CHANGES = text(f"SELECT pg_advisory_xact_lock({CHANGES_LOCK})")
-NOTIFY_CHANGES = text(f"SELECT pg_notify('{CHANGES_CHANNEL}', '')")
+_LOCK_CHANGES = text(f"SELECT pg_advisory_xact_lock({CHANGES_LOCK})")
+_NOTIFY_CHANGES = text(f"SELECT pg_notify('{CHANGES_CHANNEL}', '')")
+
+
+def write_changes(conn: Connection, dialect: str, rows: list[dict[str, Any]]) -> None:
+    """Add entries to the change log, as the last statements of the caller's transaction.
+
+    On PostgreSQL, sequences in commit order: the lock is taken before the sequence and
+    released only once this transaction's commit is visible, so a transaction that takes a
+    later sequence commits after it (architecture notes, "The change log"); the NOTIFY is
+    delivered to every listening process when (and only if) this commits. SQLite has one
+    writer at a time."""
+    if dialect == "postgresql":
+        conn.execute(_LOCK_CHANGES)
+        conn.execute(insert(changes), rows)
+        conn.execute(_NOTIFY_CHANGES)
+    else:
+        conn.execute(insert(changes), rows)
 
 
 def _instance_row(inst: NewInstance) -> dict[str, Any]:
