@@ -29,6 +29,8 @@ from dicomweb_server.services.search import SearchService
 log = logging.getLogger("dicomweb_server.changes")
 
 DEFAULT_FEED_LIMIT = 100
+# The hub's window floor before its reader has found the end of the log.
+_NOT_YET = 2**63
 MAX_FEED_LIMIT = 1000
 
 
@@ -181,11 +183,13 @@ class ChangeHub:
                 loop.call_soon_threadsafe(woken.set)
 
     async def _start(self) -> None:
+        # No await before the task exists: two streams opening at once start one reader.
         if self._task is not None and not self._task.done():
             return
         self._loop = asyncio.get_running_loop()
         self._woken = asyncio.Event()
-        self.cursor = self._floor = await asyncio.to_thread(self._feed.log.newest)
+        # Until the reader knows where the log ends, subscribers read the log themselves.
+        self._floor, self.cursor = _NOT_YET, 0
         self._recent.clear()
         self._task = asyncio.create_task(self._follow())
         if self._signal is not None:
@@ -193,6 +197,12 @@ class ChangeHub:
 
     async def _follow(self) -> None:
         assert self._woken is not None
+        while self._floor == _NOT_YET:
+            try:
+                self.cursor = self._floor = await asyncio.to_thread(self._feed.log.newest)
+            except Exception as exc:  # noqa: BLE001 - tried again after the poll interval
+                log.warning("reading the change log failed: %s", type(exc).__name__)
+                await asyncio.sleep(self._poll)
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._poll):

@@ -231,3 +231,26 @@ def test_the_uid_service_under_an_organisation_root(tmp_path: Any) -> None:
         made = client.post("/uids", params={"count": 20}).json()
     assert all(u.startswith(root + ".") and is_valid_uid(u) and len(u) == 64 for u in made)
     assert len(set(made)) == 20
+
+
+def test_streams_opened_at_once_on_a_fresh_process_each_get_every_entry_once(
+    tmp_path: Any,
+) -> None:
+    """The first subscribers of a process start one reader of the log between them."""
+    with private_server(make_settings(tmp_path)) as (client, _):
+        url = str(client.base_url).replace("http://", "ws://").rstrip("/") + "/changefeed/ws"
+
+        async def run() -> tuple[list[list[str]], list[str]]:
+            sockets = await asyncio.gather(*(websockets.connect(url) for _ in range(5)))
+            stored = await asyncio.to_thread(_store, client, 3)
+            got = []
+            for socket in sockets:
+                entries = [json.loads(await asyncio.wait_for(socket.recv(), 30)) for _ in range(3)]
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(socket.recv(), 0.5)  # nothing twice
+                await socket.close()
+                got.append([e["SopInstanceUid"] for e in entries])
+            return got, [str(ds.SOPInstanceUID) for ds in stored]
+
+        got, expected = asyncio.run(run())
+        assert got == [expected] * 5
