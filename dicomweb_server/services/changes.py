@@ -218,14 +218,12 @@ class ChangeHub:
             batch = await asyncio.to_thread(self._feed.log.read, self.cursor, 500, None)
             if not batch:
                 return
-            if len(self._recent) + len(batch) > (self._recent.maxlen or 0):
-                # The oldest kept entries go: the window then starts after the last of them.
-                drop = len(self._recent) + len(batch) - (self._recent.maxlen or 0)
-                for _ in range(min(drop, len(self._recent))):
-                    self._floor = self._recent.popleft().sequence
-                if drop > len(self._recent):
-                    self._floor = batch[-1].sequence
-            self._recent.extend(batch)
+            overflows = len(self._recent) + len(batch) > (self._recent.maxlen or 0)
+            self._recent.extend(batch)  # the deque drops its oldest entries itself
+            if overflows:
+                # The window now holds every entry from its first on (none lies between
+                # what it dropped and its first).
+                self._floor = self._recent[0].sequence - 1
             self.cursor = batch[-1].sequence
             for more in self._subscribers:
                 more.set()
