@@ -143,6 +143,37 @@ class ChangeFeed:
         return [c for c in kept if c.study_uid in visible]
 
 
+class Alarm:
+    """A wake-up for a task on an event loop that any thread may give (a store's commit, a
+    LISTEN thread); bound to the loop of the task that waits on it."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._event: asyncio.Event | None = None
+
+    def bind(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._event = asyncio.Event()
+
+    def __call__(self) -> None:
+        loop, event = self._loop, self._event
+        if loop is not None and event is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(event.set)
+
+    async def wait(self, timeout: float) -> bool:
+        """Whether a wake-up came within `timeout` seconds (it is then taken)."""
+        assert self._event is not None, "bind() first"
+        try:
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
+        except TimeoutError:
+            return False
+        finally:
+            self._event.clear()
+        return True
+
+
 class ChangeHub:
     """This process's live subscribers, fed by one reader of the log.
 
@@ -170,24 +201,16 @@ class ChangeHub:
         # The recent entries are every entry above this sequence (up to `cursor`).
         self._floor = 0
         self.cursor = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._woken: asyncio.Event | None = None
+        # New entries may be in the log (callable from any thread).
+        self.wake = Alarm()
         self._task: asyncio.Task[None] | None = None
         self._subscribers: set[asyncio.Event] = set()
-
-    def wake(self) -> None:
-        """New entries may be in the log (callable from any thread)."""
-        loop, woken = self._loop, self._woken
-        if loop is not None and woken is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(woken.set)
 
     async def _start(self) -> None:
         # No await before the task exists: two streams opening at once start one reader.
         if self._task is not None and not self._task.done():
             return
-        self._loop = asyncio.get_running_loop()
-        self._woken = asyncio.Event()
+        self.wake.bind()
         # Until the reader knows where the log ends, subscribers read the log themselves.
         self._floor, self.cursor = _NOT_YET, 0
         self._recent.clear()
@@ -196,7 +219,6 @@ class ChangeHub:
             self._signal.start(self.wake)
 
     async def _follow(self) -> None:
-        assert self._woken is not None
         while self._floor == _NOT_YET:
             try:
                 self.cursor = self._floor = await asyncio.to_thread(self._feed.log.newest)
@@ -204,10 +226,7 @@ class ChangeHub:
                 log.warning("reading the change log failed: %s", type(exc).__name__)
                 await asyncio.sleep(self._poll)
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll):
-                    await self._woken.wait()
-            self._woken.clear()
+            await self.wake.wait(self._poll)
             try:
                 await self._read_new()
             except Exception as exc:  # noqa: BLE001 - the next wake or poll tries again

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -29,7 +28,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from dicomweb_server.services.changes import ChangeFeed, ChangeFilter, entry_fields, parse_filter
+from dicomweb_server.services.changes import (
+    Alarm,
+    ChangeFeed,
+    ChangeFilter,
+    entry_fields,
+    parse_filter,
+)
 from dicomweb_server.services.context import ADMIN, READ, Caller
 from dicomweb_server.services.errors import InvalidRequest, NotFound
 from dicomweb_server.services.ports.changes import Change
@@ -127,8 +132,8 @@ class Webhooks:
         self._urls_for = urls_for
         self.policy = policy or RetryPolicy()
         self._poll = poll_seconds
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._woken: asyncio.Event | None = None
+        # A store committed, or a subscription was made (callable from any thread).
+        self.wake = Alarm()
         self._pool = ThreadPoolExecutor(8, thread_name_prefix="webhook")
         # Enabled subscriptions at the last look (this process wakes for stores only then).
         self._known = 0
@@ -321,19 +326,12 @@ class Webhooks:
 
     # The loop of each process.
 
-    def wake(self) -> None:
-        loop, woken = self._loop, self._woken
-        if loop is not None and woken is not None and not loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(woken.set)
-
     async def run(self) -> None:
         """Fill and send, woken by this process's stores and every poll interval. Wakes
         within a few milliseconds are taken as one round; a process that knows no enabled
         subscription does nothing on a wake, only at the poll (which also finds those made
         through other processes)."""
-        self._loop = asyncio.get_running_loop()
-        self._woken = asyncio.Event()
+        self.wake.bind()
         polled = True
         while True:
             if polled or self._known:
@@ -343,13 +341,9 @@ class Webhooks:
                         await asyncio.to_thread(self.fill)
                 except Exception as exc:  # noqa: BLE001 - the next round tries again
                     log.warning("webhook deliveries failed this round: %s", type(exc).__name__)
-            polled = True
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll):
-                    await self._woken.wait()
-                    polled = False
-                    await asyncio.sleep(_COALESCE_SECONDS)
-            self._woken.clear()
+            polled = not await self.wake.wait(self._poll)
+            if not polled:
+                await asyncio.sleep(_COALESCE_SECONDS)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
