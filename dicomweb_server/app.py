@@ -15,6 +15,7 @@ from starlette.middleware.cors import CORSMiddleware
 from dicomweb_server.container import Container, build_container, upgrade_database
 from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.services.changes import announce_stable_periodically
+from dicomweb_server.services.workitems import purge_periodically
 from dicomweb_server.serving import LOG_FORMAT
 from dicomweb_server.settings import Settings
 from dicomweb_server.web.access import RequestLog, name_requests_in_logs
@@ -82,6 +83,9 @@ async def background(container: Container, sweep: bool = False) -> AsyncIterator
                 announce_stable_periodically(container.changes.log, quiet, container.wake)
             )
         )
+    retention = container.settings.workitem_retention_seconds
+    if retention > 0:
+        tasks.append(asyncio.create_task(purge_periodically(container.workitems, retention)))
     if sweep:
         tasks.append(asyncio.create_task(sweep_periodically(container)))
     try:

@@ -37,6 +37,7 @@ from dicomweb_server.index.sql.search import SqlSearchIndex
 from dicomweb_server.index.sql.shares import SqlShareIndex
 from dicomweb_server.index.sql.store import CHANGES_CHANNEL, SqlStoreIndex
 from dicomweb_server.index.sql.webhooks import SqlWebhookIndex
+from dicomweb_server.index.sql.workitems import EVENTS_CHANNEL, SqlWorkitemIndex
 from dicomweb_server.services.access import AccessService
 from dicomweb_server.services.audit import AuditSink, AuditTrail
 from dicomweb_server.services.budget import MemoryBudget
@@ -51,6 +52,7 @@ from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.shares import ShareService
 from dicomweb_server.services.store import DuplicatePolicy, StoreLimits, StoreService
 from dicomweb_server.services.webhooks import RetryPolicy, Webhooks
+from dicomweb_server.services.workitems import EventChannels, WorkitemService
 from dicomweb_server.settings import Settings
 from dicomweb_server.web import urls
 from dicomweb_server.web.context import PublicRoot
@@ -70,6 +72,8 @@ class Container:
     changes: ChangeFeed
     hub: ChangeHub
     webhooks: Webhooks
+    workitems: WorkitemService
+    channels: EventChannels
     # Tells this process's readers of the change log that it has new entries.
     wake: Callable[[], None]
     blobs: BlobStore
@@ -248,11 +252,16 @@ def build_container(settings: Settings) -> Container:
     retrieve_index = SqlRetrieveIndex(db)
     search = SearchService(SqlSearchIndex(db), settings.qido_max_limit)
     changes = ChangeFeed(SqlChangeLog(db), search)
-    signal = None
+    signal = workitem_signal = None
     if db.dialect == "postgresql":
         # A connection of its own for LISTEN, outside the pool.
         conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         signal = PostgresChangeSignal(conninfo, CHANGES_CHANNEL)
+        workitem_signal = PostgresChangeSignal(conninfo, EVENTS_CHANNEL)
+    workitem_index = SqlWorkitemIndex(db)
+    workitems = WorkitemService(workitem_index, settings.qido_max_limit, settings.uid_root)
+    channels = EventChannels(workitem_index, workitem_signal, settings.changes_poll_seconds)
+    workitems.committed = channels.wake
     hub = ChangeHub(changes, signal, settings.changes_poll_seconds, settings.max_streams)
     webhooks = Webhooks(
         SqlWebhookIndex(db),
@@ -313,6 +322,8 @@ def build_container(settings: Settings) -> Container:
         changes=changes,
         hub=hub,
         webhooks=webhooks,
+        workitems=workitems,
+        channels=channels,
         wake=changed,
         retrieve=RetrieveService(
             retrieve_index,
@@ -341,5 +352,12 @@ def build_container(settings: Settings) -> Container:
         root=PublicRoot(settings.public_base_url, settings.base_path, settings.allowed_host_list),
         uid_root=settings.uid_root,
         # The trail first: its last messages still reach the table.
-        _closers=[trail.close, hub.close_signal, webhooks.close, engine.dispose, blobs.close],
+        _closers=[
+            trail.close,
+            hub.close_signal,
+            channels.close_signal,
+            webhooks.close,
+            engine.dispose,
+            blobs.close,
+        ],
     )

@@ -311,6 +311,12 @@ class Settings(BaseSettings):
         description="A series or study is announced stable (series-stable, study-stable "
         "events) once no instance has arrived in it for this long; 0: never.",
     )
+    workitem_retention_seconds: float = Field(
+        default=7 * 24 * 3600.0,
+        ge=0,
+        description="UPS-RS: a COMPLETED or CANCELED workitem is removed this long after it "
+        "became so, unless a subscriber holds a deletion lock on it; 0: kept for ever.",
+    )
     uid_root: str = Field(
         default="",
         max_length=40,

@@ -146,6 +146,12 @@ class RunningServer:
                 # The change log's sequence goes on (as it always does): a live reader's
                 # cursor stays valid.
                 conn.execute(text("TRUNCATE changes, deliveries, subscriptions"))
+                conn.execute(
+                    text(
+                        "TRUNCATE workitems, workitem_subscriptions, workitem_events, "
+                        "workitem_receivers"
+                    )
+                )
             else:
                 for table in (
                     "instances",
@@ -155,6 +161,10 @@ class RunningServer:
                     "changes",
                     "deliveries",
                     "subscriptions",
+                    "workitems",
+                    "workitem_subscriptions",
+                    "workitem_events",
+                    "workitem_receivers",
                 ):
                     conn.execute(text(f"DELETE FROM {table}"))
         if self.settings.blob_store == "s3":

@@ -6,6 +6,7 @@ import copy
 import io
 import itertools
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom import dcmread
@@ -136,3 +137,85 @@ def bare_bytes(ds: Dataset) -> bytes:
 
 def parse(data: bytes) -> Dataset:
     return dcmread(io.BytesIO(data))
+
+
+def _code(value: str, scheme: str, meaning: str) -> dict[str, Any]:
+    return {
+        "00080100": {"vr": "SH", "Value": [value]},
+        "00080102": {"vr": "SH", "Value": [scheme]},
+        "00080104": {"vr": "LO", "Value": [meaning]},
+    }
+
+
+def make_workitem(
+    uid: str | None = None,
+    *,
+    label: str = "AI triage",
+    priority: str = "MEDIUM",
+    patient_id: str = "PAT-1",
+    patient_name: str = "Doe^John",
+    start: str = "20261202090000",
+    worklist: str = "AI",
+    station: str | None = None,
+    study_uid: str | None = None,
+) -> dict[str, Any]:
+    """A UPS-RS workitem (DICOM JSON) with every Type 1 and Type 2 attribute of the N-CREATE
+    column of PS3.4 Table CC.2.5-3."""
+    empty = lambda vr: {"vr": vr}  # noqa: E731
+    item: dict[str, Any] = {
+        "00741200": {"vr": "CS", "Value": [priority]},
+        "00741204": {"vr": "LO", "Value": [label]},
+        "00741202": {"vr": "LO", "Value": [worklist]},
+        "00404025": {"vr": "SQ", "Value": [_code(station, "99LOCAL", station)]}
+        if station
+        else empty("SQ"),
+        "00404026": empty("SQ"),
+        "00404027": empty("SQ"),
+        "00404005": {"vr": "DT", "Value": [start]},
+        "00404018": {"vr": "SQ", "Value": [_code("AI-1", "99LOCAL", "AI triage")]},
+        "00404041": {"vr": "CS", "Value": ["READY"]},
+        "00404021": empty("SQ"),
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": patient_name}]},
+        "00100020": {"vr": "LO", "Value": [patient_id]},
+        "00100030": empty("DA"),
+        "00100040": empty("CS"),
+        "00380010": empty("LO"),
+        "00380014": empty("SQ"),
+        "00081080": empty("LO"),
+        "00081084": empty("SQ"),
+        "0040A370": {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "0020000D": {"vr": "UI", "Value": [study_uid or generate_uid()]},
+                    "00080050": {"vr": "SH", "Value": ["ACC-1"]},
+                    "00401001": {"vr": "SH", "Value": ["RP-1"]},
+                    "00321060": {"vr": "LO", "Value": ["CT chest"]},
+                    "00321064": {"vr": "SQ"},
+                }
+            ],
+        },
+        "00741000": {"vr": "CS", "Value": ["SCHEDULED"]},
+    }
+    if uid is not None:
+        item["00080018"] = {"vr": "UI", "Value": [uid]}
+    return item
+
+
+def performed(start: str = "20261202090500", end: str = "20261202091000") -> dict[str, Any]:
+    """The Unified Procedure Step Performed Procedure Sequence a COMPLETED workitem needs
+    (the Final State column of PS3.4 Table CC.2.5-3)."""
+    return {
+        "00741216": {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00404028": {"vr": "SQ"},
+                    "00404050": {"vr": "DT", "Value": [start]},
+                    "00404019": {"vr": "SQ"},
+                    "00404051": {"vr": "DT", "Value": [end]},
+                    "00404033": {"vr": "SQ"},
+                }
+            ],
+        }
+    }

@@ -25,7 +25,9 @@ SHARE = "share"
 # Whole objects (WADO-RS instances, zip, WADO-URI application/dicom): part of read, except for
 # a share link with view rights, which gets metadata, frames and renderings only.
 DOWNLOAD = "download"
-EVERY_SCOPE = frozenset({READ, DOWNLOAD, WRITE, DELETE, "workitems", SHARE, ADMIN})
+# Create and change UPS-RS workitems (searching and subscribing need read).
+WORKITEMS = "workitems"
+EVERY_SCOPE = frozenset({READ, DOWNLOAD, WRITE, DELETE, WORKITEMS, SHARE, ADMIN})
 
 
 def granted(scopes: frozenset[str] | set[str]) -> frozenset[str]:

@@ -77,3 +77,17 @@ class Busy(Unavailable):
 
 class InsufficientStorage(ServiceError):
     """The storage is full: nothing of the instance or request was kept (507)."""
+
+
+class WorkitemRefused(ServiceError):
+    """A UPS-RS request the state machine or the attribute rules refuse (PS3.4 CC, PS3.18
+    chapter 11): with its own HTTP status, the `Warning: 299` text the standard names for it,
+    and the DICOM status (C300-C312, 0x0120 ...)."""
+
+    def __init__(
+        self, message: str, status: int, dicom_status: int, warning: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.dicom_status = dicom_status
+        self.warning = warning

@@ -17,6 +17,7 @@ from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.shares import ShareService
 from dicomweb_server.services.store import StoreService
 from dicomweb_server.services.webhooks import Webhooks
+from dicomweb_server.services.workitems import EventChannels, WorkitemService
 from dicomweb_server.web.access import after_response
 from dicomweb_server.web.threads import in_thread
 
@@ -47,6 +48,8 @@ class Archive(Protocol):
     changes: ChangeFeed
     hub: ChangeHub
     webhooks: Webhooks
+    workitems: WorkitemService
+    channels: EventChannels
     # The organisation's root of the UIDs the server makes ("": 2.25.<UUID>).
     uid_root: str
 
@@ -74,6 +77,7 @@ def path_uid(request: Request, name: str) -> str:
         "study": "Study Instance UID",
         "series": "Series Instance UID",
         "instance": "SOP Instance UID",
+        "workitem": "Workitem UID",
     }
     return uids.require_uid(request.path_params[name], labels[name])
 

@@ -47,6 +47,8 @@ STATUS: dict[type[Exception], int] = {
     e.UnsupportedMediaType: 415,
     e.Unavailable: 503,
     e.InsufficientStorage: 507,
+    # Its own status (PS3.18 chapter 11 names one per refusal); 409 is the common one.
+    e.WorkitemRefused: 409,
     # A STOW failure is an outcome, never raised this far; any other object refusal is the
     # request's fault.
     ObjectRejected: 400,
@@ -74,6 +76,8 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 async def domain_error(request: Request, exc: Exception) -> Response:
     status = status_of(type(exc))
+    if isinstance(exc, e.WorkitemRefused):
+        return workitem_refused(exc)
     if status is not None:
         headers = {"Retry-After": "5"} if status == 503 else {}
         if isinstance(exc, e.TooManyRequests):
@@ -99,6 +103,17 @@ async def domain_error(request: Request, exc: Exception) -> Response:
         text = str(exc) if isinstance(exc, e.ServiceError) else client_text(str(exc))
         return error_response(status, text, headers)
     return await unexpected_error(request, exc)
+
+
+def workitem_refused(exc: e.WorkitemRefused) -> Response:
+    """A UPS-RS refusal: its status, the Warning text PS3.18 chapter 11 gives it, and a
+    body with the reason and the DICOM status (PS3.4 CC.2)."""
+    response = JSONResponse(
+        {"error": str(exc), "status": f"{exc.dicom_status:04X}"}, status_code=exc.status
+    )
+    if exc.warning:
+        response.headers.append("Warning", f'299 dicomweb-server "{exc.warning}"')
+    return response
 
 
 async def http_error(_request: Request, exc: Exception) -> Response:

@@ -8,3 +8,4 @@ SERIES = STUDY + "/series/{series}"
 INSTANCE = SERIES + "/instances/{instance}"
 FRAMES = INSTANCE + "/frames/{frames}"
 BULK_DATA = INSTANCE + "/bulkdata/{path}"
+WORKITEM = "/workitems/{workitem}"  # PS3.18 11.1.1

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
-from dicomweb_server.services.context import ADMIN, READ, SHARE, WRITE
+from dicomweb_server.services.context import ADMIN, READ, SHARE, WORKITEMS, WRITE
 from dicomweb_server.web import (
     admin,
     changefeed,
@@ -22,6 +22,7 @@ from dicomweb_server.web import (
     stow,
     subscriptions,
     uids,
+    ups,
     wado,
     wado_uri,
 )
@@ -29,7 +30,7 @@ from dicomweb_server.web import audit as auditing
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import capabilities_response, media_types_of
 from dicomweb_server.web.errors import status_of
-from dicomweb_server.web.paths import FRAMES, INSTANCE, SERIES, STUDY
+from dicomweb_server.web.paths import FRAMES, INSTANCE, SERIES, STUDY, WORKITEM
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -163,6 +164,32 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
         scope=ADMIN,
         POST=subscriptions.redrive_dead_letters,
     ),
+    # UPS-RS, PS3.18 chapter 11 (create and change: scope workitems; search, subscribe: read)
+    Resource(
+        "/workitems",
+        scope={"POST": WORKITEMS},
+        GET=ups.search_workitems,
+        POST=ups.create_workitem,
+    ),
+    Resource(
+        WORKITEM,
+        scope={"POST": WORKITEMS, "DELETE": ADMIN},
+        GET=ups.retrieve_workitem,
+        POST=ups.update_workitem,
+        DELETE=ups.delete_workitem,  # an extension: UPS-RS has no delete
+    ),
+    Resource(WORKITEM + "/state", scope=WORKITEMS, PUT=ups.change_workitem_state),
+    Resource(WORKITEM + "/cancelrequest", scope=WORKITEMS, POST=ups.request_cancellation),
+    Resource(
+        WORKITEM + "/subscribers/{aetitle}",
+        scope=READ,
+        POST=ups.subscribe,
+        DELETE=ups.unsubscribe,
+    ),
+    Resource(
+        WORKITEM + "/subscribers/{aetitle}/suspend", scope=READ, POST=ups.suspend_subscription
+    ),
+    WebSocketRoute("/subscribers/{aetitle}", ups.event_channel),
     # Fresh UIDs for uploaders (scope write)
     Resource("/uids", POST=uids.create_uids),
     # Outside PS3.18: administration (scope admin)

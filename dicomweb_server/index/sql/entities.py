@@ -19,7 +19,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from dicomweb_server.dicom import attributes as a
 from dicomweb_server.dicom.attributes import Level
-from dicomweb_server.index.sql.models import instances, series, studies
+from dicomweb_server.index.sql.models import instances, series, studies, workitems
 
 JsonDict = dict[str, Any]
 Col = ColumnElement[Any]
@@ -144,6 +144,35 @@ INSTANCE = Entity(
     parent=SERIES,
 )
 ENTITIES = {Level.STUDY: STUDY, Level.SERIES: SERIES, Level.INSTANCE: INSTANCE}
+
+
+def _tag(keyword: str) -> int:
+    tag = a.tag_of_keyword(keyword)
+    assert tag is not None, keyword
+    return tag
+
+
+# UPS-RS workitems (PS3.18 11.9): every attribute is the workitem's own.
+WORKITEM = Entity(
+    "workitem",
+    workitems,
+    {
+        a.SOP_INSTANCE_UID: IndexedColumn(workitems.c.uid),
+        _tag("ProcedureStepState"): IndexedColumn(workitems.c.state),
+        _tag("ScheduledProcedureStepPriority"): IndexedColumn(workitems.c.priority),
+        _tag("ProcedureStepLabel"): IndexedColumn(workitems.c.procedure_step_label),
+        _tag("WorklistLabel"): IndexedColumn(workitems.c.worklist_label),
+        _tag("InputReadinessState"): IndexedColumn(workitems.c.input_readiness_state),
+        a.PATIENT_ID: IndexedColumn(workitems.c.patient_id),
+        a.PATIENT_NAME: _name(
+            workitems.c.patient_name,
+            workitems.c.patient_name_ideographic,
+            workitems.c.patient_name_phonetic,
+        ),
+    },
+    workitems.c.attributes,
+    lambda tag: True,
+)
 
 
 def column_values(entity: Entity, attrs: JsonDict) -> dict[str, Any]:

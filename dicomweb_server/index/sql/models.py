@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     cast,
     type_coerce,
 )
@@ -331,6 +332,78 @@ deliveries = Table(
 )
 
 
+# UPS-RS (issue 17). A workitem is its DICOM JSON (never with its Transaction UID, which is a
+# column: the lock is shown to nobody) with columns for the keys worklists are searched by.
+workitems = Table(
+    "workitems",
+    metadata,
+    Column("pk", Key, primary_key=True, autoincrement=True),
+    Column("uid", String(64), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("transaction_uid", String(64)),
+    # Raised by every change: a change is made only from the version it was decided on.
+    Column("version", Integer, nullable=False, server_default="0"),
+    Column("priority", String(16)),
+    Column("procedure_step_label", Text),
+    Column("worklist_label", Text),
+    Column("input_readiness_state", String(16)),
+    Column("patient_id", Text),
+    Column("patient_name", Text),
+    Column("patient_name_ideographic", Text),
+    Column("patient_name_phonetic", Text),
+    Column("attributes", DicomJson, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("finished_at", Float),  # when it became COMPLETED or CANCELED (retention)
+    Index(None, "state", "finished_at"),
+    Index(None, "patient_id"),
+    Index(None, "patient_name"),
+)
+
+# Who is told of which workitems (PS3.4 CC.2.3): one row per AE title and workitem, or per
+# AE title and global subscription (the well-known UIDs of PS3.18 11.10; `filter` holds a
+# filtered one's keys as a query string).
+workitem_subscriptions = Table(
+    "workitem_subscriptions",
+    metadata,
+    Column("pk", Key, primary_key=True, autoincrement=True),
+    Column("aetitle", String(16), nullable=False),
+    Column("target", String(64), nullable=False),
+    Column("filter", Text),
+    Column("deletion_lock", Integer, nullable=False, server_default="0"),
+    Column("suspended", Integer, nullable=False, server_default="0"),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("aetitle", "target"),
+    Index(None, "target"),
+)
+
+# Each event report for each subscriber, written in the transaction of the change (so none
+# is lost, and one that reconnects is sent what it missed). `seq` orders them as the change
+# log's does (PostgreSQL writers take it under an advisory lock until their commit).
+workitem_events = Table(
+    "workitem_events",
+    metadata,
+    Column("seq", Key, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("aetitle", String(16), nullable=False),
+    Column("workitem_uid", String(64), nullable=False),
+    Column("event_type", Integer, nullable=False),
+    Column("report", Text, nullable=False),  # the event information (DICOM JSON)
+    Index(None, "aetitle", "seq"),
+    sqlite_autoincrement=True,
+)
+
+# The AE titles that subscribed: who did (only they open its event channel) and how far its
+# channel has been sent.
+workitem_receivers = Table(
+    "workitem_receivers",
+    metadata,
+    Column("aetitle", String(16), primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("delivered", BigInteger, nullable=False, server_default="0"),
+)
+
+
 def _json_gin(name: str, table: Table, column: str) -> None:
     """PostgreSQL: a GIN index on a stored JSON column, for `@>` (migration 0006)."""
     Index(
@@ -347,8 +420,14 @@ def postgresql_only(index: Index) -> bool:
 
 
 _POSTGRESQL_INDEXES = frozenset(
-    {"ix_studies_attributes_gin", "ix_series_attributes_gin", "ix_instances_metadata_gin"}
+    {
+        "ix_studies_attributes_gin",
+        "ix_series_attributes_gin",
+        "ix_instances_metadata_gin",
+        "ix_workitems_attributes_gin",
+    }
 )
 _json_gin("ix_studies_attributes_gin", studies, "attributes")
 _json_gin("ix_series_attributes_gin", series, "attributes")
 _json_gin("ix_instances_metadata_gin", instances, "metadata")
+_json_gin("ix_workitems_attributes_gin", workitems, "attributes")

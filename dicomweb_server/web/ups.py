@@ -1,0 +1,358 @@
+"""UPS-RS: the Worklist Service (PS3.18 chapter 11).
+
+Bodies are one workitem as `application/dicom+json` (an array of one object, or the object)
+or in the Native DICOM Model (`application/dicom+xml`, or `multipart/related;
+type="application/dicom+xml"` with one part); answers in the media type asked for (11.1.3).
+A refusal answers the status, `Warning: 299` text and DICOM status the standard names
+(`services/errors.WorkitemRefused`, mapped in `web/errors.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import orjson
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from dicomweb_server.dicom import ups
+from dicomweb_server.dicom.depth import check_json
+from dicomweb_server.dicom.errors import InvalidQuery
+from dicomweb_server.dicom.json_model import validate_json
+from dicomweb_server.dicom.matching import parse_search
+from dicomweb_server.dicom.media_types import DICOM_JSON, DICOM_XML, MULTIPART_RELATED
+from dicomweb_server.dicom.xml_model import native_to_json
+from dicomweb_server.services.context import READ
+from dicomweb_server.services.errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+    ServiceError,
+    UnsupportedMediaType,
+)
+from dicomweb_server.services.workitems import Answer
+from dicomweb_server.web.auth import caller, recheck
+from dicomweb_server.web.capabilities import produces
+from dicomweb_server.web.context import container, path_uid
+from dicomweb_server.web.encoding import json_response
+from dicomweb_server.web.errors import status_of
+from dicomweb_server.web.media import negotiate_json, parse_media_type
+from dicomweb_server.web.paths import WORKITEM
+from dicomweb_server.web.threads import in_thread
+from dicomweb_server.web.urls import base_url, next_page
+from dicomweb_server.web.xml import xml_response
+
+# A workitem is a few kilobytes; a body larger than this is refused unread.
+MAX_WORKITEM_BYTES = 1024 * 1024
+WARN_AGENT = "dicomweb-server"
+KEEPALIVE_SECONDS = 15.0
+RECHECK_SECONDS = 60.0
+
+
+def warning(text: str) -> str:
+    """A Warning header value (RFC 9111 5.5 form: code, agent, quoted text)."""
+    return f'299 {WARN_AGENT} "{text}"'
+
+
+async def _read(request: Request) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_WORKITEM_BYTES:
+            raise PayloadTooLarge(f"a workitem body is at most {MAX_WORKITEM_BYTES} bytes")
+    return bytes(body)
+
+
+def _one_part(body: bytes, boundary: str) -> tuple[str, bytes]:
+    """The content type and content of the only part of a small multipart body."""
+    delimiter = b"--" + boundary.encode("latin-1")
+    pieces = body.split(delimiter)
+    parts = [p for p in pieces[1:] if not p.startswith(b"--")]
+    if len(parts) != 1:
+        raise InvalidRequest("the multipart body must hold exactly one workitem")
+    head, sep, content = parts[0].partition(b"\r\n\r\n")
+    if not sep:
+        raise InvalidRequest("the multipart part has no header end")
+    content_type = DICOM_XML
+    for line in head.decode("latin-1").split("\r\n"):
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-type":
+            content_type = parse_media_type(value.strip()).type
+    return content_type, content.removesuffix(b"\r\n")
+
+
+async def dataset_body(request: Request, optional: bool = False) -> dict[str, Any]:
+    """The request's one data set as DICOM JSON (415 for another media type, 400 when it is
+    not one valid data set; an empty body is an empty data set where `optional`)."""
+    body = await _read(request)
+    if not body.strip() and optional:
+        return {}
+    media = parse_media_type(request.headers.get("content-type") or "application/octet-stream")
+    kind = media.type
+    if kind == MULTIPART_RELATED:
+        boundary = media.params.get("boundary")
+        if not boundary:
+            raise InvalidRequest("the multipart/related Content-Type has no boundary parameter")
+        kind, body = _one_part(body, boundary)
+    if b"\x00" in body or b"\\u0000" in body:
+        raise InvalidRequest("the workitem holds a NUL character")
+    try:
+        if kind in (DICOM_JSON, "application/json"):
+            found = orjson.loads(body)
+            if isinstance(found, list):
+                if len(found) != 1:
+                    raise InvalidRequest("the body must be an array of exactly one workitem")
+                found = found[0]
+        elif kind in (DICOM_XML, "application/xml"):
+            found = native_to_json(body)
+        else:
+            raise UnsupportedMediaType(
+                f"a workitem is {DICOM_JSON}, {DICOM_XML} or {MULTIPART_RELATED}; "
+                f'type="{DICOM_XML}"'
+            )
+        check_json(found, "the workitem")
+        validate_json(found)
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        if isinstance(exc, ServiceError):
+            raise
+        raise InvalidRequest(f"the workitem is not a valid data set: {exc}") from exc
+    return {k.upper(): v for k, v in found.items()}
+
+
+def _answer(
+    status: int, answer: Answer | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    response = Response(status_code=status, headers=headers)
+    if answer is not None and answer.warning:
+        response.headers.append("Warning", warning(answer.warning))
+    return response
+
+
+def _workitem_url(request: HTTPConnection, uid: str) -> str:
+    return base_url(request) + WORKITEM.format(workitem=uid)
+
+
+def _query_uid(request: Request, *names: str) -> str | None:
+    """A UID given as `?name=UID`, or as the whole query string (`?UID`, the form of the
+    PS3.18 request lines `/workitems?{workitem}`)."""
+    for name in names:
+        for key, value in request.query_params.multi_items():
+            if key.lower() == name.lower():
+                return value
+    bare = request.url.query
+    if bare and "=" not in bare and "&" not in bare:
+        return bare
+    return None
+
+
+# -- Create (11.4) ------------------------------------------------------------------------
+
+
+async def create_workitem(request: Request) -> Response:
+    workitem = await dataset_body(request)
+    uid = _query_uid(request, "workitem", "AffectedSOPInstanceUID")
+    made = await in_thread(container(request).workitems.create, caller(request), workitem, uid)
+    url = _workitem_url(request, made.uid)
+    return _answer(201, made, {"Location": url, "Content-Location": url})
+
+
+# -- Retrieve (11.5) and Search (11.9) ----------------------------------------------------
+
+
+def _datasets(found: list[dict[str, Any]]) -> bytes:
+    return orjson.dumps(found)
+
+
+@produces(DICOM_JSON, f'{MULTIPART_RELATED}; type="{DICOM_XML}"')
+async def retrieve_workitem(request: Request) -> Response:
+    media_type = negotiate_json(request.headers.get("accept"))
+    uid = path_uid(request, "workitem")
+    found = await in_thread(container(request).workitems.retrieve, caller(request), uid)
+    body = _datasets([found])
+    if media_type == DICOM_XML:
+        return xml_response(body)
+    response = await json_response(request, body, media_type)
+    response.headers["Content-Location"] = _workitem_url(request, uid)
+    return response
+
+
+@produces(DICOM_JSON, f'{MULTIPART_RELATED}; type="{DICOM_XML}"')
+async def search_workitems(request: Request) -> Response:
+    media_type = negotiate_json(request.headers.get("accept"))
+    search = parse_search(request.query_params.multi_items())
+    found = await in_thread(container(request).workitems.search, caller(request), search)
+    if not found.results:
+        # PS3.18 11.9.3.1: no match is 204 No Content.
+        response = Response(status_code=204)
+    elif media_type == DICOM_XML:
+        response = xml_response(_datasets(found.results))
+    else:
+        response = await json_response(request, _datasets(found.results), media_type)
+    for text in found.warnings:
+        response.headers.append("Warning", warning(text))
+    if found.next_offset is not None:
+        response.headers["Link"] = f'<{next_page(request, found.next_offset)}>; rel="next"'
+    return response
+
+
+# -- Update (11.6), Change State (11.7), Request Cancellation (11.8) -----------------------
+
+
+async def update_workitem(request: Request) -> Response:
+    uid = path_uid(request, "workitem")
+    changes = await dataset_body(request)
+    transaction = _query_uid(request, "transaction", "transaction-uid", "TransactionUID")
+    done = await in_thread(
+        container(request).workitems.update, caller(request), uid, changes, transaction
+    )
+    return _answer(200, done, {"Content-Location": _workitem_url(request, uid)})
+
+
+async def change_workitem_state(request: Request) -> Response:
+    uid = path_uid(request, "workitem")
+    body = await dataset_body(request)
+    requested = ups.first(body, ups.PROCEDURE_STEP_STATE)
+    transaction = ups.first(body, ups.TRANSACTION_UID)
+    if isinstance(requested, str) and requested.strip() == "CANCELLED":
+        # PS3.18 11.7.1.4 spells it so once; the attribute's value is CANCELED.
+        requested = ups.CANCELED
+    done = await in_thread(
+        container(request).workitems.change_state,
+        caller(request),
+        uid,
+        requested.strip() if isinstance(requested, str) else None,
+        transaction if isinstance(transaction, str) else None,
+    )
+    return _answer(200, done)
+
+
+async def request_cancellation(request: Request) -> Response:
+    uid = path_uid(request, "workitem")
+    body = await dataset_body(request, optional=True)
+    done = await in_thread(container(request).workitems.request_cancel, caller(request), uid, body)
+    return _answer(202, done)
+
+
+# -- Subscribe (11.10), Unsubscribe (11.11), Suspend (11.12) -------------------------------
+
+
+def _flag(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false"):
+        raise InvalidQuery(f"{name} is true or false")
+    return lowered == "true"
+
+
+def _channel_url(request: HTTPConnection, aetitle: str) -> str:
+    url = base_url(request)
+    scheme, _, rest = url.partition("://")
+    return f"{'wss' if scheme == 'https' else 'ws'}://{rest}/subscribers/{aetitle}"
+
+
+async def subscribe(request: Request) -> Response:
+    target = path_uid(request, "workitem")
+    aetitle = request.path_params["aetitle"]
+    deletion_lock, filter_text = False, None
+    for name, value in request.query_params.multi_items():
+        lowered = name.lower()
+        if lowered == "deletionlock":
+            deletion_lock = _flag(name, value)
+        elif lowered == "filter":
+            filter_text = value
+        else:
+            raise InvalidQuery(f"unknown parameter {name!r}; subscribe takes deletionlock, filter")
+    await in_thread(
+        container(request).workitems.subscribe,
+        caller(request),
+        target,
+        aetitle,
+        deletion_lock,
+        filter_text,
+    )
+    container(request).channels.wake()
+    # PS3.18 11.10.3.2: Content-Location is the WebSocket channel of the subscriber.
+    return Response(status_code=201, headers={"Content-Location": _channel_url(request, aetitle)})
+
+
+async def unsubscribe(request: Request) -> Response:
+    target = path_uid(request, "workitem")
+    await in_thread(
+        container(request).workitems.unsubscribe,
+        caller(request),
+        target,
+        request.path_params["aetitle"],
+    )
+    return Response(status_code=200)
+
+
+async def suspend_subscription(request: Request) -> Response:
+    target = path_uid(request, "workitem")
+    await in_thread(
+        container(request).workitems.suspend,
+        caller(request),
+        target,
+        request.path_params["aetitle"],
+    )
+    return Response(status_code=200)
+
+
+# -- outside PS3.18 ------------------------------------------------------------------------
+
+
+async def delete_workitem(request: Request) -> Response:
+    uid = path_uid(request, "workitem")
+    await in_thread(container(request).workitems.delete, caller(request), uid)
+    return Response(status_code=204)
+
+
+# -- the event channel (PS3.18 8.10.4 Open Notification Connection, 8.10.5) ---------------
+
+
+async def event_channel(websocket: WebSocket) -> None:
+    """One text message per event report (application/dicom+json, 11.13), from the first
+    the AE title has not been sent. Closed at once with the reason when it cannot be
+    opened: 1008 (credential, scope, another caller's AE title), 1013 (try later)."""
+    archive = container(websocket)
+    try:
+        aetitle = await in_thread(
+            archive.workitems.channel_owner_check,
+            caller(websocket),
+            websocket.path_params["aetitle"],
+        )
+    except (ServiceError, InvalidQuery) as exc:
+        status = status_of(type(exc)) or 400
+        await websocket.accept()
+        await websocket.close(1013 if status == 503 else 1008, str(exc)[:120])
+        return
+    await websocket.accept()
+    reports = archive.channels.reports(aetitle, KEEPALIVE_SECONDS)
+
+    async def send() -> None:
+        checked = time.monotonic()
+        async for batch in reports:
+            if time.monotonic() - checked >= RECHECK_SECONDS:
+                checked = time.monotonic()
+                if not await recheck(websocket, READ):
+                    await websocket.close(1008, "the credential no longer gives read")
+                    return
+            for report in batch:
+                await websocket.send_text(orjson.dumps(report).decode())
+
+    async def hang_up() -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await websocket.receive_text()  # nothing is expected from the subscriber
+
+    sender, listener = asyncio.create_task(send()), asyncio.create_task(hang_up())
+    try:
+        await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, listener):
+            task.cancel()
+        for task in (sender, listener):
+            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
+                await task
+        await reports.aclose()  # type: ignore[attr-defined]
