@@ -8,13 +8,17 @@ import asyncio
 import json
 import queue
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import websockets
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydicom.uid import generate_uid
 
+from tests.conftest import RunningServer, make_settings, private_server
 from tests.factories import make_workitem, performed
 
 pytestmark = pytest.mark.parametrize("server", ["sqlite", "postgresql"], indirect=True)
@@ -412,3 +416,279 @@ def test_suspend_and_unsubscribe(client: httpx.Client) -> None:
         assert client.delete(f"/workitems/{GLOBAL}/subscribers/PAUSE").status_code == 404
     finally:
         channel.close()
+
+
+# -- the lock is never shown (PS3.18 11.5.2, 11.9) --------------------------------------------
+
+_steps = st.lists(
+    st.sampled_from(["claim", "update", "cancelrequest", "complete", "cancel"]), max_size=4
+)
+_workitems = st.builds(
+    make_workitem,
+    label=st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=20),
+    priority=st.sampled_from(["HIGH", "MEDIUM", "LOW"]),
+    patient_id=st.text("ABCDEF0123456789-", min_size=1, max_size=12),
+    station=st.none() | st.sampled_from(["CT-1", "MR-2"]),
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(workitem=_workitems, steps=_steps)
+def test_retrieve_and_search_never_show_the_transaction_uid(
+    client: httpx.Client, workitem: dict[str, Any], steps: list[str]
+) -> None:
+    uid = create(client, workitem)
+    txn = generate_uid()
+    for step in steps:
+        if step == "claim":
+            change_state(client, uid, "IN PROGRESS", txn)
+        elif step == "update":
+            client.post(
+                f"/workitems/{uid}?{txn}",
+                content=json.dumps([performed()]),
+                headers={"Content-Type": JSON},
+            )
+        elif step == "cancelrequest":
+            client.post(f"/workitems/{uid}/cancelrequest")
+        else:
+            change_state(client, uid, step.upper().replace("CANCEL", "CANCELED"), txn)
+    shown = [
+        *client.get(f"/workitems/{uid}").json(),
+        *client.get("/workitems", params={"00080018": uid}).json(),
+        *client.get("/workitems", params={"00080018": uid, "includefield": "all"}).json(),
+        *client.get("/workitems", params={"00080018": uid, "includefield": "00081195"}).json(),
+    ]
+    assert len(shown) == 4
+    assert all(TXN not in item for item in shown)
+    assert txn not in json.dumps(shown)
+
+
+def test_the_transaction_uid_is_no_search_key(client: httpx.Client) -> None:
+    uid = create(client)
+    txn = generate_uid()
+    assert change_state(client, uid, "IN PROGRESS", txn).status_code == 200
+    answer = client.get("/workitems", params={"TransactionUID": txn})
+    assert answer.status_code == 400
+    assert "Transaction UID" in answer.json()["error"]
+
+
+# -- Create: the N-CREATE requirements (PS3.4 Table CC.2.5-3) ---------------------------------
+
+
+def _post(client: httpx.Client, body: Any, **params: str) -> httpx.Response:
+    return client.post(
+        "/workitems", params=params, content=json.dumps(body), headers={"Content-Type": JSON}
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"00741200": None}, "ScheduledProcedureStepPriority (0074,1200) is missing"),
+        (
+            {"00404005": {"vr": "DT"}},
+            "ScheduledProcedureStepStartDateTime (0040,4005) has no value",
+        ),
+        ({"00100010": None}, "PatientName (0010,0010) is missing"),  # Type 2
+        ({"00741200": {"vr": "CS", "Value": ["URGENT"]}}, "HIGH, MEDIUM or LOW"),
+        ({"00741000": {"vr": "CS", "Value": ["IN PROGRESS"]}}, "must be SCHEDULED"),
+        ({"00081195": {"vr": "UI", "Value": ["1.2.3"]}}, "may not be sent on creation"),
+    ],
+)
+def test_create_refuses_what_the_table_refuses(
+    client: httpx.Client, change: dict[str, Any], words: str
+) -> None:
+    workitem = make_workitem()
+    for key, value in change.items():
+        if value is None:
+            del workitem[key]
+        else:
+            workitem[key] = value
+    answer = _post(client, [workitem], workitem=generate_uid())
+    assert answer.status_code == 400, answer.text
+    assert words in answer.json()["error"]
+    assert client.get("/workitems").status_code == 204  # nothing half-made
+
+
+def test_create_rules_on_the_workitem_uid(client: httpx.Client) -> None:
+    uid = generate_uid()
+    assert _post(client, [make_workitem()], workitem=uid).status_code == 201
+    again = _post(client, [make_workitem()], workitem=uid)
+    assert (again.status_code, again.json()["status"]) == (409, "0111")
+    # In the body instead of the query; both and differing; neither (the server makes one).
+    in_body = generate_uid()
+    assert _post(client, [make_workitem(in_body)]).status_code == 201
+    assert client.get(f"/workitems/{in_body}").status_code == 200
+    assert (
+        _post(client, [make_workitem(generate_uid())], workitem=generate_uid()).status_code == 400
+    )
+    made = _post(client, [make_workitem()])
+    assert made.status_code == 201
+    assert "created with modifications" in made.headers["warning"]
+    assert httpx.get(made.headers["location"]).status_code == 200
+    # The bare form of PS3.18's request line, /workitems?{uid}
+    bare = generate_uid()
+    answer = client.post(
+        f"/workitems?{bare}", content=json.dumps([make_workitem()]), headers={"Content-Type": JSON}
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.headers["location"].endswith(bare)
+
+
+def test_bad_bodies_get_a_clear_4xx(client: httpx.Client) -> None:
+    uid = generate_uid()
+    for body, content_type, status in [
+        (b"not json", JSON, 400),
+        (b"[{}, {}]", JSON, 400),
+        (b'[{"00741200": {"vr": "XX"}}]', JSON, 400),
+        (b"<NativeDicomModel", "application/dicom+xml", 400),
+        (b"[]", "text/plain", 415),
+        (b'[{"00100010": {"vr": "PN", "Value": [{"Alphabetic": "A\\u0000"}]}}]', JSON, 400),
+        (b"[" * 5000, JSON, 400),
+    ]:
+        answer = client.post(
+            f"/workitems?workitem={uid}", content=body, headers={"Content-Type": content_type}
+        )
+        assert answer.status_code == status, (body[:40], answer.text)
+        assert "error" in answer.json()
+    huge = b'[{"00100010": {"vr": "LO", "Value": ["' + b"x" * 2_000_000 + b'"]}}]'
+    answer = client.post("/workitems", content=huge, headers={"Content-Type": JSON})
+    assert answer.status_code == 413
+
+
+def test_xml_bodies_and_answers(client: httpx.Client) -> None:
+    from dicomweb_server.dicom.xml_model import json_to_native
+
+    uid = generate_uid()
+    document = json_to_native(make_workitem(label="from XML"))
+    answer = client.post(
+        f"/workitems?workitem={uid}",
+        content=document,
+        headers={"Content-Type": "application/dicom+xml"},
+    )
+    assert answer.status_code == 201, answer.text
+    boundary = "XMLPART"
+    body = (
+        f"--{boundary}\r\nContent-Type: application/dicom+xml\r\n\r\n".encode()
+        + json_to_native(make_workitem(label="multipart"))
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    other = generate_uid()
+    answer = client.post(
+        f"/workitems?workitem={other}",
+        content=body,
+        headers={
+            "Content-Type": f'multipart/related; type="application/dicom+xml"; boundary={boundary}'
+        },
+    )
+    assert answer.status_code == 201, answer.text
+    got = client.get(
+        f"/workitems/{uid}", headers={"Accept": 'multipart/related; type="application/dicom+xml"'}
+    )
+    assert got.status_code == 200
+    assert got.headers["content-type"].startswith("multipart/related")
+    assert b"from XML" in got.content and b"00081195" not in got.content
+    assert client.get(f"/workitems/{other}").json()[0]["00741204"]["Value"] == ["multipart"]
+
+
+# -- Search (PS3.18 11.9): the QIDO matching engine on workitems ------------------------------
+
+
+def test_search_matches_like_qido(client: httpx.Client) -> None:
+    early = create(client, make_workitem(patient_name="Smith^Anna", start="20261201080000"))
+    late = create(
+        client, make_workitem(patient_name="Smyth^Bob", start="20261203080000", priority="HIGH")
+    )
+    other = create(client, make_workitem(patient_name="Jones^Carl", start="20261202080000"))
+
+    def found(**params: str) -> list[str]:
+        answer = client.get("/workitems", params=params)
+        if answer.status_code == 204:
+            return []
+        assert answer.status_code == 200, answer.text
+        return sorted(item["00080018"]["Value"][0] for item in answer.json())
+
+    assert found(PatientName="Sm*") == sorted([early, late])
+    assert found(PatientName="smith^anna") == [early]
+    assert found(ScheduledProcedureStepPriority="HIGH") == [late]
+    assert found(ScheduledProcedureStepStartDateTime="20261202000000-") == sorted([late, other])
+    assert found(ProcedureStepState="SCHEDULED") == sorted([early, late, other])
+    assert found(**{"ScheduledWorkitemCodeSequence.CodeValue": "AI-1"}) == sorted(
+        [early, late, other]
+    )
+    assert found(**{"ReferencedRequestSequence.AccessionNumber": "NOPE"}) == []
+    assert change_state(client, other, "IN PROGRESS", generate_uid()).status_code == 200
+    assert found(ProcedureStepState="IN PROGRESS") == [other]
+    # Paging: limit and offset, with Link rel=next while more match.
+    page = client.get("/workitems", params={"limit": "2"})
+    assert page.status_code == 200 and len(page.json()) == 2
+    assert 'rel="next"' in page.headers["link"]
+    rest = client.get("/workitems", params={"limit": "2", "offset": "2"})
+    assert len(rest.json()) == 1 and "link" not in rest.headers
+    assert client.get("/workitems", params={"PatientName": "Nobody"}).status_code == 204
+    assert client.get("/workitems", params={"limit": "x"}).status_code == 400
+
+
+# -- Scopes: workitems to create and change, read to search and subscribe ---------------------
+
+
+def test_scopes(tmp_path: Path, archive: RunningServer) -> None:
+    if archive.database != "sqlite":
+        pytest.skip("access control does not depend on the database")
+    settings = make_settings(tmp_path, auth="api-key")
+    with private_server(settings) as (client, container):
+        reader = container.access.create_key("reader", {"read"}).secret
+        worker = container.access.create_key("worker", {"read", "workitems"}).secret
+        admin = container.access.create_key("admin", {"admin", "read", "workitems"}).secret
+
+        def as_(key: str | None) -> dict[str, str]:
+            return {"X-API-Key": key} if key else {}
+
+        uid = generate_uid()
+        body = json.dumps([make_workitem()])
+        headers = {"Content-Type": JSON}
+        assert client.post(f"/workitems?{uid}", content=body, headers=headers).status_code == 401
+        assert (
+            client.post(
+                f"/workitems?{uid}", content=body, headers={**headers, **as_(reader)}
+            ).status_code
+            == 403
+        )
+        assert (
+            client.post(
+                f"/workitems?{uid}", content=body, headers={**headers, **as_(worker)}
+            ).status_code
+            == 201
+        )
+        assert client.get("/workitems", headers=as_(reader)).status_code == 200
+        assert (
+            client.post(f"/workitems/{uid}/subscribers/READER", headers=as_(reader)).status_code
+            == 201
+        )
+        # An AE title is its subscriber's: another caller may not take it over.
+        assert (
+            client.delete(f"/workitems/{uid}/subscribers/READER", headers=as_(worker)).status_code
+            == 403
+        )
+        state = json.dumps(
+            [{STATE: {"vr": "CS", "Value": ["IN PROGRESS"]}, TXN: {"vr": "UI", "Value": [uid]}}]
+        )
+        assert (
+            client.put(
+                f"/workitems/{uid}/state", content=state, headers={**headers, **as_(reader)}
+            ).status_code
+            == 403
+        )
+        assert (
+            client.put(
+                f"/workitems/{uid}/state", content=state, headers={**headers, **as_(worker)}
+            ).status_code
+            == 200
+        )
+        # Removal is an administrator's, and of finished workitems only.
+        assert client.delete(f"/workitems/{uid}", headers=as_(worker)).status_code == 403
+        assert client.delete(f"/workitems/{uid}", headers=as_(admin)).status_code == 409
