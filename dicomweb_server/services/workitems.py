@@ -405,6 +405,7 @@ class EventChannels:
         self.wake = Alarm()
         self._open: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
+        self.started_at = time.time()
 
     async def _start(self) -> None:
         if self._task is not None and not self._task.done():
@@ -429,6 +430,18 @@ class EventChannels:
         self._open.add(more)
         try:
             cursor = await asyncio.to_thread(self._index.delivered, aetitle)
+            before = await asyncio.to_thread(self._index.connected, aetitle, time.time())
+            if before is not None and before < self.started_at:
+                # PS3.4 CC.2.4.2: this server started since the subscriber's last channel;
+                # its subscriptions are kept in the database (a warm start).
+                yield [
+                    ups.event_report(
+                        ups.GLOBAL_SUBSCRIPTION,
+                        ups.EventType.SCP_STATUS_CHANGE,
+                        ups.scp_status_report("RESTARTED"),
+                        0,
+                    )
+                ]
             quiet = 0.0
             while True:
                 found = await asyncio.to_thread(self._index.events, aetitle, cursor, 100)

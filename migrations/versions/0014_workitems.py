@@ -104,6 +104,7 @@ def upgrade() -> None:
         sa.Column("aetitle", sa.String(length=16), nullable=False),
         sa.Column("owner", sa.Text(), nullable=False),
         sa.Column("delivered", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("connected_at", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("aetitle", name="pk_workitem_receivers"),
     )
 

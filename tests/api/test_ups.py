@@ -8,6 +8,7 @@ import asyncio
 import json
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -692,3 +693,62 @@ def test_scopes(tmp_path: Path, archive: RunningServer) -> None:
         # Removal is an administrator's, and of finished workitems only.
         assert client.delete(f"/workitems/{uid}", headers=as_(worker)).status_code == 403
         assert client.delete(f"/workitems/{uid}", headers=as_(admin)).status_code == 409
+
+
+# -- removal: the administrative DELETE, the retention, deletion locks -------------------------
+
+
+def _finish(client: httpx.Client, uid: str) -> None:
+    txn = generate_uid()
+    assert change_state(client, uid, "IN PROGRESS", txn).status_code == 200
+    assert change_state(client, uid, "CANCELED", txn).status_code == 200
+
+
+def test_delete_and_retention_respect_deletion_locks(
+    tmp_path: Path, archive: RunningServer
+) -> None:
+    if archive.database != "sqlite":
+        pytest.skip("the purge is one statement on either database")
+    settings = make_settings(tmp_path, workitem_retention_seconds=0.5)
+    with private_server(settings) as (client, _):
+        gone, kept, removed = create(client), create(client), create(client)
+        assert client.delete(f"/workitems/{removed}").status_code == 409  # still SCHEDULED
+        for uid in (gone, kept, removed):
+            _finish(client, uid)
+        subscribe(client, kept, "KEEPER", deletionlock="true")
+        assert client.delete(f"/workitems/{kept}").status_code == 409  # the lock holds it
+        assert client.delete(f"/workitems/{removed}").status_code == 204
+        assert client.get(f"/workitems/{removed}").status_code == 404
+        deadline = time.monotonic() + 10
+        while client.get(f"/workitems/{gone}").status_code != 404:
+            assert time.monotonic() < deadline, "the finished workitem was not purged"
+            time.sleep(0.2)
+        assert client.get(f"/workitems/{kept}").status_code == 200
+        assert client.delete(f"/workitems/{kept}/subscribers/KEEPER").status_code == 200
+        while client.get(f"/workitems/{kept}").status_code != 404:
+            assert time.monotonic() < deadline, "the unlocked workitem was not purged"
+            time.sleep(0.2)
+
+
+def test_a_restarted_server_says_so_on_the_channel(tmp_path: Path, archive: RunningServer) -> None:
+    if archive.database != "sqlite":
+        pytest.skip("restarting a server does not depend on the database")
+    settings = make_settings(tmp_path)
+    with private_server(settings) as (client, _):
+        uid = create(client)
+        channel = Channel(subscribe(client, uid, "RESTART"))
+        assert kind(channel.next()) == (uid, 1, "SCHEDULED")
+        channel.close()
+    with private_server(settings) as (client, _):
+        channel = Channel(
+            client.base_url.copy_with(scheme="ws").join("subscribers/RESTART").__str__()
+        )
+        try:
+            report = channel.next()
+            assert report[EVENT_TYPE]["Value"] == [4]  # SCP Status Change
+            assert report["00741242"]["Value"] == ["RESTARTED"]
+            assert report["00741244"]["Value"] == ["WARM START"]
+            assert change_state(client, uid, "IN PROGRESS", generate_uid()).status_code == 200
+            assert kind(channel.next()) == (uid, 1, "IN PROGRESS")
+        finally:
+            channel.close()

@@ -401,6 +401,7 @@ workitem_receivers = Table(
     Column("aetitle", String(16), primary_key=True),
     Column("owner", Text, nullable=False),
     Column("delivered", BigInteger, nullable=False, server_default="0"),
+    Column("connected_at", Float),  # when its last channel opened
 )
 
 

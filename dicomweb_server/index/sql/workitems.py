@@ -428,6 +428,13 @@ class SqlWorkitemIndex:
                 .values(delivered=seq)
             )
 
+    def connected(self, aetitle: str, now: float) -> float | None:
+        mine = workitem_receivers.c.aetitle == aetitle
+        with self._db.writing() as conn:
+            before = conn.execute(select(workitem_receivers.c.connected_at).where(mine)).scalar()
+            conn.execute(update(workitem_receivers).where(mine).values(connected_at=now))
+        return None if before is None else float(before)
+
 
 def _lock_held(uid: str) -> Any:
     return (

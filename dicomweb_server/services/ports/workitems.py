@@ -123,3 +123,7 @@ class WorkitemIndex(Protocol):
         """The last report sent to the AE title (0: none)."""
 
     def mark_delivered(self, aetitle: str, seq: int) -> None: ...
+
+    def connected(self, aetitle: str, now: float) -> float | None:
+        """Note that a channel of the AE title opens now; when the last one did (None:
+        never)."""
