@@ -86,6 +86,8 @@ async def background(container: Container, sweep: bool = False) -> AsyncIterator
     retention = container.settings.workitem_retention_seconds
     if retention > 0:
         tasks.append(asyncio.create_task(purge_periodically(container.workitems, retention)))
+    if container.rules is not None:
+        tasks.append(asyncio.create_task(container.rules.run()))
     if sweep:
         tasks.append(asyncio.create_task(sweep_periodically(container)))
     try:

@@ -52,6 +52,7 @@ from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.shares import ShareService
 from dicomweb_server.services.store import DuplicatePolicy, StoreLimits, StoreService
 from dicomweb_server.services.webhooks import RetryPolicy, Webhooks
+from dicomweb_server.services.workitem_rules import RuleRunner, parse_rules
 from dicomweb_server.services.workitems import EventChannels, WorkitemService
 from dicomweb_server.settings import Settings
 from dicomweb_server.web import urls
@@ -74,6 +75,8 @@ class Container:
     webhooks: Webhooks
     workitems: WorkitemService
     channels: EventChannels
+    # The ingest rules that make workitems (None: there are none).
+    rules: RuleRunner | None
     # Tells this process's readers of the change log that it has new entries.
     wake: Callable[[], None]
     blobs: BlobStore
@@ -262,6 +265,7 @@ def build_container(settings: Settings) -> Container:
     workitems = WorkitemService(workitem_index, settings.qido_max_limit, settings.uid_root)
     channels = EventChannels(workitem_index, workitem_signal, settings.changes_poll_seconds)
     workitems.committed = channels.wake
+    rules = parse_rules(settings.workitem_rules)
     hub = ChangeHub(changes, signal, settings.changes_poll_seconds, settings.max_streams)
     webhooks = Webhooks(
         SqlWebhookIndex(db),
@@ -324,6 +328,7 @@ def build_container(settings: Settings) -> Container:
         webhooks=webhooks,
         workitems=workitems,
         channels=channels,
+        rules=RuleRunner(rules, hub, search, workitems) if rules else None,
         wake=changed,
         retrieve=RetrieveService(
             retrieve_index,

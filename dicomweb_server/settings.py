@@ -317,6 +317,13 @@ class Settings(BaseSettings):
         description="UPS-RS: a COMPLETED or CANCELED workitem is removed this long after it "
         "became so, unless a subscriber holds a deletion lock on it; 0: kept for ever.",
     )
+    workitem_rules: str = Field(
+        default="",
+        description="UPS-RS workitems made by ingest rules: a JSON array of {name, filter "
+        "(a change filter: modality=CT&...), label, worklist?, priority?, code? "
+        "(value^scheme^meaning)}; each study a filter takes gets one SCHEDULED workitem once "
+        "it is stable.",
+    )
     uid_root: str = Field(
         default="",
         max_length=40,

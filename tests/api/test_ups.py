@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from pydicom.uid import generate_uid
 
 from tests.conftest import RunningServer, make_settings, private_server
-from tests.factories import make_workitem, performed
+from tests.factories import make_instance, make_workitem, performed
+from tests.helpers import stow
 
 pytestmark = pytest.mark.parametrize("server", ["sqlite", "postgresql"], indirect=True)
 
@@ -752,3 +753,44 @@ def test_a_restarted_server_says_so_on_the_channel(tmp_path: Path, archive: Runn
             assert kind(channel.next()) == (uid, 1, "IN PROGRESS")
         finally:
             channel.close()
+
+
+# -- workitems made by ingest rules -------------------------------------------------------------
+
+RULES = json.dumps(
+    [
+        {
+            "name": "ct-triage",
+            "filter": "modality=CT",
+            "label": "AI triage",
+            "worklist": "AI",
+            "priority": "HIGH",
+            "code": "AI-TRIAGE^99LOCAL^AI triage",
+        }
+    ]
+)
+
+
+def test_a_rule_makes_one_workitem_per_stable_study(tmp_path: Path, archive: RunningServer) -> None:
+    if archive.database != "sqlite":
+        pytest.skip("the rules follow the change log, the same on either database")
+    settings = make_settings(tmp_path, workitem_rules=RULES, stable_seconds=0.3)
+    with private_server(settings) as (client, _):
+        ct_study, mr_study = generate_uid(), generate_uid()
+        for study, modality in ((ct_study, "CT"), (mr_study, "MR")):
+            items = [make_instance(study_uid=study, modality=modality) for _ in range(2)]
+            assert stow(client, items).status_code == 200
+        deadline = time.monotonic() + 15
+        while (answer := client.get("/workitems")).status_code == 204:
+            assert time.monotonic() < deadline, "no workitem was made"
+            time.sleep(0.2)
+        [made] = answer.json()
+        assert made["00741204"]["Value"] == ["AI triage"]
+        assert made["00741200"]["Value"] == ["HIGH"]
+        assert made["00404021"]["Value"][0]["0020000D"]["Value"] == [ct_study]
+        [study] = client.get("/studies", params={"StudyInstanceUID": ct_study}).json()
+        assert made["00100020"] == study["00100020"]  # the study's patient
+        # More instances make the study stable again: still one workitem.
+        assert stow(client, [make_instance(study_uid=ct_study, modality="CT")]).status_code == 200
+        time.sleep(1.5)
+        assert len(client.get("/workitems").json()) == 1
