@@ -25,7 +25,7 @@ from dicomweb_server.services.workitem_rules import (
     ],
 )
 def test_bad_rules_are_refused_at_start(text: str) -> None:
-    with pytest.raises(ValueError, match="rule|JSON"):
+    with pytest.raises(ValueError, match=r"rule|JSON"):
         parse_rules(text)
 
 
