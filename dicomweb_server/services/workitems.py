@@ -389,6 +389,15 @@ def _reports(found: list[tuple[ups.EventType, JsonDict]]) -> list[Report]:
     return [(int(event), info) for event, info in found]
 
 
+@dataclass(frozen=True)
+class Reports:
+    """A batch of event reports for one channel, and the last report row it holds (None:
+    nothing to record as sent)."""
+
+    reports: list[JsonDict]
+    last: int | None
+
+
 class EventChannels:
     """This process's open event channels (PS3.18 8.10.4 WebSocket connections). One
     listener wakes them all when any process commits reports (PostgreSQL LISTEN/NOTIFY, or
@@ -421,10 +430,10 @@ class EventChannels:
             for each in self._open:
                 each.set()
 
-    async def reports(self, aetitle: str, keepalive: float = 15.0) -> AsyncIterator[list[JsonDict]]:
-        """The AE title's event reports, batch by batch, from the first not yet sent; a batch
-        counts as sent once the consumer asks for the next. An empty batch every
-        `keepalive` seconds of quiet."""
+    async def reports(self, aetitle: str, keepalive: float = 15.0) -> AsyncIterator[Reports]:
+        """The AE title's event reports, batch by batch, from the first not yet sent (the
+        consumer tells which it sent: `sent`). An empty batch every `keepalive` seconds of
+        quiet."""
         await self._start()
         more = asyncio.Event()
         self._open.add(more)
@@ -434,24 +443,27 @@ class EventChannels:
             if before is not None and before < self.started_at:
                 # PS3.4 CC.2.4.2: this server started since the subscriber's last channel;
                 # its subscriptions are kept in the database (a warm start).
-                yield [
-                    ups.event_report(
-                        ups.GLOBAL_SUBSCRIPTION,
-                        ups.EventType.SCP_STATUS_CHANGE,
-                        ups.scp_status_report("RESTARTED"),
-                        0,
-                    )
-                ]
+                status = ups.event_report(
+                    ups.GLOBAL_SUBSCRIPTION,
+                    ups.EventType.SCP_STATUS_CHANGE,
+                    ups.scp_status_report("RESTARTED"),
+                    0,
+                )
+                yield Reports([status], None)
             quiet = 0.0
             while True:
                 found = await asyncio.to_thread(self._index.events, aetitle, cursor, 100)
                 if found:
-                    yield [
-                        ups.event_report(e.workitem_uid, ups.EventType(e.event_type), e.info, e.seq)
-                        for e in found
-                    ]
                     cursor = found[-1].seq
-                    await asyncio.to_thread(self._index.mark_delivered, aetitle, cursor)
+                    yield Reports(
+                        [
+                            ups.event_report(
+                                e.workitem_uid, ups.EventType(e.event_type), e.info, e.seq
+                            )
+                            for e in found
+                        ],
+                        cursor,
+                    )
                     quiet = 0.0
                     continue
                 more.clear()
@@ -462,9 +474,15 @@ class EventChannels:
                     quiet += self._poll
                     if quiet >= keepalive:
                         quiet = 0.0
-                        yield []
+                        yield Reports([], None)
         finally:
             self._open.discard(more)
+
+    async def sent(self, aetitle: str, batch: Reports) -> None:
+        """The batch reached the subscriber: a later channel starts after it. Shielded, so a
+        channel closing just after sending still records it."""
+        if batch.last is not None:
+            await asyncio.shield(asyncio.to_thread(self._index.mark_delivered, aetitle, batch.last))
 
     def close_signal(self) -> None:
         if self._signal is not None:

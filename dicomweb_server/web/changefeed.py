@@ -14,8 +14,6 @@ ends its streams).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,7 +21,7 @@ from typing import Any
 import orjson
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response, StreamingResponse
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from dicomweb_server.dicom.errors import InvalidQuery
 from dicomweb_server.dicom.numbers import parse_integer
@@ -40,7 +38,7 @@ from dicomweb_server.services.ports.changes import Change
 from dicomweb_server.web.access import after_response
 from dicomweb_server.web.auth import caller, recheck
 from dicomweb_server.web.context import container
-from dicomweb_server.web.errors import status_of
+from dicomweb_server.web.sockets import pump, refuse
 from dicomweb_server.web.threads import in_thread
 from dicomweb_server.web.urls import Urls, urls
 
@@ -189,9 +187,7 @@ async def stream_changes_ws(websocket: WebSocket) -> None:
     try:
         _, subscription = await _subscribe(websocket)
     except (ServiceError, InvalidQuery) as exc:
-        status = status_of(type(exc)) or 400
-        await websocket.accept()
-        await websocket.close(1013 if status == 503 else 1008, str(exc)[:120])
+        await refuse(websocket, exc)
         return
     await websocket.accept()
     here = urls(websocket)
@@ -203,19 +199,8 @@ async def stream_changes_ws(websocket: WebSocket) -> None:
                 await websocket.send_text(orjson.dumps(entry(c, here)).decode())
         await websocket.close(1008, "the credential no longer gives read")
 
-    async def hang_up() -> None:
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                await websocket.receive_text()  # nothing is expected from the client
-
-    sender, listener = asyncio.create_task(send()), asyncio.create_task(hang_up())
     try:
-        await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
+        await pump(websocket, send)
     finally:
-        for task in (sender, listener):
-            task.cancel()
-        for task in (sender, listener):
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                await task
         await batches.aclose()  # type: ignore[attr-defined]
         subscription.close()

@@ -9,15 +9,14 @@ A refusal answers the status, `Warning: 299` text and DICOM status the standard 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from dicomweb_server.dicom import ups
 from dicomweb_server.dicom.depth import check_json
@@ -26,7 +25,7 @@ from dicomweb_server.dicom.json_model import validate_json
 from dicomweb_server.dicom.matching import parse_search
 from dicomweb_server.dicom.media_types import DICOM_JSON, DICOM_XML, MULTIPART_RELATED
 from dicomweb_server.dicom.xml_model import native_to_json
-from dicomweb_server.services.context import READ
+from dicomweb_server.services.context import READ, Caller
 from dicomweb_server.services.errors import (
     InvalidRequest,
     PayloadTooLarge,
@@ -38,9 +37,9 @@ from dicomweb_server.web.auth import caller, recheck
 from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, path_uid
 from dicomweb_server.web.encoding import json_response
-from dicomweb_server.web.errors import status_of
 from dicomweb_server.web.media import negotiate_json, parse_media_type
 from dicomweb_server.web.paths import WORKITEM
+from dicomweb_server.web.sockets import pump, refuse
 from dicomweb_server.web.threads import in_thread
 from dicomweb_server.web.urls import base_url, next_page
 from dicomweb_server.web.xml import xml_response
@@ -278,24 +277,18 @@ async def subscribe(request: Request) -> Response:
 
 
 async def unsubscribe(request: Request) -> Response:
-    target = path_uid(request, "workitem")
-    await in_thread(
-        container(request).workitems.unsubscribe,
-        caller(request),
-        target,
-        request.path_params["aetitle"],
-    )
-    return Response(status_code=200)
+    return await _subscription_change(request, container(request).workitems.unsubscribe)
 
 
 async def suspend_subscription(request: Request) -> Response:
+    return await _subscription_change(request, container(request).workitems.suspend)
+
+
+async def _subscription_change(
+    request: Request, change: Callable[[Caller, str, str], None]
+) -> Response:
     target = path_uid(request, "workitem")
-    await in_thread(
-        container(request).workitems.suspend,
-        caller(request),
-        target,
-        request.path_params["aetitle"],
-    )
+    await in_thread(change, caller(request), target, request.path_params["aetitle"])
     return Response(status_code=200)
 
 
@@ -323,9 +316,7 @@ async def event_channel(websocket: WebSocket) -> None:
             websocket.path_params["aetitle"],
         )
     except (ServiceError, InvalidQuery) as exc:
-        status = status_of(type(exc)) or 400
-        await websocket.accept()
-        await websocket.close(1013 if status == 503 else 1008, str(exc)[:120])
+        await refuse(websocket, exc)
         return
     await websocket.accept()
     reports = archive.channels.reports(aetitle, KEEPALIVE_SECONDS)
@@ -338,21 +329,11 @@ async def event_channel(websocket: WebSocket) -> None:
                 if not await recheck(websocket, READ):
                     await websocket.close(1008, "the credential no longer gives read")
                     return
-            for report in batch:
+            for report in batch.reports:
                 await websocket.send_text(orjson.dumps(report).decode())
+            await archive.channels.sent(aetitle, batch)
 
-    async def hang_up() -> None:
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                await websocket.receive_text()  # nothing is expected from the subscriber
-
-    sender, listener = asyncio.create_task(send()), asyncio.create_task(hang_up())
     try:
-        await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
+        await pump(websocket, send)
     finally:
-        for task in (sender, listener):
-            task.cancel()
-        for task in (sender, listener):
-            with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
-                await task
         await reports.aclose()  # type: ignore[attr-defined]
