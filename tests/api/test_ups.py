@@ -22,6 +22,7 @@ from pydicom.uid import generate_uid
 from tests.conftest import RunningServer, make_settings, private_server
 from tests.factories import make_instance, make_workitem, performed
 from tests.helpers import stow
+from tests.integration.test_migrations import pg_schema
 
 pytestmark = pytest.mark.parametrize("server", ["sqlite", "postgresql"], indirect=True)
 
@@ -705,12 +706,21 @@ def _finish(client: httpx.Client, uid: str) -> None:
     assert change_state(client, uid, "CANCELED", txn).status_code == 200
 
 
+def own_settings(
+    archive: RunningServer, request: pytest.FixtureRequest, tmp_path: Path, **extra: object
+) -> Any:
+    """Settings for a server of the test's own, on the backend's database (a fresh schema of
+    the test database on PostgreSQL)."""
+    url = None
+    if archive.database == "postgresql":
+        url = pg_schema(request.getfixturevalue("pg_url"), f"ups_{request.node.name[5:20]}")
+    return make_settings(tmp_path, url, **extra)
+
+
 def test_delete_and_retention_respect_deletion_locks(
-    tmp_path: Path, archive: RunningServer
+    tmp_path: Path, archive: RunningServer, request: pytest.FixtureRequest
 ) -> None:
-    if archive.database != "sqlite":
-        pytest.skip("the purge is one statement on either database")
-    settings = make_settings(tmp_path, workitem_retention_seconds=0.5)
+    settings = own_settings(archive, request, tmp_path, workitem_retention_seconds=0.5)
     with private_server(settings) as (client, _):
         gone, kept, removed = create(client), create(client), create(client)
         assert client.delete(f"/workitems/{removed}").status_code == 409  # still SCHEDULED
@@ -731,10 +741,10 @@ def test_delete_and_retention_respect_deletion_locks(
             time.sleep(0.2)
 
 
-def test_a_restarted_server_says_so_on_the_channel(tmp_path: Path, archive: RunningServer) -> None:
-    if archive.database != "sqlite":
-        pytest.skip("restarting a server does not depend on the database")
-    settings = make_settings(tmp_path)
+def test_a_restarted_server_says_so_on_the_channel(
+    tmp_path: Path, archive: RunningServer, request: pytest.FixtureRequest
+) -> None:
+    settings = own_settings(archive, request, tmp_path)
     with private_server(settings) as (client, _):
         uid = create(client)
         channel = Channel(subscribe(client, uid, "RESTART"))
@@ -771,10 +781,10 @@ RULES = json.dumps(
 )
 
 
-def test_a_rule_makes_one_workitem_per_stable_study(tmp_path: Path, archive: RunningServer) -> None:
-    if archive.database != "sqlite":
-        pytest.skip("the rules follow the change log, the same on either database")
-    settings = make_settings(tmp_path, workitem_rules=RULES, stable_seconds=0.3)
+def test_a_rule_makes_one_workitem_per_stable_study(
+    tmp_path: Path, archive: RunningServer, request: pytest.FixtureRequest
+) -> None:
+    settings = own_settings(archive, request, tmp_path, workitem_rules=RULES, stable_seconds=0.3)
     with private_server(settings) as (client, _):
         ct_study, mr_study = generate_uid(), generate_uid()
         for study, modality in ((ct_study, "CT"), (mr_study, "MR")):
