@@ -78,7 +78,9 @@ class SqlWorkitemIndex:
                 self._subscribe_global(conn, uid)
                 self._write_reports(conn, uid, reports, now)
         except IntegrityError:
-            return False
+            if self.get(uid) is not None:
+                return False  # the UID is taken
+            raise
         return True
 
     def _subscribe_global(self, conn: Connection, uid: str) -> None:
@@ -273,17 +275,9 @@ class SqlWorkitemIndex:
                     delete(workitem_subscriptions).where(workitem_subscriptions.c.target.in_(uids))
                 )
                 conn.execute(delete(workitems).where(workitems.c.uid.in_(uids)))
-            # Reports already sent to their subscriber, and old enough.
-            sent = (
-                select(workitem_receivers.c.delivered)
-                .where(workitem_receivers.c.aetitle == workitem_events.c.aetitle)
-                .scalar_subquery()
-            )
-            conn.execute(
-                delete(workitem_events).where(
-                    workitem_events.c.at < finished_before, workitem_events.c.seq <= sent
-                )
-            )
+            # Reports as old, sent or not: a subscriber that never connects does not keep
+            # every report for ever.
+            conn.execute(delete(workitem_events).where(workitem_events.c.at < finished_before))
         return len(uids)
 
     # -- subscriptions --

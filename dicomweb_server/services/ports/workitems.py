@@ -85,7 +85,7 @@ class WorkitemIndex(Protocol):
 
     def purge(self, finished_before: float, limit: int) -> int:
         """Remove COMPLETED and CANCELED workitems finished before then that no deletion
-        lock holds, and the reports already sent that are older; how many workitems."""
+        lock holds, and the event reports written before then; how many workitems."""
 
     # -- subscriptions (PS3.4 CC.2.3) --
 
