@@ -415,6 +415,9 @@ class EventChannels:
         self._open: set[asyncio.Event] = set()
         self._task: asyncio.Task[None] | None = None
         self.started_at = time.time()
+        # What each AE title has been sent and not yet recorded, and the recorders running.
+        self._unrecorded: dict[str, int] = {}
+        self._recording: dict[str, asyncio.Task[None]] = {}
 
     async def _start(self) -> None:
         if self._task is not None and not self._task.done():
@@ -478,11 +481,25 @@ class EventChannels:
         finally:
             self._open.discard(more)
 
-    async def sent(self, aetitle: str, batch: Reports) -> None:
-        """The batch reached the subscriber: a later channel starts after it. Shielded, so a
-        channel closing just after sending still records it."""
-        if batch.last is not None:
-            await asyncio.shield(asyncio.to_thread(self._index.mark_delivered, aetitle, batch.last))
+    def sent(self, aetitle: str, batch: Reports) -> None:
+        """The batch reached the subscriber: a later channel starts after it. Recorded in
+        the background, newest first (a write that waits for the database's writers must
+        not hold the channel back), and whether or not the channel closes meanwhile."""
+        if batch.last is None:
+            return
+        self._unrecorded[aetitle] = max(batch.last, self._unrecorded.get(aetitle, 0))
+        if aetitle not in self._recording:
+            self._recording[aetitle] = asyncio.create_task(self._record(aetitle))
+
+    async def _record(self, aetitle: str) -> None:
+        try:
+            while aetitle in self._unrecorded:
+                seq = self._unrecorded.pop(aetitle)
+                await asyncio.to_thread(self._index.mark_delivered, aetitle, seq)
+        except Exception as exc:  # noqa: BLE001 - a later channel resends; at least once
+            log.warning("recording sent event reports failed: %s", type(exc).__name__)
+        finally:
+            self._recording.pop(aetitle, None)
 
     def close_signal(self) -> None:
         if self._signal is not None:

@@ -331,7 +331,7 @@ async def event_channel(websocket: WebSocket) -> None:
                     return
             for report in batch.reports:
                 await websocket.send_text(orjson.dumps(report).decode())
-            await archive.channels.sent(aetitle, batch)
+            archive.channels.sent(aetitle, batch)
 
     try:
         await pump(websocket, send)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import corpus, events, orthanc_sid, run
+from benchmarks import corpus, events, orthanc_sid, run, workitems
 from tests.conftest import PG_ADMIN_URL
 
 
@@ -147,8 +147,23 @@ def test_events_benchmark_measures_both_channels(tmp_path: Path) -> None:
     assert set(figures["websocket"]) == {"count", "p50_ms", "p99_ms", "max_ms", "mean_ms"}
 
 
+def test_workitems_benchmark_measures_every_transaction(tmp_path: Path) -> None:
+    """The UPS-RS benchmark of issue 17, on a few workitems, without timings."""
+    out = tmp_path / "workitems.json"
+    assert (
+        workitems.main(
+            ["--count", "4", "--clients", "2", "--database", "sqlite", "--out", str(out)]
+        )
+        == 0
+    )
+    figures = json.loads(out.read_text())
+    assert set(figures["transactions"]) == {"create", "claim", "update", "complete"}
+    assert figures["state_reports"]["count"] == 12
+    assert figures["server_cpu_ms_per_workitem"] > 0
+
+
 def test_benchmark_commands_have_help() -> None:
-    for module in (corpus, run, events):
+    for module in (corpus, run, events, workitems):
         with pytest.raises(SystemExit) as exit_info:
             module.main(["--help"])
         assert exit_info.value.code == 0
