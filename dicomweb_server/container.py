@@ -29,6 +29,7 @@ from dicomweb_server.index.sql.audit import SqlAuditLog
 from dicomweb_server.index.sql.changes import SqlChangeLog
 from dicomweb_server.index.sql.consistency import SqlConsistencyIndex
 from dicomweb_server.index.sql.database import Database
+from dicomweb_server.index.sql.delete import SqlDeleteIndex
 from dicomweb_server.index.sql.engine import make_engine
 from dicomweb_server.index.sql.keys import SqlKeyIndex
 from dicomweb_server.index.sql.labels import SqlLabelIndex
@@ -43,6 +44,7 @@ from dicomweb_server.services.audit import AuditSink, AuditTrail
 from dicomweb_server.services.budget import MemoryBudget
 from dicomweb_server.services.changes import ChangeFeed, ChangeHub
 from dicomweb_server.services.consistency import ConsistencyService
+from dicomweb_server.services.delete import DeleteService
 from dicomweb_server.services.oidc import OidcConfig, OidcVerifier, parse_role_map
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import BlobStore
@@ -63,6 +65,7 @@ from dicomweb_server.web.context import PublicRoot
 class Container:
     settings: Settings
     store: StoreService
+    delete: DeleteService
     search: SearchService
     retrieve: RetrieveService
     render: RenderService
@@ -322,6 +325,9 @@ def build_container(settings: Settings) -> Container:
         settings=settings,
         shares=shares,
         store=store,
+        delete=DeleteService(
+            SqlDeleteIndex(db), blobs, SqlConsistencyIndex(db), trail, changed=changed
+        ),
         search=search,
         changes=changes,
         hub=hub,

@@ -46,6 +46,7 @@ class Code:
 
 # Event IDs (PS3.15 A.5.3) and event type codes (CID 403 and 412).
 INSTANCES_TRANSFERRED = Code("110104", "DICOM Instances Transferred")
+STUDY_DELETED = Code("110105", "DICOM Study Deleted")
 QUERY = Code("110112", "Query")
 USER_AUTHENTICATION = Code("110114", "User Authentication")
 SECURITY_ALERT = Code("110113", "Security Alert")
@@ -108,6 +109,23 @@ def transfer(
         caller.client,
         outcome_text=note,
         studies=tuple(dict.fromkeys(studies)),
+        request_id=caller.request_id,
+    )
+
+
+def study_deleted(
+    caller: Caller, study: str, outcome: str, note: str | None = None
+) -> AuditMessage:
+    """DICOM Study Deleted (PS3.15 A.5.3.5): the study, or instances of it, removed."""
+    return AuditMessage(
+        STUDY_DELETED,
+        "D",
+        outcome,
+        time.time(),
+        requestor_of(caller),
+        caller.client,
+        outcome_text=note,
+        studies=(study,),
         request_id=caller.request_id,
     )
 

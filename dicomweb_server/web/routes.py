@@ -11,10 +11,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
-from dicomweb_server.services.context import ADMIN, READ, SHARE, WORKITEMS, WRITE
+from dicomweb_server.services.context import ADMIN, DELETE, READ, SHARE, WORKITEMS, WRITE
 from dicomweb_server.web import (
     admin,
     changefeed,
+    delete,
     health,
     qido,
     rendered,
@@ -50,9 +51,12 @@ class Resource(Route):
     ) -> None:
         self.handlers = handlers
         # The audit message each method makes (web/audit.py): GET the kind `audited` names,
-        # POST always a store; none for a resource not audited here.
+        # POST always a store; none for a resource not audited here, nor for DELETE (the
+        # delete service records Study Deleted itself).
         self.audits = (
-            {m: auditing.STORE if m == "POST" else audited for m in handlers} if audited else {}
+            {m: auditing.STORE if m == "POST" else audited for m in handlers if m != "DELETE"}
+            if audited
+            else {}
         )
         # The scope a caller needs per method (reads: read, stores: write, unless `scope`
         # names one for every method or one per method); none for a public resource.
@@ -99,8 +103,15 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource(
         "/studies", GET=qido.search_studies, POST=stow.store_instances, audited=auditing.QUERY
     ),
+    # ... and DELETE (outside PS3.18, Microsoft's; scope delete) here and on a series or an
+    # instance
     Resource(
-        STUDY, GET=wado.retrieve_instances, POST=stow.store_instances, audited=auditing.RETRIEVE
+        STUDY,
+        scope={"DELETE": DELETE},
+        GET=wado.retrieve_instances,
+        POST=stow.store_instances,
+        DELETE=delete.delete_resource,
+        audited=auditing.RETRIEVE,
     ),
     # QIDO-RS, PS3.18 10.6
     Resource("/series", GET=qido.search_series, audited=auditing.QUERY),
@@ -109,8 +120,20 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource(STUDY + "/instances", GET=qido.search_instances, audited=auditing.QUERY),
     Resource(SERIES + "/instances", GET=qido.search_instances, audited=auditing.QUERY),
     # WADO-RS, PS3.18 10.4
-    Resource(SERIES, GET=wado.retrieve_instances, audited=auditing.RETRIEVE),
-    Resource(INSTANCE, GET=wado.retrieve_instances, audited=auditing.RETRIEVE),
+    Resource(
+        SERIES,
+        scope={"DELETE": DELETE},
+        GET=wado.retrieve_instances,
+        DELETE=delete.delete_resource,
+        audited=auditing.RETRIEVE,
+    ),
+    Resource(
+        INSTANCE,
+        scope={"DELETE": DELETE},
+        GET=wado.retrieve_instances,
+        DELETE=delete.delete_resource,
+        audited=auditing.RETRIEVE,
+    ),
     Resource(STUDY + "/metadata", GET=wado.retrieve_metadata, audited=auditing.RETRIEVE),
     Resource(SERIES + "/metadata", GET=wado.retrieve_metadata, audited=auditing.RETRIEVE),
     Resource(INSTANCE + "/metadata", GET=wado.retrieve_metadata, audited=auditing.RETRIEVE),

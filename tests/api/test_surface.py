@@ -59,13 +59,15 @@ def test_a_method_a_resource_lacks_names_the_methods_it_has(client: httpx.Client
     POST on /studies, whichever route a method would have reached)."""
     expected = {
         "/studies": "GET, HEAD, OPTIONS, POST",
-        "/studies/1.2.3": "GET, HEAD, OPTIONS, POST",
+        "/studies/1.2.3": "DELETE, GET, HEAD, OPTIONS, POST",
         "/series": "GET, HEAD, OPTIONS",
         "/studies/1.2.3/series/1.2.4/instances/1.2.5/frames/1": "GET, HEAD, OPTIONS",
         "/wado": "GET, HEAD, OPTIONS",
     }
     for path, allow in expected.items():
         for method in ("PUT", "DELETE", "PATCH"):
+            if method in allow:
+                continue
             r = client.request(method, path)
             assert r.status_code == 405, (method, path, r.status_code)
             assert r.headers["allow"] == allow, (method, path)
