@@ -36,6 +36,7 @@ from dicomweb_server.index.sql.labels import SqlLabelIndex
 from dicomweb_server.index.sql.retrieve import SqlRetrieveIndex
 from dicomweb_server.index.sql.search import SqlSearchIndex
 from dicomweb_server.index.sql.shares import SqlShareIndex
+from dicomweb_server.index.sql.stats import SqlStatsIndex
 from dicomweb_server.index.sql.store import CHANGES_CHANNEL, SqlStoreIndex
 from dicomweb_server.index.sql.webhooks import SqlWebhookIndex
 from dicomweb_server.index.sql.workitems import EVENTS_CHANNEL, SqlWorkitemIndex
@@ -52,6 +53,7 @@ from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService, TextCache
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.shares import ShareService
+from dicomweb_server.services.stats import StatsService
 from dicomweb_server.services.store import DuplicatePolicy, StoreLimits, StoreService
 from dicomweb_server.services.webhooks import RetryPolicy, Webhooks
 from dicomweb_server.services.workitem_rules import RuleRunner, parse_rules
@@ -66,6 +68,7 @@ class Container:
     settings: Settings
     store: StoreService
     delete: DeleteService
+    stats: StatsService
     search: SearchService
     retrieve: RetrieveService
     render: RenderService
@@ -325,6 +328,7 @@ def build_container(settings: Settings) -> Container:
         settings=settings,
         shares=shares,
         store=store,
+        stats=StatsService(SqlStatsIndex(db)),
         delete=DeleteService(
             SqlDeleteIndex(db), blobs, SqlConsistencyIndex(db), trail, changed=changed
         ),

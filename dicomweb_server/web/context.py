@@ -16,6 +16,7 @@ from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.shares import ShareService
+from dicomweb_server.services.stats import StatsService
 from dicomweb_server.services.store import StoreService
 from dicomweb_server.services.webhooks import Webhooks
 from dicomweb_server.services.workitems import EventChannels, WorkitemService
@@ -42,6 +43,7 @@ class Archive(Protocol):
     store: StoreService
     delete: DeleteService
     search: SearchService
+    stats: StatsService
     retrieve: RetrieveService
     render: RenderService
     access: AccessService

@@ -20,6 +20,7 @@ from dicomweb_server.web import (
     qido,
     rendered,
     shares,
+    stats,
     stow,
     subscriptions,
     uids,
@@ -229,6 +230,11 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource("/shares/{share}", scope=ADMIN, GET=shares.get_share, DELETE=shares.revoke_share),
     Resource("/keys", scope=ADMIN, GET=admin.list_keys, POST=admin.create_key),
     Resource("/keys/{key}", scope=ADMIN, DELETE=admin.revoke_key),
+    # Data-mining views (outside PS3.18): totals and aggregates (scope read), the
+    # consistency report of the patient model (scope admin)
+    Resource("/stats", GET=stats.read_stats),
+    Resource("/aggregate/{level}", GET=stats.read_aggregate),
+    Resource("/reports/consistency", scope=ADMIN, GET=stats.read_consistency_report),
     # The audit table (PS3.15 A.5 messages), scope admin.
     Resource("/audit", scope=ADMIN, GET=auditing.read_audit),
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import orjson
 from sqlalchemy import ColumnElement, and_, case, exists, literal_column, or_, select, text, true
@@ -36,6 +37,29 @@ def matchable(entity: Entity) -> frozenset[int]:
 def json_matchable(entity: Entity, tag: int) -> bool:
     """Whether `tag` can be matched on the stored DICOM JSON of `entity` or one above it."""
     return entity.owner(tag) is not None and a.vr_of(tag) not in UNMATCHABLE_VRS
+
+
+def first_value(entity: Entity, tag: int, dialect: str) -> ColumnElement[Any]:
+    """An attribute's first value for each row of a search of `entity`, to group by: its
+    index column when it has one (names upper-cased, as kept there), else read from the
+    stored JSON of the entity holding it."""
+    for each in reversed(entity.chain()):
+        if tag in each.columns:
+            return each.columns[tag].column
+    owner = entity.owner(tag) or entity
+    return json_first(owner.json, tag, dialect)
+
+
+def json_first(column: _Col[Any], tag: int, dialect: str) -> ColumnElement[Any]:
+    """The first value of an attribute in a stored JSON column, as text (a name's Alphabetic
+    group); the tag is a constant of the code, never a value from the request."""
+    name = f"{column.table.name}.{column.name}"
+    name_group = a.vr_of(tag) == "PN"
+    if dialect == "postgresql":
+        path = "-> 'Value' -> 0 ->> 'Alphabetic'" if name_group else "-> 'Value' ->> 0"
+        return literal_column(f"({name} -> '{tag:08X}' {path})")
+    tail = ".Alphabetic" if name_group else ""
+    return literal_column(f"json_extract({name}, '$.\"{tag:08X}\".Value[0]{tail}')")
 
 
 def where(

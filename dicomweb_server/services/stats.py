@@ -1,0 +1,71 @@
+"""Data-mining views (issue 18; Dicoogle's promise): totals, counts grouped by any
+attributes under QIDO-RS keys (`GET /aggregate/series?groupby=Modality,StationName&
+StudyDate=20260101-20260131`), and the consistency report of the patient model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dicomweb_server.dicom.attributes import Level, keyword_of, vr_of
+from dicomweb_server.dicom.matching import Key, Match, MatchKind, SearchRequest, parse_attribute_id
+from dicomweb_server.dicom.vr import UNMATCHABLE_VRS
+from dicomweb_server.services.context import ADMIN, READ, Caller
+from dicomweb_server.services.errors import InvalidRequest
+from dicomweb_server.services.ports.stats import Group, Inconsistency, StatsIndex
+
+MAX_GROUP_BY = 8
+
+
+@dataclass(frozen=True)
+class Totals:
+    studies: int
+    series: int
+    instances: int
+    bytes: int
+
+
+class StatsService:
+    def __init__(self, index: StatsIndex, max_groups: int = 10_000) -> None:
+        self._index = index
+        self.max_groups = max_groups
+
+    def totals(self, caller: Caller) -> Totals:
+        caller.require(READ)
+        found = self._index.aggregate(Level.STUDY, [], [], caller.studies, 1)
+        if not found:
+            return Totals(0, 0, 0, 0)
+        g = found[0]
+        return Totals(g.studies, g.series, g.instances, g.bytes)
+
+    def aggregate(
+        self, caller: Caller, level: Level, group_by: str, request: SearchRequest
+    ) -> tuple[list[int], list[Group]]:
+        """The groups and the attributes they are keyed by (as tags)."""
+        caller.require(READ)
+        tags = [parse_attribute_id(n.strip()) for n in group_by.split(",") if n.strip()]
+        if len(tags) > MAX_GROUP_BY:
+            raise InvalidRequest(f"groupby takes at most {MAX_GROUP_BY} attributes")
+        for tag in tags:
+            vr = vr_of(tag)
+            if vr == "SQ" or vr in UNMATCHABLE_VRS:
+                raise InvalidRequest(
+                    f"{keyword_of(tag)}: a {vr} attribute has no value to group by"
+                )
+        if len(set(tags)) != len(tags):
+            raise InvalidRequest("groupby names an attribute twice")
+        keys: list[Key] = [
+            m
+            for m in request.matches
+            if not (isinstance(m, Match) and m.kind is MatchKind.UNIVERSAL)
+        ]
+        limit = min(request.limit or self.max_groups, self.max_groups)
+        groups = self._index.aggregate(
+            level, tags, keys, caller.studies, limit, fuzzy=request.fuzzy
+        )
+        return tags, groups
+
+    def inconsistencies(self, caller: Caller, limit: int = 1000) -> list[Inconsistency]:
+        """What PS3.4's patient model forbids, across the whole archive (scope admin: it
+        names patients of every study)."""
+        caller.require(ADMIN)
+        return self._index.inconsistencies(min(max(limit, 1), 10_000))
