@@ -60,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "uid", help="print fresh UIDs under DICOMWEB_UID_ROOT (or 2.25.), one per line"
     )
     uid.add_argument("--count", type=int, default=1, help="how many (1 to 1000)")
+    report = commands.add_parser(
+        "report",
+        help="the consistency report: what PS3.4's patient model forbids, one finding a line",
+    )
+    report.add_argument("--limit", type=int, default=1000, help="findings at most per kind")
     args = parser.parse_args(argv)
 
     from pydantic import ValidationError
@@ -85,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "keys":
         return _keys(settings, args)
+    if args.command == "report":
+        return _report(settings, args.limit)
     if args.command == "check":
         grace = None if args.grace_minutes is None else args.grace_minutes * 60
         return _check(settings, args.repair, grace)
@@ -166,6 +173,23 @@ def _schema_behind(settings: Settings, why: str) -> bool:
             file=sys.stderr,
         )
     return behind is not None
+
+
+def _report(settings: Settings, limit: int) -> int:
+    from dicomweb_server.container import build_container
+    from dicomweb_server.services.context import Caller
+
+    if _schema_behind(settings, "report never changes the schema"):
+        return 2
+    container = build_container(settings)
+    try:
+        found = container.stats.inconsistencies(Caller.anonymous("cli"), limit)
+    finally:
+        container.close()
+    for finding in found:
+        print(f"{finding.kind}\t{finding.subject}\t" + " | ".join(finding.values))
+    print(f"{len(found)} finding(s)", file=sys.stderr)
+    return 1 if found else 0
 
 
 def _check(settings: Settings, repair: bool, grace_seconds: float | None) -> int:

@@ -3,12 +3,17 @@ and the consistency report of the patient model, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from pydicom.uid import generate_uid
 
+from tests.conftest import RunningServer, settings_env
 from tests.factories import make_instance
 from tests.helpers import stow
 
@@ -85,7 +90,7 @@ def test_aggregate_refusals(client: httpx.Client) -> None:
 
 
 def test_the_consistency_report_finds_what_the_patient_model_forbids(
-    client: httpx.Client,
+    client: httpx.Client, archive: RunningServer
 ) -> None:
     good = generate_uid()
     _store(client, [make_instance(study_uid=good, patient_id="P-OK", patient_name="Fine^Ok")])
@@ -111,3 +116,12 @@ def test_the_consistency_report_finds_what_the_patient_model_forbids(
     assert found[("series-modality", series)] == ["CT", "MR"]
     assert not any(subject in ("P-OK", good) for _, subject in found)
     assert client.get("/reports/consistency", params={"limit": "0"}).status_code == 400
+    # The same from the command line: a finding a line, exit status 1 when there are some.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
+    env.update(settings_env(archive.settings))
+    command = [str(Path(sys.executable).parent / "dicomweb-server"), "report"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    lines = [line.split("\t") for line in done.stdout.splitlines()]
+    assert ["series-modality", series, "CT | MR"] in lines
+    assert len(lines) == len(found)
