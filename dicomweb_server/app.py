@@ -18,6 +18,7 @@ from dicomweb_server.services.changes import announce_stable_periodically
 from dicomweb_server.services.workitems import purge_periodically
 from dicomweb_server.serving import LOG_FORMAT
 from dicomweb_server.settings import Settings
+from dicomweb_server.web import metrics
 from dicomweb_server.web.access import RequestLog, name_requests_in_logs
 from dicomweb_server.web.auth import Callers
 from dicomweb_server.web.errors import HANDLERS
@@ -52,7 +53,10 @@ def create_app(container: Container) -> Starlette:
             )
         )
     # Outermost: the request id and the log line cover everything, CORS answers included.
-    middleware.insert(0, Middleware(RequestLog, log_query_values=settings.log_query_values))
+    middleware.insert(
+        0,
+        Middleware(RequestLog, log_query_values=settings.log_query_values, observe=metrics.observe),
+    )
     # Inside the log (the caller carries the request id), before any route.
     middleware.insert(1, Middleware(Callers))
 

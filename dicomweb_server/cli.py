@@ -113,12 +113,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dicomweb_server.serving import http_protocol, raise_file_limit
 
     raise_file_limit()
+    workers = args.workers or settings.workers
+    if workers > 1:
+        # prometheus-client's multi-process mode: each worker writes its counters there, and
+        # a scrape of any sums them all (web/metrics.py). A folder of this run's own.
+        import os
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="dicomweb-metrics-")
     uvicorn.run(
         "dicomweb_server.app:create_app_from_settings",
         factory=True,
         host=host,
         port=args.port or settings.port,
-        workers=args.workers or settings.workers,
+        workers=workers,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
         http=http_protocol(settings.http),

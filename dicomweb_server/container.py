@@ -97,6 +97,38 @@ class Container:
         for closer in self._closers:
             closer()
 
+    def gauges(self) -> dict[str, tuple[str, float]]:
+        """What `/metrics` reads at scrape time: name -> (meaning, value), of this process
+        (the webhook backlog: of the database)."""
+        pool = self.engine.pool
+        found: dict[str, tuple[str, float]] = {
+            "db_pool_checked_out": (
+                "Database connections of this process in use",
+                float(getattr(pool, "checkedout", lambda: 0)()),
+            ),
+            "db_pool_size": (
+                "Database connections this process keeps open",
+                float(getattr(pool, "size", lambda: 0)()),
+            ),
+            "audit_messages_dropped": (
+                "Audit messages this process could not queue",
+                float(self.audit.dropped),
+            ),
+            "audit_sink_failures": (
+                "Failed writes to the audit sinks by this process",
+                float(sum(self.audit.failures.values())),
+            ),
+            "webhook_backlog": ("Webhook deliveries pending", float(self.webhooks.backlog())),
+        }
+        cache = self.retrieve.metadata_cache
+        if cache is not None:
+            found["metadata_cache_hits"] = ("Metadata texts found in the cache", float(cache.hits))
+            found["metadata_cache_misses"] = (
+                "Metadata texts not in the cache",
+                float(cache.misses),
+            )
+        return found
+
     def problems(self) -> dict[str, str]:
         """Each backend that cannot be used now, with the first line of the reason (for
         `/ready` and for the start-up check)."""

@@ -86,6 +86,9 @@ class TextCache:
         self._texts: OrderedDict[str, str] = OrderedDict()
         self._chars = 0
         self._lock = threading.Lock()
+        # Texts found and not found since the process started (the metrics).
+        self.hits = 0
+        self.misses = 0
 
     def get_many(self, keys: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -95,6 +98,8 @@ class TextCache:
                 if text is not None:
                     self._texts.move_to_end(key)
                     found[key] = text
+            self.hits += len(found)
+            self.misses += len(keys) - len(found)
         return found
 
     def put_many(self, texts: dict[str, str]) -> None:

@@ -140,6 +140,10 @@ class Webhooks:
 
     # The API (scope admin).
 
+    def backlog(self) -> int:
+        """Deliveries pending, every subscription's (the metrics)."""
+        return self._index.backlog()
+
     def create(
         self,
         caller: Caller,

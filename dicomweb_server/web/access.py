@@ -80,10 +80,17 @@ def _shown(name: str, value: str, keep_values: bool) -> str:
     return "*" if value else ""
 
 
+# (method, route template, status, seconds, body bytes received, body bytes sent)
+Observer = Callable[[str, str, int, float, int, int], None]
+
+
 class RequestLog:
-    def __init__(self, app: ASGIApp, log_query_values: bool = False) -> None:
+    def __init__(
+        self, app: ASGIApp, log_query_values: bool = False, observe: Observer | None = None
+    ) -> None:
         self.app = app
         self.log_query_values = log_query_values
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,21 +107,41 @@ class RequestLog:
         state["cleanups"] = cleanups
         started = time.perf_counter()
         status = 0
+        received = sent = 0
         token = _current.set(rid)
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            elif message["type"] == "http.response.body":
+                sent += len(message.get("body", b""))
             await send(message)
 
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+            return message
+
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, counted_receive, send_with_id)
         finally:
             _current.reset(token)
             for cleanup in cleanups:
                 cleanup()
+            if self.observe is not None:
+                route = getattr(scope.get("route"), "path", None) or "unmatched"
+                self.observe(
+                    scope["method"],
+                    route,
+                    status,
+                    time.perf_counter() - started,
+                    received,
+                    sent,
+                )
             if log.isEnabledFor(logging.INFO):
                 query = redacted_query(
                     scope.get("query_string", b"").decode("latin-1"), self.log_query_values

@@ -57,6 +57,9 @@ class Archive(Protocol):
     # The organisation's root of the UIDs the server makes ("": 2.25.<UUID>).
     uid_root: str
 
+    def gauges(self) -> dict[str, tuple[str, float]]:
+        """Values read at scrape time for `/metrics`: name -> (meaning, value)."""
+
     def problems(self) -> dict[str, str]:
         """Each backend that cannot be used now, with the reason (readiness)."""
 

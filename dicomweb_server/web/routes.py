@@ -17,6 +17,7 @@ from dicomweb_server.web import (
     changefeed,
     delete,
     health,
+    metrics,
     qido,
     rendered,
     shares,
@@ -244,6 +245,8 @@ ROOT_ROUTES: list[BaseRoute] = [
     Resource("/openapi.yaml", public=True, GET=health.openapi),
     Resource("/health", public=True, GET=health.health),
     Resource("/ready", public=True, GET=health.ready),
+    # Prometheus metrics: route templates and counts, no patient data (public, as /health).
+    Resource("/metrics", public=True, GET=metrics.metrics),
 ]
 
 

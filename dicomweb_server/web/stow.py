@@ -21,6 +21,7 @@ from dicomweb_server.services.errors import (
 )
 from dicomweb_server.services.spool import RequestSpool
 from dicomweb_server.services.store import StorePart, StoreService
+from dicomweb_server.web import metrics
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, path_uid
@@ -52,6 +53,7 @@ async def store_instances(request: Request) -> Response:
         )
     with store.admission(), store.request_spool() as spool:
         result = await _receive(request, store, spool, boundary, study_uid)
+    metrics.count_ingest(result)
     # The studies that received instances, for the audit trail (web/audit.py).
     request.state.audit_studies = [o.study_uid for o in result.outcomes if o.stored and o.study_uid]
     return _response(result, urls(request), study_uid)

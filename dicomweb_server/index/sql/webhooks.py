@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row, and_, delete, exists, insert, or_, select, update
+from sqlalchemy import Row, and_, delete, exists, func, insert, or_, select, update
 from sqlalchemy.orm import aliased
 
 from dicomweb_server.index.sql.database import Database
@@ -56,6 +56,16 @@ def _delivery(row: Row[Any]) -> Delivery:
 class SqlWebhookIndex:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    def backlog(self) -> int:
+        with self._db.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(deliveries)
+                    .where(deliveries.c.state == PENDING)
+                ).scalar_one()
+            )
 
     def add(self, subscription: WebhookSubscription) -> None:
         values = dict(subscription.__dict__)

@@ -64,6 +64,9 @@ class WebhookIndex(Protocol):
         """Move the cursor from `cursor` to `to` and add the deliveries, in one transaction;
         False (and nothing done) when another process moved it first."""
 
+    def backlog(self) -> int:
+        """How many deliveries are pending, every subscription's."""
+
     def due(self, now: float, limit: int) -> list[Delivery]:
         """Pending deliveries of enabled subscriptions whose time has come and that no
         sender holds, each the oldest pending one of its subscription and study (deliveries
