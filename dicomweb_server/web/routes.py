@@ -16,6 +16,7 @@ from dicomweb_server.web import (
     admin,
     changefeed,
     delete,
+    docs,
     health,
     metrics,
     qido,
@@ -247,6 +248,9 @@ ROOT_ROUTES: list[BaseRoute] = [
     Resource("/ready", public=True, GET=health.ready),
     # Prometheus metrics: route templates and counts, no patient data (public, as /health).
     Resource("/metrics", public=True, GET=metrics.metrics),
+    # The API explorer (Swagger UI from a packaged asset, on /openapi.yaml).
+    Resource("/docs", public=True, GET=docs.api_explorer),
+    Resource("/docs/{name}", public=True, GET=docs.asset),
 ]
 
 
