@@ -16,7 +16,7 @@ from dicomweb_server.container import Container, build_container, upgrade_databa
 from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.services.changes import announce_stable_periodically
 from dicomweb_server.services.workitems import purge_periodically
-from dicomweb_server.serving import LOG_FORMAT
+from dicomweb_server.serving import configure_logging
 from dicomweb_server.settings import Settings
 from dicomweb_server.web import metrics
 from dicomweb_server.web.access import RequestLog, name_requests_in_logs
@@ -139,9 +139,8 @@ async def sweep_periodically(container: Container) -> None:
 def create_app_from_settings() -> Starlette:
     """Factory for `uvicorn --factory`: settings from the environment, schema upgraded."""
     settings = Settings()
-    if not logging.getLogger().handlers:
-        # A worker process uvicorn started: the same log format as the parent's.
-        logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    # A worker process uvicorn started: the same log format as the parent's.
+    configure_logging(settings)
     name_requests_in_logs()
     if settings.migrate_on_start:
         upgrade_database(settings)

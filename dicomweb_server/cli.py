@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -76,9 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "uid":
         return _uids(settings, args.count)
-    from dicomweb_server.serving import LOG_FORMAT
+    from dicomweb_server.serving import configure_logging
 
-    logging.basicConfig(level=settings.log_level.upper(), format=LOG_FORMAT)
+    configure_logging(settings)
     from dicomweb_server.web.access import name_requests_in_logs
 
     name_requests_in_logs()
@@ -137,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Our own access log (web/access.py) replaces uvicorn's, which logs query values
         # (patient names and IDs) and client addresses.
         access_log=False,
+        # uvicorn's own lines go through the root logger: the same format (JSON or text).
+        log_config=None,
     )
     return 0
 

@@ -15,11 +15,15 @@ whose request headers are not complete within DICOMWEB_HEADER_TIMEOUT_SECONDS.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
+import logging
 import resource
 import socket
+import sys
 from typing import Any
 
+import orjson
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -27,6 +31,45 @@ from dicomweb_server.settings import Settings
 
 # One log line format for the server and its worker processes.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# What a log record may carry besides its message (the access log's fields), as JSON keys.
+LOG_FIELDS = ("request_id", "method", "route", "path", "status", "duration_ms", "caller")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, message, and the request's fields when
+    the record has them (the access log: request id, route, status, duration, caller)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in LOG_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info).splitlines()[-1]
+        return orjson.dumps(line).decode()
+
+
+def configure_logging(settings: Settings) -> None:
+    """The root logger's handler: JSON lines (DICOMWEB_LOG_FORMAT=json, or auto when stderr
+    is no terminal), else the text format; once per process."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    as_json = settings.log_format == "json" or (
+        settings.log_format == "auto" and not sys.stderr.isatty()
+    )
+    handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(LOG_FORMAT))
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:

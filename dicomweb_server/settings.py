@@ -345,6 +345,11 @@ class Settings(BaseSettings):
         description="Seconds a request waits for a free connection before answering 503.",
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning or error.")
+    log_format: Literal["auto", "text", "json"] = Field(
+        default="auto",
+        description="Log lines as JSON objects (json) or as text (text); auto: text on a "
+        "terminal, JSON otherwise.",
+    )
     log_query_values: bool = Field(
         default=False,
         description="Write query values (patient names, IDs...) to the access log; for "

@@ -132,26 +132,30 @@ class RequestLog:
             _current.reset(token)
             for cleanup in cleanups:
                 cleanup()
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            duration = time.perf_counter() - started
             if self.observe is not None:
-                route = getattr(scope.get("route"), "path", None) or "unmatched"
-                self.observe(
-                    scope["method"],
-                    route,
-                    status,
-                    time.perf_counter() - started,
-                    received,
-                    sent,
-                )
+                self.observe(scope["method"], route, status, duration, received, sent)
             if log.isEnabledFor(logging.INFO):
                 query = redacted_query(
                     scope.get("query_string", b"").decode("latin-1"), self.log_query_values
                 )
+                who = getattr(state.get("caller"), "principal", None)
                 log.info(
                     "%s %s%s %s %.1f ms [request %s]",
                     scope["method"],
                     scope["path"],
                     f"?{query}" if query else "",
                     status or "-",
-                    (time.perf_counter() - started) * 1000,
+                    duration * 1000,
                     rid,
+                    extra={
+                        "request_id": rid,
+                        "method": scope["method"],
+                        "route": route,
+                        "path": scope["path"],
+                        "status": status or None,
+                        "duration_ms": round(duration * 1000, 2),
+                        "caller": who or "anonymous",
+                    },
                 )

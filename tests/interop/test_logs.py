@@ -7,6 +7,7 @@ them), no client address; responses carry the request id; `/ready` names no fold
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -56,3 +57,20 @@ def test_query_values_logged_only_when_asked(archive: RunningServer, tmp_path: P
         pytest.skip("logging does not depend on the backends; run once")
     text = _run(archive, tmp_path, keep_values=True)
     assert SECRET_ID in text
+
+
+def test_json_lines_carry_the_request_fields(archive: RunningServer, tmp_path: Path) -> None:
+    """DICOMWEB_LOG_FORMAT=auto writes JSON when not on a terminal (here: a file): every line
+    is one object, the access lines with request id, route, status, duration and caller."""
+    if archive.backend != "sqlite":
+        pytest.skip("logging does not depend on the backends; run once")
+    text = _run(archive, tmp_path, keep_values=False)
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    access = [line for line in lines if line["logger"] == "dicomweb_server.access"]
+    traced = [line for line in access if line["request_id"] == "trace-42"]
+    assert len(traced) == 1
+    assert traced[0]["route"] == "/studies/{study}/metadata"
+    assert traced[0]["status"] == 404 and traced[0]["method"] == "GET"
+    assert traced[0]["duration_ms"] >= 0 and traced[0]["caller"] == "anonymous"
+    assert any(line["logger"].startswith("uvicorn") for line in lines)
