@@ -90,6 +90,12 @@ class SearchRequest:
     # Parameters understood but not honoured: each becomes a `Warning: 299` header.
     warnings: list[str] = field(default_factory=list)
 
+    def matching_keys(self) -> list[Key]:
+        """The keys with something to match: a universal key only asks for its attribute."""
+        return [
+            m for m in self.matches if not (isinstance(m, Match) and m.kind is MatchKind.UNIVERSAL)
+        ]
+
 
 # PS3.4 C.2.2.2.5.1 ranges; a DT may carry its own UTC offset (&ZZXX).
 # Patterns are matched whole (fullmatch: `$` would take a trailing newline) and ASCII (`\d`

@@ -23,7 +23,7 @@ from typing import Any
 
 from dicomweb_server.dicom.attributes import keyword_of, tag_of_keyword, vr_of
 from dicomweb_server.dicom.errors import InvalidQuery
-from dicomweb_server.dicom.matching import Key, Match, MatchKind, parse_search
+from dicomweb_server.dicom.matching import Key, parse_search
 
 JsonDict = dict[str, Any]
 
@@ -625,6 +625,4 @@ def parse_filter(text: str) -> list[Key]:
     request = parse_search(pairs)
     if request.limit is not None or request.offset or request.include_fields:
         raise InvalidQuery("a filter holds matching keys only")
-    return [
-        m for m in request.matches if not (isinstance(m, Match) and m.kind is MatchKind.UNIVERSAL)
-    ]
+    return request.matching_keys()

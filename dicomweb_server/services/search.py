@@ -119,11 +119,7 @@ class SearchService:
     ) -> set[str]:
         """Which of `study_uids` the caller may see and `request`'s keys match (the live
         streams' and webhooks' filters): one query per page of UIDs, nothing rendered."""
-        keys = [
-            m
-            for m in request.matches
-            if not (isinstance(m, Match) and m.kind is MatchKind.UNIVERSAL)
-        ]
+        keys = request.matching_keys()
         found: set[str] = set()
         unique = sorted(set(study_uids))
         for start in range(0, len(unique), self.max_limit):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dicomweb_server.dicom.attributes import Level, keyword_of, vr_of
-from dicomweb_server.dicom.matching import Key, Match, MatchKind, SearchRequest, parse_attribute_id
+from dicomweb_server.dicom.matching import Key, SearchRequest, parse_attribute_id
 from dicomweb_server.dicom.vr import UNMATCHABLE_VRS
 from dicomweb_server.services.context import ADMIN, READ, Caller
 from dicomweb_server.services.errors import InvalidRequest
@@ -53,11 +53,7 @@ class StatsService:
                 )
         if len(set(tags)) != len(tags):
             raise InvalidRequest("groupby names an attribute twice")
-        keys: list[Key] = [
-            m
-            for m in request.matches
-            if not (isinstance(m, Match) and m.kind is MatchKind.UNIVERSAL)
-        ]
+        keys: list[Key] = request.matching_keys()
         limit = min(request.limit or self.max_groups, self.max_groups)
         groups = self._index.aggregate(
             level, tags, keys, caller.studies, limit, fuzzy=request.fuzzy

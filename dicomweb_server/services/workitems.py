@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from dicomweb_server.dicom import uids, ups
-from dicomweb_server.dicom.matching import Key, Match, MatchKind, SearchRequest
+from dicomweb_server.dicom.matching import Key, SearchRequest
 from dicomweb_server.services.changes import Alarm
 from dicomweb_server.services.context import ADMIN, READ, WORKITEMS, Caller
 from dicomweb_server.services.errors import (
@@ -147,11 +147,7 @@ class WorkitemService:
 
     def search(self, caller: Caller, request: SearchRequest) -> WorkitemResults:
         self._allow(caller, READ)
-        keys: list[Key] = [
-            m
-            for m in request.matches
-            if not (isinstance(m, Match) and m.kind is MatchKind.UNIVERSAL)
-        ]
+        keys: list[Key] = request.matching_keys()
         if any(_names_lock(k) for k in keys):
             # The lock is no search key: matching on it would tell who holds it.
             raise InvalidRequest("Transaction UID (0008,1195) is not a search key")
