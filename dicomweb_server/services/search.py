@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -19,6 +19,8 @@ from dicomweb_server.services.context import READ, Caller
 from dicomweb_server.services.errors import NotFound
 from dicomweb_server.services.ports import JsonDict, SearchIndex, SearchQuery, SearchResult
 
+T = TypeVar("T")
+
 # PS3.18 10.6.1: "ONLINE", every stored instance is available for immediate retrieval.
 _ONLINE = {"vr": "CS", "Value": ["ONLINE"]}
 
@@ -28,6 +30,38 @@ TRUNCATED = (
     "The number of results exceeded the maximum supported by the server. "
     "Additional results can be requested."
 )
+
+
+@dataclass(frozen=True)
+class Page:
+    """A page asked for with limit/offset under the server's maximum: the index is asked for
+    `fetch` rows, one more than the page (the extra one tells whether more match)."""
+
+    limit: int
+    offset: int
+    capped: bool  # the server's maximum, not the client, set the limit
+
+    @classmethod
+    def of(cls, request: SearchRequest, max_limit: int) -> Page:
+        asked = request.limit
+        return cls(
+            min(max_limit if asked is None else asked, max_limit),
+            request.offset,
+            asked is None or asked > max_limit,
+        )
+
+    @property
+    def fetch(self) -> int:
+        return self.limit + 1
+
+    def cut(self, rows: list[T], warnings: list[str]) -> tuple[list[T], int | None]:
+        """The page's rows and where the next page starts (None: nothing more matches); the
+        truncation warning when the server's maximum cut them."""
+        if len(rows) <= self.limit:
+            return rows, None
+        if self.capped:
+            warnings.append(TRUNCATED)
+        return rows[: self.limit], (self.offset + self.limit if self.limit else None)
 
 
 # (study, series, instance) -> the RetrieveURL of that study, series or instance.
@@ -76,9 +110,7 @@ class SearchService:
                     f"matching on {keyword_of(match.tag)} is not supported at the {level} "
                     "level; the key was ignored"
                 )
-        limit = self.max_limit if request.limit is None else request.limit
-        capped = request.limit is None or request.limit > self.max_limit
-        limit = min(limit, self.max_limit)
+        page = Page.of(request, self.max_limit)
         wanted = self._wanted(level, request, study_uid, series_uid)
         needs_metadata = level is Level.INSTANCE and (
             request.include_all
@@ -94,20 +126,15 @@ class SearchService:
                 matches=matches,
                 study_uid=study_uid,
                 series_uid=series_uid,
-                limit=limit + 1,
-                offset=request.offset,
+                limit=page.fetch,
+                offset=page.offset,
                 with_metadata=needs_metadata,
                 fuzzy=request.fuzzy,
                 timezone_offset=request.timezone_offset,
                 scope=caller.studies,
             )
         )
-        next_offset = None
-        if len(results) > limit:
-            results = results[:limit]
-            next_offset = request.offset + limit if limit else None
-            if capped:
-                warnings.append(TRUNCATED)
+        results, next_offset = page.cut(results, warnings)
         return SearchResponse(
             [self._render(level, r, wanted, request.include_all, retrieve_url) for r in results],
             warnings,

@@ -35,14 +35,10 @@ from dicomweb_server.services.ports.workitems import (
     WorkitemIndex,
     WorkitemSearch,
 )
+from dicomweb_server.services.search import Page
 
 log = logging.getLogger("dicomweb_server.workitems")
 
-# PS3.18 (QIDO-RS and UPS-RS search): the warning when the server's maximum cut the results.
-TRUNCATED = (
-    "The number of results exceeded the maximum supported by the server. "
-    "Additional results can be requested."
-)
 # A change is decided again this many times when other changes keep coming first.
 _ATTEMPTS = 20
 
@@ -152,17 +148,11 @@ class WorkitemService:
             # The lock is no search key: matching on it would tell who holds it.
             raise InvalidRequest("Transaction UID (0008,1195) is not a search key")
         warnings = list(request.warnings)
-        capped = request.limit is None or request.limit > self.max_limit
-        limit = min(self.max_limit if request.limit is None else request.limit, self.max_limit)
+        page = Page.of(request, self.max_limit)
         found = self._index.search(
-            WorkitemSearch(keys, limit + 1, request.offset, request.fuzzy, request.timezone_offset)
+            WorkitemSearch(keys, page.fetch, page.offset, request.fuzzy, request.timezone_offset)
         )
-        next_offset = None
-        if len(found) > limit:
-            found = found[:limit]
-            next_offset = request.offset + limit if limit else None
-            if capped:
-                warnings.append(TRUNCATED)
+        found, next_offset = page.cut(found, warnings)
         # PS3.18 11.9.2: every attribute of the workitem (its Return Key Type 1 and 2
         # attributes among them) but the lock.
         return WorkitemResults([ups.without_lock(w) for w in found], warnings, next_offset)
