@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from dicomweb_server.container import Container, build_container, upgrade_database
 from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.services.changes import announce_stable_periodically
-from dicomweb_server.services.workitems import purge_periodically
+from dicomweb_server.services.periodic import periodically, purge_interval
 from dicomweb_server.serving import configure_logging
 from dicomweb_server.settings import Settings
 from dicomweb_server.web import metrics
@@ -89,7 +90,18 @@ async def background(container: Container, sweep: bool = False) -> AsyncIterator
         )
     retention = container.settings.workitem_retention_seconds
     if retention > 0:
-        tasks.append(asyncio.create_task(purge_periodically(container.workitems, retention)))
+        purge = functools.partial(container.workitems.purge, retention)
+        tasks.append(
+            asyncio.create_task(
+                periodically(purge, purge_interval(retention), "purging finished workitems")
+            )
+        )
+    kept = container.reject.retention_seconds
+    tasks.append(
+        asyncio.create_task(
+            periodically(container.reject.purge, purge_interval(kept), "purging rejected instances")
+        )
+    )
     if container.rules is not None:
         tasks.append(asyncio.create_task(container.rules.run()))
     if sweep:

@@ -33,6 +33,7 @@ from dicomweb_server.index.sql.delete import SqlDeleteIndex
 from dicomweb_server.index.sql.engine import make_engine
 from dicomweb_server.index.sql.keys import SqlKeyIndex
 from dicomweb_server.index.sql.labels import SqlLabelIndex
+from dicomweb_server.index.sql.reject import SqlRejectIndex
 from dicomweb_server.index.sql.retrieve import SqlRetrieveIndex
 from dicomweb_server.index.sql.search import SqlSearchIndex
 from dicomweb_server.index.sql.shares import SqlShareIndex
@@ -49,6 +50,7 @@ from dicomweb_server.services.delete import DeleteService
 from dicomweb_server.services.oidc import OidcConfig, OidcVerifier, parse_role_map
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import BlobStore
+from dicomweb_server.services.reject import RejectService
 from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService, TextCache
 from dicomweb_server.services.search import SearchService
@@ -68,6 +70,7 @@ class Container:
     settings: Settings
     store: StoreService
     delete: DeleteService
+    reject: RejectService
     stats: StatsService
     search: SearchService
     retrieve: RetrieveService
@@ -363,6 +366,15 @@ def build_container(settings: Settings) -> Container:
         stats=StatsService(SqlStatsIndex(db)),
         delete=DeleteService(
             SqlDeleteIndex(db), blobs, SqlConsistencyIndex(db), trail, changed=changed
+        ),
+        reject=RejectService(
+            SqlRejectIndex(db),
+            store.reindex,
+            blobs,
+            SqlConsistencyIndex(db),
+            settings.rejected_retention_seconds,
+            trail,
+            changed=changed,
         ),
         search=search,
         changes=changes,

@@ -317,6 +317,12 @@ class Settings(BaseSettings):
         description="UPS-RS: a COMPLETED or CANCELED workitem is removed this long after it "
         "became so, unless a subscriber holds a deletion lock on it; 0: kept for ever.",
     )
+    rejected_retention_seconds: float = Field(
+        default=30 * 24 * 3600.0,
+        ge=0,
+        description="Rejected instances (IOCM) are kept this long, restorable, then purged "
+        "(their objects removed); 0: purged at the next round.",
+    )
     workitem_rules: str = Field(
         default="",
         description="UPS-RS workitems made by ingest rules: a JSON array of {name, filter "

@@ -139,7 +139,8 @@ class RunningServer:
             if self.database == "postgresql":
                 conn.execute(
                     text(
-                        "TRUNCATE instances, series, studies, retired_objects RESTART IDENTITY "
+                        "TRUNCATE instances, series, studies, retired_objects, rejected_objects "
+                        "RESTART IDENTITY "
                         "CASCADE"
                     )
                 )
@@ -158,6 +159,7 @@ class RunningServer:
                     "series",
                     "studies",
                     "retired_objects",
+                    "rejected_objects",
                     "changes",
                     "deliveries",
                     "subscriptions",

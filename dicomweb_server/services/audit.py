@@ -45,6 +45,7 @@ class Code:
 
 
 # Event IDs (PS3.15 A.5.3) and event type codes (CID 403 and 412).
+INSTANCES_ACCESSED = Code("110103", "DICOM Instances Accessed")
 INSTANCES_TRANSFERRED = Code("110104", "DICOM Instances Transferred")
 STUDY_DELETED = Code("110105", "DICOM Study Deleted")
 QUERY = Code("110112", "Query")
@@ -109,6 +110,24 @@ def transfer(
         caller.client,
         outcome_text=note,
         studies=tuple(dict.fromkeys(studies)),
+        request_id=caller.request_id,
+    )
+
+
+def instances_accessed(
+    caller: Caller, study: str, action: str, outcome: str, note: str | None = None
+) -> AuditMessage:
+    """DICOM Instances Accessed (PS3.15 A.5.3.4): instances of the study changed (U: a
+    correction, a restore) or made unavailable (D: a rejection), what was done in `note`."""
+    return AuditMessage(
+        INSTANCES_ACCESSED,
+        action,
+        outcome,
+        time.time(),
+        requestor_of(caller),
+        caller.client,
+        outcome_text=note,
+        studies=(study,),
         request_id=caller.request_id,
     )
 

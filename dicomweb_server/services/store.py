@@ -440,8 +440,27 @@ class StoreService:
         for staged in batch:
             self._blobs.delete(staged.record.instance.blob_key)
 
-    def _record(self, prepared: PreparedInstance, labels: Labelling) -> NewInstance:
-        """What the index keeps of a prepared object, under a fresh blob key."""
+    def reindex(self, key: str, labels: frozenset[str]) -> AddResult:
+        """Index the object stored under `key` again as it is (a restore after a rejection):
+        read from the blob store, what the index keeps of it computed as at ingest, the
+        study given `labels` (and those of the label rule). The object is not changed."""
+        with self.spool.request() as spool:
+            path = spool.new_path(".dcm")
+            with path.open("wb") as out:
+                for chunk in self._blobs.iter_range(key):
+                    out.write(chunk)
+            prepared = prepare(path, spool.path, self._threshold, hold=self.budget.reserve)
+            record = self._record(prepared, Labelling(labels), key)
+        (added,) = self._index.add_instances([record])
+        if self._changed is not None:
+            self._changed()
+        return added
+
+    def _record(
+        self, prepared: PreparedInstance, labels: Labelling, key: str | None = None
+    ) -> NewInstance:
+        """What the index keeps of a prepared object, under a fresh blob key (or `key`, the
+        object's own when it is indexed again)."""
         study, series, instance = (
             prepared.study_uid,
             prepared.series_uid,
@@ -459,7 +478,8 @@ class StoreService:
         )
         levels = _split_levels(metadata)
         # A fresh version per copy: a new copy never overwrites the one the index points to.
-        key = uids.blob_key(study, series, instance, secrets.token_hex(8))
+        if key is None:
+            key = uids.blob_key(study, series, instance, secrets.token_hex(8))
         return NewInstance(
             instance=StoredInstance(
                 study,

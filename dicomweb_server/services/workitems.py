@@ -489,15 +489,3 @@ class EventChannels:
     def close_signal(self) -> None:
         if self._signal is not None:
             self._signal.close()
-
-
-async def purge_periodically(service: WorkitemService, retention_seconds: float) -> None:
-    """Remove finished workitems once their retention has passed (any number of processes
-    may run this; each removal is one statement)."""
-    interval = min(max(retention_seconds / 10, 1.0), 300.0)
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await asyncio.to_thread(service.purge, retention_seconds)
-        except Exception as exc:  # noqa: BLE001 - the next round tries again
-            log.warning("purging finished workitems failed: %s", type(exc).__name__)

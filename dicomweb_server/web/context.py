@@ -12,6 +12,7 @@ from dicomweb_server.services.access import AccessService
 from dicomweb_server.services.audit import AuditTrail
 from dicomweb_server.services.changes import ChangeFeed, ChangeHub
 from dicomweb_server.services.delete import DeleteService
+from dicomweb_server.services.reject import RejectService
 from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
@@ -42,6 +43,7 @@ class Archive(Protocol):
     root: PublicRoot
     store: StoreService
     delete: DeleteService
+    reject: RejectService
     search: SearchService
     stats: StatsService
     retrieve: RetrieveService

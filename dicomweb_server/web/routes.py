@@ -137,6 +137,16 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
         DELETE=delete.delete_resource,
         audited=auditing.RETRIEVE,
     ),
+    # Outside PS3.18: reject (IOCM, dcm4chee's route that OHIF's supportsReject calls) and
+    # restore (scope delete)
+    *(
+        Resource(level + "/reject/{code}", scope=DELETE, POST=delete.reject_resource)
+        for level in (STUDY, SERIES, INSTANCE)
+    ),
+    *(
+        Resource(level + "/restore", scope=DELETE, POST=delete.restore_resource)
+        for level in (STUDY, SERIES, INSTANCE)
+    ),
     Resource(STUDY + "/metadata", GET=wado.retrieve_metadata, audited=auditing.RETRIEVE),
     Resource(SERIES + "/metadata", GET=wado.retrieve_metadata, audited=auditing.RETRIEVE),
     Resource(INSTANCE + "/metadata", GET=wado.retrieve_metadata, audited=auditing.RETRIEVE),

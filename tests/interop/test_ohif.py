@@ -7,6 +7,7 @@ folder and names it in DICOMWEB_TEST_OHIF_DIR. Without it the test skips (fails 
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import io
 import os
@@ -42,8 +43,9 @@ def _data_source(root: str) -> str:
     return block.group(1).replace("http://127.0.0.1:8080/dicomweb", root)
 
 
-def _app_config(root: str) -> bytes:
-    return f"""window.config = {{
+def _app_config(root: str, script: str = "") -> bytes:
+    return f"""{script}
+window.config = {{
   routerBasename: null, extensions: [], modes: [], showStudyList: true,
   maxNumberOfWebWorkers: 1, showWarningMessageForCrossOrigin: false,
   showCPUFallbackMessage: false, showLoadingIndicator: false,
@@ -102,6 +104,7 @@ def _shows_the_study(shot: Path) -> bool:
 class OhifSite:
     url = ""
     dicomweb_root = ""
+    script = ""  # run by app-config.js before the app starts
 
 
 @pytest.fixture
@@ -122,7 +125,7 @@ def ohif_site() -> Iterator[OhifSite]:
         def send_head(self):  # type: ignore[no-untyped-def]
             path = self.path.split("?", 1)[0]
             if path == "/app-config.js":
-                config = _app_config(site.dicomweb_root)
+                config = _app_config(site.dicomweb_root, site.script)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/javascript")
                 self.send_header("Content-Length", str(len(config)))
@@ -145,6 +148,47 @@ def ohif_site() -> Iterator[OhifSite]:
         httpd.shutdown()
 
 
+@contextlib.contextmanager
+def _recorded(
+    archive: RunningServer, frame_types: set[str] | None = None
+) -> Iterator[tuple[str, list[tuple[str, str, int]]]]:
+    """The archive's app again, on a port of its own, recording what the viewer asks and
+    gets (method, path, status), and the transfer syntaxes of the frames it gets: its
+    DICOMweb root and the record."""
+    seen: list[tuple[str, str, int]] = []
+    app = create_app(archive.container)
+
+    async def recorder(scope, receive, send):  # type: ignore[no-untyped-def]
+        async def record(message):  # type: ignore[no-untyped-def]
+            if message["type"] == "http.response.start":
+                seen.append((scope["method"], scope["path"], message["status"]))
+            if (
+                frame_types is not None
+                and message["type"] == "http.response.body"
+                and "/frames/" in scope["path"]
+            ):
+                # The head of the first part names the transfer syntax of the frame.
+                head = message.get("body", b"")[:400]
+                frame_types.update(re.findall(r"transfer-syntax=([0-9.]+)", head.decode("latin-1")))
+            await send(message)
+
+        await app(scope, receive, record)
+
+    server = uvicorn.Server(
+        uvicorn.Config(recorder, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}{archive.settings.base_path}", seen
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
 @pytest.mark.parametrize("stored_as", [None, "1.2.840.10008.1.2.4.80"])
 def test_ohif_opens_a_study(
     archive: RunningServer,
@@ -162,39 +206,12 @@ def test_ohif_opens_a_study(
     with httpx.Client(base_url=archive.base_url) as client:
         assert stow(client, sent).status_code == 200
 
-    # Our server again, on a port of its own, recording what the viewer asks and gets.
-    seen: list[tuple[str, str, int]] = []
     frame_types: set[str] = set()
-    app = create_app(archive.container)
-
-    async def recorder(scope, receive, send):  # type: ignore[no-untyped-def]
-        async def record(message):  # type: ignore[no-untyped-def]
-            if message["type"] == "http.response.start":
-                seen.append((scope["method"], scope["path"], message["status"]))
-            if message["type"] == "http.response.body" and "/frames/" in scope["path"]:
-                # The head of the first part names the transfer syntax of the frame.
-                head = message.get("body", b"")[:400]
-                frame_types.update(re.findall(r"transfer-syntax=([0-9.]+)", head.decode("latin-1")))
-            await send(message)
-
-        await app(scope, receive, record)
-
-    server = uvicorn.Server(
-        uvicorn.Config(recorder, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    ohif_site.dicomweb_root = f"http://127.0.0.1:{port}{archive.settings.base_path}"
-    try:
+    with _recorded(archive, frame_types) as (root, seen):
+        ohif_site.dicomweb_root = root
         shot, stderr = _screenshot(
             chromium, f"{ohif_site.url}/viewer?StudyInstanceUIDs={study}", tmp_path
         )
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
     assert shot.is_file(), stderr[-2000:]
     failures = [s for s in seen if s[2] >= 400]
     assert failures == [], failures
@@ -254,3 +271,61 @@ def test_ohif_opens_a_shared_study_with_auth_on(
         # The link was used once (max_uses=1): opening it again is refused.
         again = client.get("/shares/open", params={"token": share["token"]})
         assert again.status_code == 401 and "used up" in again.json()["error"]
+
+
+def test_ohif_rejects_a_series_through_its_data_source(
+    archive: RunningServer,
+    chromium: str,  # noqa: F811
+    ohif_site: OhifSite,
+    tmp_path: Path,
+) -> None:
+    """With `supportsReject: true` (docs/conformance.md) OHIF's data source has `reject`,
+    the call its UI makes. OHIF 3.13.2's throws before sending anything (it captures the
+    auth header function before `initialize` sets it: "getAuthrorizationHeader is not a
+    function"); then the page sends the request that function builds (dcm4chee's route, the
+    `^` as %5E, from the viewer's origin) itself. The archive answers 204 and the series is
+    gone from QIDO-RS at once."""
+    if archive.backend != "sqlite":
+        pytest.skip("the viewer path does not depend on the index; run once")
+    study = generate_uid()
+    first, second = _sine_series(study), _sine_series(study)
+    with httpx.Client(base_url=archive.base_url) as client:
+        assert stow(client, first + second).status_code == 200
+        rejected = client.get(f"/studies/{study}/series").json()[1]["0020000E"]["Value"][0]
+    with _recorded(archive) as (root, seen):
+        ohif_site.dicomweb_root = root
+        ohif_site.script = f"""
+const report = what => fetch('{root}/report/' + encodeURIComponent(what));
+const asOhifDoes = source => {{
+  const xhr = new XMLHttpRequest();
+  const url = source.getConfig().wadoRoot + '/studies/{study}/series/{rejected}';
+  xhr.open('POST', url + '/reject/113001%5EDCM', true);
+  xhr.onreadystatechange = () => xhr.readyState == 4 && report('sent/' + xhr.status);
+  xhr.send();
+}};
+const rejectOnce = setInterval(() => {{
+  const manager = window.extensionManager;
+  const source = manager && manager.getActiveDataSource && manager.getActiveDataSource()[0];
+  if (!source || !source.reject) return;
+  clearInterval(rejectOnce);
+  source.reject.series('{study}', '{rejected}').then(
+    () => report('ohif/204'),
+    e => {{ report('ohif-failed/' + e); asOhifDoes(source); }});
+}}, 250);"""
+        shot, stderr = _screenshot(
+            chromium, f"{ohif_site.url}/viewer?StudyInstanceUIDs={study}", tmp_path
+        )
+    assert shot.is_file(), stderr[-2000:]
+    reports = [p.rsplit("/report/", 1)[1] for _, p, _ in seen if "/report/" in p]
+    assert reports in (
+        ["ohif/204"],
+        ["ohif-failed/TypeError: getAuthrorizationHeader is not a function", "sent/204"],
+    ), reports
+    posts = [s for s in seen if s[0] == "POST"]
+    assert posts == [
+        ("POST", f"/dicomweb/studies/{study}/series/{rejected}/reject/113001^DCM", 204)
+    ]
+    with httpx.Client(base_url=archive.base_url) as client:
+        left = client.get(f"/studies/{study}/series").json()
+        assert len(left) == 1 and rejected not in str(left)
+        assert client.post(f"/studies/{study}/series/{rejected}/restore").status_code == 200

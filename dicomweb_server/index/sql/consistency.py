@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 
 from dicomweb_server.index.sql.database import Database
-from dicomweb_server.index.sql.models import instances, retired_objects
+from dicomweb_server.index.sql.models import instances, rejected_objects, retired_objects
 
 
 class SqlConsistencyIndex:
@@ -14,7 +14,10 @@ class SqlConsistencyIndex:
 
     def blob_keys(self) -> set[str]:
         with self._db.connect() as conn:
-            return {str(k) for k in conn.execute(select(instances.c.blob_key)).scalars()}
+            indexed = {str(k) for k in conn.execute(select(instances.c.blob_key)).scalars()}
+            # Rejected objects are kept (restorable) until the purge retires them.
+            kept = conn.execute(select(rejected_objects.c.blob_key)).scalars()
+            return indexed | {str(k) for k in kept}
 
     def retired(self) -> dict[str, float]:
         stmt = select(retired_objects.c.blob_key, retired_objects.c.retired_at)

@@ -160,6 +160,23 @@ retired_objects = Table(
     Index(None, "retired_at"),
 )
 
+# Rejected instances (IOCM, PS3.16 CID 7011): no index row points at them (searches and
+# retrievals answer as for a delete); the object stays until the purge delay has passed, and
+# a restore indexes it again. `labels`: a JSON array of the study's access-control labels.
+rejected_objects = Table(
+    "rejected_objects",
+    metadata,
+    Column("blob_key", Text, primary_key=True),
+    Column("study_uid", String(64), nullable=False),
+    Column("series_uid", String(64), nullable=False),
+    Column("sop_uid", String(64), nullable=False),
+    Column("code", String(80), nullable=False),  # CodeValue^CodingSchemeDesignator
+    Column("rejected_at", Float, nullable=False),  # seconds since the epoch
+    Column("labels", Text, nullable=False),
+    Index(None, "study_uid"),
+    Index(None, "rejected_at"),
+)
+
 
 # API keys (issue 14): only a hash of each secret is kept; a revocation is a row change every
 # process sees on its next request.
