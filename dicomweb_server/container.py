@@ -28,6 +28,7 @@ from dicomweb_server.index.sql import migrate
 from dicomweb_server.index.sql.audit import SqlAuditLog
 from dicomweb_server.index.sql.changes import SqlChangeLog
 from dicomweb_server.index.sql.consistency import SqlConsistencyIndex
+from dicomweb_server.index.sql.corrections import SqlCorrectionIndex
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.delete import SqlDeleteIndex
 from dicomweb_server.index.sql.engine import make_engine
@@ -46,6 +47,7 @@ from dicomweb_server.services.audit import AuditSink, AuditTrail
 from dicomweb_server.services.budget import MemoryBudget
 from dicomweb_server.services.changes import ChangeFeed, ChangeHub
 from dicomweb_server.services.consistency import ConsistencyService
+from dicomweb_server.services.corrections import CorrectionService
 from dicomweb_server.services.delete import DeleteService
 from dicomweb_server.services.oidc import OidcConfig, OidcVerifier, parse_role_map
 from dicomweb_server.services.pixels import PixelReader
@@ -71,6 +73,7 @@ class Container:
     store: StoreService
     delete: DeleteService
     reject: RejectService
+    corrections: CorrectionService
     stats: StatsService
     search: SearchService
     retrieve: RetrieveService
@@ -366,6 +369,15 @@ def build_container(settings: Settings) -> Container:
         stats=StatsService(SqlStatsIndex(db)),
         delete=DeleteService(
             SqlDeleteIndex(db), blobs, SqlConsistencyIndex(db), trail, changed=changed
+        ),
+        corrections=CorrectionService(
+            SqlCorrectionIndex(db),
+            retrieve_index,
+            store,
+            blobs,
+            settings.max_correction_instances,
+            trail,
+            changed=changed,
         ),
         reject=RejectService(
             SqlRejectIndex(db),

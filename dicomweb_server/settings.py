@@ -317,6 +317,12 @@ class Settings(BaseSettings):
         description="UPS-RS: a COMPLETED or CANCELED workitem is removed this long after it "
         "became so, unless a subscriber holds a deletion lock on it; 0: kept for ever.",
     )
+    max_correction_instances: int = Field(
+        default=20000,
+        gt=0,
+        description="The most instances one correction or merge request rewrites (each is "
+        "read and stored again).",
+    )
     rejected_retention_seconds: float = Field(
         default=30 * 24 * 3600.0,
         ge=0,

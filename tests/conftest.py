@@ -139,7 +139,8 @@ class RunningServer:
             if self.database == "postgresql":
                 conn.execute(
                     text(
-                        "TRUNCATE instances, series, studies, retired_objects, rejected_objects "
+                        "TRUNCATE instances, series, studies, retired_objects, rejected_objects, "
+                        "original_versions "
                         "RESTART IDENTITY "
                         "CASCADE"
                     )
@@ -160,6 +161,7 @@ class RunningServer:
                     "studies",
                     "retired_objects",
                     "rejected_objects",
+                    "original_versions",
                     "changes",
                     "deliveries",
                     "subscriptions",

@@ -19,7 +19,7 @@ import io
 import shutil
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, BinaryIO
@@ -33,7 +33,6 @@ from pydicom.filewriter import dcmwrite, write_file_meta_info
 from pydicom.uid import UID
 
 from dicomweb_server.dicom import uids
-from dicomweb_server.dicom.deidentify import Deidentifier
 from dicomweb_server.dicom.errors import ObjectRejected, is_storage_error
 from dicomweb_server.dicom.frames import (
     FrameLayoutError,
@@ -461,14 +460,12 @@ def _frames(
         return None, str(exc), count
 
 
-def deidentify(src: BinaryIO, dst: BinaryIO, deidentifier: Deidentifier) -> None:
-    """De-identify the object in `src` into a new PS3.10 file written to `dst`.
-
-    The whole object is read (pixel data included) and written again: de-identification is
-    the one ingest step that rewrites objects. Big endian input is written little endian.
-    Raises ObjectRejected; what was written to `dst` is then of no use.
-    """
-    with _rejected_as("the object cannot be de-identified"):
+def rewrite(src: BinaryIO, dst: BinaryIO, change: Callable[[Dataset], None], failure: str) -> None:
+    """The object in `src` with `change` applied to its data set, a new PS3.10 file written
+    to `dst`: the two steps that rewrite objects (de-identification, corrections). Native
+    pixel data is written Explicit VR Little Endian; encapsulated syntaxes keep their
+    compressed frames byte for byte. Raises ObjectRejected with `failure`."""
+    with _rejected_as(failure):
         src.seek(0)
         ds = dcmread(src, force=True)
         meta = getattr(ds, "file_meta", None)
@@ -476,9 +473,7 @@ def deidentify(src: BinaryIO, dst: BinaryIO, deidentifier: Deidentifier) -> None
         if ds.original_encoding[1] is False:
             swap_binary_words(ds)
         if syntax is None or syntax in uids.NATIVE_TRANSFER_SYNTAXES:
-            # Native pixel data (implicit, big endian or deflated on arrival) is written
-            # Explicit VR Little Endian; encapsulated syntaxes keep their compressed frames.
             syntax = uids.EXPLICIT_VR_LITTLE_ENDIAN
-        deidentifier.apply(ds)
+        change(ds)
         _, _, sop_instance, sop_class = required_uids(ds)
         _write_explicit_little(ds, dst, syntax, sop_class, sop_instance)

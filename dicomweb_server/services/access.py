@@ -18,6 +18,8 @@ from dicomweb_server.services.context import (
     DELETE,
     READ,
     SHARE,
+    UPDATE,
+    WORKITEMS,
     WRITE,
     Caller,
     StudyScope,
@@ -31,7 +33,7 @@ from dicomweb_server.services.shares import ShareService
 from dicomweb_server.services.tokens import Presented, new_token, parse_token
 
 # The scopes a key may carry (the route table names one per route; PS3.18 knows none).
-KEY_SCOPES = frozenset({READ, WRITE, DELETE, "workitems", SHARE, ADMIN})
+KEY_SCOPES = frozenset({READ, WRITE, UPDATE, DELETE, WORKITEMS, SHARE, ADMIN})
 _TOUCH_EVERY = 60.0
 
 

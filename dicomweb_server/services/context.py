@@ -27,7 +27,9 @@ SHARE = "share"
 DOWNLOAD = "download"
 # Create and change UPS-RS workitems (searching and subscribing need read).
 WORKITEMS = "workitems"
-EVERY_SCOPE = frozenset({READ, DOWNLOAD, WRITE, DELETE, WORKITEMS, SHARE, ADMIN})
+# Correct patient and study attributes, merge patients.
+UPDATE = "update"
+EVERY_SCOPE = frozenset({READ, DOWNLOAD, WRITE, UPDATE, DELETE, WORKITEMS, SHARE, ADMIN})
 
 
 def granted(scopes: frozenset[str] | set[str]) -> frozenset[str]:

@@ -111,13 +111,28 @@ def deidentified(
     src: Path, workdir: Path, deidentifier: Deidentifier, hold: Hold = _no_hold
 ) -> Path:
     """A de-identified copy of the object in `src`, a new file in `workdir`."""
-    dst_path = workdir / (src.name + ".deid")
+    return rewritten(
+        src, workdir, deidentifier.apply, "the object cannot be de-identified", ".deid", hold
+    )
+
+
+def rewritten(
+    src: Path,
+    workdir: Path,
+    change: Callable[[Dataset], None],
+    failure: str,
+    suffix: str,
+    hold: Hold = _no_hold,
+) -> Path:
+    """A copy of the object in `src` with `change` applied to its data set, a new file in
+    `workdir` (the object is read whole: its memory is held). Raises ObjectRejected."""
+    dst_path = workdir / (src.name + suffix)
     with (
         hold(WHOLE_OBJECT_COPIES * src.stat().st_size),
         _written(dst_path) as dst,
         src.open("rb") as fin,
     ):
-        part10.deidentify(fin, dst, deidentifier)
+        part10.rewrite(fin, dst, change, failure)
     return dst_path
 
 

@@ -32,6 +32,8 @@ from dicomweb_server.services.context import (
     DELETE,
     READ,
     SHARE,
+    UPDATE,
+    WORKITEMS,
     WRITE,
     Caller,
     StudyScope,
@@ -42,11 +44,11 @@ from dicomweb_server.services.ports.identity import JsonClient, ProviderUnreacha
 
 ALLOWED_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "PS384"})
 DEFAULT_ALGORITHMS = ("RS256", "ES256", "PS256")
-SCOPES = (READ, WRITE, DELETE, "workitems", SHARE, ADMIN)
+SCOPES = (READ, WRITE, UPDATE, DELETE, WORKITEMS, SHARE, ADMIN)
 # Microsoft's DICOM service roles (Azure Health Data Services).
 MICROSOFT_ROLES = {
     "DicomDataReader": frozenset({READ}),
-    "DicomDataOwner": frozenset({READ, WRITE, DELETE, "workitems"}),
+    "DicomDataOwner": frozenset({READ, WRITE, UPDATE, DELETE, WORKITEMS}),
 }
 _SMART_READ = ("ImagingStudy.read", "ImagingStudy.rs", "ImagingStudy.r", "*.read", "*.rs")
 

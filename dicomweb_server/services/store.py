@@ -20,6 +20,7 @@ from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import orjson
+from pydicom.dataset import Dataset
 
 from dicomweb_server.dicom import media_types, uids
 from dicomweb_server.dicom.assemble import BulkPart, assemble
@@ -42,7 +43,13 @@ from dicomweb_server.dicom.xml_model import native_to_json
 from dicomweb_server.services.budget import MemoryBudget
 from dicomweb_server.services.context import WRITE, Caller
 from dicomweb_server.services.errors import Busy, Forbidden
-from dicomweb_server.services.ingest import PreparedInstance, deidentified, peek_uids, prepare
+from dicomweb_server.services.ingest import (
+    PreparedInstance,
+    deidentified,
+    peek_uids,
+    prepare,
+    rewritten,
+)
 from dicomweb_server.services.ports import (
     AddOutcome,
     AddResult,
@@ -445,16 +452,45 @@ class StoreService:
         read from the blob store, what the index keeps of it computed as at ingest, the
         study given `labels` (and those of the label rule). The object is not changed."""
         with self.spool.request() as spool:
-            path = spool.new_path(".dcm")
-            with path.open("wb") as out:
-                for chunk in self._blobs.iter_range(key):
-                    out.write(chunk)
+            path = self._fetched(key, spool)
             prepared = prepare(path, spool.path, self._threshold, hold=self.budget.reserve)
             record = self._record(prepared, Labelling(labels), key)
         (added,) = self._index.add_instances([record])
         if self._changed is not None:
             self._changed()
         return added
+
+    def rewritten(self, key: str, change: Callable[[Dataset], None]) -> NewInstance:
+        """A new copy of the object stored under `key` with `change` applied to its data set
+        (a correction), put in the blob store under a fresh key, not yet durable nor
+        indexed; what the index keeps of it. The object's own is not changed. Raises
+        ObjectRejected."""
+        with self.spool.request() as spool:
+            path = self._fetched(key, spool)
+            changed = rewritten(
+                path,
+                spool.path,
+                change,
+                "the object cannot be corrected",
+                ".corrected",
+                self.budget.reserve,
+            )
+            prepared = prepare(changed, spool.path, self._threshold, hold=self.budget.reserve)
+            record = self._record(prepared, Labelling())
+            self._blobs.put_file(record.instance.blob_key, prepared.path)
+        return record
+
+    def sync(self, keys: list[str]) -> None:
+        """Make the objects put under `keys` durable (one flush)."""
+        self._blobs.sync(keys)
+
+    def _fetched(self, key: str, spool: RequestSpool) -> Path:
+        """The stored object `key`, copied into the request's spool folder."""
+        path = spool.new_path(".dcm")
+        with path.open("wb") as out:
+            for chunk in self._blobs.iter_range(key):
+                out.write(chunk)
+        return path
 
     def _record(
         self, prepared: PreparedInstance, labels: Labelling, key: str | None = None

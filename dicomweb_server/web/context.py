@@ -11,6 +11,7 @@ from dicomweb_server.dicom import uids
 from dicomweb_server.services.access import AccessService
 from dicomweb_server.services.audit import AuditTrail
 from dicomweb_server.services.changes import ChangeFeed, ChangeHub
+from dicomweb_server.services.corrections import CorrectionService
 from dicomweb_server.services.delete import DeleteService
 from dicomweb_server.services.reject import RejectService
 from dicomweb_server.services.render import RenderService
@@ -44,6 +45,7 @@ class Archive(Protocol):
     store: StoreService
     delete: DeleteService
     reject: RejectService
+    corrections: CorrectionService
     search: SearchService
     stats: StatsService
     retrieve: RetrieveService

@@ -11,10 +11,19 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
-from dicomweb_server.services.context import ADMIN, DELETE, READ, SHARE, WORKITEMS, WRITE
+from dicomweb_server.services.context import (
+    ADMIN,
+    DELETE,
+    READ,
+    SHARE,
+    UPDATE,
+    WORKITEMS,
+    WRITE,
+)
 from dicomweb_server.web import (
     admin,
     changefeed,
+    corrections,
     delete,
     docs,
     health,
@@ -106,6 +115,9 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource(
         "/studies", GET=qido.search_studies, POST=stow.store_instances, audited=auditing.QUERY
     ),
+    # Outside PS3.18: corrections (Microsoft's bulk update) and patient merge (scope update)
+    Resource("/studies/$bulkUpdate", scope=UPDATE, POST=corrections.bulk_update),
+    Resource("/patients/{patient}/merge", scope=UPDATE, POST=corrections.merge_patient),
     # ... and DELETE (outside PS3.18, Microsoft's; scope delete) here and on a series or an
     # instance
     Resource(

@@ -15,6 +15,7 @@ from dicomweb_server.dicom.media_types import (
     MULTIPART_RELATED,
     ZIP,
 )
+from dicomweb_server.services.errors import NotAcceptable
 from dicomweb_server.services.retrieve import ByteParts, Part, parse_frame_numbers
 from dicomweb_server.web import caching
 from dicomweb_server.web.auth import caller
@@ -31,6 +32,8 @@ from dicomweb_server.web.zipstream import ZipMember, zip_stream
 
 # Larger multipart bodies (see BUFFER_LIMIT) stream in pieces of this many bytes.
 STREAM_PIECE = 4 * 2**20
+# Microsoft's request header for the original versions of corrected instances.
+REQUEST_ORIGINAL = "msdicom-request-original"
 
 
 async def _multipart(
@@ -57,16 +60,28 @@ async def retrieve_instances(request: Request) -> Response:
     each instance in the transfer syntax negotiated for it (PS3.18 8.7.3.4)."""
     scope = scope_uids(request)
     retrieve = container(request).retrieve
-    found = await in_thread(retrieve.objects, caller(request), *scope)
+    # Microsoft's header: the instances as first stored, before any correction.
+    original = request.headers.get(REQUEST_ORIGINAL, "").strip().lower() == "true"
+    if original:
+        found = await in_thread(container(request).corrections.originals, caller(request), *scope)
+    else:
+        found = await in_thread(retrieve.objects, caller(request), *scope)
     one = scope[2] is not None
     choice = negotiate_instances(request.headers.get("accept"), single=one)
     targets = retrieve.instance_syntaxes(found, choice.syntaxes)
+    if original and any(t != i.transfer_syntax_uid for i, t in zip(found, targets, strict=True)):
+        raise NotAcceptable(
+            "original versions are sent as stored: ask for transfer-syntax=* (or the stored one)"
+        )
     etag = caching.etag(
-        choice.container, *(f"{i.blob_key}>{t}" for i, t in zip(found, targets, strict=True))
+        choice.container,
+        "original" if original else "current",
+        *(f"{i.blob_key}>{t}" for i, t in zip(found, targets, strict=True)),
     )
-    if (unchanged := caching.not_modified(request, etag, immutable=one)) is not None:
+    # Revalidated, even one instance: a correction gives it new attributes.
+    if (unchanged := caching.not_modified(request, etag, immutable=False)) is not None:
         return unchanged
-    headers = caching.headers(etag, immutable=one)
+    headers = {**caching.headers(etag, immutable=False), "Vary": f"Accept, {REQUEST_ORIGINAL}"}
     # Transcoded instances are held in memory until sent: their cost is held as long.
     await hold_memory(request, await in_thread(retrieve.transcode_cost, found, targets))
     sent = await in_thread(retrieve.instance_parts, found, targets)

@@ -5,7 +5,12 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 
 from dicomweb_server.index.sql.database import Database
-from dicomweb_server.index.sql.models import instances, rejected_objects, retired_objects
+from dicomweb_server.index.sql.models import (
+    instances,
+    original_versions,
+    rejected_objects,
+    retired_objects,
+)
 
 
 class SqlConsistencyIndex:
@@ -17,7 +22,8 @@ class SqlConsistencyIndex:
             indexed = {str(k) for k in conn.execute(select(instances.c.blob_key)).scalars()}
             # Rejected objects are kept (restorable) until the purge retires them.
             kept = conn.execute(select(rejected_objects.c.blob_key)).scalars()
-            return indexed | {str(k) for k in kept}
+            originals = conn.execute(select(original_versions.c.blob_key)).scalars()
+            return indexed | {str(k) for k in kept} | {str(k) for k in originals}
 
     def retired(self) -> dict[str, float]:
         stmt = select(retired_objects.c.blob_key, retired_objects.c.retired_at)

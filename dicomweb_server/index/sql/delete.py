@@ -13,6 +13,7 @@ from sqlalchemy.engine import Connection, Row
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.models import (
     instances,
+    original_versions,
     retired_objects,
     series,
     studies,
@@ -41,11 +42,20 @@ class SqlDeleteIndex:
             removed = remove(conn, self._db.dialect, study_uid, series_uid, sop_uid, scope)
             if removed is None:
                 return None
+            # The originals of corrected instances go with them.
+            uids = [r.sop_instance_uid for r in removed.rows]
+            originals: list[str] = []
+            for start in range(0, len(uids), _CHUNK):
+                originals += conn.execute(
+                    delete(original_versions)
+                    .where(original_versions.c.sop_uid.in_(uids[start : start + _CHUNK]))
+                    .returning(original_versions.c.blob_key)
+                ).scalars()
+            keys = [*removed.gone.blob_keys, *originals]
             conn.execute(
-                insert(retired_objects),
-                [{"blob_key": k, "retired_at": removed.at} for k in removed.gone.blob_keys],
+                insert(retired_objects), [{"blob_key": k, "retired_at": removed.at} for k in keys]
             )
-        return removed.gone
+        return Deleted(removed.gone.study_uid, removed.gone.instances, keys)
 
 
 @dataclass(frozen=True)

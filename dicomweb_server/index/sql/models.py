@@ -178,6 +178,19 @@ rejected_objects = Table(
 )
 
 
+# The original versions of corrected instances (issue 18): the copy first stored, kept while
+# the instance is (a later correction retires the copies in between; a delete this one).
+original_versions = Table(
+    "original_versions",
+    metadata,
+    Column("sop_uid", String(64), primary_key=True),
+    Column("blob_key", Text, nullable=False),
+    Column("transfer_syntax_uid", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("replaced_at", Float, nullable=False),  # seconds since the epoch
+)
+
+
 # API keys (issue 14): only a hash of each secret is kept; a revocation is a row change every
 # process sees on its next request.
 api_keys = Table(

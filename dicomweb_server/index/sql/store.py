@@ -237,7 +237,7 @@ class SqlStoreIndex:
         makes the look find nothing: insert again, so the outcome is the one the serial
         order would give, never a duplicate of an instance the request cannot retrieve."""
         uid = inst.instance.sop_instance_uid
-        row = {"series_pk": series_pk, "study_pk": study_pk, **_instance_row(inst)}
+        row = {"series_pk": series_pk, "study_pk": study_pk, **instance_row(inst)}
         for _attempt in range(3):
             if conn.execute(self._insert_instance, row).scalar_one_or_none() is not None:
                 return None
@@ -277,7 +277,7 @@ class SqlStoreIndex:
         if not replace:
             return AddResult(AddOutcome.DUPLICATE)
         conn.execute(
-            update(instances).where(instances.c.pk == existing.pk).values(**_instance_row(inst))
+            update(instances).where(instances.c.pk == existing.pk).values(**instance_row(inst))
         )
         # The old copy is retired in the same transaction: kept for readers that looked it
         # up before this commit, removed by the sweep after the grace period.
@@ -311,7 +311,7 @@ def write_changes(conn: Connection, dialect: str, rows: list[dict[str, Any]]) ->
         conn.execute(insert(changes), rows)
 
 
-def _instance_row(inst: NewInstance) -> dict[str, Any]:
+def instance_row(inst: NewInstance) -> dict[str, Any]:
     """The columns an instance's object determines (all but its place in the hierarchy)."""
     pixels, stored = inst.pixels, inst.instance
     frames = None

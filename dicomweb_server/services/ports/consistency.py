@@ -7,8 +7,8 @@ from typing import Protocol
 
 class ConsistencyIndex(Protocol):
     def blob_keys(self) -> set[str]:
-        """The blob key of every indexed instance, and of every rejected one (kept until it is
-        purged)."""
+        """The blob key of every indexed instance, of every rejected one (kept until it is
+        purged) and of every original version kept."""
 
     def retired(self) -> dict[str, float]:
         """Copies replaced by newer ones: blob key -> when (seconds since the epoch); their
