@@ -42,6 +42,7 @@ from dicomweb_server.index.sql.stats import SqlStatsIndex
 from dicomweb_server.index.sql.store import CHANGES_CHANNEL, SqlStoreIndex
 from dicomweb_server.index.sql.webhooks import SqlWebhookIndex
 from dicomweb_server.index.sql.workitems import EVENTS_CHANNEL, SqlWorkitemIndex
+from dicomweb_server.peers.stow import StowSink
 from dicomweb_server.services.access import AccessService
 from dicomweb_server.services.audit import AuditSink, AuditTrail
 from dicomweb_server.services.budget import MemoryBudget
@@ -52,6 +53,7 @@ from dicomweb_server.services.delete import DeleteService
 from dicomweb_server.services.oidc import OidcConfig, OidcVerifier, parse_role_map
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import BlobStore
+from dicomweb_server.services.ports.bulk import Sink
 from dicomweb_server.services.reject import RejectService
 from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService, TextCache
@@ -286,6 +288,11 @@ def build_blob_store(settings: Settings) -> BlobStore:
             )
         )
     return FilesystemBlobStore(settings.resolved_blob_dir)
+
+
+def stow_sink(url: str, token: str | None = None) -> Sink:
+    """Another archive's STOW-RS, as the sink of an import or an export (`--to URL`)."""
+    return StowSink(url, {"Authorization": f"Bearer {token}"} if token else {})
 
 
 def build_container(settings: Settings) -> Container:

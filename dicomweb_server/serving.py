@@ -70,6 +70,8 @@ def configure_logging(settings: Settings) -> None:
     handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(LOG_FORMAT))
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    # Alembic names each of its plugins at info on every start: noise, not news.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:

@@ -233,6 +233,14 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+def looks_like_dicom(head: bytes) -> bool:
+    """Whether the first bytes of a file may be a DICOM object: a PS3.10 preamble and
+    `DICM`, or a bare data set or File Meta group (an even group up to 0x0008)."""
+    if head[128:132] == b"DICM":
+        return True
+    return _looks_like_dicom(head)
+
+
 def _looks_like_dicom(head: bytes) -> bool:
     """A bare data set or File Meta group begins with an even group up to 0x0008."""
     if head[:4] == b"DICM":

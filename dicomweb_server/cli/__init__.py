@@ -1,4 +1,4 @@
-"""Command line: `dicomweb-server serve`, `db upgrade`, `check`, `keys`."""
+"""Command line: `dicomweb-server serve`, `db upgrade`, `check`, `keys`, `import`, `export`."""
 
 from __future__ import annotations
 
@@ -64,6 +64,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the consistency report: what PS3.4's patient model forbids, one finding a line",
     )
     report.add_argument("--limit", type=int, default=1000, help="findings at most per kind")
+    load = commands.add_parser(
+        "import",
+        help="load folders (recursively), zip files and DICOMDIR media through the ingest; "
+        "resumable: the same command again skips what it finished",
+    )
+    load.add_argument("paths", nargs="+", metavar="PATH")
+    load.add_argument("--to", metavar="URL", help="another archive's DICOMweb root (STOW-RS)")
+    load.add_argument(
+        "--token", help="bearer token for --to (default: DICOMWEB_IMPORT_TOKEN)", default=None
+    )
+    load.add_argument("--workers", type=int, default=4, help="files stored at once (default 4)")
+    load.add_argument(
+        "--restart", action="store_true", help="forget what an earlier run of it finished"
+    )
+    export = commands.add_parser(
+        "export", help="write studies to a folder, a zip file or another archive (STOW-RS)"
+    )
+    export.add_argument("studies", nargs="+", metavar="STUDY")
+    export.add_argument(
+        "--to",
+        required=True,
+        metavar="DIR|ZIP|URL",
+        help="a folder, a .zip file or a DICOMweb root",
+    )
+    export.add_argument("--token", help="bearer token for a URL (default: DICOMWEB_IMPORT_TOKEN)")
     args = parser.parse_args(argv)
 
     from pydantic import ValidationError
@@ -91,6 +116,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _keys(settings, args)
     if args.command == "report":
         return _report(settings, args.limit)
+    if args.command in ("import", "export"):
+        import os
+
+        from dicomweb_server.cli.transfer import run_export, run_import
+
+        token = args.token or os.environ.get("DICOMWEB_IMPORT_TOKEN")
+        if args.to is None or args.command == "export":
+            if settings.migrate_on_start:
+                upgrade_database(settings)
+            elif _schema_behind(settings, "DICOMWEB_MIGRATE_ON_START=false leaves it to a job"):
+                return 2
+        try:
+            if args.command == "import":
+                if not 1 <= args.workers <= 64:
+                    print("dicomweb-server: --workers must be from 1 to 64", file=sys.stderr)
+                    return 2
+                return run_import(settings, args.paths, args.to, token, args.workers, args.restart)
+            return run_export(settings, args.studies, args.to, token)
+        except ValueError as exc:
+            print(f"dicomweb-server: {exc}", file=sys.stderr)
+            return 2
     if args.command == "check":
         grace = None if args.grace_minutes is None else args.grace_minutes * 60
         return _check(settings, args.repair, grace)

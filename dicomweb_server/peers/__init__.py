@@ -1,0 +1,1 @@
+"""Other DICOMweb archives, reached over HTTP (imports into and exports to them)."""
