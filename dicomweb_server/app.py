@@ -80,7 +80,10 @@ def create_app(container: Container) -> Starlette:
 async def background(container: Container, sweep: bool = False) -> AsyncIterator[None]:
     """The process's background work while it serves: webhook deliveries, stable-study
     events and, for `serve`, the sweep."""
-    tasks = [asyncio.create_task(container.webhooks.run())]
+    tasks = [
+        asyncio.create_task(container.webhooks.run()),
+        asyncio.create_task(container.consumers.run()),
+    ]
     quiet = container.settings.stable_seconds
     if quiet > 0:
         tasks.append(

@@ -9,6 +9,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydicom.datadict import tag_for_keyword
@@ -28,6 +30,7 @@ from dicomweb_server.index.sql import migrate
 from dicomweb_server.index.sql.audit import SqlAuditLog
 from dicomweb_server.index.sql.changes import SqlChangeLog
 from dicomweb_server.index.sql.consistency import SqlConsistencyIndex
+from dicomweb_server.index.sql.consumers import SqlConsumerCursors
 from dicomweb_server.index.sql.corrections import SqlCorrectionIndex
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.delete import SqlDeleteIndex
@@ -48,12 +51,14 @@ from dicomweb_server.services.audit import AuditSink, AuditTrail
 from dicomweb_server.services.budget import MemoryBudget
 from dicomweb_server.services.changes import ChangeFeed, ChangeHub
 from dicomweb_server.services.consistency import ConsistencyService
+from dicomweb_server.services.consumers import Consumers
 from dicomweb_server.services.corrections import CorrectionService
 from dicomweb_server.services.delete import DeleteService
 from dicomweb_server.services.oidc import OidcConfig, OidcVerifier, parse_role_map
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import BlobStore
 from dicomweb_server.services.ports.bulk import Sink
+from dicomweb_server.services.ports.plugins import BLOB_STORES, EVENT_CONSUMERS, INGEST_STEPS
 from dicomweb_server.services.reject import RejectService
 from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService, TextCache
@@ -87,6 +92,8 @@ class Container:
     changes: ChangeFeed
     hub: ChangeHub
     webhooks: Webhooks
+    # The event consumers of plugins (none: DICOMWEB_EVENT_CONSUMERS is empty).
+    consumers: Consumers
     workitems: WorkitemService
     channels: EventChannels
     # The ingest rules that make workitems (None: there are none).
@@ -287,7 +294,29 @@ def build_blob_store(settings: Settings) -> BlobStore:
                 max_pool_connections=settings.s3_max_pool_connections,
             )
         )
-    return FilesystemBlobStore(settings.resolved_blob_dir)
+    if settings.blob_store == "filesystem":
+        return FilesystemBlobStore(settings.resolved_blob_dir)
+    store = plugin(BLOB_STORES, settings.blob_store, settings, "DICOMWEB_BLOB_STORE")
+    return store  # type: ignore[no-any-return]
+
+
+def plugin(group: str, name: str, settings: Settings, setting: str) -> Any:
+    """What the entry point `name` of `group` makes from the settings (a plugin's factory);
+    BackendUnusable naming those installed when there is none such, or it fails."""
+    found = {e.name: e for e in entry_points(group=group)}
+    if name not in found:
+        known = ", ".join(sorted(found)) or "none installed"
+        raise BackendUnusable(f"{setting}={name}: no plugin of that name ({group}: {known})")
+    try:
+        return found[name].load()(settings)
+    except Exception as exc:
+        raise BackendUnusable(
+            f"{setting}={name}: the plugin failed to start: {backend_text(str(exc))}"
+        ) from exc
+
+
+def plugins(group: str, names: str, settings: Settings, setting: str) -> list[Any]:
+    return [plugin(group, n.strip(), settings, setting) for n in names.split(",") if n.strip()]
 
 
 def stow_sink(url: str, token: str | None = None) -> Sink:
@@ -332,9 +361,17 @@ def build_container(settings: Settings) -> Container:
         settings.changes_poll_seconds,
     )
 
+    consumers = Consumers(
+        plugins(EVENT_CONSUMERS, settings.event_consumers, settings, "DICOMWEB_EVENT_CONSUMERS"),
+        SqlConsumerCursors(db),
+        changes.log,
+        settings.changes_poll_seconds,
+    )
+
     def changed() -> None:
         hub.wake()
         webhooks.wake()
+        consumers.wake()
 
     blobs = build_blob_store(settings)
     # One decode budget per process, for transcoding, rendering and whole-object ingest.
@@ -349,6 +386,7 @@ def build_container(settings: Settings) -> Container:
         urls.bulk_data_path,
         DuplicatePolicy(settings.duplicate_policy),
         deidentifier=deidentifier(settings),
+        steps=plugins(INGEST_STEPS, settings.ingest_steps, settings, "DICOMWEB_INGEST_STEPS"),
         limits=StoreLimits(
             settings.max_request_bytes,
             settings.max_instance_bytes,
@@ -399,6 +437,7 @@ def build_container(settings: Settings) -> Container:
         changes=changes,
         hub=hub,
         webhooks=webhooks,
+        consumers=consumers,
         workitems=workitems,
         channels=channels,
         rules=RuleRunner(rules, hub, search, workitems) if rules else None,

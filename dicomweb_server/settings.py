@@ -51,10 +51,24 @@ class Settings(BaseSettings):
         default=None,
         description="Folder where objects are stored; default: `objects` in the data folder.",
     )
-    blob_store: Literal["filesystem", "s3"] = Field(
+    blob_store: str = Field(
         default="filesystem",
-        description="Where objects are stored: filesystem (DICOMWEB_BLOB_DIR) or s3 "
-        "(an S3-compatible bucket, DICOMWEB_S3_*).",
+        min_length=1,
+        description="Where objects are stored: filesystem (DICOMWEB_BLOB_DIR), s3 "
+        "(an S3-compatible bucket, DICOMWEB_S3_*), or the name of a blob store a plugin adds "
+        "(entry point group dicomweb_server.blob_stores).",
+    )
+    ingest_steps: str = Field(
+        default="",
+        description="Ingest steps of plugins (entry point group dicomweb_server.ingest_steps) "
+        "every received object goes through, in order, comma-separated (after the "
+        "de-identification when it is on).",
+    )
+    event_consumers: str = Field(
+        default="",
+        description="Event consumers of plugins (entry point group "
+        "dicomweb_server.event_consumers), comma-separated: each is handed the change log's "
+        "entries in order, once across every server process.",
     )
     s3_bucket: str | None = Field(default=None, description="Bucket of the s3 blob store.")
     s3_prefix: str = Field(default="", description="Key prefix inside the bucket.")

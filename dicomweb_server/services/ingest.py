@@ -19,7 +19,6 @@ from typing import BinaryIO
 from pydicom.dataset import Dataset
 
 from dicomweb_server.dicom import part10
-from dicomweb_server.dicom.deidentify import Deidentifier
 from dicomweb_server.dicom.frames import Ranges
 from dicomweb_server.dicom.part10 import Encoding
 from dicomweb_server.dicom.scan import Buffer, ScanResult
@@ -104,15 +103,6 @@ def prepare(
         frames=located.frames,
         frames_error=located.frames_error,
         number_of_frames=located.number_of_frames,
-    )
-
-
-def deidentified(
-    src: Path, workdir: Path, deidentifier: Deidentifier, hold: Hold = _no_hold
-) -> Path:
-    """A de-identified copy of the object in `src`, a new file in `workdir`."""
-    return rewritten(
-        src, workdir, deidentifier.apply, "the object cannot be de-identified", ".deid", hold
     )
 
 

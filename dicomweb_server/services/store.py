@@ -11,7 +11,7 @@ import contextlib
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as replace_fields
 from enum import StrEnum
@@ -45,7 +45,6 @@ from dicomweb_server.services.context import WRITE, Caller
 from dicomweb_server.services.errors import Busy, Forbidden
 from dicomweb_server.services.ingest import (
     PreparedInstance,
-    deidentified,
     peek_uids,
     prepare,
     rewritten,
@@ -59,7 +58,9 @@ from dicomweb_server.services.ports import (
     StoredInstance,
     StoreIndex,
 )
+from dicomweb_server.services.ports.plugins import IngestStep
 from dicomweb_server.services.spool import RequestSpool, Spool
+from dicomweb_server.services.steps import DeidentifyStep, applied, failure_text
 
 
 class DuplicatePolicy(StrEnum):
@@ -244,6 +245,7 @@ class StoreService:
         duplicate_policy: DuplicatePolicy = DuplicatePolicy.IGNORE,
         limits: StoreLimits | None = None,
         deidentifier: Deidentifier | None = None,
+        steps: Sequence[IngestStep] = (),
         max_uploads: int = 64,
         budget: MemoryBudget | None = None,
         label_tags: tuple[int, ...] = (),
@@ -262,12 +264,28 @@ class StoreService:
         self._uploads = 0
         self._uploads_lock = threading.Lock()
         self.limits = limits or StoreLimits()
+        # The changes every received object gets, in order: the de-identifier first (when
+        # on), then the ingest steps of plugins.
+        self.steps: list[IngestStep] = list(steps)
         self.deidentifier = deidentifier
         self._index = index
         self._blobs = blobs
         self.spool = Spool(spool_dir)
         self._threshold = bulk_data_threshold
         self._bulk_data_uri = bulk_data_uri
+
+    @property
+    def deidentifier(self) -> Deidentifier | None:
+        """The built-in de-identification step's, when it is on."""
+        for step in self.steps:
+            if isinstance(step, DeidentifyStep):
+                return step.deidentifier
+        return None
+
+    @deidentifier.setter
+    def deidentifier(self, value: Deidentifier | None) -> None:
+        others = [s for s in self.steps if not isinstance(s, DeidentifyStep)]
+        self.steps = ([DeidentifyStep(value)] if value is not None else []) + others
 
     @contextlib.contextmanager
     def admission(self) -> Iterator[None]:
@@ -384,20 +402,28 @@ class StoreService:
         prepared_path: Path | None = None
         workdir = part.parent
         try:
-            deidentifier = self.deidentifier
-            if deidentifier is not None:
+            steps = self.steps
+            if steps:
                 try:
                     original = part
-                    part = deidentified(part, workdir, deidentifier, self.budget.reserve)
+                    part = rewritten(
+                        part,
+                        workdir,
+                        applied(steps),
+                        failure_text(steps),
+                        ".changed",
+                        self.budget.reserve,
+                    )
                     original.unlink(missing_ok=True)
                 except ObjectRejected as exc:
                     sop_class, _ = peek_uids(part)
                     return InstanceOutcome(
                         sop_class, None, failure_reason=exc.failure_reason, message=exc.message
                     )
-                if study_uid is not None and deidentifier.remaps_uids:
-                    # The URL names the study as the client knows it.
-                    study_uid = deidentifier.map_uid(study_uid)
+                for step in steps:
+                    if study_uid is not None:
+                        # The URL names the study as the client knows it.
+                        study_uid = step.study_uid(study_uid)
             try:
                 prepared = prepare(part, workdir, self._threshold, hold=self.budget.reserve)
             except ObjectRejected as exc:
@@ -547,18 +573,10 @@ class StoreService:
         if added.outcome in (AddOutcome.STORED, AddOutcome.REPLACED):
             # A replaced copy: the index points at the new one since its commit; the old one
             # was retired in that commit and stays readable until the sweep removes it.
-            if self.deidentifier is not None:
-                # PS3.18 10.5.3: elements were changed; the originals are not kept (that
-                # is the point), so the warning says what was done instead.
-                deidentifier = self.deidentifier
-                profile = ", ".join(
-                    ["PS3.15 E.1 Basic Profile", *(o.value for o in sorted(deidentifier.options))]
-                )
-                uids_note = "; UIDs replaced" if deidentifier.remaps_uids else ""
+            warnings = [s.warning for s in self.steps if s.warning]
+            if warnings:
                 return replace_fields(
-                    outcome,
-                    warning_reason=COERCION_OF_DATA_ELEMENTS,
-                    message=f"de-identified on ingest ({profile}){uids_note}",
+                    outcome, warning_reason=COERCION_OF_DATA_ELEMENTS, message="; ".join(warnings)
                 )
             return outcome
         self._blobs.delete(staged.record.instance.blob_key)

@@ -191,6 +191,18 @@ original_versions = Table(
 )
 
 
+# Event consumers of plugins (issue 18): the last change log entry each consumed, and the
+# process that holds it (one at a time, so entries go in order).
+consumer_cursors = Table(
+    "consumer_cursors",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("owner", String(64)),
+    Column("leased_until", Float, nullable=False, server_default="0"),
+)
+
+
 # API keys (issue 14): only a hash of each secret is kept; a revocation is a row change every
 # process sees on its next request.
 api_keys = Table(
