@@ -21,7 +21,7 @@ from dicomweb_server.dicom.uids import require_uid
 from dicomweb_server.services import audit
 from dicomweb_server.services.audit import AuditTrail
 from dicomweb_server.services.context import DOWNLOAD, UPDATE, Caller
-from dicomweb_server.services.errors import InvalidRequest, NotFound
+from dicomweb_server.services.errors import Conflict, InvalidRequest, NotFound
 from dicomweb_server.services.ports.corrections import CorrectionIndex
 from dicomweb_server.services.ports.retrieve import RetrieveIndex
 from dicomweb_server.services.ports.store import NewInstance, StoredInstance
@@ -99,7 +99,7 @@ class CorrectionService:
         studies has them)."""
         caller.require(UPDATE)
         if source == target:
-            raise InvalidRequest("a patient cannot be merged into itself")
+            raise Conflict("a patient cannot be merged into itself")
         into = self._index.studies_of(target, caller.studies)
         if not into:
             raise NotFound("no study of the target patient is stored")

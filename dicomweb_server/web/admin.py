@@ -46,6 +46,18 @@ async def json_body(request: Request) -> Any:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
 
 
+def whole_number(value: object) -> int | None:
+    """A JSON integer as JSON Schema counts them (1 and 1.0 alike, never true or false);
+    None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return None
+
+
 def json_answer(value: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(value), status, media_type="application/json")
 
@@ -103,7 +115,7 @@ async def create_key(request: Request) -> Response:
         not isinstance(name, str)
         or not isinstance(scopes, list)
         or not all(isinstance(s, str) for s in scopes)
-        or not (expires is None or (isinstance(expires, int) and not isinstance(expires, bool)))
+        or not (expires is None or whole_number(expires) is not None)
         or not (
             labels is None or (isinstance(labels, list) and all(isinstance(x, str) for x in labels))
         )
@@ -112,6 +124,7 @@ async def create_key(request: Request) -> Response:
             'the body must be {"name": "...", "scopes": ["read"], "expires_in": seconds, '
             '"labels": ["..."]}'
         )
+    expires = None if expires is None else whole_number(expires)
     if expires is not None and expires < 60:
         raise InvalidRequest("expires_in must be at least 60 seconds")
     made = await in_thread(

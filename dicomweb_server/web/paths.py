@@ -9,3 +9,5 @@ INSTANCE = SERIES + "/instances/{instance}"
 FRAMES = INSTANCE + "/frames/{frames}"
 BULK_DATA = INSTANCE + "/bulkdata/{path}"
 WORKITEM = "/workitems/{workitem}"  # PS3.18 11.1.1
+# The Filtered Worklist's subscriptions, PS3.18 11.10 (its UID: PS3.4 CC.3.1).
+FILTERED_WORKLIST = "/workitems/1.2.840.10008.5.1.4.34.5.1"

@@ -31,6 +31,7 @@ from dicomweb_server.web import (
     qido,
     rendered,
     shares,
+    sockets,
     stats,
     stow,
     subscriptions,
@@ -43,7 +44,7 @@ from dicomweb_server.web import audit as auditing
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import capabilities_response, media_types_of
 from dicomweb_server.web.errors import status_of
-from dicomweb_server.web.paths import FRAMES, INSTANCE, SERIES, STUDY, WORKITEM
+from dicomweb_server.web.paths import FILTERED_WORKLIST, FRAMES, INSTANCE, SERIES, STUDY, WORKITEM
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -184,6 +185,7 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource("/changefeed/latest", GET=changefeed.read_latest_change),
     Resource("/changefeed/stream", GET=changefeed.stream_changes),
     WebSocketRoute("/changefeed/ws", changefeed.stream_changes_ws),
+    Resource("/changefeed/ws", public=True, GET=sockets.upgrade_required),
     # Webhooks (scope admin)
     Resource(
         "/subscriptions",
@@ -228,6 +230,13 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     ),
     Resource(WORKITEM + "/state", scope=WORKITEMS, PUT=ups.change_workitem_state),
     Resource(WORKITEM + "/cancelrequest", scope=WORKITEMS, POST=ups.request_cancellation),
+    # The Filtered Worklist first: only it takes a filter (PS3.18 11.10).
+    Resource(
+        FILTERED_WORKLIST + "/subscribers/{aetitle}",
+        scope=READ,
+        POST=ups.subscribe_filtered,
+        DELETE=ups.unsubscribe_filtered,
+    ),
     Resource(
         WORKITEM + "/subscribers/{aetitle}",
         scope=READ,
@@ -238,6 +247,7 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
         WORKITEM + "/subscribers/{aetitle}/suspend", scope=READ, POST=ups.suspend_subscription
     ),
     WebSocketRoute("/subscribers/{aetitle}", ups.event_channel),
+    Resource("/subscribers/{aetitle}", public=True, GET=sockets.upgrade_required),
     # Fresh UIDs for uploaders (scope write)
     Resource("/uids", POST=uids.create_uids),
     # Outside PS3.18: administration (scope admin)

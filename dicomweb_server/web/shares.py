@@ -24,7 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from dicomweb_server.dicom import uids
 from dicomweb_server.services.errors import InvalidRequest
 from dicomweb_server.services.shares import DEFAULT_SECONDS, Session, describe
-from dicomweb_server.web.admin import json_answer, json_body
+from dicomweb_server.web.admin import json_answer, json_body, whole_number
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.context import container
 from dicomweb_server.web.threads import in_thread
@@ -35,9 +35,10 @@ def _integer(body: dict[str, object], name: str, default: int | None) -> int | N
     value = body.get(name, default)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
+    number = whole_number(value)
+    if number is None:
         raise InvalidRequest(f"{name} must be an integer")
-    return value
+    return number
 
 
 async def create_share(request: Request) -> Response:

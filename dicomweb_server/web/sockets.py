@@ -8,9 +8,11 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from dicomweb_server.web.errors import status_of
+from dicomweb_server.web.errors import error_response, status_of
 
 
 async def refuse(websocket: WebSocket, exc: Exception) -> None:
@@ -39,3 +41,11 @@ async def pump(websocket: WebSocket, send: Callable[[], Coroutine[Any, Any, None
         for task in (sender, listener):
             with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, RuntimeError):
                 await task
+
+
+async def upgrade_required(request: Request) -> Response:
+    """A plain HTTP request to a WebSocket resource: 426, naming the protocol to upgrade to
+    (RFC 9110 15.5.22)."""
+    return error_response(
+        426, "this resource is a WebSocket: upgrade the connection", {"Upgrade": "websocket"}
+    )

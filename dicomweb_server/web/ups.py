@@ -10,7 +10,7 @@ A refusal answers the status, `Warning: 299` text and DICOM status the standard 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -278,6 +278,25 @@ async def subscribe(request: Request) -> Response:
 
 async def unsubscribe(request: Request) -> Response:
     return await _subscription_change(request, container(request).workitems.unsubscribe)
+
+
+def _of_filtered_worklist(
+    handler: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """`handler` on the Filtered Worklist's own path (which names no workitem)."""
+
+    async def filtered(request: Request) -> Response:
+        request.scope["path_params"] = {
+            **request.path_params,
+            "workitem": ups.FILTERED_SUBSCRIPTION,
+        }
+        return await handler(request)
+
+    return filtered
+
+
+subscribe_filtered = _of_filtered_worklist(subscribe)
+unsubscribe_filtered = _of_filtered_worklist(unsubscribe)
 
 
 async def suspend_subscription(request: Request) -> Response:

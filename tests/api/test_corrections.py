@@ -136,7 +136,7 @@ def test_correct_every_study_of_a_patient_and_merge(client: httpx.Client) -> Non
     assert {s["00100030"]["Value"][0] for s in merged} == {"19700202"}
     # The consistency report no longer sees a conflict.
     assert client.post("/patients/P-3/merge", json={"into": "P-2"}).status_code == 404
-    assert client.post("/patients/P-2/merge", json={"into": "P-2"}).status_code == 400
+    assert client.post("/patients/P-2/merge", json={"into": "P-2"}).status_code == 409
     assert client.post("/patients/P-9/merge", json={"into": "P-2"}).status_code == 404
     assert client.post("/patients/P-2/merge", json={}).status_code == 400
 

@@ -42,7 +42,7 @@ def serve(tmp_path: Path, **settings: str) -> subprocess.CompletedProcess[str]:
             {"database_url": "postgresql+psycopg://nobody@127.0.0.1:1/none"},
             "the database cannot be used",
         ),
-        ({"blob_store": "tape"}, "invalid settings"),
+        ({"blob_store": "tape"}, "DICOMWEB_BLOB_STORE=tape: no plugin of that name"),
     ],
 )
 def test_unusable_backend_stops_serve_with_the_reason(
