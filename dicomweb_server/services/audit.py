@@ -119,26 +119,22 @@ def instances_accessed(
 ) -> AuditMessage:
     """DICOM Instances Accessed (PS3.15 A.5.3.4): instances of the study changed (U: a
     correction, a restore) or made unavailable (D: a rejection), what was done in `note`."""
-    return AuditMessage(
-        INSTANCES_ACCESSED,
-        action,
-        outcome,
-        time.time(),
-        requestor_of(caller),
-        caller.client,
-        outcome_text=note,
-        studies=(study,),
-        request_id=caller.request_id,
-    )
+    return _of_study(INSTANCES_ACCESSED, action, caller, study, outcome, note)
 
 
 def study_deleted(
     caller: Caller, study: str, outcome: str, note: str | None = None
 ) -> AuditMessage:
     """DICOM Study Deleted (PS3.15 A.5.3.5): the study, or instances of it, removed."""
+    return _of_study(STUDY_DELETED, "D", caller, study, outcome, note)
+
+
+def _of_study(
+    event: Code, action: str, caller: Caller, study: str, outcome: str, note: str | None
+) -> AuditMessage:
     return AuditMessage(
-        STUDY_DELETED,
-        "D",
+        event,
+        action,
         outcome,
         time.time(),
         requestor_of(caller),
