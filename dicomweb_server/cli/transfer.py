@@ -139,6 +139,7 @@ def run_import(
 
 def run_export(settings: Settings, studies: list[str], to: str, token: str | None) -> int:
     from dicomweb_server.container import build_container, stow_sink
+    from dicomweb_server.services import audit
     from dicomweb_server.services.bulk import Progress
     from dicomweb_server.services.context import Caller
     from dicomweb_server.services.errors import ServiceError
@@ -190,6 +191,15 @@ def run_export(settings: Settings, studies: list[str], to: str, token: str | Non
                 progress.done_files += 1
                 progress.done_bytes += inst.size
                 reporter(progress)
+        container.audit.record(
+            audit.transfer(
+                who,
+                studies,
+                audit.SUCCESS if not failed else audit.MINOR_FAILURE,
+                stored=False,
+                note=f"export: {len(found) - failed} instance(s)",
+            )
+        )
     finally:
         container.close()
     print(f"exported {len(found) - failed} instance(s) of {len(studies)} study(ies) to {to}")

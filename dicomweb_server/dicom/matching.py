@@ -166,11 +166,11 @@ def parse_search(params: Iterable[tuple[str, str]]) -> SearchRequest:
                     # A path into a sequence returns the whole top-level sequence.
                     request.include_fields.add(parse_attribute_path(item)[0])
         elif lowered == "fuzzymatching":
-            request.fuzzy = _boolean(name, value)
+            request.fuzzy = parse_boolean(name, value)
         elif lowered == "emptyvaluematching":
-            request.empty_value_matching = _boolean(name, value)
+            request.empty_value_matching = parse_boolean(name, value)
         elif lowered == "multiplevaluematching":
-            request.multiple_value_matching = _boolean(name, value)
+            request.multiple_value_matching = parse_boolean(name, value)
         else:
             keys.append((name, value))
     # The flags may come after the keys they change, so keys are read once all are known.
@@ -298,7 +298,8 @@ def _count(name: str, value: str) -> int:
     return numbers.parse_integer(value, name, 0, _MAX_LIMIT)
 
 
-def _boolean(name: str, value: str) -> bool:
+def parse_boolean(name: str, value: str) -> bool:
+    """A flag of a query (`true` or `false`, any case)."""
     if value.lower() in ("true", "false"):
         return value.lower() == "true"
     raise InvalidQuery(f"{name} must be true or false, not {value!r}")

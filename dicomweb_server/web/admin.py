@@ -18,12 +18,11 @@ from starlette.responses import Response
 from dicomweb_server.services.errors import (
     InvalidRequest,
     NotFound,
-    PayloadTooLarge,
     UnsupportedMediaType,
 )
 from dicomweb_server.services.ports.access import StoredKey
 from dicomweb_server.web.auth import caller
-from dicomweb_server.web.context import container, path_uid
+from dicomweb_server.web.context import container, path_uid, read_body
 from dicomweb_server.web.threads import in_thread
 
 # An administration request is a small JSON document; anything larger is refused unread.
@@ -35,13 +34,9 @@ async def json_body(request: Request) -> Any:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/json":
         raise UnsupportedMediaType("the body must be application/json")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_JSON_BODY:
-            raise PayloadTooLarge(f"the body is longer than {MAX_JSON_BODY} bytes")
+    body = await read_body(request, MAX_JSON_BODY, "a JSON body")
     try:
-        return orjson.loads(bytes(body))
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from exc
 

@@ -24,6 +24,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket
 
 from dicomweb_server.dicom.errors import InvalidQuery
+from dicomweb_server.dicom.matching import parse_boolean
 from dicomweb_server.dicom.numbers import parse_integer
 from dicomweb_server.services.changes import (
     MAX_FEED_LIMIT,
@@ -55,12 +56,6 @@ def _sequence(name: str, value: str | None, minimum: int = 0) -> int | None:
     return parse_integer(value, name, minimum)
 
 
-def _flag(name: str, value: str) -> bool:
-    if value.lower() not in ("true", "false"):
-        raise InvalidQuery(f"{name} must be true or false")
-    return value.lower() == "true"
-
-
 def entry(change: Change, here: Urls) -> dict[str, Any]:
     found = entry_fields(change)
     if change.metadata is not None:
@@ -83,9 +78,9 @@ async def read_change_feed(request: Request) -> Response:
         elif lowered == "limit":
             limit = parse_integer(value, name, 1, MAX_FEED_LIMIT)
         elif lowered == "includemetadata":
-            with_metadata = _flag(name, value)
+            with_metadata = parse_boolean(name, value)
         elif lowered == "includestable":
-            with_stable = _flag(name, value)
+            with_stable = parse_boolean(name, value)
         else:
             raise InvalidQuery(
                 f"unknown parameter {name!r}; the change feed takes after, limit, "
@@ -108,7 +103,7 @@ async def read_latest_change(request: Request) -> Response:
     for name, value in request.query_params.multi_items():
         if name.lower() != "includestable":
             raise InvalidQuery(f"unknown parameter {name!r}; latest takes includestable")
-        with_stable = _flag(name, value)
+        with_stable = parse_boolean(name, value)
     found = await in_thread(container(request).changes.latest, caller(request), with_stable)
     return _json(None if found is None else entry(found, urls(request)))
 

@@ -13,6 +13,7 @@ from dicomweb_server.services.audit import AuditTrail
 from dicomweb_server.services.changes import ChangeFeed, ChangeHub
 from dicomweb_server.services.corrections import CorrectionService
 from dicomweb_server.services.delete import DeleteService
+from dicomweb_server.services.errors import PayloadTooLarge
 from dicomweb_server.services.reject import RejectService
 from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retrieve import RetrieveService
@@ -101,3 +102,14 @@ def scope_uids(request: Request) -> tuple[str, str | None, str | None]:
         path_uid(request, "series") if "series" in params else None,
         path_uid(request, "instance") if "instance" in params else None,
     )
+
+
+async def read_body(request: Request, limit: int, what: str) -> bytes:
+    """The whole body of a request that is small by nature (JSON, a workitem), at most
+    `limit` bytes: PayloadTooLarge past it, without reading on."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"{what} is at most {limit} bytes")
+    return bytes(body)

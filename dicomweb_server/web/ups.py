@@ -22,20 +22,19 @@ from dicomweb_server.dicom import ups
 from dicomweb_server.dicom.depth import check_json
 from dicomweb_server.dicom.errors import InvalidQuery
 from dicomweb_server.dicom.json_model import validate_json
-from dicomweb_server.dicom.matching import parse_search
+from dicomweb_server.dicom.matching import parse_boolean, parse_search
 from dicomweb_server.dicom.media_types import DICOM_JSON, DICOM_XML, MULTIPART_RELATED
 from dicomweb_server.dicom.xml_model import native_to_json
 from dicomweb_server.services.context import READ, Caller
 from dicomweb_server.services.errors import (
     InvalidRequest,
-    PayloadTooLarge,
     ServiceError,
     UnsupportedMediaType,
 )
 from dicomweb_server.services.workitems import Answer
 from dicomweb_server.web.auth import caller, recheck
 from dicomweb_server.web.capabilities import produces
-from dicomweb_server.web.context import container, path_uid
+from dicomweb_server.web.context import container, path_uid, read_body
 from dicomweb_server.web.encoding import json_response
 from dicomweb_server.web.media import negotiate_json, parse_media_type
 from dicomweb_server.web.paths import WORKITEM
@@ -54,15 +53,6 @@ RECHECK_SECONDS = 60.0
 def warning(text: str) -> str:
     """A Warning header value (RFC 9111 5.5 form: code, agent, quoted text)."""
     return f'299 {WARN_AGENT} "{text}"'
-
-
-async def _read(request: Request) -> bytes:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_WORKITEM_BYTES:
-            raise PayloadTooLarge(f"a workitem body is at most {MAX_WORKITEM_BYTES} bytes")
-    return bytes(body)
 
 
 def _one_part(body: bytes, boundary: str) -> tuple[str, bytes]:
@@ -86,7 +76,7 @@ def _one_part(body: bytes, boundary: str) -> tuple[str, bytes]:
 async def dataset_body(request: Request, optional: bool = False) -> dict[str, Any]:
     """The request's one data set as DICOM JSON (415 for another media type, 400 when it is
     not one valid data set; an empty body is an empty data set where `optional`)."""
-    body = await _read(request)
+    body = await read_body(request, MAX_WORKITEM_BYTES, "a workitem body")
     if not body.strip() and optional:
         return {}
     media = parse_media_type(request.headers.get("content-type") or "application/octet-stream")
@@ -238,13 +228,6 @@ async def request_cancellation(request: Request) -> Response:
 # -- Subscribe (11.10), Unsubscribe (11.11), Suspend (11.12) -------------------------------
 
 
-def _flag(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered not in ("true", "false"):
-        raise InvalidQuery(f"{name} is true or false")
-    return lowered == "true"
-
-
 def _channel_url(request: HTTPConnection, aetitle: str) -> str:
     url = base_url(request)
     scheme, _, rest = url.partition("://")
@@ -258,7 +241,7 @@ async def subscribe(request: Request) -> Response:
     for name, value in request.query_params.multi_items():
         lowered = name.lower()
         if lowered == "deletionlock":
-            deletion_lock = _flag(name, value)
+            deletion_lock = parse_boolean(name, value)
         elif lowered == "filter":
             filter_text = value
         else:
