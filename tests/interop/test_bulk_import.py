@@ -24,6 +24,7 @@ from tests.conftest import RunningServer, make_settings, private_server, setting
 from tests.factories import bundled_path, make_instance, to_bytes
 
 CLI = str(Path(sys.executable).parent / "dicomweb-server")
+PYDICOM_FILES = ("MR_small.dcm", "rtplan.dcm", "JPEG2000.dcm", "rtdose.dcm", "SC_rgb_rle.dcm")
 
 
 def _env(archive: RunningServer) -> dict[str, str]:
@@ -64,6 +65,11 @@ def test_import_folders_a_zip_and_a_dicomdir(
 ) -> None:
     source = tmp_path / "cd"
     sops = _corpus(source)
+    # pydicom's own test files: several SOP classes and transfer syntaxes.
+    bundled = source / "bundled"
+    bundled.mkdir()
+    for name in PYDICOM_FILES:
+        (bundled / name).write_bytes(bundled_path(name).read_bytes())
     (source / "README.TXT").write_text("not an image")
     (source / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00garbage")
     with zipfile.ZipFile(source / "more.zip", "w") as bundle:
@@ -78,25 +84,25 @@ def test_import_folders_a_zip_and_a_dicomdir(
     run = _run(archive, "import", str(source), str(media / "DICOMDIR"))
     assert run.returncode == 1, run.stderr  # the broken file failed
     summary = run.stdout
-    assert "stored 15, skipped 2, failed 1" in summary, summary
+    assert "stored 20, skipped 2, failed 1" in summary, summary
     assert "skipped 2: not a DICOM file" in summary
     assert f"failed: {source / 'broken.dcm'}:" in summary
-    assert _count(client) == 15
+    assert _count(client) == 20
     assert {str(s) for s in sops} <= {
         i["00080018"]["Value"][0] for i in client.get("/instances", params={"limit": 100}).json()
     }
     # The same command again: nothing stored twice, the failure tried again.
     again = _run(archive, "import", str(source), str(media / "DICOMDIR"))
-    assert "stored 0, skipped 2, failed 1, already imported by an earlier run 15" in again.stdout
+    assert "stored 0, skipped 2, failed 1, already imported by an earlier run 20" in again.stdout
     # The media's folder: the DICOMDIR itself is skipped with its reason, its files are
     # already stored.
     folder = _run(archive, "import", str(media))
     assert "skipped 1: a DICOMDIR (media directory)" in folder.stdout, folder.stdout
     assert "skipped 2: already stored" in folder.stdout
-    assert _count(client) == 15
+    assert _count(client) == 20
     # Ingest as STOW-RS: the change feed has a create entry per instance.
     entries = client.get("/changefeed", params={"limit": 100}).json()
-    assert sum(e["Action"] == "create" for e in entries) == 15
+    assert sum(e["Action"] == "create" for e in entries) == 20
     assert archive.container.consistency.check().clean
 
 
