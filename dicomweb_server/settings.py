@@ -350,6 +350,27 @@ class Settings(BaseSettings):
         "(value^scheme^meaning)}; each study a filter takes gets one SCHEDULED workitem once "
         "it is stable.",
     )
+    dimse_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="The DIMSE service (C-ECHO, C-STORE, C-FIND) listens on this port when "
+        "set: `serve` starts it beside the web server, `dicomweb-server dimse` alone.",
+    )
+    dimse_host: str | None = Field(
+        default=None, description="The DIMSE service's bind address; default: DICOMWEB_HOST."
+    )
+    dimse_ae_title: str = Field(
+        default="DICOMWEB",
+        min_length=1,
+        max_length=16,
+        pattern=r"^[ -\[\]-~]*[!-\[\]-~][ -\[\]-~]*$",
+        description="The archive's AE title.",
+    )
+    dimse_accepted_aets: str = Field(
+        default="",
+        description="Calling AE titles the DIMSE service accepts, comma-separated; empty: any.",
+    )
     uid_root: str = Field(
         default="",
         max_length=40,

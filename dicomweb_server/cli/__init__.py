@@ -64,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the consistency report: what PS3.4's patient model forbids, one finding a line",
     )
     report.add_argument("--limit", type=int, default=1000, help="findings at most per kind")
+    commands.add_parser(
+        "dimse",
+        help="serve the DIMSE service alone (C-ECHO, C-STORE, C-FIND) on DICOMWEB_DIMSE_PORT",
+    )
     load = commands.add_parser(
         "import",
         help="load folders (recursively), zip files and DICOMDIR media through the ingest; "
@@ -116,6 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _keys(settings, args)
     if args.command == "report":
         return _report(settings, args.limit)
+    if args.command == "dimse":
+        if settings.dimse_port is None:
+            print("dicomweb-server: set DICOMWEB_DIMSE_PORT for the DIMSE service", file=sys.stderr)
+            return 2
+        if settings.migrate_on_start:
+            upgrade_database(settings)
+        return _serve_dimse(settings)
     if args.command in ("import", "export"):
         import os
 
@@ -157,6 +168,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from dicomweb_server.serving import http_protocol, raise_file_limit
 
+    if settings.dimse_port is not None:
+        # In this process, beside the web server's (or its workers' supervisor): one
+        # listener whatever the number of workers.
+        _start_dimse(settings, host)
+
     raise_file_limit()
     workers = args.workers or settings.workers
     if workers > 1:
@@ -185,6 +201,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         # uvicorn's own lines go through the root logger: the same format (JSON or text).
         log_config=None,
     )
+    return 0
+
+
+def _start_dimse(settings: Settings, host: str) -> object:
+    from dicomweb_server.container import build_container
+    from dicomweb_server.dimse.gateway import DimseGateway, DimseSettings
+
+    container = build_container(settings)
+    gateway = DimseGateway(
+        container.store,
+        container.search,
+        DimseSettings(
+            ae_title=settings.dimse_ae_title,
+            host=settings.dimse_host or host,
+            port=settings.dimse_port or 0,
+            accepted=frozenset(
+                a.strip() for a in settings.dimse_accepted_aets.split(",") if a.strip()
+            ),
+        ),
+    )
+    gateway.start()
+    print(
+        f"DIMSE service {settings.dimse_ae_title} on {gateway.config.host}:{gateway.port}",
+        file=sys.stderr,
+    )
+    return gateway
+
+
+def _serve_dimse(settings: Settings) -> int:
+    import signal
+    import threading
+
+    gateway = _start_dimse(settings, settings.host)
+    stopped = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopped.set())
+    stopped.wait()
+    gateway.stop()  # type: ignore[attr-defined]
     return 0
 
 

