@@ -354,7 +354,8 @@ class Settings(BaseSettings):
         default=None,
         ge=0,
         le=65535,
-        description="The DIMSE service (C-ECHO, C-STORE, C-FIND) listens on this port when "
+        description="The DIMSE service (C-ECHO, C-STORE, C-FIND, C-GET, C-MOVE) listens on this "
+        "port when "
         "set: `serve` starts it beside the web server, `dicomweb-server dimse` alone.",
     )
     dimse_host: str | None = Field(
@@ -366,6 +367,10 @@ class Settings(BaseSettings):
         max_length=16,
         pattern=r"^[ -\[\]-~]*[!-\[\]-~][ -\[\]-~]*$",
         description="The archive's AE title.",
+    )
+    dimse_peers: str = Field(
+        default="",
+        description="C-MOVE destinations, comma-separated AETITLE@host:port.",
     )
     dimse_accepted_aets: str = Field(
         default="",

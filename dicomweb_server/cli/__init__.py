@@ -206,12 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _start_dimse(settings: Settings, host: str) -> object:
     from dicomweb_server.container import build_container
-    from dicomweb_server.dimse.gateway import DimseGateway, DimseSettings
+    from dicomweb_server.dimse.gateway import DimseGateway, DimseSettings, parse_peers
 
     container = build_container(settings)
     gateway = DimseGateway(
         container.store,
         container.search,
+        container.retrieve,
         DimseSettings(
             ae_title=settings.dimse_ae_title,
             host=settings.dimse_host or host,
@@ -219,6 +220,7 @@ def _start_dimse(settings: Settings, host: str) -> object:
             accepted=frozenset(
                 a.strip() for a in settings.dimse_accepted_aets.split(",") if a.strip()
             ),
+            peers=parse_peers(settings.dimse_peers),
         ),
     )
     gateway.start()

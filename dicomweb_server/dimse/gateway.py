@@ -5,16 +5,23 @@ An entry point beside web/, never importing it."""
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.presentation import build_context
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
     Verification,
 )
 
@@ -24,7 +31,9 @@ from dicomweb_server.dicom.errors import DicomError
 from dicomweb_server.dicom.matching import parse_search
 from dicomweb_server.dicom.store_status import InstanceOutcome
 from dicomweb_server.services.context import EVERY_SCOPE, Caller
-from dicomweb_server.services.errors import ServiceError
+from dicomweb_server.services.errors import NotFound, ServiceError
+from dicomweb_server.services.ports.store import StoredInstance
+from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.spool import RequestSpool
 
@@ -50,6 +59,12 @@ _LEVELS = {"STUDY": Level.STUDY, "SERIES": Level.SERIES, "IMAGE": Level.INSTANCE
 _QUERY_LEVEL, _CHARSET = 0x00080052, 0x00080005
 # The most matches one C-FIND answers (each a pending response).
 MAX_MATCHES = 10_000
+# PS3.4 C.4.2.1.5 / C.4.3.1.4: retrieve statuses.
+MOVE_DESTINATION_UNKNOWN = 0xA801
+IDENTIFIER_DOES_NOT_MATCH = 0xA900
+# Sub-operations one C-MOVE or C-GET may count (Number of ... Sub-operations is US).
+MAX_SUBOPERATIONS = 65_535
+_PRESENTATION_CONTEXTS = 128  # PS3.8 9.3.2.2: at most 128 in one association
 
 
 class Ingest(Protocol):
@@ -67,12 +82,35 @@ class DimseSettings:
     port: int = 11112
     # Calling AE titles accepted (empty: any).
     accepted: frozenset[str] = field(default_factory=frozenset)
+    # C-MOVE destinations: AE title -> (host, port).
+    peers: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
+def parse_peers(text: str) -> dict[str, tuple[str, int]]:
+    """`AETITLE@host:port,...` (DICOMWEB_DIMSE_PEERS); ValueError naming a bad entry."""
+    found: dict[str, tuple[str, int]] = {}
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        title, at, address = entry.partition("@")
+        host, colon, port = address.rpartition(":")
+        if not (at and colon and title.strip() and host and port.isdigit()):
+            raise ValueError(f"DICOMWEB_DIMSE_PEERS: {entry!r} is not AETITLE@host:port")
+        found[title.strip()] = (host.strip("[]"), int(port))
+    return found
 
 
 class DimseGateway:
-    def __init__(self, store: Ingest, search: SearchService, config: DimseSettings) -> None:
+    def __init__(
+        self,
+        store: Ingest,
+        search: SearchService,
+        retrieve: RetrieveService,
+        config: DimseSettings,
+    ) -> None:
         self._store = store
         self._search = search
+        self._retrieve = retrieve
         self.config = config
         self._server: Any = None
 
@@ -81,10 +119,20 @@ class DimseGateway:
         ae.maximum_pdu_size = 0  # no limit on what peers send
         for context in AllStoragePresentationContexts:
             assert context.abstract_syntax is not None
-            ae.add_supported_context(context.abstract_syntax, STORAGE_SYNTAXES)
+            # SCP for C-STORE; the peer may take the SCP role too (C-GET, PS3.4 C.4.3).
+            ae.add_supported_context(
+                context.abstract_syntax, STORAGE_SYNTAXES, scu_role=True, scp_role=True
+            )
         ae.add_supported_context(Verification)
-        ae.add_supported_context(StudyRootQueryRetrieveInformationModelFind)
-        ae.add_supported_context(PatientRootQueryRetrieveInformationModelFind)
+        for model in (
+            StudyRootQueryRetrieveInformationModelFind,
+            PatientRootQueryRetrieveInformationModelFind,
+            StudyRootQueryRetrieveInformationModelGet,
+            PatientRootQueryRetrieveInformationModelGet,
+            StudyRootQueryRetrieveInformationModelMove,
+            PatientRootQueryRetrieveInformationModelMove,
+        ):
+            ae.add_supported_context(model)
         if self.config.accepted:
             ae.require_calling_aet = sorted(self.config.accepted)
         return ae
@@ -95,6 +143,8 @@ class DimseGateway:
             (evt.EVT_C_ECHO, self._echo),
             (evt.EVT_C_STORE, self._store_instance),
             (evt.EVT_C_FIND, self._find),
+            (evt.EVT_C_GET, self._get),
+            (evt.EVT_C_MOVE, self._move),
         ]
         self._server = self.application_entity().start_server(
             (self.config.host, self.config.port), block=False, evt_handlers=handlers
@@ -164,6 +214,100 @@ class DimseGateway:
             return
         yield SUCCESS, None
 
+    def _get(self, event: Any) -> Iterator[Any]:
+        """C-GET (PS3.4 C.4.3): the instances on the same association, each in a syntax
+        the peer accepted for its SOP class (converted when it took only others)."""
+        try:
+            found = self._instances(event)
+        except (DicomError, ServiceError, ValueError) as exc:
+            log.info("a C-GET was refused: %s", exc)
+            yield 0
+            yield IDENTIFIER_DOES_NOT_MATCH, None
+            return
+        yield len(found)
+        accepted = _accepted(event.assoc.accepted_contexts)
+        yield from self._send(event, found, accepted)
+
+    def _move(self, event: Any) -> Iterator[Any]:
+        """C-MOVE (PS3.4 C.4.2) to a configured destination, over a new association whose
+        presentation contexts are those of the instances."""
+        destination = self.config.peers.get(str(event.move_destination).strip())
+        if destination is None:
+            yield None, None  # pynetdicom answers A801, Move Destination Unknown
+            return
+        try:
+            found = self._instances(event)
+        except (DicomError, ServiceError, ValueError) as exc:
+            log.info("a C-MOVE was refused: %s", exc)
+            yield (*destination, {})
+            yield 0
+            return
+        syntaxes: dict[str, set[str]] = {}
+        for item in found:
+            syntaxes.setdefault(item.sop_class_uid, set()).add(item.transfer_syntax_uid)
+        contexts = []
+        for sop_class, stored in sorted(syntaxes.items()):
+            # The stored syntaxes, and Explicit VR Little Endian to convert to.
+            offered = sorted(stored - {uids.EXPLICIT_VR_LITTLE_ENDIAN})
+            contexts.append(build_context(sop_class, [*offered, uids.EXPLICIT_VR_LITTLE_ENDIAN]))
+        yield (*destination, {"contexts": contexts[:_PRESENTATION_CONTEXTS]})
+        yield len(found)
+        yield from self._send(event, found, None)
+
+    def _send(
+        self, event: Any, found: list[StoredInstance], accepted: dict[str, set[str]] | None
+    ) -> Iterator[tuple[int, Dataset | None]]:
+        for item in found:
+            if event.is_cancelled:
+                yield CANCELLED, None
+                return
+            wanted = None if accepted is None else accepted.get(item.sop_class_uid, set())
+            yield PENDING, self._dataset(item, wanted)
+
+    def _dataset(self, item: StoredInstance, accepted: set[str] | None) -> Dataset:
+        """The stored object, in its own syntax when the peer takes it, else converted to
+        Explicit VR Little Endian (PS3.5 A.2)."""
+        if accepted is None or item.transfer_syntax_uid in accepted or not accepted:
+            data = b"".join(self._retrieve.stream(item))
+        else:
+            data = self._retrieve.transcoded(item, uids.EXPLICIT_VR_LITTLE_ENDIAN)
+        return dcmread(io.BytesIO(data))
+
+    def _instances(self, event: Any) -> list[StoredInstance]:
+        """The instances a C-GET or C-MOVE identifier names (PS3.4 C.4.2.2.1: unique keys
+        down to the level, lists allowed)."""
+        identifier: Dataset = event.identifier
+        caller = self._caller(event)
+        level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+        studies = _uid_list(identifier, "StudyInstanceUID")
+        if level == "PATIENT":
+            patient = str(identifier.get("PatientID", "")).strip()
+            if not patient:
+                raise ValueError("a PATIENT level retrieve names the PatientID")
+            request = parse_search([("PatientID", patient)])
+            page = self._search.search(caller, Level.STUDY, request, lambda *_: "")
+            studies = [str(r["0020000D"]["Value"][0]) for r in page.results]
+        elif level not in ("STUDY", "SERIES", "IMAGE") or not studies:
+            raise ValueError(f"a {level or 'missing'} level retrieve names no study")
+        series = _uid_list(identifier, "SeriesInstanceUID") if level in ("SERIES", "IMAGE") else []
+        sops = _uid_list(identifier, "SOPInstanceUID") if level == "IMAGE" else []
+        if level in ("SERIES", "IMAGE") and not series:
+            raise ValueError("a SERIES or IMAGE level retrieve names the series")
+        if level == "IMAGE" and not sops:
+            raise ValueError("an IMAGE level retrieve names the instances")
+        found: list[StoredInstance] = []
+        every: list[str | None] = [None]
+        for study in studies:
+            for one_series in series or every:
+                for sop in sops or every:
+                    try:
+                        found += self._retrieve.objects(caller, study, one_series, sop)
+                    except NotFound:
+                        continue
+                    if len(found) > MAX_SUBOPERATIONS:
+                        raise ValueError(f"at most {MAX_SUBOPERATIONS} instances per retrieve")
+        return found
+
     def _matches(self, event: Any, identifier: Dataset, level: Level) -> list[Dataset]:
         """The identifier as a QIDO-RS query at `level`: keys with a value match, keys
         without one are returned (PS3.4 C.4.1.2.1)."""
@@ -205,6 +349,24 @@ class DimseGateway:
                 break
             offset = page.next_offset
         return results[:MAX_MATCHES]
+
+
+def _uid_list(identifier: Dataset, keyword: str) -> list[str]:
+    value = identifier.get(keyword)
+    if value is None or value == "":
+        return []
+    values = list(value) if type(value).__name__ == "MultiValue" else [value]
+    return [uids.require_uid(str(v).strip(), keyword) for v in values if str(v).strip()]
+
+
+def _accepted(contexts: list[Any]) -> dict[str, set[str]]:
+    """The transfer syntaxes the peer took per SOP class, where it plays Storage SCP."""
+    found: dict[str, set[str]] = {}
+    for context in contexts:
+        found.setdefault(str(context.abstract_syntax), set()).update(
+            str(t) for t in context.transfer_syntax
+        )
+    return found
 
 
 def _text(element: Any) -> str:

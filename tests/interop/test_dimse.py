@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,16 @@ from tests.conftest import IN_CI, RunningServer
 from tests.factories import bundled_path, make_instance, to_bytes
 from tests.helpers import stow
 
+
 # pydicom's test files, and the storescu option that proposes each one's transfer syntax.
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# The C-MOVE destination the gateway knows (a storescp the test starts).
+DEST_PORT = _free_port()
 STORED: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("CT_small.dcm", ()),
     ("MR_small.dcm", ()),
@@ -42,7 +52,8 @@ def gateway(archive: RunningServer) -> Iterator[DimseGateway]:
             pytest.fail("CI=true and dcmtk is not installed (.ci/run installs it)")
         pytest.skip("dcmtk is not installed")
     container = archive.container
-    found = DimseGateway(container.store, container.search, DimseSettings(port=0))
+    config = DimseSettings(port=0, peers={"DEST": ("127.0.0.1", DEST_PORT)})
+    found = DimseGateway(container.store, container.search, container.retrieve, config)
     found.start()
     try:
         yield found
@@ -175,12 +186,6 @@ def test_find_gives_what_qido_gives(
     assert [str(ds.PatientName) for ds in patients] == ["Find^Me"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_serve_starts_the_dimse_service_when_its_port_is_set(tmp_path: Path) -> None:
     if shutil.which("echoscu") is None:
         pytest.skip("dcmtk is not installed")
@@ -217,3 +222,97 @@ def test_serve_starts_the_dimse_service_when_its_port_is_set(tmp_path: Path) -> 
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _study_of_three(client: httpx.Client) -> tuple[str, list[Any]]:
+    study = generate_uid()
+    items = [make_instance(study_uid=study, series_uid=generate_uid()) for _ in range(3)]
+    assert stow(client, items).status_code == 200
+    return study, items
+
+
+def _dataset_bytes(data: bytes) -> bytes:
+    """A PS3.10 file's data set as encoded, past preamble and File Meta (which each writer
+    makes its own): File Meta Information Group Length (0002,0000) says where it ends."""
+    assert data[128:132] == b"DICM" and data[132:140] == b"\x02\x00\x00\x00UL\x04\x00"
+    return data[144 + int.from_bytes(data[140:144], "little") :]
+
+
+def _stored(client: httpx.Client, study: str, ds: Any) -> bytes:
+    url = f"/studies/{study}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    return client.get(url, headers={"Accept": "application/dicom; transfer-syntax=*"}).content
+
+
+def test_get_returns_the_stored_objects(
+    gateway: DimseGateway, client: httpx.Client, tmp_path: Path
+) -> None:
+    study, items = _study_of_three(client)
+    out = tmp_path / "got"
+    out.mkdir()
+    run = _peer(
+        gateway,
+        "getscu",
+        "-S",
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        f"StudyInstanceUID={study}",
+        "-od",
+        str(out),
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    received = {dcmread(p).SOPInstanceUID: p.read_bytes() for p in out.iterdir()}
+    assert set(received) == {ds.SOPInstanceUID for ds in items}
+    for ds in items:
+        assert _dataset_bytes(received[ds.SOPInstanceUID]) == _dataset_bytes(
+            _stored(client, study, ds)
+        )
+    # One series, one instance of it.
+    one = tmp_path / "one"
+    one.mkdir()
+    run = _peer(
+        gateway,
+        "getscu",
+        "-S",
+        "-k",
+        "QueryRetrieveLevel=IMAGE",
+        "-k",
+        f"StudyInstanceUID={study}",
+        "-k",
+        f"SeriesInstanceUID={items[1].SeriesInstanceUID}",
+        "-k",
+        f"SOPInstanceUID={items[1].SOPInstanceUID}",
+        "-od",
+        str(one),
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert [dcmread(p).SOPInstanceUID for p in one.iterdir()] == [items[1].SOPInstanceUID]
+
+
+def test_move_sends_to_a_known_destination(
+    gateway: DimseGateway, client: httpx.Client, tmp_path: Path
+) -> None:
+    study, items = _study_of_three(client)
+    out = tmp_path / "moved"
+    out.mkdir()
+    receiver = subprocess.Popen(
+        ["storescp", "-aet", "DEST", "-od", str(out), str(DEST_PORT)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"]
+        run = _peer(gateway, "movescu", "-S", "-aem", "DEST", *keys)
+        assert run.returncode == 0, run.stdout + run.stderr
+        deadline = time.monotonic() + 10
+        while len(list(out.iterdir())) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        moved = {dcmread(p).SOPInstanceUID for p in out.iterdir()}
+        assert moved == {ds.SOPInstanceUID for ds in items}
+        # An unknown destination: A801.
+        unknown = _peer(gateway, "movescu", "-v", "-S", "-aem", "NOWHERE", *keys)
+        assert "0xa801" in (unknown.stdout + unknown.stderr).lower() or unknown.returncode != 0
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=10)
