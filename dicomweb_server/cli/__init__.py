@@ -68,6 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dimse",
         help="serve the DIMSE service alone (C-ECHO, C-STORE, C-FIND) on DICOMWEB_DIMSE_PORT",
     )
+    send = commands.add_parser(
+        "send", help="send studies to another archive by C-STORE (DIMSE), for migrations"
+    )
+    send.add_argument("studies", nargs="+", metavar="STUDY")
+    send.add_argument("--to", required=True, metavar="AE@host:port", help="the destination")
+    send.add_argument("--aet", default=None, help="our AE title (default DICOMWEB_DIMSE_AE_TITLE)")
     load = commands.add_parser(
         "import",
         help="load folders (recursively), zip files and DICOMDIR media through the ingest; "
@@ -127,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings.migrate_on_start:
             upgrade_database(settings)
         return _serve_dimse(settings)
+    if args.command == "send":
+        return _send(settings, args.studies, args.to, args.aet)
     if args.command in ("import", "export"):
         import os
 
@@ -242,6 +250,34 @@ def _serve_dimse(settings: Settings) -> int:
     stopped.wait()
     gateway.stop()  # type: ignore[attr-defined]
     return 0
+
+
+def _send(settings: Settings, studies: list[str], to: str, aet: str | None) -> int:
+    from dicomweb_server.container import build_container
+    from dicomweb_server.dimse.send import send_studies
+    from dicomweb_server.services.context import Caller
+    from dicomweb_server.services.errors import ServiceError
+
+    if _schema_behind(settings, "send never changes the schema"):
+        return 2
+    container = build_container(settings)
+    try:
+        done = send_studies(
+            container.retrieve,
+            Caller.anonymous("cli"),
+            studies,
+            to,
+            aet or settings.dimse_ae_title,
+        )
+    except (ValueError, ConnectionError, ServiceError) as exc:
+        print(f"dicomweb-server: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        container.close()
+    print(f"sent {done.sent}, failed {len(done.failed)}")
+    for sop, why in done.failed[:50]:
+        print(f"  failed: {sop}: {why}")
+    return 1 if done.failed else 0
 
 
 def _uids(settings: Settings, count: int) -> int:

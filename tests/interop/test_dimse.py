@@ -22,7 +22,7 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from dicomweb_server.dimse.gateway import DimseGateway, DimseSettings
-from tests.conftest import IN_CI, RunningServer
+from tests.conftest import IN_CI, RunningServer, settings_env
 from tests.factories import bundled_path, make_instance, to_bytes
 from tests.helpers import stow
 
@@ -313,6 +313,55 @@ def test_move_sends_to_a_known_destination(
         # An unknown destination: A801.
         unknown = _peer(gateway, "movescu", "-v", "-S", "-aem", "NOWHERE", *keys)
         assert "0xa801" in (unknown.stdout + unknown.stderr).lower() or unknown.returncode != 0
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=10)
+
+
+def test_send_stores_studies_in_another_archive(
+    archive: RunningServer, client: httpx.Client, tmp_path: Path
+) -> None:
+    if archive.backend != "sqlite":
+        pytest.skip("the SCU does not depend on the backends")
+    if shutil.which("storescp") is None:
+        pytest.skip("dcmtk is not installed")
+    study, items = _study_of_three(client)
+    out = tmp_path / "received"
+    out.mkdir()
+    port = _free_port()
+    receiver = subprocess.Popen(
+        ["storescp", "-aet", "OTHER", "-od", str(out), str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
+    env.update(settings_env(archive.settings))
+    try:
+        time.sleep(0.5)
+        cli = str(Path(sys.executable).parent / "dicomweb-server")
+        run = subprocess.run(
+            [cli, "send", study, "--to", f"OTHER@127.0.0.1:{port}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "sent 3, failed 0" in run.stdout
+        received = {dcmread(p).SOPInstanceUID: p.read_bytes() for p in out.iterdir()}
+        assert set(received) == {ds.SOPInstanceUID for ds in items}
+        for ds in items:
+            assert _dataset_bytes(received[ds.SOPInstanceUID]) == _dataset_bytes(
+                _stored(client, study, ds)
+            )
+        refused = subprocess.run(
+            [cli, "send", study, "--to", "NOBODY@127.0.0.1:1"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert refused.returncode == 2 and "could not be reached" in refused.stderr
     finally:
         receiver.terminate()
         receiver.wait(timeout=10)
