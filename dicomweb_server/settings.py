@@ -372,6 +372,12 @@ class Settings(BaseSettings):
         default="",
         description="C-MOVE destinations, comma-separated AETITLE@host:port.",
     )
+    dimse_ae_access: str = Field(
+        default="",
+        description="What each calling AE title may do over DIMSE: AETITLE=scope,scope"
+        "[:label|label];... (e.g. CT1=write;WS1=read,download). Needed when DICOMWEB_AUTH "
+        "is not none; AE titles not named are rejected.",
+    )
     dimse_accepted_aets: str = Field(
         default="",
         description="Calling AE titles the DIMSE service accepts, comma-separated; empty: any.",

@@ -132,7 +132,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if settings.migrate_on_start:
             upgrade_database(settings)
-        return _serve_dimse(settings)
+        try:
+            return _serve_dimse(settings)
+        except (ValueError, OSError) as exc:
+            print(f"dicomweb-server: the DIMSE service cannot start: {exc}", file=sys.stderr)
+            return 2
     if args.command == "send":
         return _send(settings, args.studies, args.to, args.aet)
     if args.command in ("import", "export"):
@@ -179,7 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if settings.dimse_port is not None:
         # In this process, beside the web server's (or its workers' supervisor): one
         # listener whatever the number of workers.
-        _start_dimse(settings, host)
+        try:
+            _start_dimse(settings, host)
+        except (ValueError, OSError) as exc:
+            print(f"dicomweb-server: the DIMSE service cannot start: {exc}", file=sys.stderr)
+            return 2
 
     raise_file_limit()
     workers = args.workers or settings.workers
@@ -214,8 +222,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _start_dimse(settings: Settings, host: str) -> object:
     from dicomweb_server.container import build_container
-    from dicomweb_server.dimse.gateway import DimseGateway, DimseSettings, parse_peers
+    from dicomweb_server.dimse.gateway import (
+        DimseGateway,
+        DimseSettings,
+        parse_ae_access,
+        parse_peers,
+    )
 
+    access = parse_ae_access(settings.dimse_ae_access) if settings.dimse_ae_access else None
+    if access is None and settings.auth != "none":
+        raise ValueError(
+            f"DICOMWEB_AUTH is {settings.auth}: set DICOMWEB_DIMSE_AE_ACCESS to say what each "
+            "calling AE title may do over DIMSE (e.g. CT1=write;WS1=read,download)"
+        )
     container = build_container(settings)
     gateway = DimseGateway(
         container.store,
@@ -229,6 +248,7 @@ def _start_dimse(settings: Settings, host: str) -> object:
                 a.strip() for a in settings.dimse_accepted_aets.split(",") if a.strip()
             ),
             peers=parse_peers(settings.dimse_peers),
+            access=access,
         ),
     )
     gateway.start()

@@ -29,19 +29,21 @@ from dicomweb_server.dicom import uids
 from dicomweb_server.dicom.attributes import Level
 from dicomweb_server.dicom.errors import DicomError
 from dicomweb_server.dicom.matching import parse_search
-from dicomweb_server.dicom.store_status import InstanceOutcome
-from dicomweb_server.services.context import EVERY_SCOPE, Caller
-from dicomweb_server.services.errors import NotFound, ServiceError
+from dicomweb_server.services.context import EVERY_SCOPE, Caller, StudyScope, granted
+from dicomweb_server.services.errors import Forbidden, NotFound, ServiceError, Unauthenticated
 from dicomweb_server.services.ports.store import StoredInstance
 from dicomweb_server.services.retrieve import RetrieveService
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.spool import RequestSpool
+from dicomweb_server.services.store import StorePart
 
 log = logging.getLogger("dicomweb_server.dimse")
 
 # PS3.4 C.4.1.1.4: C-FIND statuses.
 PENDING, SUCCESS = 0xFF00, 0x0000
 UNABLE_TO_PROCESS = 0xC000  # identifier does not match SOP class, or cannot be processed
+# PS3.7 C.5.21: Refused: Not Authorized (the calling AE title lacks the scope).
+NOT_AUTHORIZED = 0x0124
 CANCELLED = 0xFE00
 # PS3.4 B.2.3: out of resources (the store could not be done now).
 OUT_OF_RESOURCES = 0xA700
@@ -72,7 +74,36 @@ class Ingest(Protocol):
 
     def request_spool(self) -> Any: ...
 
-    def store(self, part: Any) -> InstanceOutcome: ...
+    def begin(self, caller: Caller) -> Any: ...
+
+
+@dataclass(frozen=True)
+class AeAccess:
+    """What a calling AE title may do: scopes (read, write, download ...) and, when set, the
+    access-control labels of the studies it may see and store into."""
+
+    scopes: frozenset[str]
+    labels: frozenset[str] | None = None
+
+
+def parse_ae_access(text: str) -> dict[str, AeAccess]:
+    """`AETITLE=scope,scope[:label|label];...` (DICOMWEB_DIMSE_AE_ACCESS); ValueError naming
+    a bad entry or scope."""
+    found: dict[str, AeAccess] = {}
+    for entry in (e.strip() for e in text.split(";")):
+        if not entry:
+            continue
+        title, equals, rest = entry.partition("=")
+        scopes_text, _, labels_text = rest.partition(":")
+        scopes = frozenset(x.strip() for x in scopes_text.split(",") if x.strip())
+        if not equals or not title.strip() or not scopes:
+            raise ValueError(f"DICOMWEB_DIMSE_AE_ACCESS: {entry!r} is not AETITLE=scope,...")
+        unknown = scopes - EVERY_SCOPE
+        if unknown:
+            raise ValueError(f"DICOMWEB_DIMSE_AE_ACCESS: unknown scope {sorted(unknown)[0]!r}")
+        labels = frozenset(x.strip() for x in labels_text.split("|") if x.strip()) or None
+        found[title.strip()] = AeAccess(granted(scopes), labels)
+    return found
 
 
 @dataclass
@@ -84,6 +115,9 @@ class DimseSettings:
     accepted: frozenset[str] = field(default_factory=frozenset)
     # C-MOVE destinations: AE title -> (host, port).
     peers: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # What each calling AE title may do; None: every AE title may do everything (the
+    # server has no access control, DICOMWEB_AUTH=none).
+    access: dict[str, AeAccess] | None = None
 
 
 def parse_peers(text: str) -> dict[str, tuple[str, int]]:
@@ -133,8 +167,14 @@ class DimseGateway:
             PatientRootQueryRetrieveInformationModelMove,
         ):
             ae.add_supported_context(model)
-        if self.config.accepted:
-            ae.require_calling_aet = sorted(self.config.accepted)
+        accepted = set(self.config.accepted)
+        if self.config.access is not None:
+            # Only the AE titles given rights may associate (others are rejected).
+            given = set(self.config.access)
+            accepted = (accepted & given) if accepted else given
+        if accepted or self.config.access is not None:
+            # No AE title at all: one no peer can have (a backslash is never in one).
+            ae.require_calling_aet = sorted(accepted) or ["\\"]
         return ae
 
     def start(self) -> None:
@@ -162,28 +202,44 @@ class DimseGateway:
 
     # -- handlers ---------------------------------------------------------------------------
 
-    @staticmethod
-    def _caller(event: Any) -> Caller:
+    def _caller(self, event: Any) -> Caller:
+        """The calling AE title as a Caller: its rights from DICOMWEB_DIMSE_AE_ACCESS (every
+        scope when the server has no access control)."""
         requestor = event.assoc.requestor
         calling = str(requestor.ae_title).strip()
-        return Caller(f"ae:{calling}", EVERY_SCOPE, None, client=str(requestor.address))
+        client = str(requestor.address)
+        if self.config.access is None:
+            return Caller(f"ae:{calling}", EVERY_SCOPE, None, client=client)
+        rights = self.config.access.get(calling)
+        if rights is None:
+            return Caller(f"ae:{calling}", frozenset(), StudyScope(), client=client)
+        scope = None if rights.labels is None else StudyScope(labels=rights.labels)
+        return Caller(f"ae:{calling}", rights.scopes, scope, client=client)
 
     def _echo(self, event: Any) -> int:
         return SUCCESS
 
     def _store_instance(self, event: Any) -> int:
-        """PS3.4 B.2.3: the status of the STOW-RS outcome of the same object."""
+        """PS3.4 B.2.3: the status of the STOW-RS outcome of the same object, stored as the
+        calling AE title (its scopes, and labels when it is limited to some)."""
         try:
             with self._store.request_spool() as spool:
+                request = self._store.begin(self._caller(event))
                 folder: RequestSpool = spool
                 path = folder.new_path(".dcm")
                 with path.open("wb") as out:
                     out.write(event.encoded_dataset(include_meta=True))
-                outcome = self._store.store(path)
+                try:
+                    outcomes = request.add([StorePart(path, None)]) + request.finish()
+                except BaseException:
+                    request.discard()
+                    raise
+        except (Unauthenticated, Forbidden):
+            return NOT_AUTHORIZED
         except ServiceError as exc:
             log.warning("a C-STORE could not be stored: %s", type(exc).__name__)
             return OUT_OF_RESOURCES
-        return outcome.status
+        return int(outcomes[0].status) if outcomes else OUT_OF_RESOURCES
 
     def _find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
         identifier: Dataset = event.identifier
@@ -208,6 +264,9 @@ class DimseGateway:
                     yield CANCELLED, None
                     return
                 yield PENDING, ds
+        except (Unauthenticated, Forbidden):
+            yield NOT_AUTHORIZED, None
+            return
         except (DicomError, ServiceError, ValueError) as exc:
             log.info("a C-FIND was refused: %s", exc)
             yield UNABLE_TO_PROCESS, None
@@ -219,6 +278,10 @@ class DimseGateway:
         the peer accepted for its SOP class (converted when it took only others)."""
         try:
             found = self._instances(event)
+        except (Unauthenticated, Forbidden):
+            yield 0
+            yield NOT_AUTHORIZED, None
+            return
         except (DicomError, ServiceError, ValueError) as exc:
             log.info("a C-GET was refused: %s", exc)
             yield 0
@@ -238,7 +301,8 @@ class DimseGateway:
         try:
             found = self._instances(event)
         except (DicomError, ServiceError, ValueError) as exc:
-            log.info("a C-MOVE was refused: %s", exc)
+            # Not authorized or not matching: no sub-operation (the peer sees none moved).
+            log.info("a C-MOVE was refused: %s", type(exc).__name__)
             yield (*destination, {})
             yield 0
             return

@@ -21,7 +21,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from dicomweb_server.dimse.gateway import DimseGateway, DimseSettings
+from dicomweb_server.dimse.gateway import DimseGateway, DimseSettings, parse_ae_access
 from tests.conftest import IN_CI, RunningServer, settings_env
 from tests.factories import bundled_path, make_instance, to_bytes
 from tests.helpers import stow
@@ -365,3 +365,51 @@ def test_send_stores_studies_in_another_archive(
     finally:
         receiver.terminate()
         receiver.wait(timeout=10)
+
+
+def test_access_per_calling_ae_title(
+    archive: RunningServer, client: httpx.Client, tmp_path: Path
+) -> None:
+    """DICOMWEB_DIMSE_AE_ACCESS: a modality may store, a workstation read and download; an
+    AE title not named cannot associate; one limited to a label sees its studies only."""
+    if archive.backend != "sqlite":
+        pytest.skip("access control does not depend on the backends")
+    if shutil.which("storescu") is None:
+        pytest.skip("dcmtk is not installed")
+    ward = make_instance()
+    assert stow(client, [ward], headers={"X-Access-Labels": "ward7"}).status_code == 200
+    other = make_instance()
+    assert stow(client, [other]).status_code == 200
+    container = archive.container
+    config = DimseSettings(
+        port=0,
+        access=parse_ae_access("CT1=write;WS1=read,download;WARD=read:ward7"),
+    )
+    gateway = DimseGateway(container.store, container.search, container.retrieve, config)
+    gateway.start()
+
+    def as_ae(title: str, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [tool, "-aec", "DICOMWEB", "-aet", title, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    def find(title: str) -> subprocess.CompletedProcess[str]:
+        keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID"]
+        return as_ae(title, "findscu", "-v", "-S", *keys, "127.0.0.1", str(gateway.port))
+
+    try:
+        sent = tmp_path / "new.dcm"
+        sent.write_bytes(to_bytes(make_instance()))
+        where = ["127.0.0.1", str(gateway.port)]
+        assert as_ae("CT1", "storescu", *where, str(sent)).returncode == 0
+        refused = as_ae("WS1", "storescu", "-v", *where, str(sent))
+        # PS3.7 C.5.21 Refused: Not Authorized (dcmtk names it "Unknown Status: 0x124").
+        assert "Status: 0x124" in refused.stderr, refused.stderr
+        assert as_ae("NOBODY", "echoscu", *where).returncode != 0  # association rejected
+        assert "Find Response: 1 (Pending)" not in find("CT1").stderr  # no read scope
+        listed = find("WS1").stderr
+        assert str(ward.StudyInstanceUID) in listed and str(other.StudyInstanceUID) in listed
+        limited = find("WARD").stderr
+        assert str(ward.StudyInstanceUID) in limited
+        assert str(other.StudyInstanceUID) not in limited
+    finally:
+        gateway.stop()
