@@ -250,6 +250,7 @@ def _start_dimse(settings: Settings, host: str) -> object:
             peers=parse_peers(settings.dimse_peers),
             access=access,
         ),
+        container.audit,
     )
     gateway.start()
     print(

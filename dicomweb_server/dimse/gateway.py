@@ -29,6 +29,8 @@ from dicomweb_server.dicom import uids
 from dicomweb_server.dicom.attributes import Level
 from dicomweb_server.dicom.errors import DicomError
 from dicomweb_server.dicom.matching import parse_search
+from dicomweb_server.services import audit
+from dicomweb_server.services.audit import AuditTrail
 from dicomweb_server.services.context import EVERY_SCOPE, Caller, StudyScope, granted
 from dicomweb_server.services.errors import Forbidden, NotFound, ServiceError, Unauthenticated
 from dicomweb_server.services.ports.store import StoredInstance
@@ -141,11 +143,14 @@ class DimseGateway:
         search: SearchService,
         retrieve: RetrieveService,
         config: DimseSettings,
+        trail: AuditTrail | None = None,
     ) -> None:
         self._store = store
         self._search = search
         self._retrieve = retrieve
         self.config = config
+        # DICOM audit messages (PS3.15 A.5) of what peers do, as for the web.
+        self._trail = trail
         self._server: Any = None
 
     def application_entity(self) -> AE:
@@ -235,14 +240,31 @@ class DimseGateway:
                     request.discard()
                     raise
         except (Unauthenticated, Forbidden):
+            self._audit_transfer(event, [], audit.MINOR_FAILURE, stored=True)
             return NOT_AUTHORIZED
         except ServiceError as exc:
             log.warning("a C-STORE could not be stored: %s", type(exc).__name__)
+            self._audit_transfer(event, [], audit.SERIOUS_FAILURE, stored=True)
             return OUT_OF_RESOURCES
-        return int(outcomes[0].status) if outcomes else OUT_OF_RESOURCES
+        if not outcomes:
+            return OUT_OF_RESOURCES
+        outcome = outcomes[0]
+        studies = [outcome.study_uid] if outcome.study_uid else []
+        self._audit_transfer(
+            event, studies, audit.SUCCESS if outcome.stored else audit.MINOR_FAILURE, stored=True
+        )
+        return int(outcome.status)
+
+    def _audit_transfer(self, event: Any, studies: list[str], outcome: str, stored: bool) -> None:
+        if self._trail is not None:
+            message = audit.transfer(self._caller(event), studies, outcome, stored)
+            self._trail.record(message)
 
     def _find(self, event: Any) -> Iterator[tuple[int, Dataset | None]]:
         identifier: Dataset = event.identifier
+        if self._trail is not None:
+            keys = ", ".join(e.keyword or str(e.tag) for e in identifier)
+            self._trail.record(audit.query(self._caller(event), f"C-FIND {keys}", audit.SUCCESS))
         level_text = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
         patient_root = (
             event.request.AffectedSOPClassUID == PatientRootQueryRetrieveInformationModelFind
@@ -289,6 +311,7 @@ class DimseGateway:
             return
         yield len(found)
         accepted = _accepted(event.assoc.accepted_contexts)
+        self._audit_transfer(event, sorted({i.study_uid for i in found}), audit.SUCCESS, False)
         yield from self._send(event, found, accepted)
 
     def _move(self, event: Any) -> Iterator[Any]:
@@ -316,6 +339,7 @@ class DimseGateway:
             contexts.append(build_context(sop_class, [*offered, uids.EXPLICIT_VR_LITTLE_ENDIAN]))
         yield (*destination, {"contexts": contexts[:_PRESENTATION_CONTEXTS]})
         yield len(found)
+        self._audit_transfer(event, sorted({i.study_uid for i in found}), audit.SUCCESS, False)
         yield from self._send(event, found, None)
 
     def _send(

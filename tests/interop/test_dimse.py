@@ -22,7 +22,8 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from dicomweb_server.dimse.gateway import DimseGateway, DimseSettings, parse_ae_access
-from tests.conftest import IN_CI, RunningServer, settings_env
+from tests.api.test_audit import _event_id, _events, _studies
+from tests.conftest import IN_CI, RunningServer, make_settings, private_server, settings_env
 from tests.factories import bundled_path, make_instance, to_bytes
 from tests.helpers import stow
 
@@ -413,3 +414,31 @@ def test_access_per_calling_ae_title(
         assert str(other.StudyInstanceUID) not in limited
     finally:
         gateway.stop()
+
+
+def test_dimse_operations_are_audited(archive: RunningServer, tmp_path: Path) -> None:
+    if archive.backend != "sqlite":
+        pytest.skip("the audit trail does not depend on the backends")
+    if shutil.which("storescu") is None:
+        pytest.skip("dcmtk is not installed")
+    with private_server(make_settings(tmp_path / "archive", audit="table")) as (client, c):
+        gateway = DimseGateway(c.store, c.search, c.retrieve, DimseSettings(port=0), c.audit)
+        gateway.start()
+        try:
+            ds = make_instance()
+            sent = tmp_path / "one.dcm"
+            sent.write_bytes(to_bytes(ds))
+            where = ["127.0.0.1", str(gateway.port)]
+            store = ["storescu", "-aec", "DICOMWEB", "-aet", "MODALITY", *where, str(sent)]
+            assert subprocess.run(store, capture_output=True, timeout=60).returncode == 0
+            keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", "PatientName"]
+            find = ["findscu", "-S", "-aec", "DICOMWEB", "-aet", "WS", *keys, *where]
+            assert subprocess.run(find, capture_output=True, timeout=60).returncode == 0
+        finally:
+            gateway.stop()
+        events = _events(client, {}, c)
+        stored = [e for e in events if _event_id(e) == "110104"]
+        assert stored and _studies(stored[0]) == [str(ds.StudyInstanceUID)]
+        assert stored[0]["ActiveParticipant"][0]["UserID"] == "ae:MODALITY"
+        queries = [e for e in events if _event_id(e) == "110112"]
+        assert queries and queries[0]["ActiveParticipant"][0]["UserID"] == "ae:WS"
