@@ -22,6 +22,7 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from dicomweb_server.dimse.gateway import DimseGateway, DimseSettings, parse_ae_access
+from dicomweb_server.services.context import Caller
 from tests.api.test_audit import _event_id, _events, _studies
 from tests.conftest import IN_CI, RunningServer, make_settings, private_server, settings_env
 from tests.factories import bundled_path, make_instance, to_bytes
@@ -442,3 +443,67 @@ def test_dimse_operations_are_audited(archive: RunningServer, tmp_path: Path) ->
         assert stored[0]["ActiveParticipant"][0]["UserID"] == "ae:MODALITY"
         queries = [e for e in events if _event_id(e) == "110112"]
         assert queries and queries[0]["ActiveParticipant"][0]["UserID"] == "ae:WS"
+
+
+def test_kill_during_a_storescu_run_keeps_every_acknowledged_instance(
+    archive: RunningServer, tmp_path: Path
+) -> None:
+    """`dicomweb-server dimse` killed with SIGKILL while storescu sends: each instance it
+    acknowledged (success) is retrievable afterwards; `check` finds nothing missing."""
+    if archive.backend != "postgresql":
+        pytest.skip("a kill does not depend on the blob store; run against PostgreSQL")
+    if shutil.which("storescu") is None:
+        pytest.skip("dcmtk is not installed")
+    folder = tmp_path / "send"
+    folder.mkdir()
+    sops = {}
+    for n in range(400):
+        ds = make_instance()
+        path = folder / f"{n:04d}.dcm"
+        path.write_bytes(to_bytes(ds))
+        sops[str(path)] = str(ds.SOPInstanceUID)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
+    env.update(settings_env(archive.settings))
+    env.update(DICOMWEB_DIMSE_PORT=str(port), DICOMWEB_LOG_LEVEL="warning")
+    cli = str(Path(sys.executable).parent / "dicomweb-server")
+    server = subprocess.Popen([cli, "dimse"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            echo = subprocess.run(
+                ["echoscu", "-aec", "DICOMWEB", "127.0.0.1", str(port)], capture_output=True
+            )
+            if echo.returncode == 0:
+                break
+            time.sleep(0.2)
+        sender = subprocess.Popen(
+            ["storescu", "-v", "+sd", "-aec", "DICOMWEB", "127.0.0.1", str(port), str(folder)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        acknowledged: list[str] = []
+        current = None
+        assert sender.stdout is not None
+        for line in sender.stdout:
+            if "Sending file: " in line:
+                current = line.split("Sending file: ", 1)[1].strip()
+            elif "Received Store Response (Success)" in line and current:
+                acknowledged.append(sops[current])
+                if len(acknowledged) == 100:
+                    server.kill()  # SIGKILL, mid-run
+        sender.wait(timeout=60)
+    finally:
+        server.kill()
+        server.wait(timeout=30)
+    assert 100 <= len(acknowledged) < len(sops)
+    stored = archive.container.retrieve
+    for sop in acknowledged:
+        ds = dcmread(folder / next(p for p, s in sops.items() if s == sop))
+        found = stored.objects(
+            Caller.anonymous(), str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), sop
+        )
+        assert len(found) == 1
+        assert b"".join(stored.stream(found[0]))
+    assert archive.container.consistency.check().missing == []
