@@ -359,7 +359,7 @@ ORTHANC_13_EXTRA = {
 }
 
 
-def start_orthanc_sid(workdir: Path, chroot: Path) -> Peer:
+def start_orthanc_sid(workdir: Path, chroot: Path, extra: dict[str, Any] | None = None) -> Peer:
     """Orthanc 1.13 with DICOMweb 1.24 and GDCM from the sid chroot (benchmarks/orthanc_sid.py),
     with the preload that keeps its ports on loopback and its threads' stacks large enough."""
     from benchmarks.orthanc_sid import BINARY, PLUGINS, PRELOAD
@@ -370,7 +370,11 @@ def start_orthanc_sid(workdir: Path, chroot: Path) -> Peer:
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     plugins = [f"/{PLUGINS}/libOrthancDicomWeb.so", f"/{PLUGINS}/libOrthancGdcm.so"]
-    config = {**orthanc_config("benchmark-1.13", inside, port, plugins), **ORTHANC_13_EXTRA}
+    config = {
+        **orthanc_config("benchmark-1.13", inside, port, plugins),
+        **ORTHANC_13_EXTRA,
+        **(extra or {}),
+    }
     config["DicomWeb"].update(
         {"StudiesMetadata": "Full", "SeriesMetadata": "Full", "EnableMetadataCache": True}
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import corpus, events, orthanc_sid, run, workitems
+from benchmarks import corpus, dimse, events, orthanc_sid, run, workitems
 from tests.conftest import PG_ADMIN_URL
 
 
@@ -162,8 +162,22 @@ def test_workitems_benchmark_measures_every_transaction(tmp_path: Path) -> None:
     assert figures["server_cpu_ms_per_workitem"] > 0
 
 
+def test_dimse_benchmark_stores_by_storescu(tmp_path: Path) -> None:
+    """The DIMSE throughput benchmark of issue 19, on a few instances, without timings."""
+    if shutil.which("storescu") is None:
+        pytest.skip("dcmtk is not installed")
+    data = tmp_path / "corpus"
+    corpus.main([str(data), "--studies", "1", "--series", "1", "--instances", "4", "--frames", "2"])
+    out = tmp_path / "dimse.json"
+    assert dimse.main([str(data), "--rounds", "1", "--out", str(out)]) == 0
+    figures = json.loads(out.read_text())["figures"]
+    assert figures["ours"]["instances_per_s"] > 0
+    if (orthanc_sid.DEFAULT_DIR / orthanc_sid.BINARY).exists():
+        assert figures["orthanc-1.13"]["instances_per_s"] > 0
+
+
 def test_benchmark_commands_have_help() -> None:
-    for module in (corpus, run, events, workitems):
+    for module in (corpus, run, events, workitems, dimse):
         with pytest.raises(SystemExit) as exit_info:
             module.main(["--help"])
         assert exit_info.value.code == 0
