@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -14,11 +16,13 @@ from typing import Any, Protocol
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom.presentation import build_context
+from pynetdicom.presentation import build_context, build_role
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
+    StorageCommitmentPushModel,
+    StorageCommitmentPushModelInstance,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
@@ -46,6 +50,9 @@ PENDING, SUCCESS = 0xFF00, 0x0000
 UNABLE_TO_PROCESS = 0xC000  # identifier does not match SOP class, or cannot be processed
 # PS3.7 C.5.21: Refused: Not Authorized (the calling AE title lacks the scope).
 NOT_AUTHORIZED = 0x0124
+# PS3.7 C.5: N-ACTION statuses, and the failure reasons of a commitment (PS3.4 J.3.3.1).
+NO_SUCH_ACTION, INVALID_ARGUMENT = 0x0123, 0x0115
+NO_SUCH_INSTANCE, CLASS_CONFLICT = 0x0112, 0x0119
 CANCELLED = 0xFE00
 # PS3.4 B.2.3: out of resources (the store could not be done now).
 OUT_OF_RESOURCES = 0xA700
@@ -172,6 +179,7 @@ class DimseGateway:
             PatientRootQueryRetrieveInformationModelMove,
         ):
             ae.add_supported_context(model)
+        ae.add_supported_context(StorageCommitmentPushModel)
         accepted = set(self.config.accepted)
         if self.config.access is not None:
             # Only the AE titles given rights may associate (others are rejected).
@@ -190,6 +198,7 @@ class DimseGateway:
             (evt.EVT_C_FIND, self._find),
             (evt.EVT_C_GET, self._get),
             (evt.EVT_C_MOVE, self._move),
+            (evt.EVT_N_ACTION, self._commitment_request),
         ]
         self._server = self.application_entity().start_server(
             (self.config.host, self.config.port), block=False, evt_handlers=handlers
@@ -395,6 +404,122 @@ class DimseGateway:
                     if len(found) > MAX_SUBOPERATIONS:
                         raise ValueError(f"at most {MAX_SUBOPERATIONS} instances per retrieve")
         return found
+
+    def _commitment_request(self, event: Any) -> tuple[int, Dataset | None]:
+        """Storage Commitment Push Model, N-ACTION (PS3.4 J.3.2): accepted at once; the
+        result follows as an N-EVENT-REPORT (J.3.3) on the same association, or on a new one
+        to the requestor's entry in DICOMWEB_DIMSE_PEERS when it has been released."""
+        if int(event.request.ActionTypeID) != 1:
+            return NO_SUCH_ACTION, None
+        request: Dataset = event.action_information
+        transaction = str(request.get("TransactionUID", ""))
+        references = [
+            (
+                str(item.get("ReferencedSOPClassUID", "")),
+                str(item.get("ReferencedSOPInstanceUID", "")),
+            )
+            for item in request.get("ReferencedSOPSequence", [])
+        ]
+        if not transaction or not references:
+            return INVALID_ARGUMENT, None
+        caller = self._caller(event)
+        calling = str(event.assoc.requestor.ae_title).strip()
+        threading.Thread(
+            target=self._commitment_result,
+            args=(event.assoc, calling, caller, transaction, references),
+            daemon=True,
+        ).start()
+        return SUCCESS, None
+
+    def _commitment_result(
+        self,
+        assoc: Any,
+        calling: str,
+        caller: Caller,
+        transaction: str,
+        references: list[tuple[str, str]],
+    ) -> None:
+        try:
+            held = self._held(caller, [uid for _, uid in references])
+        except ServiceError:
+            held = {}
+        report = Dataset()
+        report.TransactionUID = transaction
+        committed, failed = [], []
+        for sop_class, sop_uid in references:
+            item = Dataset()
+            item.ReferencedSOPClassUID = sop_class
+            item.ReferencedSOPInstanceUID = sop_uid
+            if held.get(sop_uid) == sop_class:
+                committed.append(item)
+            else:
+                # PS3.4 J.3.3.1: 0112 no such object instance, 0119 class-instance conflict.
+                item.FailureReason = NO_SUCH_INSTANCE if sop_uid not in held else CLASS_CONFLICT
+                failed.append(item)
+        if committed:
+            report.ReferencedSOPSequence = committed
+        if failed:
+            report.FailedSOPSequence = failed
+        event_type = 2 if failed else 1
+        # The N-ACTION response goes out when the handler returns; the report after it.
+        time.sleep(0.05)
+        try:
+            if assoc.is_established:
+                assoc.send_n_event_report(
+                    report,
+                    event_type,
+                    StorageCommitmentPushModel,
+                    StorageCommitmentPushModelInstance,
+                )
+                return
+            self._report_on_new_association(calling, report, event_type)
+        except Exception as exc:  # noqa: BLE001 - the peer asks again (J.3.3)
+            log.warning("a storage commitment result could not be sent: %s", type(exc).__name__)
+
+    def _report_on_new_association(self, calling: str, report: Dataset, event_type: int) -> None:
+        destination = self.config.peers.get(calling)
+        if destination is None:
+            log.warning(
+                "no DICOMWEB_DIMSE_PEERS entry for %s: its commitment result is kept", calling
+            )
+            return
+        ae = AE(ae_title=self.config.ae_title)
+        # We play the Storage Commitment SCP on an association we request (PS3.4 J.3.3).
+        ae.add_requested_context(StorageCommitmentPushModel)
+        role = build_role(StorageCommitmentPushModel, scp_role=True)
+        assoc = ae.associate(*destination, ae_title=calling, ext_neg=[role])
+        if assoc.is_established:
+            try:
+                assoc.send_n_event_report(
+                    report,
+                    event_type,
+                    StorageCommitmentPushModel,
+                    StorageCommitmentPushModelInstance,
+                )
+            finally:
+                assoc.release()
+
+    def _held(self, caller: Caller, sop_uids: list[str]) -> dict[str, str]:
+        """SOP Instance UID -> SOP Class UID of those the archive holds (the caller's)."""
+        held: dict[str, str] = {}
+        for start in range(0, len(sop_uids), 100):
+            chunk = [u for u in sop_uids[start : start + 100] if uids.is_valid_uid(u)]
+            if not chunk:
+                continue
+            request = parse_search(
+                [
+                    ("SOPInstanceUID", "\\".join(chunk)),
+                    ("includefield", "00080016"),
+                    ("limit", "100"),
+                ]
+            )
+            page = self._search.search(caller, Level.INSTANCE, request, lambda *_: "")
+            for result in page.results:
+                sop = result.get("00080018", {}).get("Value", [None])[0]
+                sop_class = result.get("00080016", {}).get("Value", [None])[0]
+                if sop and sop_class:
+                    held[str(sop)] = str(sop_class)
+        return held
 
     def _matches(self, event: Any, identifier: Dataset, level: Level) -> list[Dataset]:
         """The identifier as a QIDO-RS query at `level`: keys with a value match, keys

@@ -507,3 +507,65 @@ def test_kill_during_a_storescu_run_keeps_every_acknowledged_instance(
         assert len(found) == 1
         assert b"".join(stored.stream(found[0]))
     assert archive.container.consistency.check().missing == []
+
+
+def test_storage_commitment_reports_what_is_held(
+    gateway: DimseGateway, client: httpx.Client
+) -> None:
+    """PS3.4 Annex J, with pynetdicom as the SCU (dcmtk has no commitment SCU): the N-ACTION
+    is accepted, and the N-EVENT-REPORT on the same association commits the stored instance
+    and fails the unknown one with 0112."""
+    from pydicom.dataset import Dataset
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+        StorageCommitmentPushModel,
+        StorageCommitmentPushModelInstance,
+    )
+
+    held = make_instance()
+    assert stow(client, [held]).status_code == 200
+    missing = generate_uid()
+    reports: list[tuple[int, Dataset]] = []
+
+    def on_report(event: Any) -> int:
+        reports.append((int(event.event_type), event.event_information))
+        return 0x0000
+
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(StorageCommitmentPushModel)
+    assoc = ae.associate(
+        "127.0.0.1",
+        gateway.port,
+        ae_title="DICOMWEB",
+        evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)],
+    )
+    assert assoc.is_established
+    try:
+        request = Dataset()
+        request.TransactionUID = generate_uid()
+        items = []
+        for sop_class, sop in (
+            (held.SOPClassUID, held.SOPInstanceUID),
+            (held.SOPClassUID, missing),
+        ):
+            item = Dataset()
+            item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = sop_class, sop
+            items.append(item)
+        request.ReferencedSOPSequence = items
+        status, _ = assoc.send_n_action(
+            request, 1, StorageCommitmentPushModel, StorageCommitmentPushModelInstance
+        )
+        assert status.Status == 0x0000
+        deadline = time.monotonic() + 10
+        while not reports and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        assoc.release()
+    [(event_type, report)] = reports
+    assert event_type == 2  # some failed
+    assert report.TransactionUID == request.TransactionUID
+    assert [i.ReferencedSOPInstanceUID for i in report.ReferencedSOPSequence] == [
+        held.SOPInstanceUID
+    ]
+    [failed] = report.FailedSOPSequence
+    assert failed.ReferencedSOPInstanceUID == missing and failed.FailureReason == 0x0112
