@@ -378,6 +378,19 @@ class Settings(BaseSettings):
         "[:label|label];... (e.g. CT1=write;WS1=read,download). Needed when DICOMWEB_AUTH "
         "is not none; AE titles not named are rejected.",
     )
+    dimse_tls_cert: Path | None = Field(
+        default=None,
+        description="DICOM TLS (PS3.15 B.1): the DIMSE service's certificate (PEM); with "
+        "DICOMWEB_DIMSE_TLS_KEY, the service takes TLS connections only.",
+    )
+    dimse_tls_key: Path | None = Field(
+        default=None, description="DICOM TLS: the private key of DICOMWEB_DIMSE_TLS_CERT (PEM)."
+    )
+    dimse_tls_ca: Path | None = Field(
+        default=None,
+        description="DICOM TLS: when set, peers must present a certificate this CA file "
+        "(PEM) vouches for.",
+    )
     dimse_accepted_aets: str = Field(
         default="",
         description="Calling AE titles the DIMSE service accepts, comma-separated; empty: any.",

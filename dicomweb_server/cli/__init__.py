@@ -221,12 +221,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _start_dimse(settings: Settings, host: str) -> object:
+    import ssl
+
     from dicomweb_server.container import build_container
     from dicomweb_server.dimse.gateway import (
         DimseGateway,
         DimseSettings,
         parse_ae_access,
         parse_peers,
+        tls_context,
     )
 
     access = parse_ae_access(settings.dimse_ae_access) if settings.dimse_ae_access else None
@@ -235,6 +238,17 @@ def _start_dimse(settings: Settings, host: str) -> object:
             f"DICOMWEB_AUTH is {settings.auth}: set DICOMWEB_DIMSE_AE_ACCESS to say what each "
             "calling AE title may do over DIMSE (e.g. CT1=write;WS1=read,download)"
         )
+    tls = None
+    if settings.dimse_tls_cert or settings.dimse_tls_key:
+        if not (settings.dimse_tls_cert and settings.dimse_tls_key):
+            raise ValueError("DICOM TLS needs DICOMWEB_DIMSE_TLS_CERT and DICOMWEB_DIMSE_TLS_KEY")
+        ca = str(settings.dimse_tls_ca) if settings.dimse_tls_ca else None
+        try:
+            tls = tls_context(str(settings.dimse_tls_cert), str(settings.dimse_tls_key), ca)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(
+                f"DICOM TLS: the certificate or key cannot be loaded ({type(exc).__name__})"
+            ) from exc
     container = build_container(settings)
     gateway = DimseGateway(
         container.store,
@@ -249,6 +263,7 @@ def _start_dimse(settings: Settings, host: str) -> object:
             ),
             peers=parse_peers(settings.dimse_peers),
             access=access,
+            tls=tls,
         ),
         container.audit,
     )

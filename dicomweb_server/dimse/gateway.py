@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -127,6 +128,20 @@ class DimseSettings:
     # What each calling AE title may do; None: every AE title may do everything (the
     # server has no access control, DICOMWEB_AUTH=none).
     access: dict[str, AeAccess] | None = None
+    # DICOM TLS (PS3.15 B.1): the server context; None: plain TCP.
+    tls: ssl.SSLContext | None = None
+
+
+def tls_context(cert: str, key: str, ca: str | None = None) -> ssl.SSLContext:
+    """The DIMSE service's TLS context: TLS 1.2 or newer (PS3.15 B.9, BCP 195), the peer's
+    certificate required when a CA is given."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    if ca:
+        context.load_verify_locations(ca)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 def parse_peers(text: str) -> dict[str, tuple[str, int]]:
@@ -201,7 +216,10 @@ class DimseGateway:
             (evt.EVT_N_ACTION, self._commitment_request),
         ]
         self._server = self.application_entity().start_server(
-            (self.config.host, self.config.port), block=False, evt_handlers=handlers
+            (self.config.host, self.config.port),
+            block=False,
+            evt_handlers=handlers,
+            ssl_context=self.config.tls,
         )
 
     @property

@@ -21,7 +21,12 @@ import pytest
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
-from dicomweb_server.dimse.gateway import DimseGateway, DimseSettings, parse_ae_access
+from dicomweb_server.dimse.gateway import (
+    DimseGateway,
+    DimseSettings,
+    parse_ae_access,
+    tls_context,
+)
 from dicomweb_server.services.context import Caller
 from tests.api.test_audit import _event_id, _events, _studies
 from tests.conftest import IN_CI, RunningServer, make_settings, private_server, settings_env
@@ -569,3 +574,43 @@ def test_storage_commitment_reports_what_is_held(
     ]
     [failed] = report.FailedSOPSequence
     assert failed.ReferencedSOPInstanceUID == missing and failed.FailureReason == 0x0112
+
+
+def test_dicom_tls(archive: RunningServer, tmp_path: Path) -> None:
+    """DICOM TLS (PS3.15 B.1): dcmtk's echoscu over TLS is answered; a plain TCP peer is
+    not."""
+    if archive.backend != "sqlite":
+        pytest.skip("TLS does not depend on the backends")
+    if shutil.which("echoscu") is None or shutil.which("openssl") is None:
+        pytest.skip("dcmtk or openssl is not installed")
+    cert, key = tmp_path / "server.pem", tmp_path / "server.key"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    container = archive.container
+    config = DimseSettings(port=0, tls=tls_context(str(cert), str(key)))
+    gateway = DimseGateway(container.store, container.search, container.retrieve, config)
+    gateway.start()
+    try:
+        where = ["127.0.0.1", str(gateway.port)]
+        secure = subprocess.run(
+            ["echoscu", "-aec", "DICOMWEB", "+tla", "+cf", str(cert), *where],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert secure.returncode == 0, secure.stdout + secure.stderr
+        plain = subprocess.run(
+            ["echoscu", "-aec", "DICOMWEB", "-to", "5", "-ta", "5", *where],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert plain.returncode != 0
+    finally:
+        gateway.stop()
