@@ -34,6 +34,7 @@ from dicomweb_server.dicom import uids
 from dicomweb_server.dicom.attributes import Level
 from dicomweb_server.dicom.errors import DicomError
 from dicomweb_server.dicom.matching import parse_search
+from dicomweb_server.dicom.numbers import parse_integer
 from dicomweb_server.services import audit
 from dicomweb_server.services.audit import AuditTrail
 from dicomweb_server.services.context import EVERY_SCOPE, Caller, StudyScope, granted
@@ -144,17 +145,26 @@ def tls_context(cert: str, key: str, ca: str | None = None) -> ssl.SSLContext:
     return context
 
 
+def parse_address(text: str, what: str) -> tuple[str, str, int]:
+    """`AETITLE@host:port` as (AE title, host, port); ValueError naming `what` otherwise."""
+    title, at, address = text.strip().partition("@")
+    host, colon, port_text = address.rpartition(":")
+    if not (at and colon and title.strip() and host):
+        raise ValueError(f"{what}: {text!r} is not AETITLE@host:port")
+    try:
+        port = parse_integer(port_text, f"{what}: the port", 1, 65535)
+    except DicomError as exc:
+        raise ValueError(str(exc)) from None
+    return title.strip(), host.strip("[]"), port
+
+
 def parse_peers(text: str) -> dict[str, tuple[str, int]]:
     """`AETITLE@host:port,...` (DICOMWEB_DIMSE_PEERS); ValueError naming a bad entry."""
     found: dict[str, tuple[str, int]] = {}
     for entry in (e.strip() for e in text.split(",")):
-        if not entry:
-            continue
-        title, at, address = entry.partition("@")
-        host, colon, port = address.rpartition(":")
-        if not (at and colon and title.strip() and host and port.isdigit()):
-            raise ValueError(f"DICOMWEB_DIMSE_PEERS: {entry!r} is not AETITLE@host:port")
-        found[title.strip()] = (host.strip("[]"), int(port))
+        if entry:
+            title, host, port = parse_address(entry, "DICOMWEB_DIMSE_PEERS")
+            found[title] = (host, port)
     return found
 
 

@@ -14,6 +14,7 @@ from pynetdicom import AE
 from pynetdicom.presentation import build_context
 
 from dicomweb_server.dicom import uids
+from dicomweb_server.dimse.gateway import parse_address
 from dicomweb_server.services.context import Caller
 from dicomweb_server.services.ports.store import StoredInstance
 from dicomweb_server.services.retrieve import RetrieveService
@@ -27,15 +28,6 @@ class Sent:
     failed: list[tuple[str, str]] = field(default_factory=list)  # SOP Instance UID, why
 
 
-def parse_destination(text: str) -> tuple[str, str, int]:
-    """`AETITLE@host:port`; ValueError otherwise."""
-    title, at, address = text.partition("@")
-    host, colon, port = address.rpartition(":")
-    if not (at and colon and title.strip() and host and port.isdigit()):
-        raise ValueError(f"--to {text!r}: the destination is AETITLE@host:port")
-    return title.strip(), host.strip("[]"), int(port)
-
-
 def send_studies(
     retrieve: RetrieveService,
     caller: Caller,
@@ -46,7 +38,7 @@ def send_studies(
 ) -> Sent:
     """C-STORE every instance of `studies` to `destination`; NotFound for a study that is
     not stored, ConnectionError when the peer cannot be reached or refuses."""
-    title, host, port = parse_destination(destination)
+    title, host, port = parse_address(destination, "--to")
     found: list[StoredInstance] = [i for s in studies for i in retrieve.objects(caller, s)]
     syntaxes: dict[str, set[str]] = {}
     for item in found:
