@@ -6,6 +6,7 @@ C-FIND finds is what QIDO-RS finds for the same keys."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import socket
@@ -614,3 +615,58 @@ def test_dicom_tls(archive: RunningServer, tmp_path: Path) -> None:
         assert plain.returncode != 0
     finally:
         gateway.stop()
+
+
+def test_move_to_orthanc_as_a_third_party(
+    archive: RunningServer, client: httpx.Client, tmp_path: Path
+) -> None:
+    """C-MOVE to Orthanc (Debian's, a real third-party archive) when it is installed."""
+    if archive.backend != "sqlite":
+        pytest.skip("the destination does not depend on the backends")
+    binary = shutil.which("Orthanc")
+    if binary is None or shutil.which("movescu") is None:
+        pytest.skip("Orthanc or dcmtk is not installed")
+    from benchmarks.peers import orthanc_config
+
+    http_port, dicom_port = _free_port(), _free_port()
+    config = orthanc_config("third-party", tmp_path / "orthanc", http_port, [])
+    config.update(
+        DicomServerEnabled=True, DicomPort=dicom_port, DicomAet="ORTHANC", DicomCheckCalledAet=False
+    )
+    (tmp_path / "orthanc.json").write_text(json.dumps(config))
+    orthanc = subprocess.Popen(
+        [binary, str(tmp_path / "orthanc.json")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    container = archive.container
+    gateway = DimseGateway(
+        container.store,
+        container.search,
+        container.retrieve,
+        DimseSettings(port=0, peers={"ORTHANC": ("127.0.0.1", dicom_port)}),
+    )
+    gateway.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{http_port}/system", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        study, items = _study_of_three(client)
+        keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"]
+        run = _peer(gateway, "movescu", "-S", "-aem", "ORTHANC", *keys)
+        assert run.returncode == 0, run.stdout + run.stderr
+        found = httpx.get(f"http://127.0.0.1:{http_port}/instances", timeout=10).json()
+        assert len(found) == 3
+        tags = [
+            httpx.get(f"http://127.0.0.1:{http_port}/instances/{i}/simplified-tags").json()
+            for i in found
+        ]
+        assert {t["SOPInstanceUID"] for t in tags} == {str(ds.SOPInstanceUID) for ds in items}
+    finally:
+        gateway.stop()
+        orthanc.terminate()
+        orthanc.wait(timeout=30)
