@@ -114,6 +114,7 @@ def test_store_then_search_and_retrieve(
         )
         if "PixelData" in sent:
             assert got.PixelData == sent.PixelData, path.name
+
     # The change feed has them, as for STOW-RS.
     entries = client.get("/changefeed", params={"limit": 100}).json()
     assert sum(e["Action"] == "create" for e in entries) == len(STORED)
@@ -670,3 +671,45 @@ def test_move_to_orthanc_as_a_third_party(
         gateway.stop()
         orthanc.terminate()
         orthanc.wait(timeout=30)
+
+
+def test_get_converts_when_the_peer_takes_no_stored_syntax(
+    gateway: DimseGateway, client: httpx.Client, tmp_path: Path
+) -> None:
+    """Stored as JPEG-LS; getscu proposes only the native syntaxes: the instance arrives
+    Explicit VR Little Endian with the same pixels (PS3.4 C.4.3: the SCP converts)."""
+    import numpy as np
+
+    from dicomweb_server.dicom.transcode import transcode
+
+    ds = make_instance(rows=16, columns=16)
+    ds.PixelData = (np.arange(256, dtype="<u2") * 7).tobytes()
+    stored = transcode(to_bytes(ds), "1.2.840.10008.1.2.4.80")
+    assert stow(client, [stored]).status_code == 200
+    out = tmp_path / "got"
+    out.mkdir()
+    keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={ds.StudyInstanceUID}"]
+    run = _peer(gateway, "getscu", "-S", *keys, "-od", str(out))
+    assert run.returncode == 0, run.stdout + run.stderr
+    [got] = [dcmread(p) for p in out.iterdir()]
+    assert got.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+    assert got.PixelData == ds.PixelData
+
+
+def test_what_c_store_sends_wado_rs_serves_byte_for_byte(
+    gateway: DimseGateway, client: httpx.Client, tmp_path: Path
+) -> None:
+    """Objects storescu sends as they are (Explicit VR Little Endian, no group lengths or
+    padding for it to drop): WADO-RS serves the same data set bytes."""
+    items = [make_instance(rows=8, columns=8) for _ in range(3)]
+    files = []
+    for n, ds in enumerate(items):
+        path = tmp_path / f"{n}.dcm"
+        path.write_bytes(to_bytes(ds))
+        files.append(path)
+    for path in files:
+        run = _peer(gateway, "storescu", "-xe", str(path), last=True)
+        assert run.returncode == 0, run.stdout + run.stderr
+    for ds, path in zip(items, files, strict=True):
+        served = _stored(client, str(ds.StudyInstanceUID), ds)
+        assert _dataset_bytes(served) == _dataset_bytes(path.read_bytes())
