@@ -21,7 +21,7 @@ from dicomweb_server.dicom.uids import require_uid
 from dicomweb_server.services import audit
 from dicomweb_server.services.audit import AuditTrail
 from dicomweb_server.services.context import DOWNLOAD, UPDATE, Caller
-from dicomweb_server.services.errors import Conflict, InvalidRequest, NotFound
+from dicomweb_server.services.errors import Conflict, InvalidRequest, NotFound, not_stored
 from dicomweb_server.services.ports.corrections import CorrectionIndex
 from dicomweb_server.services.ports.retrieve import RetrieveIndex
 from dicomweb_server.services.ports.store import NewInstance, StoredInstance
@@ -121,8 +121,7 @@ class CorrectionService:
         caller.require(DOWNLOAD)
         found = self._instances.instances(study_uid, series_uid, sop_uid, scope=caller.studies)
         if not found:
-            what = "instance" if sop_uid else "series" if series_uid else "study"
-            raise NotFound(f"no {what} {sop_uid or series_uid or study_uid} is stored")
+            raise NotFound(not_stored(study_uid, series_uid, sop_uid))
         kept = self._index.originals([i.sop_instance_uid for i in found])
         return [
             replace(
@@ -140,7 +139,7 @@ class CorrectionService:
         found = {study: self._instances.instances(study, scope=caller.studies) for study in targets}
         missing = [s for s, items in found.items() if not items]
         if missing:
-            raise NotFound(f"no study {missing[0]} is stored")
+            raise NotFound(not_stored(missing[0]))
         total = sum(len(items) for items in found.values())
         if total > self.max_instances:
             raise InvalidRequest(

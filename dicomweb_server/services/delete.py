@@ -13,7 +13,7 @@ from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.services import audit
 from dicomweb_server.services.audit import AuditTrail
 from dicomweb_server.services.context import DELETE, Caller
-from dicomweb_server.services.errors import NotFound
+from dicomweb_server.services.errors import NotFound, not_stored
 from dicomweb_server.services.ports import BlobStore
 from dicomweb_server.services.ports.consistency import ConsistencyIndex
 from dicomweb_server.services.ports.delete import Deleted, DeleteIndex
@@ -46,8 +46,7 @@ class DeleteService:
         caller.require(DELETE)
         gone = self._index.delete(study_uid, series_uid, sop_uid, caller.studies)
         if gone is None:
-            what = "instance" if sop_uid else "series" if series_uid else "study"
-            raise NotFound(f"no {what} {sop_uid or series_uid or study_uid} is stored")
+            raise NotFound(not_stored(study_uid, series_uid, sop_uid))
         self._changed()
         if self._trail is not None:
             note = None if series_uid is None else f"{gone.instances} instance(s)"

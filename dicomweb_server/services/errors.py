@@ -91,3 +91,12 @@ class WorkitemRefused(ServiceError):
         self.status = status
         self.dicom_status = dicom_status
         self.warning = warning
+
+
+def not_stored(study: str, series: str | None = None, instance: str | None = None) -> str:
+    """What is not stored (or not visible to the caller), in words, for a NotFound."""
+    if instance is not None:
+        return f"no instance {instance} in series {series} of study {study} is stored"
+    if series is not None:
+        return f"no series {series} in study {study} is stored"
+    return f"no study {study} is stored"

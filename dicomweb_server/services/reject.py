@@ -17,7 +17,7 @@ from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.services import audit
 from dicomweb_server.services.audit import AuditTrail
 from dicomweb_server.services.context import DELETE, Caller, StudyScope
-from dicomweb_server.services.errors import InvalidRequest, NotFound
+from dicomweb_server.services.errors import InvalidRequest, NotFound, not_stored
 from dicomweb_server.services.ports import BlobStore
 from dicomweb_server.services.ports.consistency import ConsistencyIndex
 from dicomweb_server.services.ports.delete import Deleted
@@ -94,9 +94,7 @@ class RejectService:
             return self.restore(caller, study_uid, series_uid, sop_uid)
         gone = self._index.reject(study_uid, series_uid, sop_uid, caller.studies, code)
         if gone is None:
-            raise NotFound(
-                f"no {_what(series_uid, sop_uid)} {sop_uid or series_uid or study_uid} is stored"
-            )
+            raise NotFound(not_stored(study_uid, series_uid, sop_uid))
         self._changed()
         if self._trail is not None:
             meaning = REJECTION_CODES[code.partition("^")[0]]
@@ -123,10 +121,16 @@ class RejectService:
             if _sees(caller.studies, r)
         ]
         if not held:
-            raise NotFound(
-                f"no rejected {_what(series_uid, sop_uid)} "
-                f"{sop_uid or series_uid or study_uid} is kept"
+            where = " of ".join(
+                f"{kind} {uid}"
+                for kind, uid in (
+                    ("instance", sop_uid),
+                    ("series", series_uid),
+                    ("study", study_uid),
+                )
+                if uid
             )
+            raise NotFound(f"nothing rejected is kept of {where}")
         restored, superseded = [], []
         for item in held:
             added = self._reindex(item.blob_key, item.labels)
@@ -159,10 +163,6 @@ class RejectService:
                     log.warning("removing a rejected object failed: %s", backend_text(str(exc)))
             total += len(keys)
         return total
-
-
-def _what(series_uid: str | None, sop_uid: str | None) -> str:
-    return "instance" if sop_uid else "series" if series_uid else "study"
 
 
 def _sees(scope: StudyScope | None, item: Rejected) -> bool:

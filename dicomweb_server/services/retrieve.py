@@ -29,7 +29,7 @@ from dicomweb_server.dicom.media_types import (
 )
 from dicomweb_server.dicom.scan import PIXEL_DATA
 from dicomweb_server.services.context import DOWNLOAD, READ, Caller, StudyScope
-from dicomweb_server.services.errors import InvalidRequest, NotAcceptable, NotFound
+from dicomweb_server.services.errors import InvalidRequest, NotAcceptable, NotFound, not_stored
 from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import (
     BlobStore,
@@ -508,8 +508,4 @@ def require_frames(sop_instance_uid: str, count: int, numbers: list[int]) -> Non
 
 def missing(study: str, series: str | None = None, instance: str | None = None) -> str:
     """What is not stored, in words."""
-    if instance is not None:
-        return f"no instance {instance} in series {series} of study {study} is stored"
-    if series is not None:
-        return f"no series {series} in study {study} is stored"
-    return f"no study {study} is stored"
+    return not_stored(study, series, instance)
