@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import shutil
 import ssl
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import Any, Protocol
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.presentation import build_context, build_role
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
     PatientRootQueryRetrieveInformationModelFind,
@@ -217,6 +219,8 @@ class DimseGateway:
 
     def start(self) -> None:
         """Serve in background threads until `stop`."""
+        # Received objects are written to a file in chunks, not decoded (for this process).
+        pynetdicom_config.STORE_RECV_CHUNKED_DATASET = True
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, self._echo),
             (evt.EVT_C_STORE, self._store_instance),
@@ -269,8 +273,9 @@ class DimseGateway:
                 request = self._store.begin(self._caller(event))
                 folder: RequestSpool = spool
                 path = folder.new_path(".dcm")
-                with path.open("wb") as out:
-                    out.write(event.encoded_dataset(include_meta=True))
+                # pynetdicom wrote what it received to a file of its own as it came
+                # (STORE_RECV_CHUNKED_DATASET): the object never sits whole in memory.
+                shutil.move(event.dataset_path, path)
                 try:
                     outcomes = request.add([StorePart(path, None)]) + request.finish()
                 except BaseException:
