@@ -35,6 +35,7 @@ from dicomweb_server.web import (
     stats,
     stow,
     subscriptions,
+    ui,
     uids,
     ups,
     wado,
@@ -283,6 +284,11 @@ ROOT_ROUTES: list[BaseRoute] = [
     # The API explorer (Swagger UI from a packaged asset, on /openapi.yaml).
     Resource("/docs", public=True, GET=docs.api_explorer),
     Resource("/docs/{name}", public=True, GET=docs.asset),
+    # The web application (issue 20): static files on the public API; the root leads there.
+    Resource("/", public=True, GET=ui.to_app),
+    Resource("/ui", public=True, GET=ui.to_app),
+    Resource("/ui/", public=True, GET=ui.page),
+    Resource("/ui/{name}", public=True, GET=ui.asset),
 ]
 
 
