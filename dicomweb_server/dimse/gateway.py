@@ -352,7 +352,7 @@ class DimseGateway:
             yield IDENTIFIER_DOES_NOT_MATCH, None
             return
         yield len(found)
-        accepted = _accepted(event.assoc.accepted_contexts)
+        accepted = accepted_syntaxes(event.assoc.accepted_contexts)
         self._audit_transfer(event, sorted({i.study_uid for i in found}), audit.SUCCESS, False)
         yield from self._send(event, found, accepted)
 
@@ -371,15 +371,7 @@ class DimseGateway:
             yield (*destination, {})
             yield 0
             return
-        syntaxes: dict[str, set[str]] = {}
-        for item in found:
-            syntaxes.setdefault(item.sop_class_uid, set()).add(item.transfer_syntax_uid)
-        contexts = []
-        for sop_class, stored in sorted(syntaxes.items()):
-            # The stored syntaxes, and Explicit VR Little Endian to convert to.
-            offered = sorted(stored - {uids.EXPLICIT_VR_LITTLE_ENDIAN})
-            contexts.append(build_context(sop_class, [*offered, uids.EXPLICIT_VR_LITTLE_ENDIAN]))
-        yield (*destination, {"contexts": contexts[:_PRESENTATION_CONTEXTS]})
+        yield (*destination, {"contexts": storage_contexts(found)})
         yield len(found)
         self._audit_transfer(event, sorted({i.study_uid for i in found}), audit.SUCCESS, False)
         yield from self._send(event, found, None)
@@ -395,13 +387,7 @@ class DimseGateway:
             yield PENDING, self._dataset(item, wanted)
 
     def _dataset(self, item: StoredInstance, accepted: set[str] | None) -> Dataset:
-        """The stored object, in its own syntax when the peer takes it, else converted to
-        Explicit VR Little Endian (PS3.5 A.2)."""
-        if accepted is None or item.transfer_syntax_uid in accepted or not accepted:
-            data = b"".join(self._retrieve.stream(item))
-        else:
-            data = self._retrieve.transcoded(item, uids.EXPLICIT_VR_LITTLE_ENDIAN)
-        return dcmread(io.BytesIO(data))
+        return outgoing_dataset(self._retrieve, item, accepted)
 
     def _instances(self, event: Any) -> list[StoredInstance]:
         """The instances a C-GET or C-MOVE identifier names (PS3.4 C.4.2.2.1: unique keys
@@ -605,7 +591,33 @@ def _uid_list(identifier: Dataset, keyword: str) -> list[str]:
     return [uids.require_uid(str(v).strip(), keyword) for v in values if str(v).strip()]
 
 
-def _accepted(contexts: list[Any]) -> dict[str, set[str]]:
+def storage_contexts(found: list[StoredInstance]) -> list[Any]:
+    """The presentation contexts an association that sends `found` requests (C-MOVE,
+    `send`): per SOP class its stored syntaxes and Explicit VR Little Endian to convert to,
+    at most 128 (PS3.8 9.3.2.2)."""
+    syntaxes: dict[str, set[str]] = {}
+    for item in found:
+        syntaxes.setdefault(item.sop_class_uid, set()).add(item.transfer_syntax_uid)
+    contexts = []
+    for sop_class, stored in sorted(syntaxes.items()):
+        offered = sorted(stored - {uids.EXPLICIT_VR_LITTLE_ENDIAN})
+        contexts.append(build_context(sop_class, [*offered, uids.EXPLICIT_VR_LITTLE_ENDIAN]))
+    return contexts[:_PRESENTATION_CONTEXTS]
+
+
+def outgoing_dataset(
+    retrieve: RetrieveService, item: StoredInstance, accepted: set[str] | None
+) -> Dataset:
+    """The stored object to send, in its own syntax when the peer takes it (or when what it
+    takes is not known), else converted to Explicit VR Little Endian (PS3.5 A.2)."""
+    if accepted is None or item.transfer_syntax_uid in accepted or not accepted:
+        data = b"".join(retrieve.stream(item))
+    else:
+        data = retrieve.transcoded(item, uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    return dcmread(io.BytesIO(data))
+
+
+def accepted_syntaxes(contexts: list[Any]) -> dict[str, set[str]]:
     """The transfer syntaxes the peer took per SOP class, where it plays Storage SCP."""
     found: dict[str, set[str]] = {}
     for context in contexts:
