@@ -140,7 +140,7 @@ def run_import(
 def run_export(settings: Settings, studies: list[str], to: str, token: str | None) -> int:
     from dicomweb_server.container import build_container, stow_sink
     from dicomweb_server.services import audit
-    from dicomweb_server.services.bulk import Progress
+    from dicomweb_server.services.bulk import BATCH_FILES, Progress
     from dicomweb_server.services.context import Caller
     from dicomweb_server.services.errors import ServiceError
     from dicomweb_server.services.ports.bulk import FAILED, Item
@@ -169,15 +169,13 @@ def run_export(settings: Settings, studies: list[str], to: str, token: str | Non
                 chunks = container.retrieve.stream(inst)
                 if archive is not None:
                     with archive.open(name, "w", force_zip64=True) as out:
-                        for chunk in chunks:
-                            out.write(chunk)
+                        out.writelines(chunks)
                 elif spool is not None and sink is not None:
                     path = spool.path / f"{n}.dcm"
                     with path.open("wb") as out:
-                        for chunk in chunks:
-                            out.write(chunk)
+                        out.writelines(chunks)
                     batch.append((Item(name, inst.size, "", _no_open), path))
-                    if len(batch) >= 32 or n == len(found) - 1:
+                    if len(batch) >= BATCH_FILES or n == len(found) - 1:
                         failed += sum(r.kind == FAILED for r in sink.send(batch))
                         batch = []
                 else:
@@ -185,8 +183,7 @@ def run_export(settings: Settings, studies: list[str], to: str, token: str | Non
                     target.parent.mkdir(parents=True, exist_ok=True)
                     partial = target.with_suffix(".partial")
                     with partial.open("wb") as out:
-                        for chunk in chunks:
-                            out.write(chunk)
+                        out.writelines(chunks)
                     os.replace(partial, target)
                 progress.done_files += 1
                 progress.done_bytes += inst.size
