@@ -71,7 +71,7 @@ from dicomweb_server.services.workitem_rules import RuleRunner, parse_rules
 from dicomweb_server.services.workitems import EventChannels, WorkitemService
 from dicomweb_server.settings import Settings
 from dicomweb_server.web import urls
-from dicomweb_server.web.context import PublicRoot
+from dicomweb_server.web.context import PublicRoot, WebApp
 
 
 @dataclass
@@ -104,6 +104,7 @@ class Container:
     checks: dict[str, Callable[[], None]]
     engine: Engine
     root: PublicRoot
+    webapp: WebApp
     # The organisation's root of the UIDs the server makes ("": 2.25.<UUID>).
     uid_root: str
     _closers: list[Callable[[], None]] = field(default_factory=list)
@@ -467,6 +468,14 @@ def build_container(settings: Settings) -> Container:
         checks={"database": db.check, "blob store": blobs.check, "spool": store.spool.check},
         engine=engine,
         root=PublicRoot(settings.public_base_url, settings.base_path, settings.allowed_host_list),
+        webapp=WebApp(
+            auth=tuple(sorted(set(settings.auth.split(",")) - {"none"})),
+            oidc_issuer=settings.oidc_issuer if settings.ui_oidc_client_id else None,
+            oidc_client_id=settings.ui_oidc_client_id if settings.oidc_issuer else None,
+            oidc_scope=settings.ui_oidc_scope,
+            viewer_dir=settings.resolved_viewer_dir,
+            viewer_url=settings.viewer_url,
+        ),
         uid_root=settings.uid_root,
         # The trail first: its last messages still reach the table.
         _closers=[

@@ -169,6 +169,27 @@ class Settings(BaseSettings):
     oidc_client_secret: str | None = Field(
         default=None, description="Client secret for token introspection."
     )
+    ui_oidc_client_id: str | None = Field(
+        default=None,
+        description="The client id the web application (/ui) signs in with at the "
+        "DICOMWEB_OIDC_ISSUER: a public client, authorization code with PKCE, whose redirect "
+        "URI is this server's /ui/; unset, the app signs in with an API key only.",
+    )
+    ui_oidc_scope: str = Field(
+        default="openid",
+        description="The scopes the web application asks the provider for (space-separated).",
+    )
+    viewer_dir: Path | None = Field(
+        default=None,
+        description="Where `dicomweb-server viewer install` puts the OHIF viewer, served at "
+        "/viewer; default: `viewer` in the data folder.",
+    )
+    viewer_url: str | None = Field(
+        default=None,
+        description='An external viewer the web application\'s "open in viewer" uses when '
+        "no viewer is installed, with {study} in it, e.g. "
+        "https://viewer.example/viewer?StudyInstanceUIDs={study}.",
+    )
     auth_failures_per_minute: int = Field(
         default=10,
         ge=1,
@@ -489,6 +510,10 @@ class Settings(BaseSettings):
     @property
     def resolved_blob_dir(self) -> Path:
         return (self.blob_dir or self.data_dir / "objects").resolve()
+
+    @property
+    def resolved_viewer_dir(self) -> Path:
+        return (self.viewer_dir or self.data_dir / "viewer").resolve()
 
     @property
     def resolved_spool_dir(self) -> Path:

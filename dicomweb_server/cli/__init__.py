@@ -99,6 +99,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a folder, a .zip file or a DICOMweb root",
     )
     export.add_argument("--token", help="bearer token for a URL (default: DICOMWEB_IMPORT_TOKEN)")
+    viewer = commands.add_parser("viewer", help="the OHIF viewer served at /viewer")
+    viewer_commands = viewer.add_subparsers(dest="viewer_command", required=True)
+    viewer_install = viewer_commands.add_parser(
+        "install",
+        help="fetch the pinned @ohif/app from the npm registry (checksum verified), configure "
+        "it for this server and put it in DICOMWEB_VIEWER_DIR",
+    )
+    viewer_install.add_argument(
+        "--from", dest="source", metavar="FILE|URL", help="a tarball of the package instead"
+    )
+    viewer_install.add_argument(
+        "--registry", help="the npm registry (default: $npm_config_registry or registry.npmjs.org)"
+    )
     args = parser.parse_args(argv)
 
     from pydantic import ValidationError
@@ -110,6 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "uid":
         return _uids(settings, args.count)
+    if args.command == "viewer":
+        from dicomweb_server.cli.viewer import run_install
+
+        return run_install(settings, args.source, args.registry)
     from dicomweb_server.serving import configure_logging
 
     configure_logging(settings)

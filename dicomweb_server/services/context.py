@@ -93,6 +93,12 @@ class Caller:
     def require(self, scope: str) -> None:
         """Unauthenticated when the caller has no credential that works, Forbidden unless it
         has `scope`. Which studies it may see is the study scope's business (404 outside)."""
+        self.identified()
+        if scope not in self.scopes:
+            raise Forbidden(f"this request may not {scope}")
+
+    def identified(self) -> None:
+        """Unauthenticated (or 429, 503) unless the caller's credential works."""
         if self.throttled_for is not None:
             raise TooManyRequests(
                 "too many failed authentications from this address; try again later",
@@ -102,5 +108,3 @@ class Caller:
             raise Unavailable(self.refusal)
         if self.refusal is not None:
             raise Unauthenticated(self.refusal, invalid_token=self.sent_token)
-        if scope not in self.scopes:
-            raise Forbidden(f"this request may not {scope}")

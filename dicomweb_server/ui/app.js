@@ -1,90 +1,122 @@
-// The study list: QIDO-RS on the server's DICOMweb root, nothing else of the server's own.
-"use strict";
+// The web application: sign-in, the router and the header. Each page is a module with
+// render(view, context, path) that returns what stops it (streams, timers) or nothing.
+import { session } from "./api.js";
+import { finishOidc, loadConfig, signInWithKey, signInWithShare, signOut, startOidc, whoAmI } from "./auth.js";
+import { h, say } from "./dom.js";
+import { can } from "./logic.js";
+import * as admin from "./admin.js";
+import * as study from "./study.js";
+import * as studies from "./studies.js";
+import * as upload from "./upload.js";
+import * as worklist from "./worklist.js";
 
-const ROOT = document.querySelector('meta[name="dicomweb-root"]').content;
-const PAGE = 25;
-let offset = 0;
+const PAGES = { studies, study, upload, worklist, admin };
+// The scope each page needs (the server checks again: this only hides what would fail).
+const NEEDS = { studies: "read", study: "read", upload: "write", worklist: "read", admin: "admin" };
+const state = { config: { auth: [], oidc: null, viewer: null }, me: null, stop: null };
 
-function headers() {
-  const key = sessionStorage.getItem("apikey");
-  return key ? { Accept: "application/dicom+json", "X-API-Key": key } : { Accept: "application/dicom+json" };
-}
-
-function text(study, tag) {
-  const element = study[tag];
-  if (!element || !element.Value || !element.Value.length) return "";
-  const value = element.Value[0];
-  if (typeof value === "object" && value !== null) return value.Alphabetic || "";
-  return element.Value.join(", ");
-}
-
-function dicomDate(value) {
-  return value ? value.replaceAll("-", "") : "";
-}
-
-function query() {
-  const form = new FormData(document.getElementById("search"));
-  const params = new URLSearchParams();
-  for (const name of ["PatientName", "PatientID", "ModalitiesInStudy", "AccessionNumber", "StudyDescription"]) {
-    const value = (form.get(name) || "").trim();
-    if (value) params.set(name, value);
-  }
-  const from = dicomDate(form.get("from")), to = dicomDate(form.get("to"));
-  if (from || to) params.set("StudyDate", `${from}-${to}`);
-  params.set("includefield", "StudyDescription");
-  params.set("limit", String(PAGE + 1));
-  params.set("offset", String(offset));
-  params.set("fuzzymatching", "true");
-  return params;
-}
-
-async function search() {
-  const status = document.getElementById("status");
-  status.textContent = "Searching…";
-  let answer;
-  try {
-    answer = await fetch(`${ROOT}/studies?${query()}`, { headers: headers() });
-  } catch (error) {
-    status.textContent = "The server cannot be reached.";
-    return;
-  }
-  if (!answer.ok) {
-    let reason = answer.statusText;
-    try { reason = (await answer.json()).error || reason; } catch (_) { /* not JSON */ }
-    status.textContent = `${answer.status}: ${reason}`;
-    return;
-  }
-  const found = answer.status === 204 ? [] : await answer.json();
-  const rows = document.querySelector("#studies tbody");
-  rows.replaceChildren();
-  for (const study of found.slice(0, PAGE)) {
-    const row = document.createElement("tr");
-    row.dataset.study = text(study, "0020000D");
-    for (const tag of ["00100010", "00100020", "00080020", "00080061", "00081030", "00080050", "00201206", "00201208"]) {
-      const cell = document.createElement("td");
-      cell.textContent = text(study, tag);
-      row.append(cell);
+async function identify() {
+  state.me = await whoAmI().catch(() => null);
+  const who = document.getElementById("who");
+  const credential = session.get();
+  if (state.me) {
+    const name = state.me.principal
+      ? `Signed in as ${state.me.principal}`
+      : state.config.auth.length ? "Signed in" : "Open access";
+    who.replaceChildren(h("span", { id: "signed-in", title: `Scopes: ${state.me.scopes.join(", ")}` }, name));
+    if (credential) {
+      who.append(h("button", { type: "button", id: "sign-out", onclick: () => { signOut(); identify().then(route); } }, "Sign out"));
     }
-    rows.append(row);
+  } else {
+    who.replaceChildren(h("a", { href: "#/signin" }, "Sign in"));
   }
-  const more = found.length > PAGE;
-  document.getElementById("next").disabled = !more;
-  document.getElementById("previous").disabled = offset === 0;
-  const shown = Math.min(found.length, PAGE);
-  status.textContent = shown ? `Studies ${offset + 1} to ${offset + shown}${more ? " (more follow)" : ""}` : "No study matches.";
+  for (const link of document.querySelectorAll("#nav a")) {
+    link.hidden = !(state.me && can(state.me.scopes, link.dataset.needs));
+  }
 }
 
-document.getElementById("search").addEventListener("submit", (event) => {
-  event.preventDefault();
-  offset = 0;
-  search();
-});
-document.getElementById("next").addEventListener("click", () => { offset += PAGE; search(); });
-document.getElementById("previous").addEventListener("click", () => { offset = Math.max(0, offset - PAGE); search(); });
-document.getElementById("signin").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const key = document.getElementById("apikey").value.trim();
-  if (key) sessionStorage.setItem("apikey", key); else sessionStorage.removeItem("apikey");
-  search();
-});
-search();
+function signInPage(view) {
+  const forms = [];
+  if (state.config.oidc) {
+    forms.push(h("section", { "aria-labelledby": "oidc-title" },
+      h("h2", { id: "oidc-title" }, "Organisation account"),
+      h("button", { type: "button", id: "oidc-sign-in", onclick: () => startOidc(state.config.oidc).catch((e) => say(e.message, "error")) }, "Sign in with your organisation")));
+  }
+  if (state.config.auth.includes("api-key") || !state.config.oidc) {
+    const input = h("input", { id: "apikey", type: "password", autocomplete: "off", required: true });
+    forms.push(h("section", { "aria-labelledby": "key-title" },
+      h("h2", { id: "key-title" }, "API key"),
+      h("form", {
+        id: "key-form",
+        onsubmit: async (event) => {
+          event.preventDefault();
+          try {
+            await signInWithKey(input.value.trim());
+            await identify();
+            window.location.hash = "#/studies";
+            route();
+          } catch (error) {
+            say(error.message, "error");
+          }
+        },
+      }, h("label", { for: "apikey" }, "Key"), " ", input, " ", h("button", { type: "submit" }, "Sign in"))));
+  }
+  view.replaceChildren(h("h1", {}, "Sign in"), ...forms);
+}
+
+function sharedPage(view, token) {
+  const code = h("input", { id: "share-code", inputmode: "numeric", autocomplete: "one-time-code" });
+  view.replaceChildren(
+    h("h1", {}, "A study shared with you"),
+    h("form", {
+      id: "share-form",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        try {
+          const found = await signInWithShare(token, code.value.trim());
+          await identify();
+          window.location.hash = `#/study/${found.study}`;
+        } catch (error) {
+          say(error.message, "error");
+        }
+      },
+    }, h("p", {}, "Enter the one-time code you were given with the link, if any."),
+    h("label", { for: "share-code" }, "One-time code"), " ", code, " ", h("button", { type: "submit" }, "Open")),
+  );
+}
+
+function route() {
+  if (state.stop) state.stop();
+  state.stop = null;
+  const [path, query] = window.location.hash.slice(1).split("?");
+  const parts = path.split("/").filter(Boolean);
+  const view = document.getElementById("view");
+  say("");
+  if (parts[0] === "shared" && parts[1]) return sharedPage(view, decodeURIComponent(parts[1]));
+  if (!state.me || parts[0] === "signin") return signInPage(view);
+  const name = PAGES[parts[0]] ? parts[0] : "studies";
+  if (!can(state.me.scopes, NEEDS[name])) {
+    view.replaceChildren(h("h1", {}, "Not allowed"), h("p", {}, `This page needs the scope ${NEEDS[name]}.`));
+    return;
+  }
+  for (const link of document.querySelectorAll("#nav a")) {
+    if (link.getAttribute("href") === `#/${name}`) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  const context = { config: state.config, me: state.me, params: new URLSearchParams(query || ""), identify };
+  state.stop = PAGES[name].render(view, context, parts.slice(1).map(decodeURIComponent)) || null;
+}
+
+async function start() {
+  try {
+    state.config = await loadConfig();
+    if (state.config.oidc) await finishOidc(state.config.oidc);
+  } catch (error) {
+    say(error.message, "error");
+  }
+  await identify();
+  window.addEventListener("hashchange", route);
+  route();
+}
+
+start();

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from starlette.requests import HTTPConnection, Request
@@ -38,11 +39,28 @@ class PublicRoot:
     allowed_hosts: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class WebApp:
+    """What the web application (/ui) is told, and where the installed viewer lies."""
+
+    # The kinds of credential the server takes ("api-key", "oidc"; none: access control off).
+    auth: tuple[str, ...] = ()
+    # The provider the app signs in at (authorization code with PKCE), when it may.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_scope: str = "openid"
+    # The folder `viewer install` fills (served at /viewer when it holds an app), and the
+    # external viewer used otherwise ({study} in it).
+    viewer_dir: Path | None = None
+    viewer_url: str | None = None
+
+
 class Archive(Protocol):
     """What the web layer is handed: the services and where its root is, never an adapter
     or the settings."""
 
     root: PublicRoot
+    webapp: WebApp
     store: StoreService
     delete: DeleteService
     reject: RejectService

@@ -270,6 +270,8 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource("/stats", GET=stats.read_stats),
     Resource("/aggregate/{level}", GET=stats.read_aggregate),
     Resource("/reports/consistency", scope=ADMIN, GET=stats.read_consistency_report),
+    # Who the caller is: its scopes (the web application shows what they allow).
+    Resource("/whoami", public=True, GET=ui.who_am_i),
     # The audit table (PS3.15 A.5 messages), scope admin.
     Resource("/audit", scope=ADMIN, GET=auditing.read_audit),
 ]
@@ -288,7 +290,12 @@ ROOT_ROUTES: list[BaseRoute] = [
     Resource("/", public=True, GET=ui.to_app),
     Resource("/ui", public=True, GET=ui.to_app),
     Resource("/ui/", public=True, GET=ui.page),
+    Resource("/ui/config.json", public=True, GET=ui.app_config),
     Resource("/ui/{name}", public=True, GET=ui.asset),
+    # The viewer `dicomweb-server viewer install` put here (OHIF; 404 when there is none).
+    Resource("/viewer", public=True, GET=ui.to_viewer),
+    Resource("/viewer/", public=True, GET=ui.viewer),
+    Resource("/viewer/{path:path}", public=True, GET=ui.viewer),
 ]
 
 

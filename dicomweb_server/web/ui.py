@@ -1,35 +1,60 @@
-"""The web application at `/ui` (issue 20): static files of `dicomweb_server/ui/`, which
-call the public DICOMweb and admin API like any client and import nothing of the server's
-code. The page is told where the DICOMweb root is; a Content-Security-Policy keeps every
-request on the server's own origin (no CDN, nothing fetched from elsewhere)."""
+"""The web application at `/ui` (issue 20) and the installed viewer at `/viewer`.
+
+The app is the static files of `dicomweb_server/ui/`: they call the public DICOMweb and
+admin API like any client and import nothing of the server's code. The page is told where
+the DICOMweb root is; `/ui/config.json` tells it how to sign in and where the viewer is; a
+Content-Security-Policy keeps every request on the server's own origin (no CDN, nothing
+fetched from elsewhere), the OpenID provider the app signs in at excepted.
+
+`/viewer` serves the OHIF app `dicomweb-server viewer install` put in DICOMWEB_VIEWER_DIR
+(cli/viewer.py); a path that is no file of it gets its index.html (OHIF routes in the
+browser).
+"""
 
 from __future__ import annotations
 
 import html
+import mimetypes
+import re
 from importlib import resources
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response
 
 from dicomweb_server.services.errors import NotFound
-from dicomweb_server.web.context import container
+from dicomweb_server.web.admin import json_answer
+from dicomweb_server.web.auth import caller
+from dicomweb_server.web.context import WebApp, container
 
-# The files of the app and their media types: nothing else is served.
-_ASSETS = {"app.js": "text/javascript", "app.css": "text/css"}
-_POLICY = (
-    "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
-)
+# The files of the app: a name of letters, digits and dashes with one of these endings.
+_ASSET_TYPES = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
+_ASSET_NAME = re.compile(r"[a-z0-9-]{1,64}\.(js|css|svg)")
+# Where the app's files lie, and where an installed viewer's app lies in its folder.
+VIEWER_APP = "app"
+
+
+def _policy(webapp: WebApp) -> str:
+    connect = "'self'"
+    if webapp.oidc_issuer:
+        # The token endpoint of the provider the app signs in at (PKCE, RFC 7636).
+        parts = urlsplit(webapp.oidc_issuer)
+        connect += f" {parts.scheme}://{parts.netloc}"
+    return (
+        "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+        f"connect-src {connect}; frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+    )
 
 
 def _file(name: str) -> bytes:
     return resources.files("dicomweb_server").joinpath("ui", name).read_bytes()
 
 
-def _headers(cache: str) -> dict[str, str]:
+def _headers(webapp: WebApp, cache: str) -> dict[str, str]:
     return {
         "Cache-Control": cache,
-        "Content-Security-Policy": _POLICY,
+        "Content-Security-Policy": _policy(webapp),
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "same-origin",
     }
@@ -41,14 +66,100 @@ async def to_app(_request: Request) -> Response:
 
 
 async def page(request: Request) -> Response:
-    root = html.escape(container(request).root.base_path or "", quote=True)
+    here = container(request)
+    root = html.escape(here.root.base_path or "", quote=True)
     body = _file("index.html").decode("utf-8").replace("{{DICOMWEB_ROOT}}", root)
-    return Response(body, media_type="text/html; charset=utf-8", headers=_headers("no-cache"))
+    return Response(
+        body, media_type="text/html; charset=utf-8", headers=_headers(here.webapp, "no-cache")
+    )
 
 
 async def asset(request: Request) -> Response:
     name = request.path_params["name"]
-    media_type = _ASSETS.get(name)
-    if media_type is None:
+    found = _ASSET_NAME.fullmatch(name)
+    if found is None:
         raise NotFound("no such file of the web application")
-    return Response(_file(name), media_type=media_type, headers=_headers("no-cache"))
+    try:
+        body = _file(name)
+    except (FileNotFoundError, IsADirectoryError):
+        raise NotFound("no such file of the web application") from None
+    return Response(
+        body,
+        media_type=_ASSET_TYPES[found.group(1)],
+        headers=_headers(container(request).webapp, "no-cache"),
+    )
+
+
+def installed_viewer(webapp: WebApp) -> Path | None:
+    """The installed viewer's app folder, when there is one."""
+    if webapp.viewer_dir is None:
+        return None
+    app = webapp.viewer_dir / VIEWER_APP
+    return app if (app / "index.html").is_file() else None
+
+
+async def app_config(request: Request) -> Response:
+    """How the app signs in, and which viewer "open in viewer" opens."""
+    webapp = container(request).webapp
+    oidc = None
+    if webapp.oidc_issuer and webapp.oidc_client_id:
+        oidc = {
+            "issuer": webapp.oidc_issuer,
+            "client_id": webapp.oidc_client_id,
+            "scope": webapp.oidc_scope,
+        }
+    if installed_viewer(webapp) is not None:
+        viewer: str | None = "/viewer/viewer?StudyInstanceUIDs={study}"
+    else:
+        viewer = webapp.viewer_url
+    body = {
+        "root": container(request).root.base_path,
+        "auth": list(webapp.auth),
+        "oidc": oidc,
+        "viewer": viewer,
+    }
+    response = json_answer(body)
+    response.headers.update(_headers(webapp, "no-cache"))
+    return response
+
+
+async def who_am_i(request: Request) -> Response:
+    """`GET {root}/whoami`: the caller as the server sees it (401 for a credential that does
+    not work): its name, its scopes, and whether it sees only some studies."""
+    found = caller(request)
+    found.identified()
+    return json_answer(
+        {
+            "principal": found.principal,
+            "scopes": sorted(found.scopes),
+            "limited": found.studies is not None,
+            "auth": list(container(request).webapp.auth),
+        }
+    )
+
+
+async def to_viewer(_request: Request) -> Response:
+    return RedirectResponse("/viewer/", status_code=307)
+
+
+async def viewer(request: Request) -> Response:
+    app = installed_viewer(container(request).webapp)
+    if app is None:
+        raise NotFound("no viewer is installed here (dicomweb-server viewer install)")
+    wanted = request.path_params.get("path", "")
+    target = (app / wanted).resolve()
+    if not target.is_relative_to(app.resolve()):
+        raise NotFound("no such file of the viewer")
+    if not target.is_file():
+        if "." in wanted.rsplit("/", 1)[-1]:
+            raise NotFound("no such file of the viewer")
+        target = app / "index.html"
+    media_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    if target.suffix == ".wasm":
+        media_type = "application/wasm"
+    cache = "no-cache" if target.name in ("index.html", "app-config.js") else "max-age=86400"
+    return FileResponse(
+        target,
+        media_type=media_type,
+        headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff"},
+    )
