@@ -174,9 +174,9 @@ def install(
     work = Path(tempfile.mkdtemp(prefix=".install-", dir=target))
     try:
         tarball = work / "package.tgz"
-        where = source or tarball_url(
-            registry or os.environ.get("npm_config_registry") or REGISTRY  # noqa: SIM112 - npm's, version
-        )
+        # npm's own variable for the registry (lower case, as npm spells it).
+        npm_registry = os.environ.get("npm_config_registry")  # noqa: SIM112
+        where = source or tarball_url(registry or npm_registry or REGISTRY, version)
         found = _fetch(where, tarball)
         if found != integrity:
             raise InstallError(
