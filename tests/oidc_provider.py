@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -61,6 +61,11 @@ class Provider:
     jwks_fetches: int = 0
     # Opaque tokens the introspection endpoint knows: token -> its answer.
     opaque: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # The sign-in of a browser (authorization code with PKCE, RFC 7636): the public client
+    # it accepts, who signs in, with which scopes; the codes handed out and not yet used.
+    public_client: str = "dicomweb-ui"
+    login: dict[str, Any] = field(default_factory=lambda: {"sub": "alice", "scope": "openid read"})
+    codes: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def claims(self, **extra: Any) -> dict[str, Any]:
         now = int(time.time())
@@ -114,17 +119,67 @@ def oidc_provider(*algs: str) -> Iterator[Provider]:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            # A browser app on another origin reads the discovery document and the token.
+            self.send_header("Access-Control-Allow-Origin", "*")
             self.end_headers()
             self.wfile.write(data)
 
+        def _authorize(self, query: dict[str, list[str]]) -> None:
+            """Signs `login` in at once and sends the browser back with a code."""
+            one = {k: v[0] for k, v in query.items()}
+            if (
+                one.get("client_id") != provider.public_client
+                or one.get("code_challenge_method") != "S256"
+                or not one.get("code_challenge")
+                or one.get("response_type") != "code"
+            ):
+                self._send(400, {"error": "invalid_request"})
+                return
+            code = secrets.token_urlsafe(16)
+            provider.codes[code] = one
+            target = f"{one['redirect_uri']}?{urlencode({'code': code, 'state': one['state']})}"
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _token(self, form: dict[str, list[str]]) -> None:
+            one = {k: v[0] for k, v in form.items()}
+            asked = provider.codes.pop(one.get("code", ""), None)
+            verifier = one.get("code_verifier", "")
+            challenge = _b64(hashlib.sha256(verifier.encode()).digest())
+            if (
+                asked is None
+                or one.get("grant_type") != "authorization_code"
+                or asked["redirect_uri"] != one.get("redirect_uri")
+                or asked["client_id"] != one.get("client_id")
+                or asked["code_challenge"] != challenge
+            ):
+                self._send(400, {"error": "invalid_grant"})
+                return
+            self._send(
+                200,
+                {
+                    "access_token": provider.token(**provider.login),
+                    "token_type": "Bearer",
+                    "expires_in": 300,
+                },
+            )
+
         def do_GET(self) -> None:
-            if self.path == "/.well-known/openid-configuration":
+            path, _, query = self.path.partition("?")
+            if path == "/authorize":
+                self._authorize(parse_qs(query))
+            elif self.path == "/.well-known/openid-configuration":
                 self._send(
                     200,
                     {
                         "issuer": provider.issuer,
                         "jwks_uri": provider.issuer + "/jwks",
                         "introspection_endpoint": provider.issuer + "/introspect",
+                        "authorization_endpoint": provider.issuer + "/authorize",
+                        "token_endpoint": provider.issuer + "/token",
+                        "code_challenge_methods_supported": ["S256"],
                         "id_token_signing_alg_values_supported": ["RS256", "ES256"],
                     },
                 )
@@ -137,6 +192,9 @@ def oidc_provider(*algs: str) -> Iterator[Provider]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             form = parse_qs(self.rfile.read(length).decode())
+            if self.path == "/token":
+                self._token(form)
+                return
             expected = "Basic " + base64.b64encode(f"{CLIENT[0]}:{CLIENT[1]}".encode()).decode()
             if self.path != "/introspect" or self.headers.get("Authorization") != expected:
                 self._send(401, {"error": "invalid_client"})

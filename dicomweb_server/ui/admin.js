@@ -13,7 +13,8 @@ const TABS = [
   ["shares", "Share links"],
   ["audit", "Audit log"],
 ];
-const SCOPES = ["read", "download", "write", "update", "delete", "workitems", "share", "admin"];
+// The scopes a key may have (read includes downloading whole objects).
+const SCOPES = ["read", "write", "update", "delete", "workitems", "share", "admin"];
 
 const when = (seconds) => (seconds ? new Date(seconds * 1000).toLocaleString() : "—");
 
@@ -35,7 +36,7 @@ async function stats(panel) {
   const result = h("div", { id: "aggregate" });
   const form = h("form", { id: "aggregate-form", onsubmit: (e) => { e.preventDefault(); group(); } },
     h("label", { for: "groupby" }, "Group by (keywords, comma-separated)"), " ", groupBy, " ",
-    h("select", { name: "level", "aria-label": "Level" }, ["studies", "series", "instances"].map((l) => h("option", { value: l }, l))), " ",
+    h("select", { name: "level", "aria-label": "Level" }, ["series", "studies", "instances"].map((l) => h("option", { value: l }, l))), " ",
     h("button", { type: "submit" }, "Count"));
   async function group() {
     const level = form.elements.namedItem("level").value;

@@ -6,19 +6,24 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+from playwright.sync_api import expect
 from pydicom.uid import generate_uid
 
-from tests.conftest import RunningServer
-from tests.factories import make_instance, to_bytes
+from tests.conftest import RunningServer, make_settings, private_server
+from tests.factories import make_instance, make_workitem, to_bytes
 from tests.helpers import stow
-from tests.interop.webapp import Visit, browser, visit  # noqa: F401 - the fixture
+from tests.interop.webapp import browser, visit  # noqa: F401 - the fixture
+from tests.oidc_provider import oidc_provider
 
-pytestmark = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
+# The app does not depend on the backends: the shared server on SQLite.
+on_sqlite = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 
 def sine_study(
@@ -67,6 +72,7 @@ def wait_new_image(page: Any, before: str | None) -> str:
     return str(page.get_attribute("#frame", "data-path"))
 
 
+@on_sqlite
 def test_search_open_a_study_and_scroll_the_quick_viewer(
     archive: RunningServer,
     client: httpx.Client,
@@ -78,9 +84,9 @@ def test_search_open_a_study_and_scroll_the_quick_viewer(
     page = seen.page
     page.goto(archive.url + "/")
     page.wait_for_selector("#studies tbody tr >> nth=1")
-    assert page.locator("#totals").inner_text().startswith("2 matching studies")
-    assert "2 studies, 2 series, 7 instances" in page.locator("#totals").inner_text()
-    assert page.locator("#status").inner_text() == "Studies 1 to 2 of 2"
+    expect(page.locator("#totals")).to_contain_text("2 matching studies")
+    expect(page.locator("#totals")).to_contain_text("2 studies, 2 series, 7 instances")
+    expect(page.locator("#status")).to_have_text("Studies 1 to 2 of 2")
     seen.shot("study-list")
     # Search by patient name (the QIDO engine: wildcards, fuzzy).
     page.fill("input[name=PatientName]", "Love*")
@@ -143,6 +149,7 @@ def test_search_open_a_study_and_scroll_the_quick_viewer(
     assert seen.errors == []
 
 
+@on_sqlite
 def test_a_study_stored_elsewhere_appears_without_a_reload(
     archive: RunningServer,
     client: httpx.Client,
@@ -164,6 +171,7 @@ def test_a_study_stored_elsewhere_appears_without_a_reload(
     assert seen.elsewhere() == []
 
 
+@on_sqlite
 def test_upload_three_good_files_and_a_bad_one(
     archive: RunningServer,
     client: httpx.Client,
@@ -191,7 +199,7 @@ def test_upload_three_good_files_and_a_bad_one(
     assert "notes.txt" in failed.inner_text()
     reason = failed.locator("td.outcome").inner_text()
     assert reason and reason != "sending", reason
-    assert page.locator("#upload-summary").inner_text() == "3 stored, 1 failed."
+    expect(page.locator("#upload-summary")).to_have_text("3 stored, 1 failed.")
     seen.shot("upload")
     assert client.get("/studies", params={"StudyInstanceUID": study}).json()[0]["00201208"][
         "Value"
@@ -199,6 +207,7 @@ def test_upload_three_good_files_and_a_bad_one(
     assert seen.elsewhere() == []
 
 
+@on_sqlite
 def test_delete_asks_first(
     archive: RunningServer,
     client: httpx.Client,
@@ -220,5 +229,281 @@ def test_delete_asks_first(
     assert seen.elsewhere() == []
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value)
+EVERY = {"read", "write", "update", "delete", "workitems", "share", "admin"}
+
+
+def test_sign_in_with_an_api_key_shows_only_what_its_scopes_allow(
+    tmp_path: Path,
+    browser: Any,  # noqa: F811
+) -> None:
+    settings = make_settings(tmp_path / "data", auth="api-key")
+    with private_server(settings) as (client, container):
+        reader = container.access.create_key("reader", {"read"}).secret
+        admin = container.access.create_key("admin", set(EVERY)).secret
+        client.headers["X-API-Key"] = admin
+        study, _ = sine_study(client, slices=1)
+        origin = origin_of(client)
+        seen = visit(browser, origin)
+        page = seen.page
+        page.goto(origin + "/ui/")
+        page.wait_for_selector("#key-form")
+        assert page.locator("#nav a:visible").count() == 0
+        page.fill("#apikey", "not-a-key")
+        page.click("#key-form button")
+        page.wait_for_function("() => document.querySelector('#status').dataset.kind === 'error'")
+        assert "does not accept" in page.locator("#status").inner_text()
+        page.fill("#apikey", reader)
+        page.click("#key-form button")
+        page.wait_for_selector("#studies tbody tr")
+        assert page.locator("#signed-in").inner_text().startswith("Signed in as key:")
+        assert page.locator("#nav a:visible").all_inner_texts() == ["Studies", "Worklist"]
+        page.click(f"#studies tr[data-study='{study}'] a")
+        page.wait_for_selector("#download")
+        for hidden in ("#share", "#correct", "#reject", "#delete"):
+            assert page.locator(hidden).count() == 0
+        with page.expect_download() as download:
+            page.click("#download")
+        saved = tmp_path / "study.zip"
+        download.value.save_as(saved)
+        with zipfile.ZipFile(saved) as archive:
+            assert len(archive.namelist()) == 1
+        page.click("#sign-out")
+        page.wait_for_selector("#key-form")
+        page.fill("#apikey", admin)
+        page.click("#key-form button")
+        page.wait_for_selector("#studies tbody tr")
+        assert page.locator("#nav a:visible").all_inner_texts() == [
+            "Studies",
+            "Upload",
+            "Worklist",
+            "Admin",
+        ]
+        seen.shot("signed-in-with-key")
+        assert seen.elsewhere() == []
+        assert [e for e in seen.errors if "401" not in e] == []
+
+
+def test_sign_in_with_openid_connect(
+    tmp_path: Path,
+    browser: Any,  # noqa: F811
+) -> None:
+    with oidc_provider() as provider:
+        provider.login = {"sub": "dr-who", "scope": "openid read download write"}
+        settings = make_settings(
+            tmp_path / "data",
+            auth="oidc,api-key",
+            oidc_issuer=provider.issuer,
+            ui_oidc_client_id=provider.public_client,
+            ui_oidc_scope="openid read write",
+        )
+        with private_server(settings) as (client, _):
+            origin = origin_of(client)
+            policy = client.get(origin + "/ui/").headers["content-security-policy"]
+            assert f"connect-src 'self' {provider.issuer.split('/realms')[0]}" in policy
+            client.headers["Authorization"] = f"Bearer {provider.token(scope='write')}"
+            sine_study(client, "Oidc^Patient", slices=1)
+            seen = visit(browser, origin)
+            page = seen.page
+            page.goto(origin + "/ui/#/studies")
+            page.click("#oidc-sign-in")
+            page.wait_for_selector("#studies tbody tr")
+            assert page.locator("#signed-in").inner_text() == "Signed in as oidc:dr-who"
+            assert "Oidc^Patient" in page.locator("#studies").inner_text()
+            assert provider.codes == {}  # the code was used
+            assert page.url.startswith(origin + "/ui/#/studies"), page.url
+            # Nothing but the provider was asked, and the provider only for the sign-in.
+            issuer_origin = provider.issuer.split("/realms")[0]
+            assert seen.elsewhere(allowed=(issuer_origin,)) == []
+            assert {u.split("?")[0] for u in seen.requests if u.startswith(issuer_origin)} == {
+                provider.issuer + "/.well-known/openid-configuration",
+                provider.issuer + "/authorize",
+                provider.issuer + "/token",
+            }
+
+
+def origin_of(client: httpx.Client) -> str:
+    """The server's origin (the client's base URL is its DICOMweb root)."""
+    return f"{client.base_url.scheme}://{client.base_url.netloc.decode()}"
+
+
+def sign_in(page: Any, origin: str, key: str) -> None:
+    page.goto(origin + "/ui/#/signin")
+    page.fill("#apikey", key)
+    page.click("#key-form button")
+    page.wait_for_selector("#signed-in")
+
+
+def test_share_link_made_then_opened_in_a_fresh_browser(
+    tmp_path: Path,
+    browser: Any,  # noqa: F811
+) -> None:
+    settings = make_settings(tmp_path / "data", auth="api-key")
+    with private_server(settings) as (client, container):
+        admin = container.access.create_key("admin", set(EVERY)).secret
+        client.headers["X-API-Key"] = admin
+        study, _ = sine_study(client, "Shared^Patient", slices=2)
+        sine_study(client, "Not^Shared", slices=1)
+        origin = origin_of(client)
+        seen = visit(browser, origin)
+        page = seen.page
+        sign_in(page, origin, admin)
+        page.goto(f"{origin}/ui/#/study/{study}")
+        page.click("#share")
+        page.fill("#share-form input[name=uses]", "3")
+        page.click("#share-create")
+        page.wait_for_selector("#share-link")
+        link = page.input_value("#share-link")
+        code = page.input_value("#share-code-made")
+        page.wait_for_selector("#share-list tr[data-share]")
+        seen.shot("share")
+        # Someone else, in another browser: the link, a wrong code, then the right one.
+        other = visit(browser, origin)
+        other.page.goto(link)
+        other.page.fill("#share-code", "000000" if code != "000000" else "111111")
+        other.page.click("#share-form button")
+        other.page.wait_for_function(
+            "() => document.querySelector('#status').dataset.kind === 'error'"
+        )
+        other.page.fill("#share-code", code)
+        other.page.click("#share-form button")
+        other.page.wait_for_selector("#series li")
+        assert "Shared^Patient" in other.page.locator(".facts").inner_text()
+        wait_new_image(other.page, None)
+        # A view link: no download, no action; the study list holds that study alone.
+        assert other.page.locator(".actions button").count() == 0
+        assert other.page.locator("#nav a:visible").all_inner_texts() == ["Studies", "Worklist"]
+        other.shot("shared-study")
+        other.page.click("#nav a[href='#/studies']")
+        other.page.wait_for_selector("#studies tbody tr")
+        assert other.page.locator("#studies tbody tr").count() == 1
+        # Revoked: gone from the list of active links.
+        page.click("#share-list button.revoke")
+        page.wait_for_function("() => !document.querySelector('#share-list button.revoke')")
+        assert seen.elsewhere() == [] and other.elsewhere() == []
+
+
+@on_sqlite
+def test_correct_and_reject(
+    archive: RunningServer,
+    client: httpx.Client,
+    browser: Any,  # noqa: F811
+) -> None:
+    study, _ = sine_study(client, "Wrong^Name", slices=1)
+    seen = visit(browser, archive.url)
+    page = seen.page
+    page.goto(f"{archive.url}/ui/#/study/{study}")
+    page.click("#correct")
+    page.fill("dialog input[name=PatientName]", "Right^Name")
+    page.click("#dialog-ok")
+    page.wait_for_function("() => document.querySelector('h1').innerText === 'Right^Name'")
+    found = client.get("/studies", params={"StudyInstanceUID": study}).json()[0]
+    assert found["00100010"]["Value"] == [{"Alphabetic": "Right^Name"}]
+    page.click("#reject")
+    page.select_option("#reject-code", "113037")
+    page.click("#dialog-ok")
+    page.wait_for_function("() => location.hash === '#/studies'")
+    assert client.get("/studies", params={"StudyInstanceUID": study}).json() == []
+    assert seen.elsewhere() == []
+
+
+@on_sqlite
+def test_worklist_create_claim_and_complete(
+    archive: RunningServer,
+    client: httpx.Client,
+    browser: Any,  # noqa: F811
+) -> None:
+    other = generate_uid()
+    answer = client.post(
+        "/workitems",
+        params={"workitem": other},
+        content=json.dumps([make_workitem(label="Elsewhere", station="CT-9")]),
+        headers={"Content-Type": "application/dicom+json"},
+    )
+    assert answer.status_code == 201, answer.text
+    seen = visit(browser, archive.url)
+    page = seen.page
+    page.goto(f"{archive.url}/ui/#/worklist")
+    page.wait_for_selector(f"#workitems tr[data-workitem='{other}']")
+    page.fill("#worklist-create input[name=label]", "Read the chest CT")
+    page.fill("#worklist-create input[name=patientName]", "Doe^Jane")
+    page.fill("#worklist-create input[name=station]", "CT-1")
+    page.click("#workitem-create")
+    row = page.locator("#workitems tr", has_text="Read the chest CT")
+    row.wait_for()
+    # Filter by station.
+    page.fill("#worklist-filter input[name=station]", "CT-1")
+    page.click("#worklist-filter button")
+    page.wait_for_function("() => document.querySelectorAll('#workitems tbody tr').length === 1")
+    row.locator("button.claim").click()
+    page.wait_for_function(
+        "() => document.querySelector('#workitems tbody tr').dataset.state === 'IN PROGRESS'"
+    )
+    seen.shot("worklist")
+    row.locator("button.complete").click()
+    page.wait_for_function(
+        "() => document.querySelector('#workitems tbody tr').dataset.state === 'COMPLETED'"
+    )
+    # Live: a change made elsewhere shows without a reload.
+    page.fill("#worklist-filter input[name=station]", "")
+    page.click("#worklist-filter button")
+    txn = generate_uid()
+    claimed = client.put(
+        f"/workitems/{other}/state",
+        content=json.dumps(
+            [
+                {
+                    "00741000": {"vr": "CS", "Value": ["IN PROGRESS"]},
+                    "00081195": {"vr": "UI", "Value": [txn]},
+                }
+            ]
+        ),
+        headers={"Content-Type": "application/dicom+json"},
+    )
+    assert claimed.status_code == 200, claimed.text
+    page.wait_for_function(
+        f"() => document.querySelector(\"tr[data-workitem='{other}']\")?.dataset.state"
+        " === 'IN PROGRESS'",
+        timeout=5000,
+    )
+    assert seen.elsewhere() == []
+
+
+def test_admin_pages_load(
+    tmp_path: Path,
+    browser: Any,  # noqa: F811
+) -> None:
+    with private_server(make_settings(tmp_path / "data", audit="table")) as (client, _):
+        sine_study(client, slices=2)
+        origin = origin_of(client)
+        seen = visit(browser, origin)
+        page = seen.page
+        page.goto(f"{origin}/ui/#/admin")
+        page.wait_for_selector("#aggregate table")
+        expect(page.locator("#aggregate")).to_contain_text("CT")
+        expect(page.locator("#totals")).to_contain_text("2")
+        seen.shot("admin-statistics")
+        page.click("text=Consistency")
+        page.wait_for_selector("#consistent, #admin-panel table")
+        page.click("text=API keys")
+        page.wait_for_selector("#key-create")
+        page.fill("#key-create input[name=name]", "robot")
+        page.click("#key-create button[type=submit]")
+        page.wait_for_selector("#new-key")
+        expect(page.locator("#admin-panel tr", has_text="robot")).to_have_count(1)
+        page.click("text=Webhooks")
+        page.wait_for_selector("#webhook-create")
+        page.fill("#webhook-create input[name=url]", "http://127.0.0.1:9/hook")
+        page.click("#webhook-create button")
+        page.wait_for_selector("#admin-panel td:has-text('127.0.0.1:9')")
+        page.click("text=Share links")
+        page.wait_for_selector("#admin-panel table")
+        page.click("text=Audit log")
+        page.wait_for_selector("#audit tbody tr")
+        expect(page.locator("#audit")).to_contain_text("DICOM Instances Transferred")
+        page.fill("#audit-filter input[name=study]", generate_uid())
+        page.click("#audit-filter button")
+        expect(page.locator("#audit tbody tr")).to_have_count(0)
+        seen.shot("admin-audit")
+        assert seen.elsewhere() == []
+        assert seen.refused == []
+        assert seen.errors == []

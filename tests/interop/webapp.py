@@ -52,6 +52,8 @@ class Visit:
     origin: str
     requests: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Answers of 400 and above: (status, method, URL without its query).
+    refused: list[tuple[int, str, str]] = field(default_factory=list)
 
     def shot(self, name: str) -> Path:
         ARTEFACTS.mkdir(parents=True, exist_ok=True)
@@ -83,6 +85,14 @@ def visit(browser: Any, origin: str, width: int = 1366, height: int = 900) -> Vi
     page.on(
         "console",
         lambda message: seen.errors.append(message.text) if message.type == "error" else None,
+    )
+    context.on(
+        "response",
+        lambda r: (
+            seen.refused.append((r.status, r.request.method, r.url.split("?")[0]))
+            if r.status >= 400
+            else None
+        ),
     )
     page.set_default_timeout(15000)
     return seen
