@@ -167,7 +167,7 @@ export function stowOutcome(status, body) {
   const stored = values(response, TAG.referencedSops)[0];
   if (status === 202 && stored) {
     const code = first(stored, TAG.warningReason);
-    return { ok: true, reason: code ? `stored with warning ${code}` : "stored with a warning" };
+    return { ok: true, reason: code ? `stored with warning ${hex(code)}` : "stored with a warning" };
   }
   if (response && typeof response.error === "string") return { ok: false, reason: response.error };
   return { ok: false, reason: `the server answered ${status}` };
