@@ -152,3 +152,36 @@ def test_a_package_that_is_not_the_pinned_one_is_refused(
     # The installed copy is the one before, and nothing was left about.
     assert "OHIF" in (data / "viewer" / "app" / "index.html").read_text()
     assert sorted(p.name for p in (data / "viewer").iterdir()) == ["app"]
+
+
+def test_open_in_ohif_carries_the_credential_when_access_control_is_on(
+    tmp_path: Path,
+    registry: Registry,
+    browser: Any,  # noqa: F811
+) -> None:
+    data = tmp_path / "data"
+    assert install(data, "--from", str(TARBALL)).returncode == 0
+    with private_server(make_settings(data, auth="api-key")) as (client, container):
+        key = container.access.create_key("radiologist", {"read", "write"}).secret
+        client.headers["X-API-Key"] = key
+        study, _ = sine_study(client, slices=3)
+        origin = origin_of(client)
+        seen = visit(browser, origin, 1280, 800)
+        page = seen.page
+        page.goto(origin + "/ui/#/signin")
+        page.fill("#apikey", key)
+        page.click("#key-form button")
+        page.wait_for_selector("#studies tbody tr")
+        page.goto(f"{origin}/ui/#/study/{study}")
+        with page.expect_popup() as popup:
+            page.click("#open-viewer")
+        viewer = popup.value
+        shot = tmp_path / "ohif.png"
+        deadline = time.monotonic() + 60
+        while True:
+            viewer.wait_for_timeout(2000)
+            viewer.screenshot(path=str(shot))
+            if shows_an_image(shot) or time.monotonic() > deadline:
+                break
+        assert shows_an_image(shot), "OHIF at /viewer shows no image with a key"
+        assert seen.elsewhere() == []
