@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 from tests.conftest import RunningServer, make_settings, private_server
 from tests.factories import make_instance, make_workitem, to_bytes
 from tests.helpers import stow
-from tests.interop.webapp import browser, visit  # noqa: F401 - the fixture
+from tests.interop.webapp import ARTEFACTS, browser, visit  # noqa: F401 - the fixture
 from tests.oidc_provider import oidc_provider
 
 # The app does not depend on the backends: the shared server on SQLite.
@@ -507,3 +507,120 @@ def test_admin_pages_load(
         assert seen.elsewhere() == []
         assert seen.refused == []
         assert seen.errors == []
+
+
+@on_sqlite
+def test_pages_sorting_and_keyboard(
+    archive: RunningServer,
+    client: httpx.Client,
+    browser: Any,  # noqa: F811
+) -> None:
+    names = [f"Patient^{i:02d}" for i in range(27)]
+    for i, name in enumerate(names):
+        ds = make_instance(study_uid=generate_uid())
+        ds.PatientName = name
+        ds.StudyDate = f"2026{1 + i % 12:02d}{1 + i:02d}"
+        assert stow(client, [ds]).status_code == 200
+    seen = visit(browser, archive.url)
+    page = seen.page
+    page.goto(archive.url + "/ui/")
+    expect(page.locator("#status")).to_have_text("Studies 1 to 25 of 27")
+    expect(page.locator("#studies tbody tr")).to_have_count(25)
+    page.click("#next")
+    expect(page.locator("#status")).to_have_text("Studies 26 to 27 of 27")
+    expect(page.locator("#studies tbody tr")).to_have_count(2)
+    page.click("#previous")
+    expect(page.locator("#studies tbody tr")).to_have_count(25)
+    # Sorted by a column (within the page), then the other way.
+    page.click("#studies th button:text('Patient')")
+    shown = page.locator("#studies tbody tr td:nth-child(2)").all_inner_texts()
+    assert shown == sorted(shown)
+    expect(page.locator("#studies th[aria-sort='ascending']")).to_have_count(1)
+    page.click("#studies th button:text('Patient')")
+    shown = page.locator("#studies tbody tr td:nth-child(2)").all_inner_texts()
+    assert shown == sorted(shown, reverse=True)
+    # The keyboard alone: to the name field, a search, Enter on a study's link.
+    page.focus("input[name=PatientName]")
+    page.keyboard.type("Patient^03")
+    page.keyboard.press("Enter")
+    expect(page.locator("#studies tbody tr")).to_have_count(1)
+    page.focus("#studies tbody a")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(".facts")
+    expect(page.locator("h1")).to_have_text("Patient^03")
+    # A dialog closes with Escape and does nothing.
+    page.focus("#delete")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("dialog[open]")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("dialog[open]", state="detached")
+    assert page.locator("dialog[open]").count() == 0
+    expect(page.locator(".facts")).to_contain_text("Patient^03")
+    assert seen.elsewhere() == []
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input, select, button')]
+  .filter(e => e.type !== 'hidden' && !e.closest('[hidden]'))
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+               && !e.textContent.trim() && !e.getAttribute('aria-labelledby'))
+  .map(e => e.outerHTML)"""
+
+
+@on_sqlite
+def test_every_page_is_labelled_fits_a_tablet_and_has_a_dark_theme(
+    archive: RunningServer,
+    client: httpx.Client,
+    browser: Any,  # noqa: F811
+) -> None:
+    study, _ = sine_study(client, slices=2)
+    for scheme in ("light", "dark"):
+        context = browser.new_context(viewport={"width": 768, "height": 1024}, color_scheme=scheme)
+        page = context.new_page()
+        requests: list[str] = []
+        context.on("request", lambda r: requests.append(r.url))
+        for hash_, ready in (
+            ("#/studies", "#studies tbody tr"),
+            (f"#/study/{study}", "#frame[data-path]"),
+            ("#/upload", "#dropzone"),
+            ("#/worklist", "#worklist-create"),
+            ("#/admin", "#aggregate table"),
+        ):
+            page.goto(f"{archive.url}/ui/{hash_}")
+            page.wait_for_selector(ready)
+            assert page.evaluate(UNLABELLED) == [], hash_
+            overflow = page.evaluate(
+                "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{hash_} is wider than a tablet by {overflow}px"
+            background = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+            dark = background == "rgb(13, 17, 23)"
+            assert dark == (scheme == "dark"), (scheme, background)
+            if hash_ == f"#/study/{study}":
+                ARTEFACTS.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(ARTEFACTS / f"tablet-{scheme}-study.png"))
+        assert all(u.startswith(archive.url) or u.startswith("blob:") for u in requests)
+        context.close()
+
+
+@on_sqlite
+def test_upload_by_dropping_files(
+    archive: RunningServer,
+    client: httpx.Client,
+    browser: Any,  # noqa: F811
+) -> None:
+    study = generate_uid()
+    data = list(to_bytes(make_instance(study)))
+    seen = visit(browser, archive.url)
+    page = seen.page
+    page.goto(archive.url + "/ui/#/upload")
+    page.wait_for_selector("#dropzone")
+    handle = page.evaluate_handle(
+        """(bytes) => { const t = new DataTransfer();
+          t.items.add(new File([new Uint8Array(bytes)], 'dropped.dcm'));
+          return t; }""",
+        data,
+    )
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": handle})
+    page.wait_for_selector("#uploads tr.ok")
+    expect(page.locator("#upload-summary")).to_have_text("1 stored, 0 failed.")
+    assert client.get("/studies", params={"StudyInstanceUID": study}).json() != []
