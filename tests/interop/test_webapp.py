@@ -4,6 +4,7 @@ real server. Each test checks that no request left the server's origin."""
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import time
 import zipfile
@@ -27,7 +28,11 @@ on_sqlite = pytest.mark.parametrize("server", ["sqlite"], indirect=True)
 
 
 def sine_study(
-    client: httpx.Client, name: str = "Lovelace^Ada", modality: str = "CT", slices: int = 5
+    client: httpx.Client,
+    name: str = "Lovelace^Ada",
+    modality: str = "CT",
+    slices: int = 5,
+    **attributes: str,
 ) -> tuple[str, str]:
     """A study of one series of `slices` 128x128 sine slices (each looks different)."""
     study, series = generate_uid(), generate_uid()
@@ -43,6 +48,8 @@ def sine_study(
             ((np.sin(xx / (6 + 3 * i)) * np.cos(yy / 13) + 1) * 1500).astype("<u2").tobytes()
         )
         ds.WindowCenter, ds.WindowWidth = 1500, 3000
+        for keyword, value in attributes.items():
+            setattr(ds, keyword, value)
         sent.append(ds)
     answer = stow(client, sent)
     assert answer.status_code == 200, answer.text
@@ -624,3 +631,54 @@ def test_upload_by_dropping_files(
     page.wait_for_selector("#uploads tr.ok")
     expect(page.locator("#upload-summary")).to_have_text("1 stored, 0 failed.")
     assert client.get("/studies", params={"StudyInstanceUID": study}).json() != []
+
+
+DEMO = [
+    ("Lovelace^Ada", "CT", "CT chest with contrast", "20261128", 4),
+    ("Hopper^Grace", "MR", "MR brain", "20261127", 3),
+    ("Curie^Marie", "CR", "Chest PA and lateral", "20261126", 2),
+    ("Turing^Alan", "CT", "CT abdomen pelvis", "20261125", 3),
+    ("Franklin^Rosalind", "MR", "MR knee left", "20261124", 2),
+    ("Noether^Emmy", "US", "Abdominal ultrasound", "20261121", 2),
+    ("Meitner^Lise", "PT", "PET-CT whole body", "20261120", 3),
+    ("Johnson^Katherine", "MG", "Screening mammography", "20261119", 2),
+]
+
+
+@on_sqlite
+def test_the_readme_opens_with_the_study_list(
+    archive: RunningServer,
+    client: httpx.Client,
+    browser: Any,  # noqa: F811
+) -> None:
+    """The README's first picture is the study list; DICOMWEB_UPDATE_SCREENSHOTS=1 draws it
+    again from this demo archive."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    picture = readme.split("\n\n")[1]
+    assert picture.startswith("![The study list") and "(docs/images/study-list.png)" in picture
+    target = Path(__file__).parents[2] / "docs" / "images" / "study-list.png"
+    assert target.is_file()
+    for i, (name, modality, description, date, slices) in enumerate(DEMO):
+        sine_study(
+            client,
+            name,
+            modality,
+            slices,
+            StudyDescription=description,
+            StudyDate=date,
+            PatientID=f"MRN{4711 + i * 37}",
+            AccessionNumber=f"A{26110 + i}",
+        )
+    seen = visit(browser, archive.url, 1280, 960)
+    page = seen.page
+    page.goto(archive.url + "/ui/")
+    expect(page.locator("#studies tbody tr")).to_have_count(len(DEMO))
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#studies img.thumb')]"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    expect(page.locator("#status")).to_contain_text("of 8")
+    shot = seen.shot("readme-study-list")
+    if os.environ.get("DICOMWEB_UPDATE_SCREENSHOTS") == "1":
+        page.screenshot(path=str(target))
+    assert shot.stat().st_size > 10_000
