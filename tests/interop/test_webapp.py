@@ -4,8 +4,8 @@ real server. Each test checks that no request left the server's origin."""
 from __future__ import annotations
 
 import hashlib
-import os
 import json
+import os
 import time
 import zipfile
 from pathlib import Path
