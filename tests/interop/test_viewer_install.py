@@ -24,7 +24,7 @@ from PIL import Image
 
 from tests.conftest import IN_CI, make_settings, private_server
 from tests.interop.test_webapp import origin_of, sine_study
-from tests.interop.webapp import ARTEFACTS, browser, visit  # noqa: F401 - the fixture
+from tests.interop.webapp import ARTEFACTS, visit
 
 OHIF_DIR = Path(os.environ.get("DICOMWEB_TEST_OHIF_DIR", "/var/tmp/ohif-app-3.13.2"))
 TARBALL = OHIF_DIR / "ohif-app-3.13.2.tgz"
@@ -93,7 +93,7 @@ def shows_an_image(path: Path) -> bool:
 def test_viewer_install_then_ohif_opens_a_study(
     tmp_path: Path,
     registry: Registry,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     data = tmp_path / "data"
     done = install(data, "--registry", registry.url)
@@ -130,6 +130,7 @@ def test_viewer_install_then_ohif_opens_a_study(
         viewer.screenshot(path=str(ARTEFACTS / "ohif-at-viewer.png"))
         assert shows_an_image(shot), "OHIF at /viewer shows no image"
         assert seen.elsewhere() == [], seen.elsewhere()
+        seen.context.close()
 
 
 def test_a_package_that_is_not_the_pinned_one_is_refused(
@@ -157,7 +158,7 @@ def test_a_package_that_is_not_the_pinned_one_is_refused(
 def test_open_in_ohif_carries_the_credential_when_access_control_is_on(
     tmp_path: Path,
     registry: Registry,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     data = tmp_path / "data"
     assert install(data, "--from", str(TARBALL)).returncode == 0
@@ -185,3 +186,4 @@ def test_open_in_ohif_carries_the_credential_when_access_control_is_on(
                 break
         assert shows_an_image(shot), "OHIF at /viewer shows no image with a key"
         assert seen.elsewhere() == []
+        seen.context.close()

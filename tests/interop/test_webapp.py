@@ -20,7 +20,7 @@ from pydicom.uid import generate_uid
 from tests.conftest import RunningServer, make_settings, private_server
 from tests.factories import make_instance, make_workitem, to_bytes
 from tests.helpers import stow
-from tests.interop.webapp import ARTEFACTS, browser, visit  # noqa: F401 - the fixture
+from tests.interop.webapp import ARTEFACTS, visit
 from tests.oidc_provider import oidc_provider
 
 # The app does not depend on the backends: the shared server on SQLite.
@@ -83,7 +83,7 @@ def wait_new_image(page: Any, before: str | None) -> str:
 def test_search_open_a_study_and_scroll_the_quick_viewer(
     archive: RunningServer,
     client: httpx.Client,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     study, _ = sine_study(client)
     sine_study(client, "Hopper^Grace", "MR", 2)
@@ -160,7 +160,7 @@ def test_search_open_a_study_and_scroll_the_quick_viewer(
 def test_a_study_stored_elsewhere_appears_without_a_reload(
     archive: RunningServer,
     client: httpx.Client,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     sine_study(client, "First^Patient", slices=1)
     seen = visit(browser, archive.url)
@@ -182,7 +182,7 @@ def test_a_study_stored_elsewhere_appears_without_a_reload(
 def test_upload_three_good_files_and_a_bad_one(
     archive: RunningServer,
     client: httpx.Client,
-    browser: Any,  # noqa: F811
+    browser: Any,
     tmp_path: Any,
 ) -> None:
     study = generate_uid()
@@ -218,7 +218,7 @@ def test_upload_three_good_files_and_a_bad_one(
 def test_delete_asks_first(
     archive: RunningServer,
     client: httpx.Client,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     study, _ = sine_study(client, slices=1)
     seen = visit(browser, archive.url)
@@ -241,7 +241,7 @@ EVERY = {"read", "write", "update", "delete", "workitems", "share", "admin"}
 
 def test_sign_in_with_an_api_key_shows_only_what_its_scopes_allow(
     tmp_path: Path,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     settings = make_settings(tmp_path / "data", auth="api-key")
     with private_server(settings) as (client, container):
@@ -288,11 +288,12 @@ def test_sign_in_with_an_api_key_shows_only_what_its_scopes_allow(
         seen.shot("signed-in-with-key")
         assert seen.elsewhere() == []
         assert [e for e in seen.errors if "401" not in e] == []
+        seen.context.close()
 
 
 def test_sign_in_with_openid_connect(
     tmp_path: Path,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     with oidc_provider() as provider:
         provider.login = {"sub": "dr-who", "scope": "openid read download write"}
@@ -326,6 +327,7 @@ def test_sign_in_with_openid_connect(
                 provider.issuer + "/authorize",
                 provider.issuer + "/token",
             }
+            seen.context.close()
 
 
 def origin_of(client: httpx.Client) -> str:
@@ -342,7 +344,7 @@ def sign_in(page: Any, origin: str, key: str) -> None:
 
 def test_share_link_made_then_opened_in_a_fresh_browser(
     tmp_path: Path,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     settings = make_settings(tmp_path / "data", auth="api-key")
     with private_server(settings) as (client, container):
@@ -387,13 +389,15 @@ def test_share_link_made_then_opened_in_a_fresh_browser(
         page.click("#share-list button.revoke")
         page.wait_for_function("() => !document.querySelector('#share-list button.revoke')")
         assert seen.elsewhere() == [] and other.elsewhere() == []
+        seen.context.close()
+        other.context.close()
 
 
 @on_sqlite
 def test_correct_and_reject(
     archive: RunningServer,
     client: httpx.Client,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     study, _ = sine_study(client, "Wrong^Name", slices=1)
     seen = visit(browser, archive.url)
@@ -417,7 +421,7 @@ def test_correct_and_reject(
 def test_worklist_create_claim_and_complete(
     archive: RunningServer,
     client: httpx.Client,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     other = generate_uid()
     answer = client.post(
@@ -477,7 +481,7 @@ def test_worklist_create_claim_and_complete(
 
 def test_admin_pages_load(
     tmp_path: Path,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     with private_server(make_settings(tmp_path / "data", audit="table")) as (client, _):
         sine_study(client, slices=2)
@@ -514,13 +518,14 @@ def test_admin_pages_load(
         assert seen.elsewhere() == []
         assert seen.refused == []
         assert seen.errors == []
+        seen.context.close()
 
 
 @on_sqlite
 def test_pages_sorting_and_keyboard(
     archive: RunningServer,
     client: httpx.Client,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     names = [f"Patient^{i:02d}" for i in range(27)]
     for i, name in enumerate(names):
@@ -577,14 +582,14 @@ UNLABELLED = """() => [...document.querySelectorAll('input, select, button')]
 def test_every_page_is_labelled_fits_a_tablet_and_has_a_dark_theme(
     archive: RunningServer,
     client: httpx.Client,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     study, _ = sine_study(client, slices=2)
     for scheme in ("light", "dark"):
         context = browser.new_context(viewport={"width": 768, "height": 1024}, color_scheme=scheme)
         page = context.new_page()
         requests: list[str] = []
-        context.on("request", lambda r: requests.append(r.url))
+        context.on("request", lambda r, seen=requests: seen.append(r.url))
         for hash_, ready in (
             ("#/studies", "#studies tbody tr"),
             (f"#/study/{study}", "#frame[data-path]"),
@@ -613,7 +618,7 @@ def test_every_page_is_labelled_fits_a_tablet_and_has_a_dark_theme(
 def test_upload_by_dropping_files(
     archive: RunningServer,
     client: httpx.Client,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     study = generate_uid()
     data = list(to_bytes(make_instance(study)))
@@ -649,7 +654,7 @@ DEMO = [
 def test_the_readme_opens_with_the_study_list(
     archive: RunningServer,
     client: httpx.Client,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     """The README's first picture is the study list; DICOMWEB_UPDATE_SCREENSHOTS=1 draws it
     again from this demo archive."""
