@@ -56,7 +56,14 @@ export async function call(path, { method = "GET", accept = "application/dicom+j
     if (error.name === "AbortError") throw error;
     throw new ApiError(0, "the server cannot be reached");
   }
-  if (!answer.ok) throw new ApiError(answer.status, await reason(answer));
+  if (!answer.ok) {
+    const error = new ApiError(answer.status, await reason(answer));
+    // The credential no longer works (expired, revoked): the app asks for a new one.
+    if (answer.status === 401 && path !== "/whoami") {
+      window.dispatchEvent(new CustomEvent("dicomweb:unauthenticated", { detail: error.message }));
+    }
+    throw error;
+  }
   return answer;
 }
 

@@ -13,7 +13,7 @@ import * as worklist from "./worklist.js";
 const PAGES = { studies, study, upload, worklist, admin };
 // The scope each page needs (the server checks again: this only hides what would fail).
 const NEEDS = { studies: "read", study: "read", upload: "write", worklist: "read", admin: "admin" };
-const state = { config: { auth: [], oidc: null, viewer: null }, me: null, stop: null };
+const state = { config: { auth: [], oidc: null, viewer: null }, me: null, stop: null, notice: null };
 
 async function identify() {
   state.me = await whoAmI().catch(() => null);
@@ -91,7 +91,8 @@ function route() {
   const [path, query] = window.location.hash.slice(1).split("?");
   const parts = path.split("/").filter(Boolean);
   const view = document.getElementById("view");
-  say("");
+  say(state.notice || "", state.notice ? "error" : "info");
+  state.notice = null;
   if (parts[0] === "shared" && parts[1]) return sharedPage(view, decodeURIComponent(parts[1]));
   if (!state.me || parts[0] === "signin") return signInPage(view);
   const name = PAGES[parts[0]] ? parts[0] : "studies";
@@ -116,6 +117,16 @@ async function start() {
   }
   await identify();
   window.addEventListener("hashchange", route);
+  window.addEventListener("dicomweb:unauthenticated", async (event) => {
+    if (!state.me) return;
+    signOut();
+    await identify();
+    if (!state.me) {
+      state.notice = `Sign in again: ${event.detail}`;
+      if (window.location.hash === "#/signin") route();
+      else window.location.hash = "#/signin";
+    }
+  });
   route();
 }
 
