@@ -89,6 +89,9 @@ class SearchRequest:
     timezone_offset: int | None = None
     # Parameters understood but not honoured: each becomes a `Warning: 299` header.
     warnings: list[str] = field(default_factory=list)
+    # `orderby` (dcm4chee's extension of QIDO-RS, which PS3.18 lacks): the attributes the
+    # results are sorted by, each with whether it is descending.
+    order: list[tuple[int, bool]] = field(default_factory=list)
 
     def matching_keys(self) -> list[Key]:
         """The keys with something to match: a universal key only asks for its attribute."""
@@ -145,6 +148,25 @@ def parse_attribute_path(text: str) -> tuple[int, ...]:
     return tags
 
 
+# An orderby value names at most this many attributes.
+MAX_ORDER_KEYS = 8
+
+
+def parse_order(value: str) -> list[tuple[int, bool]]:
+    """`orderby=-StudyDate,PatientName`: attribute keywords or tags, comma-separated, each
+    descending with a leading `-` (dcm4chee's form)."""
+    found = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        descending = item.startswith("-")
+        found.append((parse_attribute_id(item.lstrip("+-")), descending))
+    if len(found) > MAX_ORDER_KEYS:
+        raise InvalidQuery(f"orderby names at most {MAX_ORDER_KEYS} attributes")
+    return found
+
+
 def parse_search(params: Iterable[tuple[str, str]]) -> SearchRequest:
     request = SearchRequest()
     keys: list[tuple[str, str]] = []
@@ -165,6 +187,8 @@ def parse_search(params: Iterable[tuple[str, str]]) -> SearchRequest:
                 elif item:
                     # A path into a sequence returns the whole top-level sequence.
                     request.include_fields.add(parse_attribute_path(item)[0])
+        elif lowered == "orderby":
+            request.order.extend(parse_order(value))
         elif lowered == "fuzzymatching":
             request.fuzzy = parse_boolean(name, value)
         elif lowered == "emptyvaluematching":

@@ -110,6 +110,16 @@ class SearchService:
                     f"matching on {keyword_of(match.tag)} is not supported at the {level} "
                     "level; the key was ignored"
                 )
+        orderable = self._index.orderable(level)
+        order = []
+        for tag, descending in request.order:
+            if tag in orderable:
+                order.append((tag, descending))
+            else:
+                warnings.append(
+                    f"sorting by {keyword_of(tag)} is not supported at the {level} level; "
+                    "the orderby key was ignored"
+                )
         page = Page.of(request, self.max_limit)
         wanted = self._wanted(level, request, study_uid, series_uid)
         needs_metadata = level is Level.INSTANCE and (
@@ -132,6 +142,7 @@ class SearchService:
                 fuzzy=request.fuzzy,
                 timezone_offset=request.timezone_offset,
                 scope=caller.studies,
+                order=tuple(order),
             )
         )
         results, next_offset = page.cut(results, warnings)

@@ -148,6 +148,8 @@ class WorkitemService:
             # The lock is no search key: matching on it would tell who holds it.
             raise InvalidRequest("Transaction UID (0008,1195) is not a search key")
         warnings = list(request.warnings)
+        if request.order:
+            warnings.append("orderby is not supported for workitems; the key was ignored")
         page = Page.of(request, self.max_limit)
         found = self._index.search(
             WorkitemSearch(keys, page.fetch, page.offset, request.fuzzy, request.timezone_offset)

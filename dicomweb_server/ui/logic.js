@@ -101,7 +101,7 @@ export function studyQuery(fields, offset, page) {
 export function matchingKeys(params) {
   const keys = new URLSearchParams();
   for (const [name, value] of params) {
-    if (!["limit", "offset", "includefield"].includes(name)) keys.append(name, value);
+    if (!["limit", "offset", "includefield", "orderby"].includes(name)) keys.append(name, value);
   }
   return keys;
 }
@@ -223,17 +223,6 @@ export function formatBytes(count) {
   let value = Number(count) || 0, unit = 0;
   while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
   return `${unit ? value.toFixed(1) : value} ${units[unit]}`;
-}
-
-/** Rows sorted by one key's text, numbers as numbers; `descending` reverses. */
-export function sortRows(rows, key, descending) {
-  const sorted = [...rows].sort((a, b) => {
-    const x = key(a), y = key(b);
-    const nx = Number(x), ny = Number(y);
-    if (x !== "" && y !== "" && !Number.isNaN(nx) && !Number.isNaN(ny)) return nx - ny;
-    return String(x).localeCompare(String(y));
-  });
-  return descending ? sorted.reverse() : sorted;
 }
 
 /** The one part of a STOW-RS request for one file (PS3.18 10.5.1.2): what goes before

@@ -1,9 +1,9 @@
-// The study list: QIDO-RS search (PS3.18 10.6) on any attribute, paged, with the matching
-// total (GET /aggregate/studies), the archive's totals (GET /stats), thumbnails, and kept
-// live by the change feed's event stream.
+// The study list: QIDO-RS search (PS3.18 10.6) on any attribute, sorted by the server
+// (orderby) and paged, with the matching total (GET /aggregate/studies), the archive's
+// totals (GET /stats), thumbnails, and kept live by the change feed's event stream.
 import { dicom, events, image, json } from "./api.js";
 import { field, h, say } from "./dom.js";
-import { TAG, first, formatBytes, matchingKeys, showDate, sortRows, studyQuery, text } from "./logic.js";
+import { TAG, first, formatBytes, matchingKeys, showDate, studyQuery, text } from "./logic.js";
 
 const PAGE = 25;
 const COLUMNS = [
@@ -45,7 +45,11 @@ export function render(view, context) {
   const body = h("tbody");
   const head = h("tr", {}, h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Thumbnail")),
     COLUMNS.map((c, i) => h("th", { scope: "col", "aria-sort": "none" },
-      h("button", { type: "button", class: "sort", onclick: () => { sort = { index: i, descending: sort && sort.index === i ? !sort.descending : false }; draw(); } }, c.label))));
+      h("button", { type: "button", class: "sort", onclick: () => {
+        sort = { index: i, descending: sort && sort.index === i ? !sort.descending : false };
+        offset = 0;
+        search();
+      } }, c.label))));
   const previous = h("button", { type: "button", id: "previous", disabled: true, onclick: () => { offset = Math.max(0, offset - PAGE); search(); } }, "Previous");
   const next = h("button", { type: "button", id: "next", disabled: true, onclick: () => { offset += PAGE; search(); } }, "Next");
   view.replaceChildren(
@@ -63,8 +67,7 @@ export function render(view, context) {
   }
 
   function draw() {
-    let rows = found.slice(0, PAGE);
-    if (sort) rows = sortRows(rows, (s) => text(s, COLUMNS[sort.index].tag), sort.descending);
+    const rows = found.slice(0, PAGE);
     head.querySelectorAll("th[aria-sort]").forEach((th, i) => {
       th.setAttribute("aria-sort", sort && sort.index === i ? (sort.descending ? "descending" : "ascending") : "none");
     });
@@ -98,6 +101,7 @@ export function render(view, context) {
 
   async function search() {
     const params = studyQuery(fields(), offset, PAGE);
+    if (sort) params.set("orderby", `${sort.descending ? "-" : ""}${COLUMNS[sort.index].tag}`);
     say("Searching…");
     try {
       found = await dicom(`/studies?${params}`, { signal: stop.signal });

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Row, Select, String, bindparam, select
 
+from dicomweb_server.dicom import attributes as a
 from dicomweb_server.dicom.attributes import Aggregates, Level
 from dicomweb_server.index.sql import query
 from dicomweb_server.index.sql.database import Database
@@ -31,6 +32,9 @@ class SqlSearchIndex:
 
     def json_matchable(self, level: Level, tag: int) -> bool:
         return query.json_matchable(ENTITIES[level], tag)
+
+    def orderable(self, level: Level) -> frozenset[int]:
+        return frozenset(_sort_columns(level))
 
     def exists(
         self, study_uid: str, series_uid: str | None = None, scope: StudyScope | None = None
@@ -59,7 +63,12 @@ class SqlSearchIndex:
         if q.series_uid is not None:
             stmt = stmt.where(series.c.series_instance_uid == q.series_uid)
         stmt = limited(stmt, q.scope, with_series=q.level is not Level.STUDY)
-        # A stable order, so limit/offset pages never overlap.
+        # The order asked for (empty values last, in either direction, on both databases),
+        # then a stable one, so limit/offset pages never overlap.
+        columns = _sort_columns(q.level)
+        for tag, descending in q.order:
+            column = columns[tag]
+            stmt = stmt.order_by((column.desc() if descending else column.asc()).nulls_last())
         stmt = stmt.order_by(entity.table.c.pk).limit(q.limit).offset(q.offset)
         with self._db.connect() as conn:
             rows = conn.execute(stmt).all()
@@ -80,6 +89,26 @@ _EXISTS: dict[bool, Select[Any]] = {
     )
     .limit(1),
 }
+
+
+def _sort_columns(level: Level) -> dict[int, Any]:
+    """The columns results of `level` can be sorted by: the indexed attributes of its
+    entity and of those above it (joined), and the study's counts and modalities."""
+    found = _SORTS.get(level)
+    if found is None:
+        found = {tag: c.column for e in ENTITIES[level].chain() for tag, c in e.columns.items()}
+        found |= {
+            a.NUMBER_OF_STUDY_RELATED_SERIES: studies.c.number_of_series,
+            a.NUMBER_OF_STUDY_RELATED_INSTANCES: studies.c.number_of_instances,
+            a.MODALITIES_IN_STUDY: studies.c.modalities_in_study,
+        }
+        if level is Level.SERIES:
+            found[a.NUMBER_OF_SERIES_RELATED_INSTANCES] = series.c.number_of_instances
+        _SORTS[level] = found
+    return found
+
+
+_SORTS: dict[Level, dict[int, Any]] = {}
 
 
 def _select(q: SearchQuery) -> Select[Any]:

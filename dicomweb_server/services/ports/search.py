@@ -39,11 +39,17 @@ class SearchQuery:
     timezone_offset: int | None = None
     # The studies the caller may see (None: every study), applied in the query itself.
     scope: StudyScope | None = None
+    # The attributes to sort by (each with whether it is descending), from those of
+    # `orderable`; the order of storage after them.
+    order: tuple[tuple[int, bool], ...] = ()
 
 
 class SearchIndex(Protocol):
     def matchable(self, level: Level) -> frozenset[int]:
         """Tags the index can match on in a query at `level` through its own columns."""
+
+    def orderable(self, level: Level) -> frozenset[int]:
+        """Tags the index can sort results of `level` by."""
 
     def json_matchable(self, level: Level, tag: int) -> bool:
         """Whether the index can match `tag` at `level` on the attributes it keeps."""
