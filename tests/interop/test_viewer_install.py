@@ -23,7 +23,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import IN_CI, make_settings, private_server
-from tests.interop.test_webapp import origin_of, sine_study
+from tests.interop.test_webapp import origin_of, sign_in, sine_study
 from tests.interop.webapp import ARTEFACTS, visit
 
 OHIF_DIR = Path(os.environ.get("DICOMWEB_TEST_OHIF_DIR", "/var/tmp/ohif-app-3.13.2"))
@@ -90,6 +90,17 @@ def shows_an_image(path: Path) -> bool:
     return bool(middle.std() > 30)
 
 
+def wait_for_an_image(viewer: Any, shot: Path, seconds: float = 60) -> Path:
+    """Screenshots of the viewer every two seconds until one shows an image (or time is
+    up); the last one."""
+    deadline = time.monotonic() + seconds
+    while True:
+        viewer.wait_for_timeout(2000)
+        viewer.screenshot(path=str(shot))
+        if shows_an_image(shot) or time.monotonic() > deadline:
+            return shot
+
+
 def test_viewer_install_then_ohif_opens_a_study(
     tmp_path: Path,
     registry: Registry,
@@ -119,13 +130,7 @@ def test_viewer_install_then_ohif_opens_a_study(
         viewer = popup.value
         viewer.wait_for_load_state()
         assert viewer.url.startswith(f"{origin}/viewer/viewer?StudyInstanceUIDs={study}")
-        shot = tmp_path / "ohif.png"
-        deadline = time.monotonic() + 60
-        while True:
-            viewer.wait_for_timeout(2000)
-            viewer.screenshot(path=str(shot))
-            if shows_an_image(shot) or time.monotonic() > deadline:
-                break
+        shot = wait_for_an_image(viewer, tmp_path / "ohif.png")
         ARTEFACTS.mkdir(parents=True, exist_ok=True)
         viewer.screenshot(path=str(ARTEFACTS / "ohif-at-viewer.png"))
         assert shows_an_image(shot), "OHIF at /viewer shows no image"
@@ -169,21 +174,12 @@ def test_open_in_ohif_carries_the_credential_when_access_control_is_on(
         origin = origin_of(client)
         seen = visit(browser, origin, 1280, 800)
         page = seen.page
-        page.goto(origin + "/ui/#/signin")
-        page.fill("#apikey", key)
-        page.click("#key-form button")
-        page.wait_for_selector("#studies tbody tr")
+        sign_in(page, origin, key)
         page.goto(f"{origin}/ui/#/study/{study}")
         with page.expect_popup() as popup:
             page.click("#open-viewer")
         viewer = popup.value
-        shot = tmp_path / "ohif.png"
-        deadline = time.monotonic() + 60
-        while True:
-            viewer.wait_for_timeout(2000)
-            viewer.screenshot(path=str(shot))
-            if shows_an_image(shot) or time.monotonic() > deadline:
-                break
+        shot = wait_for_an_image(viewer, tmp_path / "ohif.png")
         assert shows_an_image(shot), "OHIF at /viewer shows no image with a key"
         assert seen.elsewhere() == []
         seen.context.close()
