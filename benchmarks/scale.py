@@ -168,6 +168,21 @@ def scale_run(
                     warmups,
                     reps,
                 ),
+                # A page of the study list, as the web application asks for it: in the
+                # order of storage, newest first (orderby), by name.
+                "qido_page_of_studies": timed(
+                    qido("/studies", {"limit": "25"}, min(25, studies)), warmups, reps
+                ),
+                "qido_page_sorted_newest_first": timed(
+                    qido("/studies", {"limit": "25", "orderby": "-StudyDate"}, min(25, studies)),
+                    warmups,
+                    reps,
+                ),
+                "qido_page_sorted_by_name": timed(
+                    qido("/studies", {"limit": "25", "orderby": "PatientName"}, min(25, studies)),
+                    warmups,
+                    reps,
+                ),
                 "qido_instance_by_uid": timed(
                     qido("/instances", {"SOPInstanceUID": f"{ROOT}.3.{point // 2}"}, 1),
                     warmups,

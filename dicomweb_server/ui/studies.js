@@ -118,12 +118,14 @@ export function render(view, context) {
     say(shown ? `Studies ${offset + 1} to ${offset + shown}${total !== null ? ` of ${total}` : more ? " (more follow)" : ""}` : "No study matches.");
   }
 
-  // Live: a stored, changed or deleted study redraws the list (at most every half second).
+  // Live: a stored, changed or deleted study redraws the list soon after (a burst of
+  // stores makes one redraw), and at most once a second and a half while they go on.
   let pending = null;
+  let drawn = 0;
   events("/changefeed/stream", () => {
-    live.textContent = "live";
     if (pending) return;
-    pending = setTimeout(() => { pending = null; search(); }, 500);
+    const wait = Math.max(300, drawn + 1500 - Date.now());
+    pending = setTimeout(() => { pending = null; drawn = Date.now(); search(); }, wait);
   }, stop.signal);
   live.textContent = "live";
   search();
