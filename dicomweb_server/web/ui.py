@@ -30,7 +30,7 @@ from dicomweb_server.web.context import WebApp, container
 
 # The files of the app: a name of letters, digits and dashes with one of these endings.
 _ASSET_TYPES = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
-_ASSET_NAME = re.compile(r"[a-z0-9-]{1,64}\.(js|css|svg)")
+_ASSET_NAME = re.compile(r"[a-z0-9-]{1,64}\.(js|css|svg)", re.ASCII)
 # Where the app's files lie, and where an installed viewer's app lies in its folder.
 VIEWER_APP = "app"
 

@@ -1,5 +1,5 @@
-"""Fixtures of the interoperability tests: the Playwright browser (one for the session,
-shared by every module that drives the web application)."""
+"""Fixtures of the interoperability tests: the Playwright browser of the modules that
+drive the web application."""
 
 from tests.interop.webapp import browser
 

@@ -1,5 +1,5 @@
 """Playwright on the system Chromium for the web application's end-to-end tests: a browser
-per test session, a fresh context per test (or more: a share link is opened in another),
+per test, a fresh context in it (or more: a share link is opened in another),
 every request each context makes recorded (none may leave the server's origin), and
 screenshots kept as test artefacts in test-artefacts/ui/."""
 
@@ -19,8 +19,10 @@ from tests.conftest import IN_CI
 ARTEFACTS = Path(__file__).parents[2] / "test-artefacts" / "ui"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
+    """Chromium driven by Playwright, for one test: its sync API keeps an event loop
+    running in this thread while it lives, which other tests' asyncio.run() cannot bear."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
