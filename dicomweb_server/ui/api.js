@@ -20,13 +20,11 @@ export const session = {
   clear() { sessionStorage.removeItem(CREDENTIAL); },
 };
 
-/** The headers that carry the credential (RFC 6750 2.1 for tokens; X-API-Key for keys). */
+/** The header that carries the credential: a bearer token (RFC 6750 2.1), which the server
+ * takes for keys, OpenID Connect tokens and share sessions alike. */
 export function authHeaders() {
   const credential = session.get();
-  if (!credential) return {};
-  return credential.kind === "api-key"
-    ? { "X-API-Key": credential.secret }
-    : { Authorization: `Bearer ${credential.secret}` };
+  return credential ? { Authorization: `Bearer ${credential.secret}` } : {};
 }
 
 export class ApiError extends Error {

@@ -43,9 +43,11 @@ function signInPage(view) {
       h("button", { type: "button", id: "oidc-sign-in", onclick: () => startOidc(state.config.oidc).catch((e) => say(e.message, "error")) }, "Sign in with your organisation")));
   }
   if (state.config.auth.includes("api-key") || !state.config.oidc) {
+    // Without the provider's sign-in, a token got elsewhere may be pasted here too.
+    const what = state.config.auth.includes("oidc") ? "API key or access token" : "API key";
     const input = h("input", { id: "apikey", type: "password", autocomplete: "off", required: true });
     forms.push(h("section", { "aria-labelledby": "key-title" },
-      h("h2", { id: "key-title" }, "API key"),
+      h("h2", { id: "key-title" }, what),
       h("form", {
         id: "key-form",
         onsubmit: async (event) => {

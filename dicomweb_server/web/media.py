@@ -122,6 +122,25 @@ def _related_accepts(media: MediaRange, candidate: str) -> bool:
     return value is None or MediaRange(value.lower()).matches(candidate)
 
 
+def accept_of(query: list[str], header: str | None) -> str | None:
+    """What a request accepts (PS3.18 8.3.3.1): the `accept` query parameter when given (for
+    hyperlinks, which cannot set the header), media types without wildcards, each compatible
+    with a range of the Accept header field (406 otherwise); else the header."""
+    if not query:
+        return header
+    value = ",".join(query)
+    asked = parse_accept(value)
+    if any("*" in m.type for m in asked):
+        raise InvalidRequest("the accept query parameter takes media types, not wildcards")
+    ranges = parse_accept(header)
+    for media in asked:
+        if not any(r.matches(media.type) for r in ranges):
+            raise NotAcceptable(
+                f"{media.type} of the accept query parameter is not in the Accept header field"
+            )
+    return value
+
+
 def negotiate_json(accept: str | None) -> str:
     """QIDO-RS and metadata: `application/dicom+json`, or the Native DICOM Model as
     `multipart/related; type="application/dicom+xml"` (PS3.18 8.7.4), whichever ranks first."""

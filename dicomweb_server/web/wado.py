@@ -22,7 +22,12 @@ from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, hold_memory, scope_uids
 from dicomweb_server.web.encoding import json_response
-from dicomweb_server.web.media import negotiate_bytes, negotiate_instances, negotiate_json
+from dicomweb_server.web.media import (
+    accept_of,
+    negotiate_bytes,
+    negotiate_instances,
+    negotiate_json,
+)
 from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
 from dicomweb_server.web.ranges import BUFFER_LIMIT, single_part_response, whole_body
 from dicomweb_server.web.threads import in_thread
@@ -67,7 +72,8 @@ async def retrieve_instances(request: Request) -> Response:
     else:
         found = await in_thread(retrieve.objects, caller(request), *scope)
     one = scope[2] is not None
-    choice = negotiate_instances(request.headers.get("accept"), single=one)
+    accepted = accept_of(request.query_params.getlist("accept"), request.headers.get("accept"))
+    choice = negotiate_instances(accepted, single=one)
     targets = retrieve.instance_syntaxes(found, choice.syntaxes)
     if original and any(t != i.transfer_syntax_uid for i, t in zip(found, targets, strict=True)):
         raise NotAcceptable(

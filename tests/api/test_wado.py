@@ -231,3 +231,30 @@ def test_metadata_in_xml(client: httpx.Client) -> None:
     assert r.status_code == 200
     assert r.headers["content-type"].startswith('multipart/related; type="application/dicom+xml"')
     assert [native_to_json(body) for _, body in parts(r)] == as_json
+
+
+def test_the_accept_query_parameter_serves_a_hyperlink(client: httpx.Client) -> None:
+    """PS3.18 8.3.3.1: `accept=` for a link, which cannot set Accept (the web application's
+    download link): within the Accept header's ranges, without wildcards."""
+    import io
+    import zipfile
+
+    study = generate_uid()
+    assert stow(client, [make_instance(study), make_instance(study)]).status_code == 200
+    browser_accept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    linked = client.get(
+        f"/studies/{study}",
+        params={"accept": "application/zip"},
+        headers={"Accept": browser_accept},
+    )
+    assert linked.status_code == 200 and linked.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(linked.content)) as archive:
+        assert len(archive.namelist()) == 2
+    wildcard = client.get(f"/studies/{study}", params={"accept": "application/*"})
+    assert wildcard.status_code == 400 and "wildcards" in wildcard.json()["error"]
+    outside = client.get(
+        f"/studies/{study}",
+        params={"accept": "application/zip"},
+        headers={"Accept": 'multipart/related; type="application/dicom"'},
+    )
+    assert outside.status_code == 406 and "Accept header" in outside.json()["error"]

@@ -20,6 +20,7 @@ from pydicom.uid import generate_uid
 from tests.conftest import RunningServer, make_settings, private_server
 from tests.factories import make_instance, make_workitem, to_bytes
 from tests.helpers import stow
+from tests.interop.test_webhooks import Receiver, receiver  # noqa: F401 - the fixture
 from tests.interop.webapp import ARTEFACTS, visit
 from tests.oidc_provider import oidc_provider
 
@@ -400,15 +401,20 @@ def test_share_link_made_then_opened_in_a_fresh_browser(
 
 
 @on_sqlite
-def test_correct_and_reject(
+def test_download_correct_and_reject(
     archive: RunningServer,
     client: httpx.Client,
     browser: Any,
 ) -> None:
-    study, _ = sine_study(client, "Wrong^Name", slices=1)
+    study, _ = sine_study(client, "Wrong^Name", slices=2)
     seen = visit(browser, archive.url)
     page = seen.page
     page.goto(f"{archive.url}/ui/#/study/{study}")
+    # Without access control the zip streams from the server straight to disk.
+    with page.expect_download() as download:
+        page.click("#download")
+    with zipfile.ZipFile(download.value.path()) as archived:
+        assert len(archived.namelist()) == 2
     page.click("#correct")
     page.fill("dialog input[name=PatientName]", "Right^Name")
     page.click("#dialog-ok")
@@ -723,3 +729,43 @@ def test_the_readme_opens_with_the_study_list(
     if os.environ.get("DICOMWEB_UPDATE_SCREENSHOTS") == "1":
         page.screenshot(path=str(target))
     assert shot.stat().st_size > 10_000
+
+
+def test_webhook_dead_letters_seen_and_sent_again_from_the_admin_page(
+    tmp_path: Path,
+    browser: Any,
+    receiver: Receiver,  # noqa: F811
+) -> None:
+    settings = make_settings(
+        tmp_path / "data",
+        webhook_max_attempts=1,
+        webhook_retry_base_seconds=0.02,
+        webhook_retry_max_seconds=0.05,
+        changes_poll_seconds=0.1,
+    )
+    receiver.answer = lambda _: 500
+    with private_server(settings) as (client, _):
+        origin = origin_of(client)
+        seen = visit(browser, origin)
+        page = seen.page
+        page.goto(f"{origin}/ui/#/admin/webhooks")
+        page.fill("#webhook-create input[name=url]", receiver.url)
+        page.fill("#webhook-create input[name=filter]", "action=create")
+        page.click("#webhook-create button")
+        page.wait_for_selector("#admin-panel td:has-text('action=create')")
+        assert stow(client, [make_instance()]).status_code == 200
+        [sub] = client.get("/subscriptions").json()
+        deadline = time.monotonic() + 30
+        while not client.get(f"/subscriptions/{sub['id']}/dead-letters").json():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        page.click("#admin-panel button:text('Dead letters')")
+        expect(page.locator("#dead-letters tbody tr")).to_have_count(1)
+        expect(page.locator("#dead-letters tbody")).to_contain_text("500")
+        receiver.answer = lambda _: 200
+        page.click("#dead-letters button:text('Send all again')")
+        receiver.wait_for(1)
+        expect(page.locator("#dead-letters tbody tr")).to_have_count(0)
+        seen.shot("admin-dead-letters")
+        assert seen.elsewhere() == []
+        seen.context.close()
