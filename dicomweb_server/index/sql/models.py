@@ -457,8 +457,16 @@ def _json_gin(name: str, table: Table, column: str) -> None:
     ).ddl_if(dialect="postgresql")
 
 
+# The study list newest first (QIDO-RS orderby=-StudyDate, empty dates last): PostgreSQL
+# reads the plain index backward only as DESC NULLS FIRST (migration 0018); SQLite, whose
+# NULLs sort first, reads it backward as it is.
+Index("ix_studies_study_date_newest", studies.c.study_date.desc().nulls_last()).ddl_if(
+    dialect="postgresql"
+)
+
+
 def postgresql_only(index: Index) -> bool:
-    """Whether an index exists on PostgreSQL alone (the GIN indexes below)."""
+    """Whether an index exists on PostgreSQL alone (the GIN indexes, the newest-first one)."""
     return index.name in _POSTGRESQL_INDEXES
 
 
@@ -468,6 +476,7 @@ _POSTGRESQL_INDEXES = frozenset(
         "ix_series_attributes_gin",
         "ix_instances_metadata_gin",
         "ix_workitems_attributes_gin",
+        "ix_studies_study_date_newest",
     }
 )
 _json_gin("ix_studies_attributes_gin", studies, "attributes")
