@@ -23,7 +23,8 @@ export function render(view, context) {
   const stop = new AbortController();
   let offset = Number(context.params.get("offset") || 0);
   let found = [];
-  let sort = null;
+  // Newest first until a heading is clicked (an index serves it: migration 0018).
+  let sort = { index: 2, descending: true };
   const inputs = {
     PatientName: field("Patient name", { name: "PatientName", placeholder: "Doe*" }),
     PatientID: field("Patient ID", { name: "PatientID" }),
