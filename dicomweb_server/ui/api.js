@@ -83,10 +83,13 @@ export function sendJson(path, method, value, contentType = "application/json") 
   return json(path, { method, body: JSON.stringify(value), headers: { "Content-Type": contentType } });
 }
 
+// What images are asked for in (the same each time: the browser's cache varies on it).
+export const IMAGE_ACCEPT = "image/jpeg, image/png;q=0.9";
+
 /** An image of the server's (rendered, thumbnail) as an object URL (the credential goes in
  * a header, which an <img> cannot send). */
 export async function image(path, signal) {
-  const answer = await call(path, { accept: "image/jpeg, image/png;q=0.9", signal });
+  const answer = await call(path, { accept: IMAGE_ACCEPT, signal });
   return URL.createObjectURL(await answer.blob());
 }
 

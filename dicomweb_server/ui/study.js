@@ -1,7 +1,7 @@
 // A study: its key attributes, its series with thumbnails, the quick viewer (rendered
 // frames, PS3.18 10.4.1.1.3), and the actions the caller's scopes allow: open in the
 // viewer, download as zip, share, correct, reject, delete.
-import { ROOT, authHeaders, call, dicom, image, json, sendJson, session } from "./api.js";
+import { IMAGE_ACCEPT, ROOT, authHeaders, call, dicom, image, json, sendJson, session } from "./api.js";
 import { confirmDialog, field, fill, h, say } from "./dom.js";
 import { PRESETS, TAG, can, dragWindow, first, showDate, text, windowParameter } from "./logic.js";
 
@@ -346,14 +346,35 @@ class QuickViewer {
     this.img.style.transform = `scale(${this.zoom})`;
   }
 
-  async draw() {
-    const current = this.frames[this.index];
-    if (!current) return;
+  /** The rendering of frame `index` at the current window. */
+  pathOf(index) {
+    const current = this.frames[index];
     const sop = first(current.item, TAG.sopUid);
     const base = `/studies/${this.study}/series/${this.series}/instances/${sop}`;
     const path = current.frame ? `${base}/frames/${current.frame}/rendered` : `${base}/rendered`;
     const windowing = windowParameter(this.center, this.width);
-    const wanted = windowing ? `${path}?window=${encodeURIComponent(windowing)}` : path;
+    return windowing ? `${path}?window=${encodeURIComponent(windowing)}` : path;
+  }
+
+  /** The next few frames, fetched ahead: a rendering of one frame may be kept a day
+   * (Cache-Control), so the browser's cache answers when the user scrolls on. */
+  prefetch() {
+    this.fetched = this.fetched || new Set();
+    for (let step = 1; step <= 3; step += 1) {
+      const index = this.index + step;
+      if (index >= this.frames.length) break;
+      const path = this.pathOf(index);
+      if (this.fetched.has(path)) continue;
+      this.fetched.add(path);
+      call(path, { accept: IMAGE_ACCEPT, signal: this.signal }).then((r) => r.blob(), () => null);
+    }
+  }
+
+  async draw() {
+    const current = this.frames[this.index];
+    if (!current) return;
+    const windowing = windowParameter(this.center, this.width);
+    const wanted = this.pathOf(this.index);
     this.windowText.textContent = windowing ? `W ${this.width} / L ${this.center}` : "own window";
     this.position.textContent = `Frame ${this.index + 1} of ${this.frames.length}`;
     const serial = ++this.serial;
@@ -364,6 +385,7 @@ class QuickViewer {
       this.img.src = url;
       this.img.dataset.path = wanted;
       if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+      this.prefetch();
     } catch (error) {
       if (error.name !== "AbortError") say(`The frame cannot be shown: ${error.message}`, "error");
     }
