@@ -469,7 +469,6 @@ def build_container(settings: Settings) -> Container:
         engine=engine,
         root=PublicRoot(settings.public_base_url, settings.base_path, settings.allowed_host_list),
         webapp=WebApp(
-            auth=tuple(sorted(set(settings.auth.split(",")) - {"none"})),
             oidc_issuer=settings.oidc_issuer if settings.ui_oidc_client_id else None,
             oidc_client_id=settings.ui_oidc_client_id if settings.oidc_issuer else None,
             oidc_scope=settings.ui_oidc_scope,

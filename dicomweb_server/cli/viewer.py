@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from dicomweb_server.settings import Settings
+from dicomweb_server.web.ui import VIEWER_APP, VIEWER_PATH
 
 PACKAGE = "@ohif/app"
 VERSION = "3.13.2"
@@ -31,9 +32,6 @@ INTEGRITY = "sha512-" + (
     "WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkycZM6C6Zk2F87BKxFfpq+jd5xXZB9E8EA=="
 )
 REGISTRY = "https://registry.npmjs.org/"
-# Where it is served (web/ui.py) and the folder of its files in the viewer folder.
-PUBLIC_PATH = "/viewer/"
-APP = "app"
 _CHUNK = 1 << 20
 # The most the unpacked app may take: far above OHIF's ~200 MB, far below a bomb.
 MAX_UNPACKED = 2 << 30
@@ -146,7 +144,7 @@ def app_config(settings: Settings) -> str:
   source.configuration.wadoRoot = root;
   source.configuration.wadoUriRoot = root + '/wado';
   window.config = {{
-    routerBasename: {json.dumps(PUBLIC_PATH.rstrip("/"))},
+    routerBasename: {json.dumps(VIEWER_PATH.rstrip("/"))},
     extensions: [],
     modes: [],
     showStudyList: true,
@@ -183,13 +181,13 @@ def install(
                 f"the package's checksum is not the pinned one ({PACKAGE} {version}): refused"
             )
         dist = _unpack(tarball, work / "unpacked")
-        _serve_under(dist, PUBLIC_PATH)
+        _serve_under(dist, VIEWER_PATH)
         (dist / "app-config.js").write_text(app_config(settings), "utf-8")
         (dist / "dicomweb-viewer.json").write_text(
             json.dumps({"package": PACKAGE, "version": version, "integrity": integrity}),
             "utf-8",
         )
-        app = target / APP
+        app = target / VIEWER_APP
         old = target / ".previous"
         shutil.rmtree(old, ignore_errors=True)
         if app.exists():
@@ -209,5 +207,5 @@ def run_install(settings: Settings, source: str | None, registry: str | None) ->
     except InstallError as exc:
         print(f"dicomweb-server: {exc}", file=sys.stderr)
         return 2
-    print(f"{PACKAGE} {VERSION} installed; the server serves it at {PUBLIC_PATH} ({app.name})")
+    print(f"{PACKAGE} {VERSION} installed; the server serves it at {VIEWER_PATH} ({app.name})")
     return 0

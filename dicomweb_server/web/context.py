@@ -43,8 +43,6 @@ class PublicRoot:
 class WebApp:
     """What the web application (/ui) is told, and where the installed viewer lies."""
 
-    # The kinds of credential the server takes ("api-key", "oidc"; none: access control off).
-    auth: tuple[str, ...] = ()
     # The provider the app signs in at (authorization code with PKCE), when it may.
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None

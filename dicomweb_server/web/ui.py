@@ -31,7 +31,9 @@ from dicomweb_server.web.context import WebApp, container
 # The files of the app: a name of letters, digits and dashes with one of these endings.
 _ASSET_TYPES = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
 _ASSET_NAME = re.compile(r"[a-z0-9-]{1,64}\.(js|css|svg)", re.ASCII)
-# Where the app's files lie, and where an installed viewer's app lies in its folder.
+# Where the installed viewer is served, and the folder of its app in DICOMWEB_VIEWER_DIR
+# (cli/viewer.py fills it).
+VIEWER_PATH = "/viewer/"
 VIEWER_APP = "app"
 
 
@@ -109,18 +111,23 @@ async def app_config(request: Request) -> Response:
             "scope": webapp.oidc_scope,
         }
     if installed_viewer(webapp) is not None:
-        viewer: str | None = "/viewer/viewer?StudyInstanceUIDs={study}"
+        viewer: str | None = VIEWER_PATH + "viewer?StudyInstanceUIDs={study}"
     else:
         viewer = webapp.viewer_url
     body = {
         "root": container(request).root.base_path,
-        "auth": list(webapp.auth),
+        "auth": _kinds(request),
         "oidc": oidc,
         "viewer": viewer,
     }
     response = json_answer(body)
     response.headers.update(_headers(webapp, "no-cache"))
     return response
+
+
+def _kinds(request: Request) -> list[str]:
+    """The kinds of credential the server takes ("api-key", "oidc"; none: access off)."""
+    return sorted(container(request).access.kinds)
 
 
 async def who_am_i(request: Request) -> Response:
@@ -133,13 +140,13 @@ async def who_am_i(request: Request) -> Response:
             "principal": found.principal,
             "scopes": sorted(found.scopes),
             "limited": found.studies is not None,
-            "auth": list(container(request).webapp.auth),
+            "auth": _kinds(request),
         }
     )
 
 
 async def to_viewer(_request: Request) -> Response:
-    return RedirectResponse("/viewer/", status_code=307)
+    return RedirectResponse(VIEWER_PATH, status_code=307)
 
 
 async def viewer(request: Request) -> Response:
