@@ -18,6 +18,22 @@ const SCOPES = ["read", "write", "update", "delete", "workitems", "share", "admi
 
 const when = (seconds) => (seconds ? new Date(seconds * 1000).toLocaleString() : "—");
 
+/** A table of share links, each active one with its Revoke button (then `reload`); the
+ * study column unless they are all of one study. */
+export function shareTable(caption, shares, reload, withStudy = true) {
+  const columns = [
+    ...(withStudy ? [{ label: "Study", cell: (s) => h("a", { href: `#/study/${s.study}` }, s.study) }] : []),
+    { label: "Rights", cell: (s) => s.rights }, { label: "Made by", cell: (s) => s.created_by || "" },
+    { label: "Made", cell: (s) => when(s.created) },
+    { label: "Expires", cell: (s) => when(s.expires) }, { label: "Uses", cell: (s) => `${s.uses}${s.max_uses ? ` of ${s.max_uses}` : ""}` },
+    { label: "State", cell: (s) => s.state },
+    { label: "", cell: (s) => s.state === "active" ? h("button", { type: "button", class: "revoke", onclick: async () => {
+      await call(`/shares/${s.id}`, { method: "DELETE", accept: "application/json" });
+      reload();
+    } }, "Revoke") : "" }];
+  return table(caption, columns, shares, (s) => ({ dataset: { share: s.id } }));
+}
+
 export function render(view, context, [tab = "stats"]) {
   const panel = h("section", { id: "admin-panel", "aria-live": "polite" });
   view.replaceChildren(
@@ -152,16 +168,7 @@ async function webhooks(panel) {
 async function shares(panel) {
   const listed = h("div");
   async function list() {
-    const found = await json("/shares");
-    listed.replaceChildren(table("Share links", [
-      { label: "Study", cell: (s) => h("a", { href: `#/study/${s.study}` }, s.study) },
-      { label: "Rights", cell: (s) => s.rights }, { label: "Made by", cell: (s) => s.created_by || "" },
-      { label: "Expires", cell: (s) => when(s.expires) }, { label: "Uses", cell: (s) => `${s.uses}${s.max_uses ? ` of ${s.max_uses}` : ""}` },
-      { label: "State", cell: (s) => s.state },
-      { label: "", cell: (s) => s.state === "active" ? h("button", { type: "button", class: "revoke", onclick: async () => {
-        await call(`/shares/${s.id}`, { method: "DELETE", accept: "application/json" });
-        list();
-      } }, "Revoke") : "" }], found));
+    listed.replaceChildren(shareTable("Share links", await json("/shares"), list));
   }
   panel.replaceChildren(h("h2", {}, "Share links"), listed);
   await list();

@@ -31,7 +31,7 @@ async function identify() {
     who.replaceChildren(h("a", { href: "#/signin" }, "Sign in"));
   }
   for (const link of document.querySelectorAll("#nav a")) {
-    link.hidden = !(state.me && can(state.me.scopes, link.dataset.needs));
+    link.hidden = !(state.me && can(state.me.scopes, NEEDS[link.getAttribute("href").slice(2)]));
   }
 }
 

@@ -4,6 +4,7 @@
 import { IMAGE_ACCEPT, ROOT, authHeaders, call, dicom, image, json, sendJson, session } from "./api.js";
 import { confirmDialog, field, fill, h, say } from "./dom.js";
 import { PRESETS, TAG, can, dragWindow, first, showDate, text, windowParameter } from "./logic.js";
+import { shareTable } from "./admin.js";
 
 const REJECTIONS = [
   ["113001", "Rejected for Quality Reasons"],
@@ -221,17 +222,7 @@ async function showShares(panel, uid, scopes) {
   async function listShares() {
     if (!can(scopes, "admin")) return;
     const shares = (await json("/shares")).filter((s) => s.study === uid);
-    list.replaceChildren(h("table", {}, h("caption", {}, "Links to this study"),
-      h("thead", {}, h("tr", {}, ["Made", "Expires", "Uses", "State", ""].map((x) => h("th", { scope: "col" }, x)))),
-      h("tbody", {}, shares.map((s) => h("tr", { dataset: { share: s.id } },
-        h("td", {}, new Date(s.created * 1000).toLocaleString()),
-        h("td", {}, s.expires ? new Date(s.expires * 1000).toLocaleString() : "never"),
-        h("td", {}, `${s.uses}${s.max_uses ? ` of ${s.max_uses}` : ""}`),
-        h("td", {}, s.state),
-        h("td", {}, s.state === "active" ? h("button", { type: "button", class: "revoke", onclick: async () => {
-          await call(`/shares/${s.id}`, { method: "DELETE", accept: "application/json" });
-          listShares();
-        } }, "Revoke") : null))))));
+    list.replaceChildren(shareTable("Links to this study", shares, listShares, false));
   }
   panel.replaceChildren(h("h2", { id: "share-title" }, "Share"), form, made, list);
   listShares().catch((error) => say(error.message, "error"));
