@@ -15,6 +15,11 @@ from tests.factories import to_bytes
 STOW_TYPE = 'multipart/related; type="application/dicom"; boundary={}'
 
 
+def origin_of(client: httpx.Client) -> str:
+    """The server's origin (the client's base URL is its DICOMweb root)."""
+    return f"{client.base_url.scheme}://{client.base_url.netloc.decode()}"
+
+
 def multipart_body(
     parts: Iterable[bytes], part_type: str | None = "application/dicom", boundary: str | None = None
 ) -> tuple[bytes, str]:

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import RunningServer, make_settings, private_server
+from tests.helpers import origin_of
 from tests.oidc_provider import oidc_provider
 
 
@@ -32,7 +33,7 @@ def test_keys_and_tokens(tmp_path: Path) -> None:
             viewer_url="https://viewer.example/viewer?StudyInstanceUIDs={study}",
         )
         with private_server(settings) as (client, container):
-            origin = f"{client.base_url.scheme}://{client.base_url.netloc.decode()}"
+            origin = origin_of(client)
             config = httpx.get(origin + "/ui/config.json").json()
             assert config["auth"] == ["api-key", "oidc"]
             assert config["oidc"] == {
@@ -63,7 +64,7 @@ def test_keys_and_tokens(tmp_path: Path) -> None:
 
 def test_the_app_files(tmp_path: Path) -> None:
     with private_server(make_settings(tmp_path / "data")) as (client, _):
-        origin = f"{client.base_url.scheme}://{client.base_url.netloc.decode()}"
+        origin = origin_of(client)
         for name, kind in (
             ("app.js", "text/javascript"),
             ("logic.js", "text/javascript"),

@@ -23,7 +23,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import IN_CI, make_settings, private_server
-from tests.interop.test_webapp import origin_of, sign_in, sine_study
+from tests.helpers import origin_of
+from tests.interop.test_webapp import sign_in, sine_study
 from tests.interop.webapp import ARTEFACTS, visit
 
 OHIF_DIR = Path(os.environ.get("DICOMWEB_TEST_OHIF_DIR", "/var/tmp/ohif-app-3.13.2"))

@@ -19,7 +19,7 @@ from pydicom.uid import generate_uid
 
 from tests.conftest import RunningServer, make_settings, private_server
 from tests.factories import make_instance, make_workitem, to_bytes
-from tests.helpers import stow
+from tests.helpers import origin_of, stow
 from tests.interop.test_webhooks import Receiver, receiver  # noqa: F401 - the fixture
 from tests.interop.webapp import ARTEFACTS, visit
 from tests.oidc_provider import oidc_provider
@@ -335,11 +335,6 @@ def test_sign_in_with_openid_connect(
                 provider.issuer + "/token",
             }
             seen.context.close()
-
-
-def origin_of(client: httpx.Client) -> str:
-    """The server's origin (the client's base URL is its DICOMweb root)."""
-    return f"{client.base_url.scheme}://{client.base_url.netloc.decode()}"
 
 
 def sign_in(page: Any, origin: str, key: str) -> None:
