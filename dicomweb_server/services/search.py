@@ -110,7 +110,8 @@ class SearchService:
                     f"matching on {keyword_of(match.tag)} is not supported at the {level} "
                     "level; the key was ignored"
                 )
-        orderable = self._index.orderable(level)
+        # Asked of the index only when there is an orderby (most queries have none).
+        orderable = self._index.orderable(level) if request.order else frozenset()
         order = []
         for tag, descending in request.order:
             if tag in orderable:
