@@ -107,7 +107,8 @@ DUPLICATE_INSTANCE = 0x0111
 MISSING_ATTRIBUTE = 0x0120
 INVALID_ATTRIBUTE_VALUE = 0x0106
 
-# PS3.18 11.7.3.2 / 11.8.3.2 / 11.6.3.2 / 11.4.3.2 Warning texts.
+# The Warning texts of PS3.18 chapter 11, word for word: Create 11.4.3.2, Update 11.6.3.2,
+# Change State 11.7.3.2, Request Cancellation 11.8.3.2.
 ALREADY_CANCELED_TEXT = "The UPS is already in the requested state of CANCELED."
 ALREADY_COMPLETED_TEXT = "The UPS is already in the requested state of COMPLETED."
 MISSING_UID_TEXT = "The Transaction UID is missing."
@@ -121,6 +122,12 @@ UPDATE_INCONSISTENT_TEXT = (
 UPDATE_UNCLAIMED_TEXT = "The target URI did not reference a claimed Workitem."
 CREATED_MODIFIED_TEXT = "The Workitem was created with modifications."
 UPDATED_MODIFIED_TEXT = "The Workitem was updated with modifications."
+OPTIONAL_NOT_SUPPORTED_TEXT = "Requested optional Attributes are not supported."
+CANCEL_COMPLETED_TEXT = "The UPS is already COMPLETED."
+# The two other refusals of 11.8.3.2 belong to an origin server that performs the workitem
+# itself; this one never does (its performers are clients), so it never sends them.
+PERFORMER_WILL_NOT_CANCEL_TEXT = "Performer chooses not to cancel."
+PERFORMER_UNREACHABLE_TEXT = "The performer cannot be contacted."
 
 
 @dataclass(frozen=True)
@@ -263,7 +270,7 @@ def cancel_request_outcome(current: str) -> Outcome:
     if current == CANCELED:
         return Outcome(ALREADY_CANCELED, 202, ALREADY_CANCELED_TEXT)
     return _refused(
-        ALREADY_COMPLETED_FAILURE, 409, UPDATE_INCONSISTENT_TEXT, "the workitem is COMPLETED"
+        ALREADY_COMPLETED_FAILURE, 409, CANCEL_COMPLETED_TEXT, "the workitem is COMPLETED"
     )
 
 
@@ -347,8 +354,10 @@ COMPLETED_REQUIREMENTS: tuple[Requirement, ...] = (
     ),
 )
 
-# Attributes an N-CREATE may not carry (Table CC.2.5-3 "Not allowed"; PS3.18 11.4.1.4).
-NOT_ALLOWED_ON_CREATE = (TRANSACTION_UID,)
+# Attributes an N-CREATE carries present and empty (Table CC.2.5-3, N-CREATE "2/2" with "shall
+# be empty": the Transaction UID exists only once a performer claims the workitem). A client
+# may send them empty, as conformant ones do, or leave them out; a value is refused.
+EMPTY_ON_CREATE = (TRANSACTION_UID,)
 # Attributes an N-SET may not change: the state (Change State does), the lock, the identity.
 NOT_ALLOWED_ON_UPDATE = (PROCEDURE_STEP_STATE, TRANSACTION_UID, SOP_INSTANCE_UID, SOP_CLASS_UID)
 
@@ -377,9 +386,12 @@ def missing_for_create(workitem: JsonDict) -> list[str]:
     state = first(workitem, PROCEDURE_STEP_STATE)
     if state not in (None, SCHEDULED):
         faults.append("Procedure Step State (0074,1000) of a new workitem must be SCHEDULED")
-    for key in NOT_ALLOWED_ON_CREATE:
-        if key in workitem:
-            faults.append(f"Transaction UID ({key[:4]},{key[4:]}) may not be sent on creation")
+    for key in EMPTY_ON_CREATE:
+        if first(workitem, key) is not None:
+            faults.append(
+                f"{_keyword_of_key(key)} ({key[:4]},{key[4:]}) of a new workitem must be empty"
+                " (PS3.4 Table CC.2.5-3): a workitem gets one when it is claimed"
+            )
     faults += _enumerated(workitem)
     return faults
 
@@ -450,7 +462,7 @@ def dicom_datetime(seconds: float) -> str:
 def created(workitem: JsonDict, uid: str, now: float) -> JsonDict:
     """The workitem as the server keeps it once created: its UID and SOP Class, SCHEDULED,
     and the modification time (PS3.4 CC.2.5.1.2: the SCP sets these)."""
-    kept = copy.deepcopy(workitem)
+    kept = {k: copy.deepcopy(v) for k, v in workitem.items() if k not in EMPTY_ON_CREATE}
     kept[SOP_INSTANCE_UID] = element(SOP_INSTANCE_UID, uid)
     kept.setdefault(SOP_CLASS_UID, element(SOP_CLASS_UID, UPS_PUSH_SOP_CLASS))
     kept[PROCEDURE_STEP_STATE] = element(PROCEDURE_STEP_STATE, SCHEDULED)

@@ -72,6 +72,24 @@ def test_create_then_retrieve(client: httpx.Client) -> None:
     assert TXN not in item
 
 
+def test_a_conformant_client_creates_with_an_empty_transaction_uid(client: httpx.Client) -> None:
+    # PS3.4 Table CC.2.5-3: Transaction UID is Type 2 on N-CREATE, "shall be empty"; clients
+    # that follow the table (dcm4chee's web UI among them) send it present and empty.
+    workitem = make_workitem()
+    workitem[TXN] = {"vr": "UI"}
+    uid = generate_uid()
+    answer = _post(client, [workitem], workitem=uid)
+    assert answer.status_code == 201, answer.text
+    [item] = client.get(f"/workitems/{uid}").json()
+    assert TXN not in item
+    # and it can be claimed, which is when a Transaction UID comes
+    assert change_state(client, uid, "IN PROGRESS", generate_uid()).status_code == 200
+    workitem[TXN] = {"vr": "UI", "Value": [generate_uid()]}
+    refused = _post(client, [workitem], workitem=generate_uid())
+    assert refused.status_code == 400
+    assert "must be empty" in refused.json()["error"]
+
+
 def test_claim_complete_and_the_lock_is_never_shown(client: httpx.Client) -> None:
     uid = create(client)
     txn = generate_uid()
@@ -176,7 +194,7 @@ STATE_TABLE = [
     ("COMPLETED", "CANCELED", "other", 400, "C301", INCORRECT),
     ("COMPLETED", "SCHEDULED", "held", 409, "C303", INCONSISTENT),
     ("COMPLETED", "update", "held", 400, "C300", UPDATE_INCONSISTENT),
-    ("COMPLETED", "cancelrequest", None, 409, "C311", UPDATE_INCONSISTENT),
+    ("COMPLETED", "cancelrequest", None, 409, "C311", "The UPS is already COMPLETED."),
     # CANCELED
     ("CANCELED", "IN PROGRESS", "other", 409, "C300", INCONSISTENT),
     ("CANCELED", "COMPLETED", "held", 409, "C300", INCONSISTENT),
@@ -499,7 +517,7 @@ def _post(client: httpx.Client, body: Any, **params: str) -> httpx.Response:
         ({"00100010": None}, "PatientName (0010,0010) is missing"),  # Type 2
         ({"00741200": {"vr": "CS", "Value": ["URGENT"]}}, "HIGH, MEDIUM or LOW"),
         ({"00741000": {"vr": "CS", "Value": ["IN PROGRESS"]}}, "must be SCHEDULED"),
-        ({"00081195": {"vr": "UI", "Value": ["1.2.3"]}}, "may not be sent on creation"),
+        ({"00081195": {"vr": "UI", "Value": ["1.2.3"]}}, "new workitem must be empty"),
     ],
 )
 def test_create_refuses_what_the_table_refuses(
