@@ -371,10 +371,22 @@ class DimseGateway:
             yield (*destination, {})
             yield 0
             return
-        yield (*destination, {"contexts": storage_contexts(found)})
+        # The sub-association is opened by pynetdicom between the yields below; its accepted
+        # contexts say which stored syntaxes the destination takes, and the others are
+        # converted (PS3.4 C.4.2.3.1: the SCP may convert to a syntax the destination took).
+        accepted: dict[str, set[str]] = {}
+
+        def established(sub: Any) -> None:
+            accepted.update(accepted_syntaxes(sub.assoc.accepted_contexts))
+
+        options = {
+            "contexts": storage_contexts(found),
+            "evt_handlers": [(evt.EVT_ESTABLISHED, established)],
+        }
+        yield (*destination, options)
         yield len(found)
         self._audit_transfer(event, sorted({i.study_uid for i in found}), audit.SUCCESS, False)
-        yield from self._send(event, found, None)
+        yield from self._send(event, found, accepted)
 
     def _send(
         self, event: Any, found: list[StoredInstance], accepted: dict[str, set[str]] | None
@@ -593,24 +605,30 @@ def _uid_list(identifier: Dataset, keyword: str) -> list[str]:
 
 def storage_contexts(found: list[StoredInstance]) -> list[Any]:
     """The presentation contexts an association that sends `found` requests (C-MOVE,
-    `send`): per SOP class its stored syntaxes and Explicit VR Little Endian to convert to,
-    at most 128 (PS3.8 9.3.2.2)."""
+    `send`): per SOP class one context for each stored syntax and one for the native syntaxes
+    (Explicit VR Little Endian, else Implicit) to convert to, each apart so that the peer can take several (a context carries one
+    accepted syntax, PS3.8 9.3.2.2). The native ones come first, since any object can be
+    sent in them; at most 128 in all."""
     syntaxes: dict[str, set[str]] = {}
     for item in found:
         syntaxes.setdefault(item.sop_class_uid, set()).add(item.transfer_syntax_uid)
-    contexts = []
-    for sop_class, stored in sorted(syntaxes.items()):
-        offered = sorted(stored - {uids.EXPLICIT_VR_LITTLE_ENDIAN})
-        contexts.append(build_context(sop_class, [*offered, uids.EXPLICIT_VR_LITTLE_ENDIAN]))
-    return contexts[:_PRESENTATION_CONTEXTS]
+    both = [uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN]
+    native = [build_context(c, both) for c in sorted(syntaxes)]
+    own = [
+        build_context(sop_class, syntax)
+        for sop_class, stored in sorted(syntaxes.items())
+        for syntax in sorted(stored - {uids.EXPLICIT_VR_LITTLE_ENDIAN})
+    ]
+    return [*native, *own][:_PRESENTATION_CONTEXTS]
 
 
 def outgoing_dataset(
     retrieve: RetrieveService, item: StoredInstance, accepted: set[str] | None
 ) -> Dataset:
     """The stored object to send, in its own syntax when the peer takes it (or when what it
-    takes is not known), else converted to Explicit VR Little Endian (PS3.5 A.2)."""
-    if accepted is None or item.transfer_syntax_uid in accepted or not accepted:
+    takes is not known), else converted to Explicit VR Little Endian (PS3.5 A.2), which
+    pynetdicom re-encodes for a peer that took only Implicit VR Little Endian."""
+    if not accepted or item.transfer_syntax_uid in accepted:
         data = b"".join(retrieve.stream(item))
     else:
         data = retrieve.transcoded(item, uids.EXPLICIT_VR_LITTLE_ENDIAN)

@@ -327,6 +327,50 @@ def test_move_sends_to_a_known_destination(
         receiver.wait(timeout=10)
 
 
+def test_move_converts_for_a_destination_that_takes_only_native_syntaxes(
+    archive: RunningServer, gateway: DimseGateway, client: httpx.Client, tmp_path: Path
+) -> None:
+    """storescp with its defaults takes Explicit and Implicit VR Little Endian only: a JPEG
+    2000 and an RLE object are moved converted, their pixels equal (PS3.4 C.4.2.3.1), as
+    C-GET and `send` do."""
+    if archive.backend not in ("sqlite", "postgresql+s3"):
+        pytest.skip("the embedded pair and the production pair cover the conversion")
+    study = generate_uid()
+    originals = {}
+    for name in ("JPEG2000.dcm", "SC_rgb_rle.dcm"):
+        original = dcmread(bundled_path(name))
+        original.StudyInstanceUID, original.SeriesInstanceUID = study, generate_uid()
+        original.SOPInstanceUID = generate_uid()
+        buffer = io.BytesIO()
+        original.save_as(buffer, enforce_file_format=True)
+        assert stow(client, [buffer.getvalue()]).status_code == 200
+        originals[original.SOPInstanceUID] = original
+    out = tmp_path / "moved"
+    out.mkdir()
+    receiver = subprocess.Popen(
+        ["storescp", "-aet", "DEST", "-od", str(out), str(DEST_PORT)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(0.5)
+        keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"]
+        run = _peer(gateway, "movescu", "-S", "-aem", "DEST", *keys)
+        assert run.returncode == 0, run.stdout + run.stderr
+        deadline = time.monotonic() + 10
+        while len(list(out.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        got = [dcmread(p) for p in out.iterdir()]
+        assert {g.SOPInstanceUID for g in got} == set(originals), run.stdout + run.stderr
+        for each in got:
+            native = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+            assert each.file_meta.TransferSyntaxUID in native
+            assert (each.pixel_array == originals[each.SOPInstanceUID].pixel_array).all()
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=10)
+
+
 def test_send_stores_studies_in_another_archive(
     archive: RunningServer, client: httpx.Client, tmp_path: Path
 ) -> None:
