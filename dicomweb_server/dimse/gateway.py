@@ -606,9 +606,9 @@ def _uid_list(identifier: Dataset, keyword: str) -> list[str]:
 def storage_contexts(found: list[StoredInstance]) -> list[Any]:
     """The presentation contexts an association that sends `found` requests (C-MOVE,
     `send`): per SOP class one context for each stored syntax and one for the native syntaxes
-    (Explicit VR Little Endian, else Implicit) to convert to, each apart so that the peer can take several (a context carries one
-    accepted syntax, PS3.8 9.3.2.2). The native ones come first, since any object can be
-    sent in them; at most 128 in all."""
+    (Explicit VR Little Endian, else Implicit) to convert to, each apart so that the peer can
+    take several (a context carries one accepted syntax, PS3.8 9.3.2.2). The native ones come
+    first, since any object can be sent in them; at most 128 in all."""
     syntaxes: dict[str, set[str]] = {}
     for item in found:
         syntaxes.setdefault(item.sop_class_uid, set()).add(item.transfer_syntax_uid)

@@ -1,4 +1,5 @@
-"""Retrieve Capabilities (PS3.18 8.9): `OPTIONS` on any resource describes it in WADL.
+"""Retrieve Capabilities (PS3.18 8.9): `OPTIONS` on any resource describes it in WADL, and
+`OPTIONS` on the service's root ({root} or {root}/) describes every resource of the service.
 
 The description comes from the route table itself: the path, its methods and the media types
 each returns, so it cannot drift from what the server does.
@@ -35,26 +36,31 @@ def media_types_of(handler: object) -> tuple[str, ...]:
     return tuple(getattr(handler, "media_types", ()))
 
 
-def describe(request: Request, path: str, representations: dict[str, tuple[str, ...]]) -> str:
-    """The WADL document of one resource: each method and the media types it answers in."""
+Representations = dict[str, tuple[str, ...]]
+
+
+def _resource(path: str, representations: Representations) -> str:
     methods = []
     for method in sorted(representations):
         media = "".join(
             f"<representation mediaType={quoteattr(m)}/>" for m in representations[method]
         )
         methods.append(f"<method name={quoteattr(method)}><response>{media}</response></method>")
+    return f"<resource path={quoteattr(path.lstrip('/'))}>{''.join(methods)}</resource>"
+
+
+def describe(request: Request, resources: list[tuple[str, Representations]]) -> str:
+    """The WADL document of resources: each method and the media types it answers in."""
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
         f'<application xmlns="{_NAMESPACE}">'
         f"<resources base={quoteattr(base_url(request) + '/')}>"
-        f"<resource path={quoteattr(path.lstrip('/'))}>{''.join(methods)}</resource>"
+        f"{''.join(_resource(path, each) for path, each in resources)}"
         "</resources></application>"
     )
 
 
 def capabilities_response(
-    request: Request, path: str, representations: dict[str, tuple[str, ...]], allow: str
+    request: Request, resources: list[tuple[str, Representations]], allow: str
 ) -> Response:
-    return Response(
-        describe(request, path, representations), media_type=WADL, headers={"Allow": allow}
-    )
+    return Response(describe(request, resources), media_type=WADL, headers={"Allow": allow})

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Match, Mount, Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 
 from dicomweb_server.services.context import (
@@ -104,7 +104,9 @@ class Resource(Route):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] == "OPTIONS":
             request = Request(scope, receive)
-            response = capabilities_response(request, self.path, self.representations, self.allow)
+            response = capabilities_response(
+                request, [(self.path, self.representations)], self.allow
+            )
             await response(scope, receive, send)
             return
         if self.methods and scope["method"] not in self.methods:
@@ -299,8 +301,33 @@ ROOT_ROUTES: list[BaseRoute] = [
 ]
 
 
+class ServiceCapabilities(BaseRoute):
+    """`OPTIONS {root}` and `OPTIONS {root}/`: the Retrieve Capabilities of the whole service
+    (PS3.18 8.9.1: the target may be the service), every resource of the DICOMweb route
+    table in one WADL document. Other methods on the root fall through to later routes."""
+
+    def __init__(self, paths: tuple[str, ...]) -> None:
+        self.paths = paths
+        self.resources = [
+            (r.path, r.representations) for r in DICOMWEB_ROUTES if isinstance(r, Resource)
+        ]
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http" or scope["method"] != "OPTIONS":
+            return Match.NONE, {}
+        path, root = scope["path"], scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root) :]
+        return (Match.FULL, {}) if path in self.paths else (Match.NONE, {})
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = capabilities_response(Request(scope, receive), self.resources, "OPTIONS")
+        await response(scope, receive, send)
+
+
 def url_surface(base_path: str) -> list[BaseRoute]:
     """Every route of the server, the DICOMweb ones under `base_path`."""
     if base_path:
-        return [*ROOT_ROUTES, Mount(base_path, routes=DICOMWEB_ROUTES)]
-    return [*ROOT_ROUTES, *DICOMWEB_ROUTES]
+        root = ServiceCapabilities((base_path, base_path + "/"))
+        return [root, *ROOT_ROUTES, Mount(base_path, routes=DICOMWEB_ROUTES)]
+    return [ServiceCapabilities(("", "/")), *ROOT_ROUTES, *DICOMWEB_ROUTES]

@@ -98,6 +98,27 @@ def test_options_answers_the_retrieve_capabilities_of_the_resource(client: httpx
     assert "image/jls" in frames.text and frames.headers["allow"] == "GET, HEAD, OPTIONS"
 
 
+def test_options_on_the_service_root_describes_the_whole_service(
+    archive: RunningServer, client: httpx.Client
+) -> None:
+    """PS3.18 8.9: the target of Retrieve Capabilities may be the service itself: OPTIONS
+    {root} and {root}/ answer one WADL document with every resource of the service."""
+    ns = {"w": "http://wadl.dev.java.net/2009/02"}
+    root_url = str(client.base_url).rstrip("/")
+    for url in (root_url, root_url + "/"):
+        r = httpx.request("OPTIONS", url)
+        assert r.status_code == 200, (url, r.status_code)
+        assert r.headers["content-type"].startswith("application/vnd.sun.wadl+xml")
+        document = ElementTree.fromstring(r.content)
+        [resources] = document.findall("w:resources", ns)
+        assert resources.get("base") == root_url + "/"
+        paths = {x.get("path") for x in resources.findall("w:resource", ns)}
+        assert {"studies", "series", "instances", "workitems", "wado"} <= paths
+        assert "studies/{study}/series/{series}/instances/{instance}/frames/{frames}" in paths
+    # Other methods on the root are what they were; the web app's root still leads to it.
+    assert httpx.get(archive.url + "/").status_code in (302, 303, 307)
+
+
 def test_the_route_table_is_the_whole_url_surface(archive: RunningServer) -> None:
     """/openapi.yaml, /health and /ready are routes of the table like the DICOMweb ones."""
     paths = {getattr(route, "path", None) for route in url_surface("")}
