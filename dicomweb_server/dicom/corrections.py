@@ -12,6 +12,7 @@ from pydicom.dataset import Dataset
 
 from dicomweb_server.dicom.depth import check_json
 from dicomweb_server.dicom.errors import InvalidValue
+from dicomweb_server.dicom.temporal import SHAPES, temporal_fault
 
 # Patient Module (PS3.3 C.7.1.1) and Patient Study / General Study modules (C.7.2.1-2): the
 # attributes of the patient and of the study a correction may set, as Microsoft's bulk update
@@ -69,10 +70,23 @@ def parse_changes(changes: object) -> Dataset:
                 f"{key} ({keyword_for_tag(tag)}) must be a DICOM JSON element with vr "
                 f"{dictionary_VR(tag)}"
             )
+        if element.get("vr") in SHAPES:
+            _check_temporal(tag, element)
     try:
         return Dataset.from_json({str(k).upper(): v for k, v in changes.items()})
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         raise InvalidChange(f"changeDataset cannot be read as DICOM JSON: {exc}") from exc
+
+
+def _check_temporal(tag: int, element: dict[str, Any]) -> None:
+    # PS3.5 Table 6.2-1: a date or time that does not exist (20230230) is not stored.
+    for value in element.get("Value") or ():
+        fault = temporal_fault(element["vr"], value) if isinstance(value, str) else "not text"
+        if fault is not None:
+            raise InvalidChange(
+                f"{keyword_for_tag(tag)}: {str(value)[:40]!r} is not a valid {element['vr']} "
+                f"value ({fault})"
+            )
 
 
 def apply_changes(ds: Dataset, changes: Dataset) -> None:

@@ -22,6 +22,7 @@ from dicomweb_server.dicom.attributes import (
 )
 from dicomweb_server.dicom.depth import check_path
 from dicomweb_server.dicom.errors import InvalidAttribute, InvalidQuery, InvalidUID
+from dicomweb_server.dicom.temporal import SHAPES, WRITTEN, calendar_fault
 from dicomweb_server.dicom.vr import (
     MULTIPLE_VALUE_VRS,
     NUMBER_VRS,
@@ -103,11 +104,6 @@ class SearchRequest:
 # PS3.4 C.2.2.2.5.1 ranges; a DT may carry its own UTC offset (&ZZXX).
 # Patterns are matched whole (fullmatch: `$` would take a trailing newline) and ASCII (`\d`
 # would take any script's digits).
-_DA = re.compile(r"\d{8}", re.ASCII)
-_TM = re.compile(r"\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?", re.ASCII)
-_DT = re.compile(
-    r"\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?)?)?)?([+-](0\d|1[0-4])[0-5]\d)?", re.ASCII
-)
 _OFFSET = re.compile(r"([+-])(\d{2})(\d{2})", re.ASCII)
 _HEX_TAG = re.compile(r"[0-9A-Fa-f]{8}", re.ASCII)
 _NUMBER = re.compile(r"[+-]?(\d{1,400}(\.\d{0,400})?|\.\d{1,400})([eE][+-]?\d{1,4})?", re.ASCII)
@@ -264,7 +260,7 @@ def parse_match(
         if len(values) == 1:
             return Match(tag, vr, MatchKind.SINGLE, values)
         return Match(tag, vr, MatchKind.LIST, values)
-    if vr in RANGE_VRS and "-" in value and not (vr == "DT" and _DT.fullmatch(value)):
+    if vr in RANGE_VRS and "-" in value and not (vr == "DT" and SHAPES["DT"].fullmatch(value)):
         lower, upper = _split_range(name, vr, value)
         return Match(tag, vr, MatchKind.RANGE, lower=lower or None, upper=upper or None)
     if "*" in value or "?" in value:
@@ -292,12 +288,15 @@ def parse_match(
 def _split_range(name: str, vr: str, value: str) -> tuple[str, str]:
     """`lower-upper`, either side may be open. A DT bound may end in a negative UTC offset
     (`-0500`), so each hyphen is tried until both sides are valid."""
-    pattern = {"DA": _DA, "TM": _TM, "DT": _DT}[vr]
+    pattern = SHAPES[vr]
     for i in (i for i, ch in enumerate(value) if ch == "-"):
         lower, upper = value[:i], value[i + 1 :]
         if not lower and not upper:
             raise InvalidQuery(f"{name}: a range needs at least one bound")
         if all(pattern.fullmatch(b) for b in (lower, upper) if b):
+            for bound in (lower, upper):
+                if bound:
+                    _check_calendar(name, vr, bound)
             if lower and upper and _sortable(lower) > _sortable(upper):
                 raise InvalidQuery(f"{name}: range {value!r} ends before it starts")
             return lower, upper
@@ -312,10 +311,18 @@ def _sortable(bound: str) -> str:
 
 
 def _check_temporal(name: str, vr: str, value: str) -> None:
-    pattern = {"DA": _DA, "TM": _TM, "DT": _DT}[vr]
+    pattern = SHAPES[vr]
     if not pattern.fullmatch(value):
-        shape = {"DA": "YYYYMMDD", "TM": "HHMMSS.FFFFFF", "DT": "YYYYMMDDHHMMSS.FFFFFF&ZZXX"}
-        raise InvalidQuery(f"{name}: {value!r} is not a valid {vr} value ({shape[vr]})")
+        raise InvalidQuery(f"{name}: {value!r} is not a valid {vr} value ({WRITTEN[vr]})")
+    _check_calendar(name, vr, value)
+
+
+def _check_calendar(name: str, vr: str, value: str) -> None:
+    # PS3.5 Table 6.2-1: a value names a real date or time; one that cannot match anything
+    # (20230230) is a mistake of the query, said as such rather than answered with nothing.
+    fault = calendar_fault(vr, value)
+    if fault is not None:
+        raise InvalidQuery(f"{name}: {value!r} is not a valid {vr} value ({fault})")
 
 
 def _count(name: str, value: str) -> int:

@@ -53,6 +53,10 @@ def _name(value: str) -> dict[str, Any]:
     return {"vr": "PN", "Value": [{"Alphabetic": value}]}
 
 
+def _da(value: str) -> dict[str, Any]:
+    return {"vr": "DA", "Value": [value]}
+
+
 def test_correct_a_study_and_retrieve_the_original(
     client: httpx.Client, archive: RunningServer
 ) -> None:
@@ -181,6 +185,21 @@ def test_correct_every_study_of_a_patient_and_merge(client: httpx.Client) -> Non
         ({"studyInstanceUids": ["1.2.3"], "changeDataset": {"00100010": _name("X")}}, 404, "1.2.3"),
         ({"patientId": "nobody", "changeDataset": {"00100010": _name("X")}}, 404, "patient"),
         ([1, 2], 400, "object"),
+        (
+            {"studyInstanceUids": ["1.2.3"], "changeDataset": {"00100030": _da("20230230")}},
+            400,
+            "has no day 30",
+        ),
+        (
+            {"studyInstanceUids": ["1.2.3"], "changeDataset": {"00100030": _da("20231399")}},
+            400,
+            "no month 13",
+        ),
+        (
+            {"studyInstanceUids": ["1.2.3"], "changeDataset": {"00100030": _da("1980-01-01")}},
+            400,
+            "YYYYMMDD",
+        ),
     ],
 )
 def test_bad_corrections_are_refused_with_the_reason(

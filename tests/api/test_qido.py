@@ -332,6 +332,13 @@ def test_any_attribute_is_a_matching_key(
         ({"StudyDate": "20231301x"}, "DA"),
         ({"StudyDate": "20240101-20230101"}, "range"),
         ({"StudyDate": "-"}, "range"),
+        # Dates and times that do not exist (PS3.5 Table 6.2-1), alone and in ranges
+        ({"StudyDate": "20231399"}, "no month 13"),
+        ({"StudyDate": "20230230"}, "has no day 30"),
+        ({"StudyDate": "20230101-20230230"}, "has no day 30"),
+        ({"StudyDate": "20231399-"}, "no month 13"),
+        ({"StudyTime": "250000"}, "no hour 25"),
+        ({"AcquisitionDateTime": "20230229120000"}, "has no day 29"),
         ({"limit": "-1"}, "limit"),
         ({"limit": "99999999999999"}, "limit"),
         ({"offset": "abc"}, "offset"),

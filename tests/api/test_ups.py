@@ -652,6 +652,11 @@ def test_search_matches_like_qido(client: httpx.Client) -> None:
     assert len(rest.json()) == 1 and "link" not in rest.headers
     assert client.get("/workitems", params={"PatientName": "Nobody"}).status_code == 204
     assert client.get("/workitems", params={"limit": "x"}).status_code == 400
+    # A date that does not exist is a mistake of the query, not a match of nothing.
+    for start in ("20231399", "20230230-20230301"):
+        bad = client.get("/workitems", params={"ScheduledProcedureStepStartDateTime": start})
+        assert bad.status_code == 400, bad.text
+        assert "not a valid DT value" in bad.json()["error"]
 
 
 # -- Scopes: workitems to create and change, read to search and subscribe ---------------------

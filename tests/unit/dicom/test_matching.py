@@ -86,6 +86,18 @@ def test_a_negative_utc_offset_in_a_date_time_range_is_not_its_hyphen() -> None:
     assert (match.kind, match.lower, match.upper) == (MatchKind.RANGE, "20200101-0500", "20200102")
 
 
+def test_real_dates_pass() -> None:
+    # 29 February of a leap year, a leap second, a year alone, an offset west of UTC
+    for key, value in (
+        ("StudyDate", "20240229"),
+        ("StudyTime", "235960"),
+        ("AcquisitionDateTime", "2023"),
+        ("AcquisitionDateTime", "20230101120000-0500"),
+        ("StudyDate", "20240228-20240229"),
+    ):
+        parse_match(key, value)
+
+
 @pytest.mark.parametrize(
     ("key", "value"),
     [
@@ -97,6 +109,13 @@ def test_a_negative_utc_offset_in_a_date_time_range_is_not_its_hyphen() -> None:
         ("StudyDate", "20200102-20200101"),
         ("AcquisitionDateTime", "20230101+9999"),  # an offset no clock has
         ("StudyInstanceUID", "01.2"),
+        ("StudyDate", "20231399"),
+        ("StudyDate", "20230230"),
+        ("StudyDate", "20230230-20230301"),
+        ("StudyDate", "00000101"),
+        ("StudyTime", "126000"),
+        ("AcquisitionDateTime", "202313"),
+        ("AcquisitionDateTime", "202302301200-0500"),
     ],
 )
 def test_invalid(key: str, value: str) -> None:
