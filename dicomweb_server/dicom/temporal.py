@@ -74,9 +74,9 @@ def calendar_fault(vr: str, value: str) -> str | None:
         if len(value) > 5 and value[-5] in "+-":
             digits = value[:-5].split(".")[0]
         parts = _fields(digits, 4, 2, 2)
-        month = parts[1] if len(parts) > 1 else None
-        day = parts[2] if len(parts) > 2 else None
-        fault = _date_fault(parts[0], month, day)
+        given_month = parts[1] if len(parts) > 1 else None
+        given_day = parts[2] if len(parts) > 2 else None
+        fault = _date_fault(parts[0], given_month, given_day)
         if fault is None and len(digits) > 8:
             fault = _time_fault(digits[8:])
         return fault
