@@ -6,7 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dicomweb_server.dicom.attributes import Level, keyword_of, vr_of
+from dicomweb_server.dicom import attributes as a
+from dicomweb_server.dicom.attributes import (
+    Level,
+    keeps_at,
+    keyword_of,
+    level_of,
+    levels_above,
+    vr_of,
+)
 from dicomweb_server.dicom.matching import Key, SearchRequest, parse_attribute_id
 from dicomweb_server.dicom.vr import UNMATCHABLE_VRS
 from dicomweb_server.services.context import ADMIN, READ, Caller
@@ -14,6 +22,23 @@ from dicomweb_server.services.errors import InvalidRequest
 from dicomweb_server.services.ports.stats import Group, Inconsistency, StatsIndex
 
 MAX_GROUP_BY = 8
+_PLURAL = {Level.STUDY: "studies", Level.SERIES: "series", Level.INSTANCE: "instances"}
+# What the index computes for a level from the rows below it (PS3.18 Tables 10.6.3-3, -4).
+_COMPUTED = {
+    a.MODALITIES_IN_STUDY: Level.STUDY,
+    a.SOP_CLASSES_IN_STUDY: Level.STUDY,
+    a.NUMBER_OF_STUDY_RELATED_SERIES: Level.STUDY,
+    a.NUMBER_OF_STUDY_RELATED_INSTANCES: Level.STUDY,
+    a.NUMBER_OF_SERIES_RELATED_INSTANCES: Level.SERIES,
+}
+
+
+def _held(tag: int, level: Level) -> bool:
+    """Whether rows of `level` (joined with the levels above) have a value of `tag`."""
+    above = levels_above(level)
+    if tag in _COMPUTED:
+        return _COMPUTED[tag] in above
+    return any(keeps_at(tag, each) for each in above)
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,14 @@ class StatsService:
             if vr == "SQ" or vr in UNMATCHABLE_VRS:
                 raise InvalidRequest(
                     f"{keyword_of(tag)}: a {vr} attribute has no value to group by"
+                )
+            if not _held(tag, level):
+                # An instance attribute cannot key a study: which instance's value would it be?
+                owner = _COMPUTED.get(tag, level_of(tag))
+                raise InvalidRequest(
+                    f"{keyword_of(tag)} is an attribute of the {owner.value} level, which "
+                    f"{level.value} rows do not hold; aggregate the {_PLURAL[owner]} to group "
+                    "by it"
                 )
         if len(set(tags)) != len(tags):
             raise InvalidRequest("groupby names an attribute twice")

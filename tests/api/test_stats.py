@@ -83,10 +83,53 @@ def test_aggregate_refusals(client: httpx.Client) -> None:
         ({"groupby": "Modality,Modality"}, "/aggregate/series"),
         ({"groupby": "Modality"}, "/aggregate/patients"),
         ({"StudyDate": "2026-01"}, "/aggregate/series"),
+        # attributes the level does not hold: an instance's or a series' on study rows
+        ({"groupby": "SOPInstanceUID"}, "/aggregate/studies"),
+        ({"groupby": "ImageType"}, "/aggregate/series"),
+        ({"groupby": "Modality"}, "/aggregate/studies"),
     ]:
         answer = client.get(path, params=params)
         assert answer.status_code == 400, (params, answer.text)
         assert answer.json()["error"]
+
+
+def test_a_multi_valued_attribute_gives_one_group_per_value(client: httpx.Client) -> None:
+    """A study with CT and MR series counts under CT and under MR (ModalitiesInStudy); an
+    instance's ImageType ORIGINAL\\PRIMARY\\AXIAL counts under each of its values."""
+    mixed, ct_only = generate_uid(), generate_uid()
+    items = [
+        make_instance(study_uid=mixed, series_uid=generate_uid(), modality="CT"),
+        make_instance(study_uid=mixed, series_uid=generate_uid(), modality="MR"),
+        make_instance(study_uid=ct_only, series_uid=generate_uid(), modality="CT"),
+    ]
+    items[0].ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    items[1].ImageType = ["ORIGINAL", "SECONDARY"]
+    items[2].ImageType = ["DERIVED", "SECONDARY"]
+    _store(client, items)
+    by_modality = client.get("/aggregate/studies", params={"groupby": "ModalitiesInStudy"})
+    assert by_modality.status_code == 200, by_modality.text
+    groups = {g["values"]["ModalitiesInStudy"]: g["studies"] for g in by_modality.json()["groups"]}
+    assert groups == {"CT": 2, "MR": 1}
+    # The same under a key, and at the series level (each series under its study's values)
+    ct = client.get(
+        "/aggregate/studies", params={"groupby": "ModalitiesInStudy", "ModalitiesInStudy": "MR"}
+    ).json()
+    assert {g["values"]["ModalitiesInStudy"]: g["studies"] for g in ct["groups"]} == {
+        "CT": 1,
+        "MR": 1,
+    }
+    image_types = client.get("/aggregate/instances", params={"groupby": "ImageType"}).json()
+    counted = {g["values"]["ImageType"]: g["instances"] for g in image_types["groups"]}
+    assert counted == {"ORIGINAL": 2, "SECONDARY": 2, "PRIMARY": 1, "AXIAL": 1, "DERIVED": 1}
+    series_counts = client.get(
+        "/aggregate/studies", params={"groupby": "NumberOfStudyRelatedSeries"}
+    ).json()
+    assert {
+        g["values"]["NumberOfStudyRelatedSeries"]: g["studies"] for g in series_counts["groups"]
+    } == {
+        "2": 1,
+        "1": 1,
+    }
 
 
 def test_the_consistency_report_finds_what_the_patient_model_forbids(

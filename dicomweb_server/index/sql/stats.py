@@ -8,14 +8,14 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Select, func, literal_column, select
+from sqlalchemy import Select, func, literal_column, select, true
 
 from dicomweb_server.dicom import attributes as a
 from dicomweb_server.dicom.attributes import Level
 from dicomweb_server.dicom.matching import Key
 from dicomweb_server.index.sql import query
 from dicomweb_server.index.sql.database import Database
-from dicomweb_server.index.sql.entities import ENTITIES
+from dicomweb_server.index.sql.entities import ENTITIES, ChildColumn, Entity
 from dicomweb_server.index.sql.models import instances, series, studies
 from dicomweb_server.index.sql.scope import limited
 from dicomweb_server.services.context import StudyScope
@@ -36,10 +36,13 @@ class SqlStatsIndex:
         fuzzy: bool = False,
     ) -> list[Group]:
         entity = ENTITIES[level]
-        keys = [
-            query.first_value(entity, tag, self._db.dialect).label(f"g{i}")
-            for i, tag in enumerate(group_by)
-        ]
+        keys: list[Any] = []
+        multi: list[tuple[Any, Any]] = []  # (FROM to join, ON clause) per multi-valued key
+        for i, tag in enumerate(group_by):
+            key, joined = self._group_key(entity, tag, f"g{i}")
+            keys.append(key.label(f"g{i}"))
+            if joined is not None:
+                multi.append(joined)
         if level is Level.INSTANCE:
             counts: list[Any] = [
                 func.count(func.distinct(instances.c.study_pk)).label("n_studies"),
@@ -84,6 +87,8 @@ class SqlStatsIndex:
             base = select(*keys, *counts).select_from(
                 studies.outerjoin(sizes, sizes.c.study_pk == studies.c.pk)
             )
+        for joined, on in multi:
+            base = base.outerjoin(joined, on)
         stmt = base.where(query.where(entity, list(matches), self._db.dialect, fuzzy=fuzzy))
         stmt = limited(stmt, scope, with_series=level is not Level.STUDY)
         if keys:
@@ -106,6 +111,49 @@ class SqlStatsIndex:
                 )
             )
         return found
+
+    def _group_key(self, entity: Entity, tag: int, name: str) -> tuple[Any, Any | None]:
+        """What rows are grouped by for `tag`: one row per value of a multi-valued attribute
+        (a study with CT and MR series counts under CT and under MR), each joined to its
+        owner; a count the index keeps, as its column; else the index column."""
+        for each in reversed(entity.chain()):
+            if tag in each.columns:
+                return each.columns[tag].column, None
+            child = each.children.get(tag) or _COMPUTED_CHILDREN.get(tag)
+            if child is not None and each.name == "study":
+                rows = (
+                    select(child.parent_key.label("owner"), child.column.label("value"))
+                    .where(child.column.is_not(None), child.column != "")
+                    .distinct()
+                    .subquery(name)
+                )
+                return rows.c.value, (rows, rows.c.owner == child.parent_pk)
+            if tag in _COUNTS.get(each.name, {}):
+                return _COUNTS[each.name][tag], None
+        owner = entity.owner(tag) or entity
+        return self._json_values(owner.json, tag, name)
+
+    def _json_values(self, column: Any, tag: int, name: str) -> tuple[Any, Any]:
+        """Each value of a stored JSON attribute as a row of its own (PostgreSQL's
+        jsonb_array_elements, SQLite's json_each); a name by its Alphabetic group."""
+        key = f"{tag:08X}"  # a constant of the code (a dictionary tag), never request text
+        name_group = a.vr_of(tag) == "PN"
+        if self._db.dialect == "postgresql":
+            path: Any = literal_column(f"({_qualified(column)} -> '{key}' -> 'Value')")
+            if name_group:
+                items = func.jsonb_array_elements(path).table_valued("value").lateral(name)
+                return items.c.value.op("->>")("Alphabetic"), (items, true())
+            items = func.jsonb_array_elements_text(path).table_valued("value").lateral(name)
+            return items.c.value, (items, true())
+        items = (
+            func.json_each(
+                literal_column(_qualified(column)), literal_column(f"'$.\"{key}\".Value'")
+            )
+            .table_valued("value")
+            .alias(name)
+        )
+        value = func.json_extract(items.c.value, "$.Alphabetic") if name_group else items.c.value
+        return value, (items, true())
 
     def inconsistencies(self, limit: int) -> list[Inconsistency]:
         found: list[Inconsistency] = []
@@ -157,6 +205,23 @@ class SqlStatsIndex:
 
 
 _COUNTED = {Level.STUDY: "n_studies", Level.SERIES: "n_series", Level.INSTANCE: "n_instances"}
+# Study attributes the index computes from the rows below (PS3.18 Table 10.6.3-3).
+_COMPUTED_CHILDREN = {
+    a.SOP_CLASSES_IN_STUDY: ChildColumn(
+        instances, instances.c.study_pk, studies.c.pk, instances.c.sop_class_uid
+    ),
+}
+_COUNTS: dict[str, dict[int, Any]] = {
+    "study": {
+        a.NUMBER_OF_STUDY_RELATED_SERIES: studies.c.number_of_series,
+        a.NUMBER_OF_STUDY_RELATED_INSTANCES: studies.c.number_of_instances,
+    },
+    "series": {a.NUMBER_OF_SERIES_RELATED_INSTANCES: series.c.number_of_instances},
+}
+
+
+def _qualified(column: Any) -> str:
+    return f"{column.table.name}.{column.name}"
 
 
 def _listed(dialect: str, value: Any) -> Any:
