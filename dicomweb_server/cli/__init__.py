@@ -249,6 +249,9 @@ def _start_dimse(settings: Settings, host: str) -> object:
         tls_context,
     )
 
+    refusal = dimse_open_access_refusal(settings, settings.dimse_host or host)
+    if refusal is not None:
+        raise ValueError(refusal)
     access = parse_ae_access(settings.dimse_ae_access) if settings.dimse_ae_access else None
     if access is None and settings.auth != "none":
         raise ValueError(
@@ -499,6 +502,21 @@ def open_access_refusal(settings: Settings, host: str) -> str | None:
         "and store every study. Set DICOMWEB_AUTH=api-key (and make keys with "
         "`dicomweb-server keys create`), bind 127.0.0.1, or set DICOMWEB_ALLOW_OPEN_ACCESS=true "
         "behind your own access control"
+    )
+
+
+def dimse_open_access_refusal(settings: Settings, host: str) -> str | None:
+    """The same rule for the DIMSE listener (`serve` with DICOMWEB_DIMSE_PORT, `dimse`): with
+    DICOMWEB_AUTH=none every calling AE could read and store every study, so only loopback,
+    unless DICOMWEB_ALLOW_OPEN_ACCESS says access is controlled in front of it."""
+    if settings.auth != "none" or _loopback(host) or settings.allow_open_access:
+        return None
+    return (
+        f"refusing to listen for DIMSE on {host} with DICOMWEB_AUTH=none: any AE that reaches "
+        "it could read and store every study. Set DICOMWEB_AUTH=api-key with "
+        "DICOMWEB_DIMSE_AE_ACCESS (what each calling AE title may do), set "
+        "DICOMWEB_DIMSE_HOST=127.0.0.1, or set DICOMWEB_ALLOW_OPEN_ACCESS=true behind your own "
+        "access control"
     )
 
 

@@ -226,3 +226,31 @@ def test_serve_refuses_the_network_without_access_control(tmp_path: Path) -> Non
         assert open_access_refusal(plain, host) is None, host
     for extra in ({"allow_open_access": True}, {"auth": "api-key"}):
         assert open_access_refusal(make_settings(tmp_path, **extra), "0.0.0.0") is None
+
+
+def test_dimse_refuses_the_network_without_access_control(tmp_path: Path) -> None:
+    """With DICOMWEB_AUTH=none, `dimse` and `serve` refuse to listen for DIMSE on anything but
+    loopback (every AE could read and store every study), naming DIMSE, before binding."""
+    program = str(Path(sys.executable).parent / "dicomweb-server")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
+    env.update(
+        DICOMWEB_DATA_DIR=str(tmp_path),
+        DICOMWEB_DIMSE_PORT=str(free_port()),
+        DICOMWEB_DIMSE_HOST="0.0.0.0",
+        DICOMWEB_LOG_LEVEL="warning",
+    )
+    for command in (["dimse"], ["serve", "--port", str(free_port())]):
+        refused = subprocess.run(
+            [program, *command], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert refused.returncode == 2, (command, refused.stderr)
+        assert "DIMSE on 0.0.0.0" in refused.stderr, refused.stderr
+        assert "DICOMWEB_ALLOW_OPEN_ACCESS" in refused.stderr
+    from dicomweb_server.cli import dimse_open_access_refusal
+    from tests.conftest import make_settings
+
+    plain = make_settings(tmp_path)
+    assert dimse_open_access_refusal(plain, "0.0.0.0") is not None
+    assert dimse_open_access_refusal(plain, "127.0.0.1") is None
+    for extra in ({"allow_open_access": True}, {"auth": "api-key"}):
+        assert dimse_open_access_refusal(make_settings(tmp_path, **extra), "0.0.0.0") is None
