@@ -24,7 +24,7 @@ from dicomweb_server.dicom.confidentiality_profile import Option
 from dicomweb_server.dicom.deidentify import Deidentifier
 from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.events.postgres import PostgresChangeSignal
-from dicomweb_server.events.webhooks import UrllibWebhookSender
+from dicomweb_server.events.webhooks import HttpWebhookSender
 from dicomweb_server.identity.http import UrllibJsonClient
 from dicomweb_server.index.sql import migrate
 from dicomweb_server.index.sql.audit import SqlAuditLog
@@ -349,8 +349,8 @@ def build_container(settings: Settings) -> Container:
     rules = parse_rules(settings.workitem_rules)
     hub = ChangeHub(changes, signal, settings.changes_poll_seconds, settings.max_streams)
     webhooks = Webhooks(
-        SqlWebhookIndex(db),
-        UrllibWebhookSender(),
+        SqlWebhookIndex(db, settings.webhook_secret_key),
+        HttpWebhookSender(settings.webhook_allow_private),
         changes,
         urls.Urls,
         RetryPolicy(

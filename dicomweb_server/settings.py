@@ -329,6 +329,19 @@ class Settings(BaseSettings):
         le=300,
         description="How long a webhook receiver has to answer one delivery.",
     )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let webhook receivers be on loopback, private (RFC 1918, unique local), "
+        "link-local or other addresses that are not globally reachable (refused otherwise, "
+        "at registration and at every connection).",
+    )
+    webhook_secret_key: str | None = Field(
+        default=None,
+        min_length=16,
+        description="A key (16 characters or more; keep it secret, e.g. 32 random bytes in "
+        "base64) that encrypts webhook secrets at rest (AES-GCM); unset, they are stored as "
+        "given.",
+    )
     webhook_retry_base_seconds: float = Field(
         default=1.0,
         gt=0,

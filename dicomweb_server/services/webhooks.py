@@ -158,6 +158,9 @@ class Webhooks:
         if parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2048:
             raise InvalidRequest("the webhook url must be an http or https URL")
         _filter_of(filter_text)  # refused now, not at the first delivery
+        fault = self._sender.vet(url)
+        if fault is not None:
+            raise InvalidRequest(f"the webhook receiver is refused: {fault}")
         secret = secret or new_secret()
         _secret_bytes(secret)
         made = WebhookSubscription(
@@ -298,19 +301,25 @@ class Webhooks:
     def _send(self, sub: WebhookSubscription, delivery: Delivery) -> None:
         body = delivery.payload.encode()
         stamp = int(time.time())
+        status: int | None = None
+        error: str | None = None
+        try:
+            signature = sign(sub.secret, delivery.webhook_id, stamp, body)
+        except InvalidRequest:
+            signature = None
+            error = "the subscription's secret cannot be read (DICOMWEB_WEBHOOK_SECRET_KEY)"
         headers = {
             "Content-Type": "application/cloudevents+json",
             "webhook-id": delivery.webhook_id,
             "webhook-timestamp": str(stamp),
-            "webhook-signature": sign(sub.secret, delivery.webhook_id, stamp, body),
+            "webhook-signature": signature or "",
             "User-Agent": "dicomweb-server",
         }
-        status: int | None = None
-        error: str | None = None
-        try:
-            status = self._sender.post(sub.url, body, headers, self.policy.timeout_seconds)
-        except DeliveryFailed as exc:
-            error = str(exc)
+        if signature is not None:
+            try:
+                status = self._sender.post(sub.url, body, headers, self.policy.timeout_seconds)
+            except DeliveryFailed as exc:
+                error = str(exc)
         now = time.time()
         attempts = delivery.attempts + 1
         if status is not None and 200 <= status < 300:

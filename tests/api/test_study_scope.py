@@ -41,6 +41,7 @@ def scoped(
         url,
         auth="api-key",
         label_attributes="InstitutionName",
+        webhook_allow_private=True,
     )
     with private_server(settings) as (client, container):
         writer = container.access.create_key("loader", {"read", "write"}).secret

@@ -737,6 +737,7 @@ def test_webhook_dead_letters_seen_and_sent_again_from_the_admin_page(
         webhook_retry_base_seconds=0.02,
         webhook_retry_max_seconds=0.05,
         changes_poll_seconds=0.1,
+        webhook_allow_private=True,
     )
     receiver.answer = lambda _: 500
     with private_server(settings) as (client, _):

@@ -48,11 +48,13 @@ class Receiver:
 
     def __init__(self) -> None:
         self.received: list[tuple[dict[str, str], bytes]] = []
+        self.contacted = 0
         self.answer: Callable[[dict[str, Any]], int] = lambda _: 204
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                outer.contacted += 1
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 status = outer.answer(orjson.loads(body))
@@ -98,6 +100,7 @@ def hooks(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[httpx.Clie
         webhook_retry_max_seconds=0.3,
         webhook_max_attempts=40,
         changes_poll_seconds=0.2,
+        webhook_allow_private=True,
     )
     with private_server(settings) as (client, _):
         yield client
@@ -197,6 +200,7 @@ def test_failures_past_the_limit_become_dead_letters_that_can_be_redriven(
         webhook_retry_max_seconds=0.05,
         webhook_max_attempts=3,
         changes_poll_seconds=0.1,
+        webhook_allow_private=True,
     )
     tries: list[int] = []
 
@@ -245,6 +249,7 @@ def test_a_restart_loses_no_delivery(tmp_path: Path, receiver: Receiver) -> None
         webhook_retry_base_seconds=0.05,
         webhook_retry_max_seconds=0.2,
         changes_poll_seconds=0.1,
+        webhook_allow_private=True,
     )
     receiver.answer = lambda _: 503
     with private_server(settings) as (client, _):
@@ -259,3 +264,97 @@ def test_a_restart_loses_no_delivery(tmp_path: Path, receiver: Receiver) -> None
     assert sorted(e["data"]["SopInstanceUid"] for e in receiver.events()) == sorted(
         str(ds.SOPInstanceUID) for ds in stored
     )
+
+
+# -- receivers inside the network (SSRF) and secrets at rest ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:8080/hook", "loopback"),
+        ("http://localhost/hook", "loopback"),
+        ("http://[::1]/hook", "loopback"),
+        ("http://[::ffff:127.0.0.1]/hook", "loopback"),
+        ("http://10.1.2.3/hook", "private"),
+        ("http://172.16.0.9/hook", "private"),
+        ("https://192.168.1.1/hook", "private"),
+        ("http://[fd00::1]/hook", "private"),
+        ("http://169.254.169.254/latest/meta-data/", "link-local"),
+        ("http://[fe80::1]/hook", "link-local"),
+        ("http://0.0.0.0/hook", "unspecified"),
+        ("http://224.0.0.1/hook", "multicast"),
+        ("http://100.64.0.1/hook", "not globally reachable"),
+        ("http://no-such-host.invalid/hook", "does not resolve"),
+    ],
+)
+def test_receivers_inside_the_network_are_refused(tmp_path: Path, url: str, reason: str) -> None:
+    with private_server(make_settings(tmp_path)) as (client, _):
+        answer = client.post("/subscriptions", json={"url": url})
+        assert answer.status_code == 400, answer.text
+        assert reason in answer.json()["error"]
+        assert client.get("/subscriptions").json() == []
+
+
+def test_the_address_is_checked_again_at_every_connection(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A subscription made while inside receivers were allowed (or a name since re-pointed
+    inside) is not sent to once they are not: the delivery fails with the reason and the
+    receiver is never contacted."""
+    allowed = make_settings(tmp_path, webhook_allow_private=True)
+    with private_server(allowed) as (client, _):
+        sub = _subscribe(client, receiver)
+    closed = make_settings(
+        tmp_path,
+        webhook_max_attempts=2,
+        webhook_retry_base_seconds=0.02,
+        webhook_retry_max_seconds=0.05,
+        changes_poll_seconds=0.1,
+    )
+    with private_server(closed, upgrade=False) as (client, _):
+        assert stow(client, [make_instance()]).status_code == 200
+        deadline = time.monotonic() + 30
+        while not (letters := client.get(f"/subscriptions/{sub['id']}/dead-letters").json()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert "not contacted" in letters[0]["last_error"]
+        assert "loopback" in letters[0]["last_error"]
+    assert receiver.contacted == 0
+
+
+def test_webhook_secrets_are_encrypted_at_rest(tmp_path: Path, receiver: Receiver) -> None:
+    from sqlalchemy import text
+
+    key = base64.b64encode(b"k" * 32).decode()
+    settings = make_settings(
+        tmp_path,
+        webhook_secret_key=key,
+        webhook_allow_private=True,
+        changes_poll_seconds=0.1,
+    )
+    with private_server(settings) as (client, container):
+        sub = _subscribe(client, receiver)
+        with container.engine.connect() as conn:
+            [stored] = conn.execute(text("SELECT secret FROM subscriptions")).scalars()
+        assert stored.startswith("sealed1:")
+        assert sub["secret"] not in stored
+        assert sub["secret"].removeprefix("whsec_") not in stored
+        assert stow(client, [make_instance()]).status_code == 200
+        receiver.wait_for(1)
+        headers, body = receiver.received[0]
+        assert verify(sub["secret"], headers, body)
+    # Without the key the secret cannot be read: deliveries fail with the reason.
+    without = make_settings(
+        tmp_path,
+        webhook_allow_private=True,
+        webhook_max_attempts=1,
+        changes_poll_seconds=0.1,
+    )
+    with private_server(without, upgrade=False) as (client, _):
+        assert stow(client, [make_instance()]).status_code == 200
+        deadline = time.monotonic() + 30
+        while not (letters := client.get(f"/subscriptions/{sub['id']}/dead-letters").json()):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert "DICOMWEB_WEBHOOK_SECRET_KEY" in letters[0]["last_error"]

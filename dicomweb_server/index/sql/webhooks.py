@@ -11,6 +11,7 @@ from sqlalchemy.orm import aliased
 
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.models import deliveries, subscriptions
+from dicomweb_server.index.sql.sealed import Sealer
 from dicomweb_server.services.ports.webhooks import (
     DEAD,
     PENDING,
@@ -20,12 +21,14 @@ from dicomweb_server.services.ports.webhooks import (
 )
 
 
-def _subscription(row: Row[Any]) -> WebhookSubscription:
+def _subscription(row: Row[Any], sealer: Sealer) -> WebhookSubscription:
     return WebhookSubscription(
         subscription_id=row.subscription_id,
         url=row.url,
         filter=row.filter,
-        secret=row.secret,
+        # A secret that cannot be opened (the key was changed or unset) signs nothing: its
+        # deliveries fail with the reason until the key is back.
+        secret=sealer.open(row.secret, row.subscription_id) or "",
         include_metadata=bool(row.include_metadata),
         base_url=row.base_url,
         created_by=row.created_by,
@@ -54,8 +57,9 @@ def _delivery(row: Row[Any]) -> Delivery:
 
 
 class SqlWebhookIndex:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, secret_key: str | None = None) -> None:
         self._db = db
+        self._sealer = Sealer(secret_key)
 
     def backlog(self) -> int:
         with self._db.connect() as conn:
@@ -70,6 +74,7 @@ class SqlWebhookIndex:
     def add(self, subscription: WebhookSubscription) -> None:
         values = dict(subscription.__dict__)
         values["include_metadata"] = int(subscription.include_metadata)
+        values["secret"] = self._sealer.seal(subscription.secret, subscription.subscription_id)
         with self._db.writing() as conn:
             conn.execute(insert(subscriptions).values(**values))
 
@@ -78,12 +83,12 @@ class SqlWebhookIndex:
             row = conn.execute(
                 select(subscriptions).where(subscriptions.c.subscription_id == subscription_id)
             ).first()
-        return None if row is None else _subscription(row)
+        return None if row is None else _subscription(row, self._sealer)
 
     def every(self) -> list[WebhookSubscription]:
         with self._db.connect() as conn:
             rows = conn.execute(select(subscriptions).order_by(subscriptions.c.created_at)).all()
-        return [_subscription(r) for r in rows]
+        return [_subscription(r, self._sealer) for r in rows]
 
     def remove(self, subscription_id: str) -> bool:
         with self._db.writing() as conn:

@@ -100,5 +100,11 @@ class DeliveryFailed(Exception):
 
 
 class WebhookSender(Protocol):
+    def vet(self, url: str) -> str | None:
+        """Why deliveries to `url` would be refused (an address inside the network, a name
+        that does not resolve); None when they would be sent."""
+        ...
+
     def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
-        """POST `body`; the receiver's status. DeliveryFailed when there is none."""
+        """POST `body`; the receiver's status. DeliveryFailed when there is none (or when the
+        receiver's address is refused at the connection)."""
