@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from dicomweb_server.services.context import SCOPE_MEANINGS
 from dicomweb_server.settings import Settings
 
 
@@ -42,7 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     create.add_argument("--name", required=True, help="who or what the key is for")
     create.add_argument(
-        "--scopes", default="read", help="comma-separated: read, write, delete, workitems, admin"
+        "--scopes",
+        default="read",
+        help="comma-separated, of: "
+        + "; ".join(f"{name} ({meaning})" for name, meaning in SCOPE_MEANINGS.items())
+        + " (default: read)",
     )
     create.add_argument("--expires", help="lifetime such as 90d, 12h or 30m (default: none)")
     create.add_argument(
@@ -52,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="see only the studies carrying this access-control label (repeatable; default: "
         "every study)",
     )
-    key_commands.add_parser("list", help="every key: id, name, scopes, state, last use")
+    key_commands.add_parser("list", help="every key: id, name, scopes, state, expiry, last use")
     revoke = key_commands.add_parser("revoke", help="revoke a key at once, in every process")
     revoke.add_argument("key_id")
     uid = commands.add_parser(
@@ -481,7 +486,13 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
                 listed = ",".join(sorted(key.scopes))
                 if key.labels is not None:
                     listed += f" (labels {','.join(sorted(key.labels))})"
-                print(f"{key.key_id}  {key.name}  {listed}  {state}  last used {used}")
+                expiry = (
+                    "expires never"
+                    if key.expires_at is None
+                    else ("expired " if key.expires_at <= now else "expires ")
+                    + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(key.expires_at))
+                )
+                print(f"{key.key_id}  {key.name}  {listed}  {state}  {expiry}  last used {used}")
             return 0
         if not access.revoke_key(args.key_id):
             print(f"dicomweb-server: no active key {args.key_id}", file=sys.stderr)

@@ -16,6 +16,7 @@ from dicomweb_server.services.audit import AuditTrail
 from dicomweb_server.services.context import (
     ADMIN,
     DELETE,
+    METRICS,
     READ,
     SHARE,
     UPDATE,
@@ -33,7 +34,7 @@ from dicomweb_server.services.shares import ShareService
 from dicomweb_server.services.tokens import Presented, new_token, parse_token
 
 # The scopes a key may carry (the route table names one per route; PS3.18 knows none).
-KEY_SCOPES = frozenset({READ, WRITE, UPDATE, DELETE, WORKITEMS, SHARE, ADMIN})
+KEY_SCOPES = frozenset({READ, WRITE, UPDATE, DELETE, WORKITEMS, SHARE, ADMIN, METRICS})
 _TOUCH_EVERY = 60.0
 
 

@@ -29,16 +29,30 @@ DOWNLOAD = "download"
 WORKITEMS = "workitems"
 # Correct patient and study attributes, merge patients.
 UPDATE = "update"
-EVERY_SCOPE = frozenset({READ, DOWNLOAD, WRITE, UPDATE, DELETE, WORKITEMS, SHARE, ADMIN})
+# Scrape /metrics (a monitoring system's key; admin includes it).
+METRICS = "metrics"
+EVERY_SCOPE = frozenset({READ, DOWNLOAD, WRITE, UPDATE, DELETE, WORKITEMS, SHARE, ADMIN, METRICS})
+# What each scope a key can be given lets it do (the CLI's and the web app's help).
+SCOPE_MEANINGS = {
+    READ: "search and retrieve (QIDO-RS, WADO-RS, WADO-URI, renderings, change feed, worklist)",
+    WRITE: "store (STOW-RS, C-STORE, import)",
+    UPDATE: "correct patient and study attributes, merge patients",
+    DELETE: "delete, reject and restore studies, series and instances",
+    WORKITEMS: "create and change UPS-RS workitems",
+    SHARE: "make share links of the studies it can see",
+    ADMIN: "keys, labels, webhooks, audit, shares and reports (includes share and metrics)",
+    METRICS: "scrape /metrics",
+}
 
 
 def granted(scopes: frozenset[str] | set[str]) -> frozenset[str]:
-    """The scopes a key or token carries, as checked: read includes download, admin share."""
+    """The scopes a key or token carries, as checked: read includes download, admin share and
+    metrics."""
     found = set(scopes)
     if READ in found:
         found.add(DOWNLOAD)
     if ADMIN in found:
-        found.add(SHARE)
+        found.update((SHARE, METRICS))
     return frozenset(found)
 
 

@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from dicomweb_server.services.context import (
     ADMIN,
     DELETE,
+    METRICS,
     READ,
     SHARE,
     UPDATE,
@@ -283,8 +284,9 @@ ROOT_ROUTES: list[BaseRoute] = [
     Resource("/openapi.yaml", public=True, GET=health.openapi),
     Resource("/health", public=True, GET=health.health),
     Resource("/ready", public=True, GET=health.ready),
-    # Prometheus metrics: route templates and counts, no patient data (public, as /health).
-    Resource("/metrics", public=True, GET=metrics.metrics),
+    # Prometheus metrics: route templates and counts, no patient data; with access control
+    # on, a credential with scope metrics (or admin): the counts describe the archive's use.
+    Resource("/metrics", scope=METRICS, GET=metrics.metrics),
     # The API explorer (Swagger UI from a packaged asset, on /openapi.yaml).
     Resource("/docs", public=True, GET=docs.api_explorer),
     Resource("/docs/{name}", public=True, GET=docs.asset),

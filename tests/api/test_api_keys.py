@@ -137,3 +137,17 @@ def test_a_key_limited_to_a_label_from_the_cli(secured: tuple[Any, str]) -> None
     assert "labels ICU,Ward 7" in keys(settings, "list").stdout
     found = httpx.get(f"{base}/studies", headers={"Authorization": f"Bearer {limited}"})
     assert found.status_code == 200 and found.json() == []
+
+
+def test_keys_help_names_every_scope_and_list_shows_expiry(secured: tuple[Any, str]) -> None:
+    from dicomweb_server.services.access import KEY_SCOPES
+
+    settings, _ = secured
+    shown = keys(settings, "create", "--help").stdout
+    for scope in KEY_SCOPES:
+        assert f"{scope} (" in shown, scope
+    lasting = new_key(settings, "read", "--expires", "90d").split("_")[1]
+    forever = new_key(settings, "metrics").split("_")[1]
+    lines = {line.split()[0]: line for line in keys(settings, "list").stdout.splitlines()}
+    assert "expires 20" in lines[lasting] and "UTC" in lines[lasting]
+    assert "expires never" in lines[forever]

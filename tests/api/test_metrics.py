@@ -97,3 +97,22 @@ def test_two_worker_processes_are_summed(tmp_path: Path, archive: RunningServer)
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_metrics_need_the_metrics_scope_when_access_is_controlled(
+    tmp_path: Path, archive: RunningServer
+) -> None:
+    """With access control on, /metrics (the archive's use: routes, counts, backlog) needs a
+    credential with scope metrics, or admin; /health and /ready stay open."""
+    if archive.backend != "sqlite":
+        pytest.skip("access control does not depend on the backends")
+    from tests.conftest import private_server
+
+    with private_server(make_settings(tmp_path, auth="api-key")) as (client, container):
+        root = str(client.base_url).rstrip("/").removesuffix(container.settings.base_path)
+        assert httpx.get(root + "/metrics").status_code == 401
+        assert httpx.get(root + "/health").status_code == 200
+        for scopes, status in (({"read"}, 403), ({"metrics"}, 200), ({"admin"}, 200)):
+            key = container.access.create_key("k", scopes).secret
+            answer = httpx.get(root + "/metrics", headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == status, (scopes, answer.text)
