@@ -39,6 +39,7 @@ from dicomweb_server.services.errors import (
 from dicomweb_server.services.limits import FailureLimit
 from dicomweb_server.services.ports.search import SearchIndex
 from dicomweb_server.services.ports.shares import (
+    CODE_USED,
     ShareIndex,
     ShareUse,
     StoredSession,
@@ -49,6 +50,7 @@ from dicomweb_server.services.tokens import digest, new_token, parse_token
 RIGHTS = ("view", "download")
 CODE_DIGITS = 6
 MAX_CODE_FAILURES = 5
+CODE_SPENT = "its one-time code has been used; ask who shared it for a new one"
 DEFAULT_SECONDS = 7 * 86400
 MAX_SECONDS = 90 * 86400
 
@@ -154,6 +156,21 @@ class ShareService:
             raise NotFound(f"no share {share_id}")
         return share, self._index.uses(share_id, 100)
 
+    def new_code(self, caller: Caller, share_id: str) -> str:
+        """A new one-time code for a share that has one (its earlier code, used or not, stops
+        working; wrong codes so far are forgotten): for an admin, or the share's creator."""
+        caller.require(SHARE)
+        share = self._index.share(share_id)
+        if share is None or (ADMIN not in caller.scopes and share.created_by != caller.principal):
+            raise NotFound(f"no share {share_id}")
+        if share.code_sha256 is None:
+            raise InvalidRequest("this share has no one-time code; make a share with one")
+        code = f"{secrets.randbelow(10**CODE_DIGITS):0{CODE_DIGITS}d}"
+        if not self._index.new_code(share_id, digest(f"{share_id}:{code}")):
+            raise InvalidRequest("the share has been revoked")
+        self._alert(caller, share_id, "new one-time code", share.study_uid)
+        return code
+
     def revoke(self, caller: Caller, share_id: str) -> None:
         caller.require(ADMIN)
         share = self._index.share(share_id)
@@ -183,8 +200,14 @@ class ShareService:
         refusal = _unusable(share, now)
         if refusal is None and share.code_sha256 is not None:
             refusal = self._check_code(share, code, client)
-        if refusal is None and not self._index.use_share(share.share_id, now, MAX_CODE_FAILURES):
-            refusal = _unusable(self._index.share(share.share_id) or share, now) or "used up"
+        # The code (checked above) is consumed by the same statement that counts the use.
+        if refusal is None and not self._index.use_share(
+            share.share_id, now, MAX_CODE_FAILURES, share.code_sha256
+        ):
+            now_held = self._index.share(share.share_id) or share
+            refusal = _unusable(now_held, now) or (
+                CODE_SPENT if now_held.code_sha256 == CODE_USED else "used up"
+            )
         user = f"share:{share.share_id}"
         if refusal is not None:
             self._index.record_use(share.share_id, now, client, f"refused: {refusal}")
@@ -200,6 +223,8 @@ class ShareService:
         return Session(session.text, expires, share)
 
     def _check_code(self, share: StoredShare, code: str | None, client: str | None) -> str | None:
+        if share.code_sha256 == CODE_USED:
+            return CODE_SPENT
         if not code:
             return "it needs its one-time code"
         wanted = share.code_sha256 or ""
@@ -210,6 +235,15 @@ class ShareService:
         if failures >= MAX_CODE_FAILURES:
             return "locked after too many wrong codes"
         return f"wrong code ({MAX_CODE_FAILURES - failures} attempt(s) left)"
+
+    def asks_for_code(self, token: str) -> bool:
+        """Whether the share a link names is opened with a one-time code (False for a link
+        this archive did not issue: redeeming it says why)."""
+        presented = parse_token("dwl", token)
+        share = self._index.share(presented.id) if presented else None
+        if presented is None or share is None or not presented.matches(share.token_sha256):
+            return False
+        return share.code_sha256 is not None
 
     def caller(self, token: str, request_id: str = "-") -> Caller:
         """The caller a session token stands for: read (and download) of the shared study or
@@ -259,5 +293,6 @@ def describe(share: StoredShare) -> dict[str, object]:
         "uses": share.uses,
         "revoked": share.revoked_at,
         "code": share.code_sha256 is not None,
+        "code_used": share.code_sha256 == CODE_USED,
         "state": _unusable(share, time.time()) or "active",
     }

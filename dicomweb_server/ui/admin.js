@@ -26,11 +26,18 @@ export function shareTable(caption, shares, reload, withStudy = true) {
     { label: "Rights", cell: (s) => s.rights }, { label: "Made by", cell: (s) => s.created_by || "" },
     { label: "Made", cell: (s) => when(s.created) },
     { label: "Expires", cell: (s) => when(s.expires) }, { label: "Uses", cell: (s) => `${s.uses}${s.max_uses ? ` of ${s.max_uses}` : ""}` },
-    { label: "State", cell: (s) => s.state },
-    { label: "", cell: (s) => s.state === "active" ? h("button", { type: "button", class: "revoke", onclick: async () => {
-      await call(`/shares/${s.id}`, { method: "DELETE", accept: "application/json" });
-      reload();
-    } }, "Revoke") : "" }];
+    { label: "State", cell: (s) => s.state + (s.code_used ? " (code used)" : "") },
+    { label: "", cell: (s) => s.state === "active" || s.code ? h("span", {},
+      s.code && !s.revoked ? h("button", { type: "button", class: "new-code", onclick: async (event) => {
+        // A one-time code redeems once: a new one for the recipient, shown this once.
+        const made = await call(`/shares/${s.id}/code`, { method: "POST", accept: "application/json" });
+        const { one_time_code: code } = await made.json();
+        event.target.replaceWith(h("output", { class: "one-time-code", "aria-label": "New one-time code" }, `New code: ${code}`));
+      } }, "New code") : "", " ",
+      s.state === "active" ? h("button", { type: "button", class: "revoke", onclick: async () => {
+        await call(`/shares/${s.id}`, { method: "DELETE", accept: "application/json" });
+        reload();
+      } }, "Revoke") : "") : "" }];
   return table(caption, columns, shares, (s) => ({ dataset: { share: s.id } }));
 }
 

@@ -266,6 +266,7 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource("/shares/redeem", public=True, POST=shares.redeem_share),
     Resource("/shares/open", public=True, GET=shares.open_share),
     Resource("/shares/{share}", scope=ADMIN, GET=shares.get_share, DELETE=shares.revoke_share),
+    Resource("/shares/{share}/code", scope=SHARE, POST=shares.new_share_code),
     Resource("/keys", scope=ADMIN, GET=admin.list_keys, POST=admin.create_key),
     Resource("/keys/{key}", scope=ADMIN, DELETE=admin.revoke_key),
     # Data-mining views (outside PS3.18): totals and aggregates (scope read), the

@@ -9,6 +9,10 @@ scope share, for the studies it may see); redeemed by their holder for a session
 - `GET {root}/shares/open?token=...` redeems a link without a code and, with
   DICOMWEB_SHARE_VIEWER_URL set, redirects to the viewer (OHIF takes the session as its
   `token` URL parameter and sends it as a bearer token); else it answers as redeem does.
+- A browser (Accept: text/html) opening the link is sent to the web app's page for share
+  links, which asks for the one-time code when the share has one.
+- `POST {root}/shares/{id}/code` (an admin, or the share's creator): a new one-time code; a
+  code is good for one redemption.
 - `GET {root}/shares`, `GET {root}/shares/{id}` (with its latest uses), `DELETE
   {root}/shares/{id}` (revoked at once, in every process).
 """
@@ -114,11 +118,29 @@ async def redeem_share(request: Request) -> Response:
     return json_answer(_session_answer(request, session))
 
 
+async def new_share_code(request: Request) -> Response:
+    code = await in_thread(
+        container(request).shares.new_code, caller(request), request.path_params["share"]
+    )
+    return json_answer({"one_time_code": code})
+
+
+def _from_a_browser(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
 async def open_share(request: Request) -> Response:
     token = request.query_params.get("token")
     if not token:
         raise InvalidRequest("the share link's token parameter is missing")
     archive = container(request)
+    if _from_a_browser(request) and (
+        not archive.shares.viewer_url or await in_thread(archive.shares.asks_for_code, token)
+    ):
+        # A person: the web app's page for share links asks for the one-time code when the
+        # share has one, then shows the study (the link in the fragment, never sent on).
+        target = f"/ui/#/shared/{quote(token, safe='')}"
+        return RedirectResponse(target, 303, headers={"Referrer-Policy": "no-referrer"})
     session = await in_thread(archive.shares.redeem, token, None, caller(request).client)
     viewer = archive.shares.viewer_url
     if viewer:

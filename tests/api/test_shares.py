@@ -196,6 +196,45 @@ def test_one_time_codes_and_their_limits(shared: Shared) -> None:
     assert detail["uses"] == 1
 
 
+def test_a_one_time_code_redeems_once_and_its_creator_issues_another(shared: Shared) -> None:
+    made = _share(shared, code=True, max_uses=10)
+    assert _redeem(shared, made["token"], made["one_time_code"]).status_code == 200
+    again = _redeem(shared, made["token"], made["one_time_code"])
+    assert again.status_code == 401 and "one-time code has been used" in again.json()["error"]
+    listed = shared.client.get(f"/shares/{made['id']}", headers=shared.admin).json()
+    assert listed["code_used"] is True and listed["uses"] == 1
+    # A new code from the creator (or an admin); the old one stays spent.
+    fresh = shared.client.post(f"/shares/{made['id']}/code", headers=shared.admin)
+    assert fresh.status_code == 200, fresh.text
+    code = fresh.json()["one_time_code"]
+    assert len(code) == 6 and code.isdigit()
+    assert _redeem(shared, made["token"], code).status_code == 200
+    assert _redeem(shared, made["token"], code).status_code == 401
+    # Not someone else's share; not a share without a code.
+    access = shared.container.access
+    other = _bearer(access.create_key("another sharer", {"read", "share"}).secret)
+    assert shared.client.post(f"/shares/{made['id']}/code", headers=other).status_code == 404
+    plain = _share(shared)
+    no_code = shared.client.post(f"/shares/{plain['id']}/code", headers=shared.admin)
+    assert no_code.status_code == 400 and "no one-time code" in no_code.json()["error"]
+
+
+def test_a_person_opening_a_link_with_a_code_gets_a_page_that_asks_for_it(
+    shared: Shared,
+) -> None:
+    made = _share(shared, code=True)
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    opened = shared.client.get(made["url"], headers=browser)
+    assert opened.status_code == 303
+    assert opened.headers["location"] == f"/ui/#/shared/{made['token']}"
+    base = shared.client.base_url
+    page = httpx.get(f"{base.scheme}://{base.netloc.decode()}/ui/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    # The code is not spent by opening the page; a script still gets the reason as JSON.
+    assert shared.client.get(made["url"]).status_code == 401
+    assert _redeem(shared, made["token"], made["one_time_code"]).status_code == 200
+
+
 def test_failed_redemptions_from_one_address_are_answered_429(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

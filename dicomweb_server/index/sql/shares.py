@@ -8,7 +8,7 @@ from sqlalchemy import Row, insert, or_, select, update
 
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.models import share_sessions, share_uses, shares
-from dicomweb_server.services.ports.shares import ShareUse, StoredSession, StoredShare
+from dicomweb_server.services.ports.shares import CODE_USED, ShareUse, StoredSession, StoredShare
 
 
 def _share(row: Row[Any]) -> StoredShare:
@@ -70,19 +70,32 @@ class SqlShareIndex:
             )
         return bool(done.rowcount)
 
-    def use_share(self, share_id: str, at: float, max_code_failures: int) -> bool:
-        # One statement: two processes redeeming the last use at once cannot both have it.
+    def use_share(
+        self, share_id: str, at: float, max_code_failures: int, code_sha256: str | None = None
+    ) -> bool:
+        # One statement: two processes redeeming the last use (or the same one-time code) at
+        # once cannot both have it.
+        values: dict[str, Any] = {"uses": shares.c.uses + 1}
+        conditions = [
+            shares.c.share_id == share_id,
+            shares.c.revoked_at.is_(None),
+            shares.c.expires_at > at,
+            shares.c.code_failures < max_code_failures,
+            or_(shares.c.max_uses.is_(None), shares.c.uses < shares.c.max_uses),
+        ]
+        if code_sha256 is not None:
+            conditions.append(shares.c.code_sha256 == code_sha256)
+            values["code_sha256"] = CODE_USED
+        with self._db.writing() as conn:
+            done = conn.execute(update(shares).where(*conditions).values(**values))
+        return bool(done.rowcount)
+
+    def new_code(self, share_id: str, code_sha256: str) -> bool:
         with self._db.writing() as conn:
             done = conn.execute(
                 update(shares)
-                .where(
-                    shares.c.share_id == share_id,
-                    shares.c.revoked_at.is_(None),
-                    shares.c.expires_at > at,
-                    shares.c.code_failures < max_code_failures,
-                    or_(shares.c.max_uses.is_(None), shares.c.uses < shares.c.max_uses),
-                )
-                .values(uses=shares.c.uses + 1)
+                .where(shares.c.share_id == share_id, shares.c.revoked_at.is_(None))
+                .values(code_sha256=code_sha256, code_failures=0)
             )
         return bool(done.rowcount)
 

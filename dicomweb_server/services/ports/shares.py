@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+# What a share's code_sha256 holds once its one-time code has been redeemed.
+CODE_USED = "used"
+
 
 @dataclass(frozen=True)
 class StoredShare:
@@ -50,9 +53,17 @@ class ShareIndex(Protocol):
     def revoke_share(self, share_id: str, at: float) -> bool:
         """Mark it revoked (False when there is no such share, or it already was)."""
 
-    def use_share(self, share_id: str, at: float, max_code_failures: int) -> bool:
+    def use_share(
+        self, share_id: str, at: float, max_code_failures: int, code_sha256: str | None = None
+    ) -> bool:
         """Count one use, atomically and only while the share is usable (not revoked, not
-        expired, not used up, not locked by wrong codes); whether it was counted."""
+        expired, not used up, not locked by wrong codes); with `code_sha256`, only while the
+        share still holds that code, which the same statement marks used (CODE_USED): a
+        one-time code redeems once. Whether it was counted."""
+
+    def new_code(self, share_id: str, code_sha256: str) -> bool:
+        """Give the share a new one-time code and clear its wrong codes (False when there is
+        no such share or it is revoked)."""
 
     def code_failed(self, share_id: str) -> int:
         """Count one wrong code; the share's wrong codes so far."""
