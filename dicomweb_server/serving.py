@@ -57,10 +57,13 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(line).decode()
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: Settings, verbose: bool = False) -> None:
     """The root logger's handler: JSON lines (DICOMWEB_LOG_FORMAT=json, or auto when stderr
-    is no terminal), else the text format; once per process."""
+    is no terminal), else the text format; once per process. Alembic's steps ("Context impl
+    SQLiteImpl", "Running upgrade ...") only when `verbose` (the command line's -v)."""
     root = logging.getLogger()
+    if not verbose:
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     if root.handlers:
         return
     handler = logging.StreamHandler()

@@ -12,6 +12,12 @@ from dicomweb_server.settings import Settings
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dicomweb-server", description=__doc__)
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also log what the libraries say at info level (Alembic's migration steps)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="apply pending migrations and start the server")
     serve.add_argument("--host", help="bind address (default: DICOMWEB_HOST or 127.0.0.1)")
@@ -134,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_install(settings, args.source, args.registry)
     from dicomweb_server.serving import configure_logging
 
-    configure_logging(settings)
+    configure_logging(settings, verbose=args.verbose)
     from dicomweb_server.web.access import name_requests_in_logs
 
     name_requests_in_logs()
@@ -212,6 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
 
     raise_file_limit()
+    port = args.port or settings.port
+    _say_where_when_up(settings, host, port)
     workers = args.workers or settings.workers
     if workers > 1:
         # prometheus-client's multi-process mode: each worker writes its counters there, and
@@ -224,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dicomweb_server.app:create_app_from_settings",
         factory=True,
         host=host,
-        port=args.port or settings.port,
+        port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
@@ -240,6 +248,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_config=None,
     )
     return 0
+
+
+def _say_where_when_up(settings: Settings, host: str, port: int) -> None:
+    """Once the port takes connections (whichever worker answers), one line with the web
+    app's and the DICOMweb root's URLs."""
+    import socket
+    import threading
+    import time
+
+    wildcard = host in ("0.0.0.0", "::", "")
+    shown = socket.gethostname() if wildcard else host
+    if ":" in shown:
+        shown = f"[{shown.strip('[]')}]"
+    base = (settings.public_base_url or f"http://{shown}:{port}{settings.base_path}").rstrip("/")
+    origin = base.removesuffix(settings.base_path) if settings.base_path else base
+    probe = ("127.0.0.1" if host != "::" else "::1") if wildcard else host.strip("[]")
+
+    def wait() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((probe, port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            return
+        print(
+            f"dicomweb-server is up: the web app at {origin}/ui/, DICOMweb at {base}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    threading.Thread(target=wait, name="say-where", daemon=True).start()
 
 
 def _start_dimse(settings: Settings, host: str) -> object:

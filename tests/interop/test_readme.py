@@ -159,3 +159,50 @@ def test_readme_ups_quick_start_runs_as_written(tmp_path: Path, auth: str) -> No
             r'"00741000":\s*\{"vr":\s*"CS",\s*"Value":\s*\["([A-Z ]+)"\]', result.stdout
         )
         assert states[:3] == ["SCHEDULED", "IN PROGRESS", "COMPLETED"], result.stdout
+
+
+def test_serve_says_where_it_is_and_commands_keep_alembic_quiet(tmp_path: Path) -> None:
+    """`serve` prints the web app's and DICOMweb's URLs once it takes connections; Alembic's
+    info lines ("Context impl SQLiteImpl", "Running upgrade") come only with -v."""
+    program = str(Path(sys.executable).parent / "dicomweb-server")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
+    quiet = subprocess.run(
+        [program, "db", "upgrade"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert quiet.returncode == 0 and "alembic" not in quiet.stdout + quiet.stderr
+    (tmp_path / "again").mkdir()
+    loud = subprocess.run(
+        [program, "-v", "db", "upgrade"],
+        cwd=tmp_path / "again",
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert loud.returncode == 0 and "Running upgrade" in loud.stdout + loud.stderr
+    port = free_port()
+    process = subprocess.Popen(
+        [program, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            lines.append(line)
+            if "is up" in line:
+                break
+        expected = (
+            f"the web app at http://127.0.0.1:{port}/ui/, "
+            f"DICOMweb at http://127.0.0.1:{port}/dicomweb"
+        )
+        assert any(expected in line for line in lines), "".join(lines)
+        assert not any("alembic" in line for line in lines), "".join(lines)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
