@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from dicomweb_server.services.context import SCOPE_MEANINGS
 from dicomweb_server.settings import Settings
+
+if TYPE_CHECKING:
+    from dicomweb_server.services.consistency import CheckReport
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -462,16 +466,41 @@ def _check(settings: Settings, repair: bool, grace_seconds: float | None) -> int
         print(f"spool leftover ({'removed' if report.repaired else 'found'}): {name}")
     for key in report.missing:
         print(f"MISSING object of an indexed instance: {key}")
-    print(
-        f"{len(report.orphans)} orphan object(s), {len(report.spool_leftovers)} spool "
-        f"leftover(s), {len(report.missing)} missing object(s)"
-        + (" - repaired" if report.repaired and not report.missing else "")
-    )
+    for line in _check_summary(report, young):
+        print(line)
     if report.missing:
         return 1
     # Orphans younger than the grace period are reported, not a fault: a store may own them.
     settled = len(report.orphans) == len(report.young) and not report.spool_leftovers
     return 0 if settled or report.repaired else 1
+
+
+def _check_summary(report: CheckReport, young: set[str]) -> list[str]:
+    """What check found and, with --repair, what it removed and what it kept, in counts."""
+    old = len(report.orphans) - len(young)
+    spool = len(report.spool_leftovers)
+    lines = [
+        f"{len(report.orphans)} orphan object(s), {spool} spool leftover(s), "
+        f"{len(report.missing)} missing object(s)"
+    ]
+    if report.repaired:
+        lines.append(f"removed: {old} orphan object(s), {spool} spool leftover(s)")
+    elif old or spool:
+        lines.append(f"--repair would remove {old} orphan object(s), {spool} spool leftover(s)")
+    kept = []
+    if young:
+        kept.append(
+            f"{len(young)} orphan object(s) younger than the grace period (a store may still "
+            "own them; a later check removes them)"
+        )
+    if report.missing:
+        kept.append(
+            f"{len(report.missing)} index row(s) whose object is missing (restore the objects "
+            "from a backup, or delete those instances)"
+        )
+    if kept:
+        lines.append("kept: " + "; ".join(kept))
+    return lines
 
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60}

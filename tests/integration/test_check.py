@@ -68,9 +68,14 @@ def test_check_finds_and_repairs_orphans_and_leftovers(
         assert f"{orphans} orphan object(s), 2 spool leftover(s), 0 missing" in found.stdout
         assert ("younger than the grace period, kept" in found.stdout) == on_disk
         assert orphan in stored() and loose.exists() and dead.exists()
+        assert "--repair would remove 1 orphan object(s), 2 spool leftover(s)" in found.stdout
 
         repaired = check(archive, "--repair", *grace)
         assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+        # It says what it removed, and what it kept and why.
+        assert "removed: 1 orphan object(s), 2 spool leftover(s)" in repaired.stdout
+        young = "kept: 1 orphan object(s) younger than the grace period"
+        assert (young in repaired.stdout) == on_disk, repaired.stdout
         assert orphan not in stored() and not loose.exists() and not dead.exists()
         assert live.path.is_dir()
         assert recent in stored() or not on_disk
@@ -96,6 +101,7 @@ def test_check_reports_an_indexed_instance_whose_object_is_gone(
     result = check(archive, "--repair")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "MISSING object of an indexed instance" in result.stdout
+    assert "kept: 1 index row(s) whose object is missing" in result.stdout
 
 
 def test_check_never_changes_the_schema(tmp_path: Path) -> None:
