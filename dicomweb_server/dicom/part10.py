@@ -241,6 +241,27 @@ def looks_like_dicom(head: bytes) -> bool:
     return _looks_like_dicom(head)
 
 
+# PS3.4 Annex F / PS3.10 7.3: the Media Storage Directory SOP Class of a DICOMDIR.
+MEDIA_STORAGE_DIRECTORY = b"1.2.840.10008.1.3.10"
+
+
+def is_media_directory(head: bytes) -> bool:
+    """Whether the first bytes of a file are a DICOMDIR (a media directory, whatever its name
+    and encoding): its File Meta names the Media Storage Directory SOP Class (the UID is the
+    same ASCII text in every transfer syntax), or a bare data set opens with the Directory
+    Information group 0004."""
+    at = head.find(MEDIA_STORAGE_DIRECTORY)
+    if at >= 0:
+        end = at + len(MEDIA_STORAGE_DIRECTORY)
+        following = head[end : end + 1]
+        # The whole UID, not the start of a longer one (padded with NUL or a space).
+        if not following or following not in b"0123456789.":
+            return True
+    if head[128:132] == b"DICM" or len(head) < 4:
+        return False
+    return 0x0004 in (struct.unpack_from("<H", head)[0], struct.unpack_from(">H", head)[0])
+
+
 def _looks_like_dicom(head: bytes) -> bool:
     """A bare data set or File Meta group begins with an even group up to 0x0008."""
     if head[:4] == b"DICM":

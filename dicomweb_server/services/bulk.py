@@ -17,10 +17,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol
 
-from dicomweb_server.dicom.part10 import looks_like_dicom
+from dicomweb_server.dicom.part10 import is_media_directory, looks_like_dicom
 from dicomweb_server.dicom.store_status import InstanceOutcome
 from dicomweb_server.services.ports.bulk import (
     FAILED,
@@ -38,6 +38,7 @@ from dicomweb_server.services.store import Staged
 BATCH_FILES = 32
 BATCH_BYTES = 64 * 2**20
 _HEAD = 1024
+MEDIA_DIRECTORY = "a DICOMDIR (media directory): the files it lists are imported"
 
 
 @dataclass
@@ -95,19 +96,20 @@ def _file(path: Path, listed_by_folder: bool) -> Iterator[Item | Skip]:
     if path.is_symlink() or not path.is_file():
         yield Skip(name, "not a regular file")
         return
-    if path.name.upper() == "DICOMDIR":
-        if listed_by_folder:
-            # The files it lists are in the folder being walked.
-            yield Skip(name, "a DICOMDIR (media directory): the files it lists are imported")
-        else:
-            yield from _dicomdir(path)
-        return
     if zipfile.is_zipfile(path) and path.suffix.lower() == ".zip":
         yield from _zip(path)
         return
     stat = path.stat()
     with path.open("rb") as fp:
         head = fp.read(_HEAD)
+    # A media directory by its name or its content (any name, any transfer syntax).
+    if path.name.upper() == "DICOMDIR" or is_media_directory(head):
+        if listed_by_folder:
+            # The files it lists are in the folder being walked.
+            yield Skip(name, MEDIA_DIRECTORY)
+        else:
+            yield from _dicomdir(path)
+        return
     if not looks_like_dicom(head):
         yield Skip(name, "not a DICOM file")
         return
@@ -135,6 +137,10 @@ def _zip(path: Path) -> Iterator[Item | Skip]:
             continue
         with lock, archive.open(info) as fp:
             head = fp.read(_HEAD)
+        if PurePosixPath(info.filename).name.upper() == "DICOMDIR" or is_media_directory(head):
+            # The files it lists are members of the same zip, imported as they come.
+            yield Skip(name, MEDIA_DIRECTORY)
+            continue
         if not looks_like_dicom(head):
             yield Skip(name, "not a DICOM file")
             continue

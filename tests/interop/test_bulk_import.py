@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydicom import dcmread
 from pydicom.fileset import FileSet
 from pydicom.uid import generate_uid
 
@@ -104,6 +105,33 @@ def test_import_folders_a_zip_and_a_dicomdir(
     entries = client.get("/changefeed", params={"limit": 100}).json()
     assert sum(e["Action"] == "create" for e in entries) == 20
     assert archive.container.consistency.check().clean
+
+
+def test_a_dicomdir_of_any_name_and_encoding_is_a_media_directory(
+    archive: RunningServer, tmp_path: Path
+) -> None:
+    """Media directories are told by their content (the Media Storage Directory SOP Class of
+    their File Meta), not only by the name DICOMDIR: renamed, in Implicit VR Little Endian,
+    lower-case, in a zip, each is skipped as a media directory, never a failure."""
+    if archive.backend != "sqlite":
+        pytest.skip("reading media does not depend on the backends")
+    media = tmp_path / "media"
+    fileset = FileSet()
+    fileset.add(make_instance())
+    fileset.write(media)
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    directory = dcmread(media / "DICOMDIR")
+    (loose / "DIR00001").write_bytes((media / "DICOMDIR").read_bytes())
+    (loose / "dicomdir").write_bytes((media / "DICOMDIR").read_bytes())
+    directory.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2"
+    directory.save_as(loose / "IMPLICIT", implicit_vr=True, little_endian=True)
+    with zipfile.ZipFile(loose / "cd.zip", "w") as bundle:
+        bundle.write(media / "DICOMDIR", "CD/DICOMDIR")
+        bundle.write(media / "DICOMDIR", "CD/INDEX")
+    run = _run(archive, "import", str(loose))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "failed 0" in run.stdout and "skipped 5: a DICOMDIR (media directory)" in run.stdout
 
 
 def test_progress_bar_in_a_terminal(archive: RunningServer, tmp_path: Path) -> None:
