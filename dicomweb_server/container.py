@@ -37,6 +37,7 @@ from dicomweb_server.index.sql.delete import SqlDeleteIndex
 from dicomweb_server.index.sql.engine import make_engine
 from dicomweb_server.index.sql.keys import SqlKeyIndex
 from dicomweb_server.index.sql.labels import SqlLabelIndex
+from dicomweb_server.index.sql.limits import SqlFailureLog
 from dicomweb_server.index.sql.reject import SqlRejectIndex
 from dicomweb_server.index.sql.retrieve import SqlRetrieveIndex
 from dicomweb_server.index.sql.search import SqlSearchIndex
@@ -400,6 +401,7 @@ def build_container(settings: Settings) -> Container:
         changed=changed,
     )
     trail = audit_trail(settings, db)
+    failure_log = SqlFailureLog(db)
     shares = ShareService(
         SqlShareIndex(db),
         SqlSearchIndex(db),
@@ -407,6 +409,7 @@ def build_container(settings: Settings) -> Container:
         settings.auth_failures_per_minute,
         settings.share_viewer_url,
         trail,
+        failure_log,
     )
     return Container(
         settings=settings,
@@ -459,6 +462,7 @@ def build_container(settings: Settings) -> Container:
             oidc_verifier(settings),
             shares,
             trail,
+            failure_log,
         ),
         audit=trail,
         consistency=ConsistencyService(

@@ -193,8 +193,9 @@ class Settings(BaseSettings):
     auth_failures_per_minute: int = Field(
         default=10,
         ge=1,
-        description="Failed authentications one client address may make per minute and process; "
-        "past it, its requests answer 429 with Retry-After until the minute is over.",
+        description="Failed authentications one client address (or claimed key id) may make "
+        "per minute, counted in the database for every process together; past it, its "
+        "failing requests answer 429 with Retry-After (a valid credential always passes).",
     )
     share_session_seconds: int = Field(
         default=3600,

@@ -30,6 +30,7 @@ from dicomweb_server.services.errors import InvalidRequest, NotFound, Unauthenti
 from dicomweb_server.services.limits import FailureLimit
 from dicomweb_server.services.oidc import OidcVerifier
 from dicomweb_server.services.ports.access import KeyIndex, LabelIndex, StoredKey
+from dicomweb_server.services.ports.limits import FailureLog
 from dicomweb_server.services.shares import ShareService
 from dicomweb_server.services.tokens import Presented, new_token, parse_token
 
@@ -55,6 +56,7 @@ class AccessService:
         oidc: OidcVerifier | None = None,
         shares: ShareService | None = None,
         audit: AuditTrail | None = None,
+        failure_log: FailureLog | None = None,
     ) -> None:
         self._shares = shares
         self._audit = audit or AuditTrail([])
@@ -65,7 +67,7 @@ class AccessService:
         if "oidc" in self.kinds and oidc is None:
             raise ValueError("DICOMWEB_AUTH=oidc needs DICOMWEB_OIDC_ISSUER")
         self._oidc = oidc
-        self._failures = FailureLimit(failures_per_minute)
+        self._failures = FailureLimit(failures_per_minute, failure_log)
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -148,17 +150,19 @@ class AccessService:
         # secret from many addresses).
         presented = parse_token("dwk", credential)
         principal = f"key:{presented.id}" if presented else None
-        wait = self._failures.blocked(client) or self._failures.blocked(principal)
-        if wait is not None:
-            # Refused before the key is even looked at: guessing costs the guesser, not us.
-            return replace(Caller.refused("", request_id, token=True), throttled_for=wait)
         try:
+            # A credential that works always passes: the limits below weigh on failures
+            # only, so nobody's failures lock out someone else's valid key or address.
             return self._verified_caller(credential, presented, request_id)
         except Unavailable as exc:
             return Caller.refused(str(exc), request_id, token=True, unchecked=True)
         except Unauthenticated as exc:
-            self._failures.failed(client)
-            self._failures.failed(principal)
+            # Counted where every process sees them (the database): N processes allow no
+            # more guesses than one. Past the limit, failures are answered 429.
+            wait = self._failures.blocked(client, principal)
+            self._failures.failed(client, principal)
+            if wait is not None:
+                return replace(Caller.refused("", request_id, token=True), throttled_for=wait)
             # PS3.15 A.5.3.12: a failed authentication, with who it claimed to be.
             claimed = principal or ("share session" if credential.startswith("dws_") else "token")
             self._audit.record(audit.authentication(claimed, client, str(exc), request_id))

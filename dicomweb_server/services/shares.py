@@ -37,6 +37,7 @@ from dicomweb_server.services.errors import (
     Unauthenticated,
 )
 from dicomweb_server.services.limits import FailureLimit
+from dicomweb_server.services.ports.limits import FailureLog
 from dicomweb_server.services.ports.search import SearchIndex
 from dicomweb_server.services.ports.shares import (
     CODE_USED,
@@ -78,6 +79,7 @@ class ShareService:
         failures_per_minute: int = 10,
         viewer_url: str | None = None,
         audit: AuditTrail | None = None,
+        failure_log: FailureLog | None = None,
     ) -> None:
         self._audit = audit or AuditTrail([])
         self._index = index
@@ -85,7 +87,7 @@ class ShareService:
         self.session_seconds = session_seconds
         # Where an opened link goes: a viewer URL with {study} and {token} in it (or None).
         self.viewer_url = viewer_url
-        self._failures = FailureLimit(failures_per_minute)
+        self._failures = FailureLimit(failures_per_minute, failure_log)
 
     # -- administration --------------------------------------------------------------------
 

@@ -112,19 +112,39 @@ def test_key_creation_refuses_unknown_scopes(secured: tuple[Any, str]) -> None:
 
 
 def test_guessing_keys_is_answered_429(secured: tuple[Any, str]) -> None:
-    """After DICOMWEB_AUTH_FAILURES_PER_MINUTE failures (3 here) an address gets 429 with
-    Retry-After, even for a good key, until the minute is over."""
+    """After DICOMWEB_AUTH_FAILURES_PER_MINUTE failures (3 here) an address's further failures
+    get 429 with Retry-After until the minute is over; a good key always passes (the limit
+    weighs on failures, so nobody locks out someone else's key or address)."""
     settings, base = secured
     good = new_key(settings, "read")
     for n in range(3):
         wrong = f"dwk_{n:016d}_{'x' * 43}"
         r = httpx.get(f"{base}/studies", headers={"Authorization": f"Bearer {wrong}"})
         assert r.status_code == 401, n
-    blocked = httpx.get(f"{base}/studies", headers={"Authorization": f"Bearer {good}"})
+    blocked = httpx.get(f"{base}/studies", headers={"Authorization": f"Bearer {'dwk_' + 'y' * 60}"})
     assert blocked.status_code == 429
     assert 1 <= int(blocked.headers["retry-after"]) <= 60
+    passes = httpx.get(f"{base}/studies", headers={"Authorization": f"Bearer {good}"})
+    assert passes.status_code == 200
     # A request without a key is not a guess: it is told what it lacks.
     assert httpx.get(f"{base}/studies").status_code == 401
+
+
+def test_the_limit_holds_across_processes(secured: tuple[Any, str]) -> None:
+    """Failures are counted in the database: two processes on one archive allow the limit
+    once, not once each."""
+    settings, first = secured
+    process, second = start_serve(settings)
+    try:
+        wrong = {"Authorization": f"Bearer dwk_{'1' * 16}_{'x' * 43}"}
+        answers = [
+            httpx.get(f"{base}/studies", headers=wrong).status_code
+            for base in (first, second, first, second, second)
+        ]
+        assert answers == [401, 401, 401, 429, 429]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def test_a_key_limited_to_a_label_from_the_cli(secured: tuple[Any, str]) -> None:

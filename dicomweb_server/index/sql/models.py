@@ -291,6 +291,28 @@ share_uses = Table(
 )
 
 
+# Failed credentials (issue 30): one row per failure and sender (client address, or the key
+# id it claimed), so that every process counts the same failures: N processes allow no more
+# attempts than one. Rows older than a minute mean nothing and are removed.
+auth_failures = Table(
+    "auth_failures",
+    metadata,
+    Column("pk", Key, primary_key=True, autoincrement=True),
+    Column("subject", String(160), nullable=False),
+    Column("at", Float, nullable=False),
+    Index(None, "subject", "at"),
+)
+
+# Work one process at a time does (the retention's pruning): who holds it, until when.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("until", Float, nullable=False),
+)
+
+
 # The audit trail's table sink (issue 14): one row a DICOM Audit Message (PS3.15 A.5).
 audit_events = Table(
     "audit_events",
