@@ -105,6 +105,15 @@ async def background(container: Container, sweep: bool = False) -> AsyncIterator
             periodically(container.reject.purge, purge_interval(kept), "purging rejected instances")
         )
     )
+    tasks.append(
+        asyncio.create_task(
+            periodically(
+                container.retention.prune,
+                container.settings.retention_interval_seconds,
+                "pruning what is past its retention",
+            )
+        )
+    )
     if container.rules is not None:
         tasks.append(asyncio.create_task(container.rules.run()))
     if sweep:

@@ -39,6 +39,7 @@ from dicomweb_server.index.sql.keys import SqlKeyIndex
 from dicomweb_server.index.sql.labels import SqlLabelIndex
 from dicomweb_server.index.sql.limits import SqlFailureLog
 from dicomweb_server.index.sql.reject import SqlRejectIndex
+from dicomweb_server.index.sql.retention import SqlRetentionIndex
 from dicomweb_server.index.sql.retrieve import SqlRetrieveIndex
 from dicomweb_server.index.sql.search import SqlSearchIndex
 from dicomweb_server.index.sql.shares import SqlShareIndex
@@ -60,8 +61,10 @@ from dicomweb_server.services.pixels import PixelReader
 from dicomweb_server.services.ports import BlobStore
 from dicomweb_server.services.ports.bulk import Sink
 from dicomweb_server.services.ports.plugins import BLOB_STORES, EVENT_CONSUMERS, INGEST_STEPS
+from dicomweb_server.services.ports.retention import AUDIT, CHANGES, DELIVERIES, SHARE_USES
 from dicomweb_server.services.reject import RejectService
 from dicomweb_server.services.render import RenderService
+from dicomweb_server.services.retention import Retention
 from dicomweb_server.services.retrieve import RetrieveService, TextCache
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.shares import ShareService
@@ -90,6 +93,8 @@ class Container:
     access: AccessService
     shares: ShareService
     audit: AuditTrail
+    # The logs' retention (audit, change log, deliveries, share uses), pruned in the background.
+    retention: Retention
     changes: ChangeFeed
     hub: ChangeHub
     webhooks: Webhooks
@@ -411,8 +416,18 @@ def build_container(settings: Settings) -> Container:
         trail,
         failure_log,
     )
+    retention = Retention(
+        SqlRetentionIndex(db),
+        {
+            AUDIT: settings.audit_retention_seconds,
+            CHANGES: settings.changes_retention_seconds,
+            DELIVERIES: settings.delivery_retention_seconds,
+            SHARE_USES: settings.share_use_retention_seconds,
+        },
+    )
     return Container(
         settings=settings,
+        retention=retention,
         shares=shares,
         store=store,
         stats=StatsService(SqlStatsIndex(db)),

@@ -366,6 +366,35 @@ class Settings(BaseSettings):
         description="UPS-RS: a COMPLETED or CANCELED workitem is removed this long after it "
         "became so, unless a subscriber holds a deletion lock on it; 0: kept for ever.",
     )
+    audit_retention_seconds: float = Field(
+        default=6 * 365 * 24 * 3600.0,
+        ge=0,
+        description="Audit events in the table are kept this long (6 years by default, as "
+        "healthcare record rules commonly ask), then pruned; 0: kept for ever.",
+    )
+    changes_retention_seconds: float = Field(
+        default=90 * 24 * 3600.0,
+        ge=0,
+        description="Change log entries (the change feed) are kept this long, then pruned; a "
+        "webhook or consumer more than this far behind misses the pruned ones; 0: for ever.",
+    )
+    delivery_retention_seconds: float = Field(
+        default=7 * 24 * 3600.0,
+        ge=0,
+        description="Delivered webhook deliveries are kept this long (pending and dead ones "
+        "until they are delivered), then pruned; 0: kept for ever.",
+    )
+    share_use_retention_seconds: float = Field(
+        default=365 * 24 * 3600.0,
+        ge=0,
+        description="The record of each use of a share link is kept this long; 0: for ever.",
+    )
+    retention_interval_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="How often a process tries to prune what is past its retention (one "
+        "process at a time does it, in batches).",
+    )
     max_correction_instances: int = Field(
         default=20000,
         gt=0,
