@@ -135,6 +135,34 @@ class ShareService:
         self._alert(caller, share_id, f"share created ({rights})", study_uid)
         return NewShare(share, link.text, code)
 
+    def viewer_session(self, caller: Caller, study_uid: str) -> Session:
+        """A short-lived session limited to one study, for a viewer the caller opens (OHIF's
+        `token` URL parameter): never the caller's own key or token in a URL. It reads the
+        study (and downloads it when the caller may), for at most the share session's
+        length; made as a one-use share of the caller's, so it is listed, audited and
+        revocable like any other."""
+        caller.require(READ)
+        if not self._studies.exists(study_uid, None, caller.studies):
+            raise NotFound(f"no study {study_uid} is stored")
+        link = new_token("dwl")
+        now = time.time()
+        share = StoredShare(
+            share_id=link.id,
+            study_uid=study_uid,
+            series_uid=None,
+            rights="download" if DOWNLOAD in caller.scopes else "view",
+            created_by=caller.principal or "anonymous",
+            created_at=now,
+            expires_at=now + self.session_seconds,
+            max_uses=1,
+            uses=0,
+            revoked_at=None,
+            token_sha256=link.digest,
+        )
+        self._index.add_share(share)
+        self._alert(caller, share.share_id, "viewer session", study_uid)
+        return self.redeem(link.text, None, caller.client)
+
     def _alert(self, caller: Caller, share_id: str, what: str, study_uid: str) -> None:
         self._audit.record(
             audit.security_alert(

@@ -160,12 +160,28 @@ export function render(view, context, [uid]) {
   return () => stop.abort();
 }
 
-function openViewer(template, uid) {
-  let url = template.replace("{study}", encodeURIComponent(uid));
-  const credential = session.get();
-  // OHIF takes a bearer token as its `token` parameter (an API key is one too).
-  if (credential && url.startsWith("/viewer/")) url += `&token=${encodeURIComponent(credential.secret)}`;
-  window.open(url, "_blank", "noopener");
+async function openViewer(template, uid) {
+  const url = template.replace("{study}", encodeURIComponent(uid));
+  if (!session.get() || !url.startsWith("/viewer/")) {
+    window.open(url, "_blank", "noopener");
+    return;
+  }
+  // OHIF takes a bearer token as its `token` URL parameter. It gets a session of its own,
+  // short-lived and limited to this study, never the tab's key or token. The window is
+  // opened at once (within the click, or it would be blocked), and sent on once the
+  // session is made.
+  const opened = window.open("about:blank", "_blank");
+  try {
+    const answer = await call(`/studies/${encodeURIComponent(uid)}/viewer-session`, { method: "POST", accept: "application/json" });
+    const { access_token: token } = await answer.json();
+    if (opened) {
+      opened.opener = null;
+      opened.location.replace(`${url}&token=${encodeURIComponent(token)}`);
+    }
+  } catch (error) {
+    if (opened) opened.close();
+    say(`The viewer cannot be opened: ${error.message}`, "error");
+  }
 }
 
 /** A zip of a study or series (PS3.18 10.4.1.1.2 with Accept application/zip). Without a

@@ -267,6 +267,8 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     Resource("/shares/open", public=True, GET=shares.open_share),
     Resource("/shares/{share}", scope=ADMIN, GET=shares.get_share, DELETE=shares.revoke_share),
     Resource("/shares/{share}/code", scope=SHARE, POST=shares.new_share_code),
+    # A viewer opened on a study gets a session of its own, limited to it (scope read).
+    Resource(STUDY + "/viewer-session", scope=READ, POST=shares.create_viewer_session),
     Resource("/keys", scope=ADMIN, GET=admin.list_keys, POST=admin.create_key),
     Resource("/keys/{key}", scope=ADMIN, DELETE=admin.revoke_key),
     # Data-mining views (outside PS3.18): totals and aggregates (scope read), the

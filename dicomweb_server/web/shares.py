@@ -118,6 +118,14 @@ async def redeem_share(request: Request) -> Response:
     return json_answer(_session_answer(request, session))
 
 
+async def create_viewer_session(request: Request) -> Response:
+    """A session limited to the study, for the viewer the caller opens (its `token` URL
+    parameter): the caller's own credential never goes into a URL."""
+    study = uids.require_uid(request.path_params["study"], "study")
+    session = await in_thread(container(request).shares.viewer_session, caller(request), study)
+    return json_answer(_session_answer(request, session), 201)
+
+
 async def new_share_code(request: Request) -> Response:
     code = await in_thread(
         container(request).shares.new_code, caller(request), request.path_params["share"]

@@ -235,6 +235,37 @@ def test_a_person_opening_a_link_with_a_code_gets_a_page_that_asks_for_it(
     assert _redeem(shared, made["token"], made["one_time_code"]).status_code == 200
 
 
+def test_a_viewer_gets_a_session_of_its_own_limited_to_the_study(shared: Shared) -> None:
+    """ "Open in OHIF": the viewer's `token` is a short-lived session limited to the study,
+    never the caller's key; it is listed and revocable like a share."""
+    access, c = shared.container.access, shared.client
+    key = access.create_key("reader", {"read"}).secret
+    study, other = shared.studies
+    made = c.post(f"/studies/{study}/viewer-session", headers=_bearer(key))
+    assert made.status_code == 201, made.text
+    session = made.json()
+    token = session["access_token"]
+    assert token.startswith("dws_") and key not in token
+    assert 0 < session["expires_in"] <= 3600 and session["study"] == study
+    viewer = _bearer(token)
+    assert c.get(f"/studies/{study}/metadata", headers=viewer).status_code == 200
+    assert c.get(f"/studies/{other}/metadata", headers=viewer).status_code == 404
+    assert [r["0020000D"]["Value"][0] for r in c.get("/studies", headers=viewer).json()] == [study]
+    # Not for a study the caller cannot see, nor without read.
+    ward = access.create_key("ward 2 only", {"read"}, None, {"Ward 2"}).secret
+    assert c.post(f"/studies/{study}/viewer-session", headers=_bearer(ward)).status_code == 404
+    writer = access.create_key("writer", {"write"}).secret
+    assert c.post(f"/studies/{study}/viewer-session", headers=_bearer(writer)).status_code == 403
+    # Listed among the shares, and revoked like one.
+    [listed] = [
+        s
+        for s in c.get("/shares", headers=shared.admin).json()
+        if s["created_by"].endswith(key.split("_")[1])
+    ]
+    assert c.delete(f"/shares/{listed['id']}", headers=shared.admin).status_code == 204
+    assert c.get(f"/studies/{study}/metadata", headers=viewer).status_code == 401
+
+
 def test_failed_redemptions_from_one_address_are_answered_429(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

@@ -161,11 +161,13 @@ def test_a_package_that_is_not_the_pinned_one_is_refused(
     assert sorted(p.name for p in (data / "viewer").iterdir()) == ["app"]
 
 
-def test_open_in_ohif_carries_the_credential_when_access_control_is_on(
+def test_open_in_ohif_hands_it_a_session_of_its_own_when_access_control_is_on(
     tmp_path: Path,
     registry: Registry,
     browser: Any,
 ) -> None:
+    """OHIF gets a short-lived session limited to the study in its `token` parameter, never
+    the tab's API key."""
     data = tmp_path / "data"
     assert install(data, "--from", str(TARBALL)).returncode == 0
     with private_server(make_settings(data, auth="api-key")) as (client, container):
@@ -180,6 +182,8 @@ def test_open_in_ohif_carries_the_credential_when_access_control_is_on(
         with page.expect_popup() as popup:
             page.click("#open-viewer")
         viewer = popup.value
+        viewer.wait_for_url(f"{origin}/viewer/**")
+        assert "token=dws_" in viewer.url and key not in viewer.url, viewer.url
         shot = wait_for_an_image(viewer, tmp_path / "ohif.png")
         assert shows_an_image(shot), "OHIF at /viewer shows no image with a key"
         assert seen.elsewhere() == []
