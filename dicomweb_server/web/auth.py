@@ -9,11 +9,14 @@ DICOMWEB_AUTH=none every request may do everything.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import anyio.to_thread
+import orjson
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from dicomweb_server.services.context import Caller
 from dicomweb_server.web.access import request_id
@@ -42,6 +45,10 @@ class Callers:
 
 
 def _credential(scope: Scope) -> str | None:
+    # A WebSocket that authenticated in its first message (below) keeps the credential here.
+    given = scope.get("state", {}).get("credential")
+    if isinstance(given, str):
+        return given
     headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
     for name, value in headers:
         if name == b"authorization":
@@ -51,6 +58,46 @@ def _credential(scope: Scope) -> str | None:
         elif name == b"x-api-key" and value.strip():
             return value.decode("latin-1").strip()
     return None
+
+
+FIRST_MESSAGE_SECONDS = 10.0
+
+
+async def authenticate_first_message(websocket: WebSocket) -> None:
+    """A browser cannot set headers on a WebSocket, and a credential never goes into a URL:
+    a WebSocket opened without one (while access control is on) is accepted and must send
+    `{"authorization": "Bearer <token>"}` as its first text message, within 10 s. Its caller
+    is then made from that credential, as the middleware makes every other one; what it
+    cannot use is refused as a missing credential would be, by the handler."""
+    access = websocket.app.state.container.access
+    if not access.kinds or _credential(websocket.scope) is not None:
+        return
+    await websocket.accept()
+    token = None
+    try:
+        text = await asyncio.wait_for(websocket.receive_text(), FIRST_MESSAGE_SECONDS)
+        message = orjson.loads(text)
+        if isinstance(message, dict) and isinstance(message.get("authorization"), str):
+            kind, _, value = message["authorization"].partition(" ")
+            if kind.lower() == "bearer" and value.strip():
+                token = value.strip()
+    except (TimeoutError, orjson.JSONDecodeError, WebSocketDisconnect, KeyError, RuntimeError):
+        token = None
+    state = websocket.scope.setdefault("state", {})
+    if token is None:
+        state["caller"] = Caller.refused(
+            'send {"authorization": "Bearer <token>"} as the first message',
+            request_id(websocket.scope),
+            token=False,
+        )
+        return
+    client = websocket.scope.get("client")
+    address = str(client[0]) if client else None
+    made = await anyio.to_thread.run_sync(
+        access.caller, token, request_id(websocket.scope), address
+    )
+    state["credential"] = token
+    state["caller"] = replace(made, client=address)
 
 
 def caller(request: HTTPConnection) -> Caller:

@@ -37,9 +37,9 @@ from dicomweb_server.services.context import READ, Caller
 from dicomweb_server.services.errors import ServiceError
 from dicomweb_server.services.ports.changes import Change
 from dicomweb_server.web.access import after_response
-from dicomweb_server.web.auth import caller, recheck
+from dicomweb_server.web.auth import authenticate_first_message, caller, recheck
 from dicomweb_server.web.context import container
-from dicomweb_server.web.sockets import pump, refuse
+from dicomweb_server.web.sockets import accept, pump, refuse
 from dicomweb_server.web.threads import in_thread
 from dicomweb_server.web.urls import Urls, urls
 
@@ -179,12 +179,13 @@ async def stream_changes_ws(websocket: WebSocket) -> None:
     """One JSON text message per entry. A request that cannot be served is accepted and
     closed at once with the reason: 1008 (policy: credential, scope, filter) or 1013 (try
     again later)."""
+    await authenticate_first_message(websocket)
     try:
         _, subscription = await _subscribe(websocket)
     except (ServiceError, InvalidQuery) as exc:
         await refuse(websocket, exc)
         return
-    await websocket.accept()
+    await accept(websocket)
     here = urls(websocket)
     batches = _batches(websocket, subscription)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from dicomweb_server.web.errors import error_response, status_of
 
@@ -19,8 +19,14 @@ async def refuse(websocket: WebSocket, exc: Exception) -> None:
     """Accept and close at once with the reason: 1013 (try again later) for what would be a
     503, else 1008 (policy: credential, scope, request)."""
     status = status_of(type(exc)) or 400
-    await websocket.accept()
+    await accept(websocket)
     await websocket.close(1013 if status == 503 else 1008, str(exc)[:120])
+
+
+async def accept(websocket: WebSocket) -> None:
+    """Accept the connection unless it was already (authentication in the first message)."""
+    if websocket.application_state == WebSocketState.CONNECTING:
+        await websocket.accept()
 
 
 async def pump(websocket: WebSocket, send: Callable[[], Coroutine[Any, Any, None]]) -> None:

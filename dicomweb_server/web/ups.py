@@ -32,13 +32,13 @@ from dicomweb_server.services.errors import (
     UnsupportedMediaType,
 )
 from dicomweb_server.services.workitems import Answer
-from dicomweb_server.web.auth import caller, recheck
+from dicomweb_server.web.auth import authenticate_first_message, caller, recheck
 from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, path_uid, read_body
 from dicomweb_server.web.encoding import json_response
 from dicomweb_server.web.media import negotiate_json, parse_media_type
 from dicomweb_server.web.paths import WORKITEM
-from dicomweb_server.web.sockets import pump, refuse
+from dicomweb_server.web.sockets import accept, pump, refuse
 from dicomweb_server.web.threads import in_thread
 from dicomweb_server.web.urls import base_url, next_page
 from dicomweb_server.web.xml import xml_response
@@ -311,6 +311,7 @@ async def event_channel(websocket: WebSocket) -> None:
     the AE title has not been sent. Closed at once with the reason when it cannot be
     opened: 1008 (credential, scope, another caller's AE title), 1013 (try later)."""
     archive = container(websocket)
+    await authenticate_first_message(websocket)
     try:
         aetitle = await in_thread(
             archive.workitems.channel_owner_check,
@@ -320,7 +321,7 @@ async def event_channel(websocket: WebSocket) -> None:
     except (ServiceError, InvalidQuery) as exc:
         await refuse(websocket, exc)
         return
-    await websocket.accept()
+    await accept(websocket)
     reports = archive.channels.reports(aetitle, KEEPALIVE_SECONDS)
 
     async def send() -> None:

@@ -289,15 +289,18 @@ def test_the_websocket_stream_needs_a_credential_that_gives_read(scoped: Any) ->
         container.access.create_key("north", {"read"}, None, {"North Hospital"}).secret
     )
 
-    async def closed_with(headers: dict[str, str]) -> tuple[int, str]:
+    async def closed_with(headers: dict[str, str], first: str | None = None) -> tuple[int, str]:
         async with websockets.connect(url, additional_headers=headers) as socket:
+            if first is not None:
+                await socket.send(first)
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await asyncio.wait_for(socket.recv(), 30)
         assert closed.value.rcvd is not None
         return closed.value.rcvd.code, closed.value.rcvd.reason
 
-    code, reason = asyncio.run(closed_with({}))
-    assert code == 1008 and "API key" in reason
+    # Without a header, the credential is the first message (a browser's way); else 1008.
+    code, reason = asyncio.run(closed_with({}, "hello"))
+    assert code == 1008 and "authorization" in reason
 
     mine = client.get("/changefeed", params={"limit": 1000}, headers=reader).json()
 
@@ -310,6 +313,16 @@ def test_the_websocket_stream_needs_a_credential_that_gives_read(scoped: Any) ->
 
     assert asyncio.run(first_entries()) == [e["Sequence"] for e in mine]
     assert set(north) <= {e["StudyInstanceUid"] for e in mine}
+
+    async def first_entries_told_in_the_first_message() -> list[int]:
+        async with websockets.connect(url + "?after=0") as socket:
+            await socket.send(json.dumps({"authorization": reader["Authorization"]}))
+            return [
+                json.loads(await asyncio.wait_for(socket.recv(), 30))["Sequence"]
+                for _ in range(len(mine))
+            ]
+
+    assert asyncio.run(first_entries_told_in_the_first_message()) == [e["Sequence"] for e in mine]
 
 
 def test_subscriptions_need_admin(scoped: Any) -> None:

@@ -720,6 +720,53 @@ def test_scopes(tmp_path: Path, archive: RunningServer) -> None:
         assert client.delete(f"/workitems/{uid}", headers=as_(admin)).status_code == 409
 
 
+def test_a_browser_authenticates_its_event_channel_in_the_first_message(
+    tmp_path: Path, archive: RunningServer
+) -> None:
+    """A browser cannot set headers on a WebSocket, and no credential goes into a URL: the
+    channel opened without one takes `{"authorization": "Bearer <key>"}` as its first
+    message; anything else closes it with the reason (1008)."""
+    if archive.database != "sqlite":
+        pytest.skip("access control does not depend on the database")
+    settings = make_settings(tmp_path, auth="api-key")
+    with private_server(settings) as (client, container):
+        reader = container.access.create_key("reader", {"read"}).secret
+        worker = container.access.create_key("worker", {"read", "workitems"}).secret
+        as_reader = {"Authorization": f"Bearer {reader}"}
+        made = client.post(f"/workitems/{GLOBAL}/subscribers/BROWSER", headers=as_reader)
+        assert made.status_code == 201, made.text
+        url = str(client.base_url).replace("http", "ws", 1).rstrip("/") + "/subscribers/BROWSER"
+
+        async def first_report(message: str) -> dict[str, Any]:
+            async with websockets.connect(url) as socket:
+                await socket.send(message)
+                uid = generate_uid()
+                created = client.post(
+                    f"/workitems?{uid}",
+                    content=json.dumps([make_workitem()]),
+                    headers={"Content-Type": JSON, "X-API-Key": worker},
+                )
+                assert created.status_code == 201
+                return dict(json.loads(await asyncio.wait_for(socket.recv(), 10)))
+
+        report = asyncio.run(first_report(json.dumps({"authorization": f"Bearer {reader}"})))
+        assert report[EVENT_TYPE]["Value"] == [1]
+
+        async def refused(message: str) -> websockets.ConnectionClosed:
+            async with websockets.connect(url) as socket:
+                await socket.send(message)
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(socket.recv(), 10)
+                return closed.value
+
+        for bad in ("hello", json.dumps({"authorization": "Bearer dwk_0_x"})):
+            closed = asyncio.run(refused(bad))
+            assert closed.rcvd is not None and closed.rcvd.code == 1008, bad
+        # The worker is not the AE title's subscriber: its credential opens no channel of it.
+        closed = asyncio.run(refused(json.dumps({"authorization": f"Bearer {worker}"})))
+        assert closed.rcvd is not None and closed.rcvd.code == 1008
+
+
 # -- removal: the administrative DELETE, the retention, deletion locks -------------------------
 
 
