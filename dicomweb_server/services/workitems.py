@@ -25,6 +25,7 @@ from dicomweb_server.services.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    Unavailable,
     WorkitemRefused,
 )
 from dicomweb_server.services.ports.changes import ChangeSignal
@@ -133,6 +134,10 @@ class WorkitemService:
         return Answer(uid, warning)
 
     # -- Retrieve (11.5, N-GET) and Search (11.9, C-FIND) --
+
+    def watch(self, caller: Caller) -> None:
+        """Whether the caller may follow the worklist live (as it may search it)."""
+        self._allow(caller, READ)
 
     def retrieve(self, caller: Caller, uid: str) -> JsonDict:
         self._allow(caller, READ)
@@ -405,6 +410,9 @@ class EventChannels:
         # What each AE title has been sent and not yet recorded, and the recorders running.
         self._unrecorded: dict[str, int] = {}
         self._recording: dict[str, asyncio.Task[None]] = {}
+        # The live worklist views (the web app's) open in this process, and their bound.
+        self._watchers: set[asyncio.Event] = set()
+        self.max_watchers = 1000
 
     async def _start(self) -> None:
         if self._task is not None and not self._task.done():
@@ -467,6 +475,42 @@ class EventChannels:
                         yield Reports([], None)
         finally:
             self._open.discard(more)
+
+    async def worklist_changes(self, keepalive: float = 15.0) -> AsyncIterator[bool]:
+        """True each time the worklist changed (any workitem made, changed or removed, by
+        any process), False after `keepalive` seconds of quiet: a live view's cue to read it
+        again. Woken as the event channels are (a commit here, PostgreSQL's notification,
+        else every poll interval), each wake one cheap look at the worklist's marker."""
+        if len(self._watchers) >= self.max_watchers:
+            raise Unavailable("too many live worklist views are open; try again later")
+        await self._start()
+        more = asyncio.Event()
+        self._open.add(more)
+        self._watchers.add(more)
+        try:
+            seen = await asyncio.to_thread(self._index.marker)
+            quiet = 0.0
+            while True:
+                more.clear()
+                try:
+                    async with asyncio.timeout(self._poll):
+                        await more.wait()
+                except TimeoutError:
+                    quiet += self._poll
+                try:
+                    now = await asyncio.to_thread(self._index.marker)
+                except Unavailable:
+                    continue  # the database is back soon: the next wake looks again
+                if now != seen:
+                    seen = now
+                    quiet = 0.0
+                    yield True
+                elif quiet >= keepalive:
+                    quiet = 0.0
+                    yield False
+        finally:
+            self._open.discard(more)
+            self._watchers.discard(more)
 
     def sent(self, aetitle: str, batch: Reports) -> None:
         """The batch reached the subscriber: a later channel starts after it. Recorded in

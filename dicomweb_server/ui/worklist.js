@@ -1,13 +1,12 @@
 // The worklist: UPS-RS workitems (PS3.18 chapter 11): search by state and station, create,
-// claim (IN PROGRESS with a Transaction UID this tab keeps), complete, cancel; refreshed
-// every two seconds while shown.
-import { call, dicom, sendJson } from "./api.js";
+// claim (IN PROGRESS with a Transaction UID this tab keeps), complete, cancel; kept live by
+// the worklist's change stream.
+import { call, dicom, events, sendJson } from "./api.js";
 import { field, h, say } from "./dom.js";
 import { TAG, can, dicomDateTime, first, text } from "./logic.js";
 
 const DICOM_JSON = "application/dicom+json";
 const LOCKS = "dicomweb.claims";
-const REFRESH_MS = 2000;
 
 /** A UID of the 2.25 root made from a random UUID (PS3.5 B.2). */
 export function newUid() {
@@ -169,8 +168,14 @@ export function render(view, context) {
     }));
   }
 
+  // Live without polling: the worklist's change stream (Server-Sent Events read with fetch,
+  // the credential in a header) says when any workitem changed; a burst makes one reload.
+  let pending = null;
+  events("/workitems/stream", (event) => {
+    if (event.event !== "changed" || pending) return;
+    pending = setTimeout(() => { pending = null; load(); }, 200);
+  }, stop.signal);
   load();
-  const timer = setInterval(() => { if (!document.hidden) load(); }, REFRESH_MS);
-  return () => { stop.abort(); clearInterval(timer); };
+  return () => { stop.abort(); if (pending) clearTimeout(pending); };
 }
 

@@ -225,6 +225,8 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
         GET=ups.search_workitems,
         POST=ups.create_workitem,
     ),
+    # Outside PS3.18: the worklist's changes for the web app's live view (scope read)
+    Resource("/workitems/stream", GET=ups.stream_worklist),
     Resource(
         WORKITEM,
         scope={"POST": WORKITEMS, "DELETE": ADMIN},

@@ -10,12 +10,12 @@ A refusal answers the status, `Warning: 299` text and DICOM status the standard 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.websockets import WebSocket
 
 from dicomweb_server.dicom import ups
@@ -340,3 +340,34 @@ async def event_channel(websocket: WebSocket) -> None:
         await pump(websocket, send)
     finally:
         await reports.aclose()  # type: ignore[attr-defined]
+
+
+@produces("text/event-stream")
+async def stream_worklist(request: Request) -> Response:
+    """Outside PS3.18: the worklist's changes as Server-Sent Events, for a live view read with
+    `fetch` (the credential in its header, never in a URL): `event: changed` each time any
+    workitem is made, changed or removed, by any process; a comment line in quiet times. The
+    view reads the worklist again on each; UPS-RS subscribers use the event channel instead.
+    """
+    archive = container(request)
+    archive.workitems.watch(caller(request))
+    changes = archive.channels.worklist_changes(KEEPALIVE_SECONDS)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            yield b": worklist\n\n"  # the headers and a first byte at once
+            checked = time.monotonic()
+            async for changed in changes:
+                if time.monotonic() - checked >= RECHECK_SECONDS:
+                    checked = time.monotonic()
+                    if not await recheck(request, READ):
+                        return
+                yield b"event: changed\ndata: {}\n\n" if changed else b": keep-alive\n\n"
+        finally:
+            await changes.aclose()  # type: ignore[attr-defined]
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

@@ -767,6 +767,55 @@ def test_a_browser_authenticates_its_event_channel_in_the_first_message(
         assert closed.rcvd is not None and closed.rcvd.code == 1008
 
 
+def test_the_worklist_stream_tells_a_live_view_of_every_change(client: httpx.Client) -> None:
+    """`GET /workitems/stream` (Server-Sent Events, read with the credential in a header):
+    `event: changed` soon after a workitem is made, changed or removed."""
+    seen: queue.Queue[str] = queue.Queue()
+    opened = threading.Event()
+
+    def read() -> None:
+        with client.stream("GET", "/workitems/stream", timeout=30) as answer:
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            opened.set()
+            told = 0
+            for line in answer.iter_lines():
+                if line.startswith("event: "):
+                    seen.put(line)
+                    told += 1
+                    if told >= 2:
+                        return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert opened.wait(10)
+    time.sleep(0.3)
+    uid = create(client)
+    started = time.monotonic()
+    assert seen.get(timeout=5) == "event: changed"
+    assert time.monotonic() - started < 3
+    assert change_state(client, uid, "IN PROGRESS", generate_uid()).status_code == 200
+    assert seen.get(timeout=5) == "event: changed"
+    reader.join(timeout=10)
+
+
+def test_the_worklist_stream_takes_the_credential_in_a_header(
+    tmp_path: Path, archive: RunningServer
+) -> None:
+    if archive.database != "sqlite":
+        pytest.skip("access control does not depend on the database")
+    with private_server(make_settings(tmp_path, auth="api-key")) as (client, container):
+        reader = container.access.create_key("reader", {"read"}).secret
+        ward = container.access.create_key("ward", {"read"}, None, {"Ward 1"}).secret
+        assert client.get("/workitems/stream").status_code == 401
+        with client.stream(
+            "GET", "/workitems/stream", headers={"Authorization": f"Bearer {reader}"}
+        ) as answer:
+            assert answer.status_code == 200
+            assert next(answer.iter_lines()) == ": worklist"
+        limited = client.get("/workitems/stream", headers={"Authorization": f"Bearer {ward}"})
+        assert limited.status_code == 403
+
+
 # -- removal: the administrative DELETE, the retention, deletion locks -------------------------
 
 

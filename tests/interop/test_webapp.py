@@ -471,9 +471,15 @@ def test_worklist_create_claim_and_complete(
     expect(spare).to_have_attribute("data-state", "IN PROGRESS")
     spare.locator("button.cancel").click()
     expect(spare).to_have_attribute("data-state", "CANCELED")
-    # Live: a change made elsewhere shows without a reload.
+    # Live: a change made elsewhere shows without a reload, and without polling: while the
+    # worklist is quiet, the page asks nothing (its change stream is open).
     page.fill("#worklist-filter input[name=station]", "")
     page.click("#worklist-filter button")
+    page.wait_for_timeout(500)
+    asked = len(seen.requests)
+    page.wait_for_timeout(3000)
+    assert seen.requests[asked:] == [], seen.requests[asked:]
+    assert any("/workitems/stream" in url for url in seen.requests)
     txn = generate_uid()
     claimed = client.put(
         f"/workitems/{other}/state",
@@ -500,7 +506,9 @@ def test_admin_pages_load(
     tmp_path: Path,
     browser: Any,
 ) -> None:
-    with private_server(make_settings(tmp_path / "data", audit="table")) as (client, _):
+    with private_server(
+        make_settings(tmp_path / "data", audit="table", webhook_allow_private=True)
+    ) as (client, _):
         sine_study(client, slices=2)
         origin = origin_of(client)
         seen = visit(browser, origin)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     and_,
     delete,
     exists,
+    func,
     insert,
     select,
     text,
@@ -251,6 +252,13 @@ class SqlWorkitemIndex:
     def locked(self, uid: str) -> bool:
         with self._db.connect() as conn:
             return conn.execute(_lock_held(uid)).scalar() is not None
+
+    def marker(self) -> tuple[float, int]:
+        with self._db.connect() as conn:
+            latest, count = conn.execute(
+                select(func.max(workitems.c.updated_at), func.count()).select_from(workitems)
+            ).one()
+        return float(latest or 0.0), int(count)
 
     def purge(self, finished_before: float, limit: int) -> int:
         with self._db.writing() as conn:

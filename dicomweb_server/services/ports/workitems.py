@@ -87,6 +87,10 @@ class WorkitemIndex(Protocol):
         """Remove COMPLETED and CANCELED workitems finished before then that no deletion
         lock holds, and the event reports written before then; how many workitems."""
 
+    def marker(self) -> tuple[float, int]:
+        """What changes whenever the worklist does: the latest change's time and the number
+        of workitems (a removal changes the count)."""
+
     # -- subscriptions (PS3.4 CC.2.3) --
 
     def receiver_owner(self, aetitle: str) -> str | None:
