@@ -179,7 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.database == "postgresql":
             url, drop = create_pg_database(args.pg_admin_url)
         workers = args.workers if args.database == "postgresql" else 1
-        peer = start_ours("ours", Path(folder), url, workers)
+        # The webhook receiver is on loopback: allowed for this measurement only.
+        peer = start_ours(
+            "ours", Path(folder), url, workers, {"DICOMWEB_WEBHOOK_ALLOW_PRIVATE": "true"}
+        )
         try:
             figures = measure(peer.dicomweb, args.count, args.uploaders)
         finally:

@@ -78,7 +78,14 @@ def test_the_server_does_what_the_spec_says(operation: Any, base_url: str) -> No
     def run(case: Any) -> None:
         if case.media_type == STOW:
             case.headers = {**(case.headers or {}), "Content-Type": f"{STOW}; boundary={BOUNDARY}"}
-        case.call_and_validate(base_url=base_url)
+        # A webhook's host must resolve to an address outside the network (issue 30), which
+        # no pattern can say: its refusals of generated names are the server's to make.
+        excluded = (
+            [schemathesis.checks.positive_data_acceptance]
+            if operation.label == "POST /subscriptions"
+            else []
+        )
+        case.call_and_validate(base_url=base_url, excluded_checks=excluded)
 
     run()
 

@@ -7,6 +7,7 @@ import pytest
 from dicomweb_server.services.context import (
     ADMIN,
     DOWNLOAD,
+    METRICS,
     READ,
     SHARE,
     WRITE,
@@ -54,7 +55,7 @@ def test_refused_throttled_and_unchecked_callers() -> None:
         replace(throttled, throttled_for=30).require(READ)
 
 
-def test_read_grants_download_and_admin_share() -> None:
+def test_read_grants_download_and_admin_share_and_metrics() -> None:
     assert granted({READ}) == {READ, DOWNLOAD}
-    assert granted({ADMIN}) == {ADMIN, SHARE}
+    assert granted({ADMIN}) == {ADMIN, SHARE, METRICS}
     assert granted({WRITE}) == {WRITE}
