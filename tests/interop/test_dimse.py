@@ -302,6 +302,17 @@ def test_move_sends_to_a_known_destination(
     gateway: DimseGateway, client: httpx.Client, tmp_path: Path
 ) -> None:
     study, items = _study_of_three(client)
+    moved = {ds.SOPInstanceUID for ds in _moved(gateway, study, tmp_path, 3)}
+    assert moved == {ds.SOPInstanceUID for ds in items}
+    # An unknown destination: A801.
+    keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"]
+    unknown = _peer(gateway, "movescu", "-v", "-S", "-aem", "NOWHERE", *keys)
+    assert "0xa801" in (unknown.stdout + unknown.stderr).lower() or unknown.returncode != 0
+
+
+def _moved(gateway: DimseGateway, study: str, tmp_path: Path, count: int) -> list[Any]:
+    """C-MOVE of a study to DEST, a dcmtk storescp with its defaults (it takes Explicit and
+    Implicit VR Little Endian only); what arrived there."""
     out = tmp_path / "moved"
     out.mkdir()
     receiver = subprocess.Popen(
@@ -315,13 +326,9 @@ def test_move_sends_to_a_known_destination(
         run = _peer(gateway, "movescu", "-S", "-aem", "DEST", *keys)
         assert run.returncode == 0, run.stdout + run.stderr
         deadline = time.monotonic() + 10
-        while len(list(out.iterdir())) < 3 and time.monotonic() < deadline:
+        while len(list(out.iterdir())) < count and time.monotonic() < deadline:
             time.sleep(0.1)
-        moved = {dcmread(p).SOPInstanceUID for p in out.iterdir()}
-        assert moved == {ds.SOPInstanceUID for ds in items}
-        # An unknown destination: A801.
-        unknown = _peer(gateway, "movescu", "-v", "-S", "-aem", "NOWHERE", *keys)
-        assert "0xa801" in (unknown.stdout + unknown.stderr).lower() or unknown.returncode != 0
+        return [dcmread(p) for p in out.iterdir()]
     finally:
         receiver.terminate()
         receiver.wait(timeout=10)
@@ -345,30 +352,11 @@ def test_move_converts_for_a_destination_that_takes_only_native_syntaxes(
         original.save_as(buffer, enforce_file_format=True)
         assert stow(client, [buffer.getvalue()]).status_code == 200
         originals[original.SOPInstanceUID] = original
-    out = tmp_path / "moved"
-    out.mkdir()
-    receiver = subprocess.Popen(
-        ["storescp", "-aet", "DEST", "-od", str(out), str(DEST_PORT)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        time.sleep(0.5)
-        keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"]
-        run = _peer(gateway, "movescu", "-S", "-aem", "DEST", *keys)
-        assert run.returncode == 0, run.stdout + run.stderr
-        deadline = time.monotonic() + 10
-        while len(list(out.iterdir())) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
-        got = [dcmread(p) for p in out.iterdir()]
-        assert {g.SOPInstanceUID for g in got} == set(originals), run.stdout + run.stderr
-        for each in got:
-            native = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
-            assert each.file_meta.TransferSyntaxUID in native
-            assert (each.pixel_array == originals[each.SOPInstanceUID].pixel_array).all()
-    finally:
-        receiver.terminate()
-        receiver.wait(timeout=10)
+    got = _moved(gateway, study, tmp_path, 2)
+    assert {g.SOPInstanceUID for g in got} == set(originals)
+    for each in got:
+        assert each.file_meta.TransferSyntaxUID in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")
+        assert (each.pixel_array == originals[each.SOPInstanceUID].pixel_array).all()
 
 
 def test_send_stores_studies_in_another_archive(

@@ -314,10 +314,7 @@ def test_the_address_is_checked_again_at_every_connection(
     )
     with private_server(closed, upgrade=False) as (client, _):
         assert stow(client, [make_instance()]).status_code == 200
-        deadline = time.monotonic() + 30
-        while not (letters := client.get(f"/subscriptions/{sub['id']}/dead-letters").json()):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        letters = _first_dead_letters(client, sub["id"])
         assert "not contacted" in letters[0]["last_error"]
         assert "loopback" in letters[0]["last_error"]
     assert receiver.contacted == 0
@@ -353,8 +350,13 @@ def test_webhook_secrets_are_encrypted_at_rest(tmp_path: Path, receiver: Receive
     )
     with private_server(without, upgrade=False) as (client, _):
         assert stow(client, [make_instance()]).status_code == 200
-        deadline = time.monotonic() + 30
-        while not (letters := client.get(f"/subscriptions/{sub['id']}/dead-letters").json()):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        letters = _first_dead_letters(client, sub["id"])
         assert "DICOMWEB_WEBHOOK_SECRET_KEY" in letters[0]["last_error"]
+
+
+def _first_dead_letters(client: httpx.Client, subscription: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 30
+    while not (letters := client.get(f"/subscriptions/{subscription}/dead-letters").json()):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return list(letters)
