@@ -134,6 +134,26 @@ def test_a_dicomdir_of_any_name_and_encoding_is_a_media_directory(
     assert "failed 0" in run.stdout and "skipped 5: a DICOMDIR (media directory)" in run.stdout
 
 
+def test_what_pydicom_reads_with_complaints_is_stored_and_the_rest_says_why_not(
+    archive: RunningServer, tmp_path: Path
+) -> None:
+    """Old media have odd values (a DS that is no number, an IS with letters): pydicom reads
+    them with a warning, and so they are stored; a file cut short fails with its reason."""
+    if archive.backend != "sqlite":
+        pytest.skip("reading media does not depend on the backends")
+    folder = tmp_path / "old"
+    folder.mkdir()
+    odd = make_instance()
+    odd.add_new(0x00181050, "DS", "1.0")  # Spatial Resolution
+    odd.add_new(0x00200012, "IS", "7")  # Acquisition Number
+    data = to_bytes(odd).replace(b"1.0 ", b"x.y ").replace(b"7 ", b"7a")
+    (folder / "odd.dcm").write_bytes(data)
+    (folder / "cut.dcm").write_bytes(to_bytes(make_instance())[:300])
+    run = _run(archive, "import", str(folder))
+    assert "stored 1, skipped 0, failed 1" in run.stdout, run.stdout + run.stderr
+    assert f"failed: {folder / 'cut.dcm'}: " in run.stdout
+
+
 def test_progress_bar_in_a_terminal(archive: RunningServer, tmp_path: Path) -> None:
     if archive.backend != "sqlite":
         pytest.skip("the progress output does not depend on the backends")
