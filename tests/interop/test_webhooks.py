@@ -320,12 +320,19 @@ def test_the_address_is_checked_again_at_every_connection(
     assert receiver.contacted == 0
 
 
-def test_webhook_secrets_are_encrypted_at_rest(tmp_path: Path, receiver: Receiver) -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_webhook_secrets_are_encrypted_at_rest(
+    tmp_path: Path, receiver: Receiver, database: str, request: pytest.FixtureRequest
+) -> None:
     from sqlalchemy import text
 
+    url = None
+    if database == "postgresql":
+        url = pg_schema(request.getfixturevalue("pg_url"), "webhook_secrets")
     key = base64.b64encode(b"k" * 32).decode()
     settings = make_settings(
         tmp_path,
+        url,
         webhook_secret_key=key,
         webhook_allow_private=True,
         changes_poll_seconds=0.1,
@@ -344,6 +351,7 @@ def test_webhook_secrets_are_encrypted_at_rest(tmp_path: Path, receiver: Receive
     # Without the key the secret cannot be read: deliveries fail with the reason.
     without = make_settings(
         tmp_path,
+        url,
         webhook_allow_private=True,
         webhook_max_attempts=1,
         changes_poll_seconds=0.1,
