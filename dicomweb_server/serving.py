@@ -35,6 +35,22 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_FIELDS = ("request_id", "method", "route", "path", "status", "duration_ms", "caller")
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x09: "\\t",
+}
+
+
+class TextFormatter(logging.Formatter):
+    """The text format: one line per record, whatever the record holds. Control characters
+    of the line (a CR or LF in a request path would start a forged line) are escaped as the
+    JSON format escapes them; a traceback, added after, keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return super().formatMessage(record).translate(_CONTROL)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message, and the request's fields when
     the record has them (the access log: request id, route, status, duration, caller)."""
@@ -70,7 +86,7 @@ def configure_logging(settings: Settings, verbose: bool = False) -> None:
     as_json = settings.log_format == "json" or (
         settings.log_format == "auto" and not sys.stderr.isatty()
     )
-    handler.setFormatter(JsonFormatter() if as_json else logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(JsonFormatter() if as_json else TextFormatter(LOG_FORMAT))
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
     # Alembic names each of its plugins at info on every start: noise, not news.

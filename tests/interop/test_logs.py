@@ -74,3 +74,26 @@ def test_json_lines_carry_the_request_fields(archive: RunningServer, tmp_path: P
     assert traced[0]["status"] == 404 and traced[0]["method"] == "GET"
     assert traced[0]["duration_ms"] >= 0 and traced[0]["caller"] == "anonymous"
     assert any(line["logger"].startswith("uvicorn") for line in lines)
+
+
+def test_a_request_cannot_forge_lines_of_the_text_log(
+    archive: RunningServer, tmp_path: Path
+) -> None:
+    """CR and LF (and other control characters) of a request path are escaped in the text
+    format, as the JSON format escapes them: one request, one line."""
+    if archive.backend != "sqlite":
+        pytest.skip("the log format does not depend on the backends")
+    log = tmp_path / "text.log"
+    settings = archive.settings.model_copy(update={"log_format": "text"})
+    process, base = start_serve(settings, log=log)
+    forged = "2026-12-07 12:00:00,000 INFO dicomweb_server.access: GET /admin 200 forged"
+    try:
+        answer = httpx.get(base + "/studies/x%0D%0A" + forged.replace(" ", "%20") + "%1b[2J")
+        assert answer.status_code in (400, 404)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    lines = log.read_text().splitlines()
+    assert not any(line.startswith("2026-12-07 12:00:00") for line in lines)
+    [line] = [line for line in lines if "forged" in line]
+    assert "/studies/x\\r\\n2026-12-07" in line and "\\x1b[2J" in line
