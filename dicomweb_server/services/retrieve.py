@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from dicomweb_server.dicom import numbers, uids
 from dicomweb_server.dicom.deidentify import Deidentifier, deidentify_object
 from dicomweb_server.dicom.depth import MAX_DEPTH
+from dicomweb_server.dicom.errors import InvalidNumber
 from dicomweb_server.dicom.frames import Ranges
 from dicomweb_server.dicom.media_types import (
     OCTET_STREAM,
@@ -146,8 +147,18 @@ def slice_ranges(ranges: Ranges, start: int, length: int) -> Ranges:
 
 
 def parse_frame_numbers(text: str) -> list[int]:
-    """PS3.18 10.4.1.1.3: a comma-separated list of frame numbers, counted from 1."""
-    return numbers.parse_integers(text, "frame number", minimum=1, maximum=2**31 - 1)
+    """PS3.18 10.4.1.1.3: a comma-separated list of frame numbers, counted from 1, each once
+    (PS3.18 8.3.5.1.6: a list without duplicates). So a list asks at most for every frame of
+    the instance once: the response is bounded by the instance, never a multiple of it."""
+    found = numbers.parse_integers(text, "frame number", minimum=1, maximum=2**31 - 1)
+    seen: set[int] = set()
+    for number in found:
+        if number in seen:
+            raise InvalidNumber(
+                f"frame number {number} is listed more than once (PS3.18 8.3.5.1.6: no duplicates)"
+            )
+        seen.add(number)
+    return found
 
 
 class RetrieveService:

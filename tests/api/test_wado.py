@@ -131,6 +131,14 @@ def test_frame_errors(client: httpx.Client) -> None:
         r = client.get(base + bad)
         assert r.status_code == 400, bad
         assert r.json()["error"]
+    # PS3.18 8.3.5.1.6: frame numbers without duplicates; a repeated one would make one
+    # request ask for many copies of a frame (amplification), here or rendered.
+    for repeated in ("1,1", "1,2,1", ",".join(["2"] * 500)):
+        for suffix in ("", "/rendered"):
+            r = client.get(base + repeated + suffix)
+            assert r.status_code == 400, (repeated[:10], suffix)
+            assert "more than once" in r.json()["error"]
+    assert client.get(base + "2,1").status_code == 200
 
 
 def test_unknown_uids_are_404(client: httpx.Client) -> None:
