@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from dicomweb_server.services.errors import NotFound
+from dicomweb_server.web.ui import NOT_FRAMED
 
 # The files the page uses, and their media types: nothing else of the package is served.
 _ASSETS = {
@@ -51,7 +52,7 @@ _PAGE = """<!doctype html>
 
 
 async def api_explorer(_request: Request) -> Response:
-    return HTMLResponse(_PAGE, headers={"Cache-Control": "no-cache"})
+    return HTMLResponse(_PAGE, headers={"Cache-Control": "no-cache", **NOT_FRAMED})
 
 
 async def asset(request: Request) -> Response:

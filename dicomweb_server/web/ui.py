@@ -53,12 +53,19 @@ def _file(name: str) -> bytes:
     return resources.files("dicomweb_server").joinpath("ui", name).read_bytes()
 
 
+# Pages that handle credentials (the viewer holds a session, the API explorer takes keys in
+# its "Authorize") are never shown inside another site's frame (clickjacking): the header of
+# old browsers and the CSP directive of new ones.
+NOT_FRAMED = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+
+
 def _headers(webapp: WebApp, cache: str) -> dict[str, str]:
     return {
         "Cache-Control": cache,
         "Content-Security-Policy": _policy(webapp),
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "same-origin",
+        "X-Frame-Options": "DENY",
     }
 
 
@@ -168,5 +175,5 @@ async def viewer(request: Request) -> Response:
     return FileResponse(
         target,
         media_type=media_type,
-        headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff"},
+        headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff", **NOT_FRAMED},
     )

@@ -121,6 +121,12 @@ def test_viewer_install_then_ohif_opens_a_study(
         assert httpx.get(origin + "/viewer").headers.get("location") == "/viewer/"
         assert httpx.get(origin + "/viewer/../index.sqlite3").status_code == 404
         assert httpx.get(origin + "/viewer/no-such.js").status_code == 404
+        # The viewer holds a session: never inside another site's frame; nor is the API
+        # explorer (keys are pasted there) or the web app.
+        for page in ("/viewer/", "/docs", "/ui/"):
+            headers = httpx.get(origin + page).headers
+            assert headers["x-frame-options"] == "DENY", page
+            assert "frame-ancestors 'none'" in headers["content-security-policy"], page
         study, _ = sine_study(client, slices=5)
         seen = visit(browser, origin, 1280, 800)
         page = seen.page
