@@ -62,22 +62,44 @@ def after_response(scope: Scope, cleanup: Callable[[], None]) -> None:
 
 
 # Credentials in a query (a share link's token) are never logged, even with values kept.
-_SECRET_PARAMETERS = frozenset({"token", "access_token", "code"})
+# Parameters that carry credentials (a client that put its key in a URL by mistake), and
+# values shaped like one: never written to a log or an audit message, whatever their name.
+_SECRET_PARAMETERS = frozenset(
+    {
+        "token", "access_token", "id_token", "refresh_token", "code", "key", "api_key",
+        "apikey", "x-api-key", "password", "secret", "client_secret", "authorization",
+    }
+)  # fmt: skip
+_SECRET_VALUE = re.compile(
+    r"(?i)^\s*(bearer\s|basic\s|dw[kslc]_|whsec_|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.)"
+)
 
 
-def redacted_query(query: str, keep_values: bool) -> str:
-    if not query or (keep_values and not any(p in query for p in _SECRET_PARAMETERS)):
+def _secret(name: str, value: str) -> bool:
+    return name.lower() in _SECRET_PARAMETERS or bool(_SECRET_VALUE.match(value))
+
+
+def without_credentials(query: str) -> str:
+    """The query string with every credential-looking value replaced by `*` (the audit
+    trail keeps the rest of a query as sent: PS3.15 A.5.3.10)."""
+    if not query:
         return query
     pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(_secret(name, value) for name, value in pairs):
+        return query
     return "&".join(
-        f"{quote(name, safe='')}={_shown(name, value, keep_values)}" for name, value in pairs
+        f"{quote(name, safe='')}={'*' if _secret(name, value) else quote(value, safe='')}"
+        for name, value in pairs
     )
 
 
-def _shown(name: str, value: str, keep_values: bool) -> str:
-    if keep_values and name not in _SECRET_PARAMETERS:
-        return quote(value, safe="")
-    return "*" if value else ""
+def redacted_query(query: str, keep_values: bool) -> str:
+    if not query:
+        return query
+    if keep_values:
+        return without_credentials(query)
+    pairs = parse_qsl(query, keep_blank_values=True)
+    return "&".join(f"{quote(name, safe='')}={'*' if value else ''}" for name, value in pairs)
 
 
 # (method, route template, status, seconds, body bytes received, body bytes sent)

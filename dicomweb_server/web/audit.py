@@ -17,6 +17,7 @@ from starlette.responses import Response
 from dicomweb_server.dicom.numbers import parse_integer
 from dicomweb_server.services import audit
 from dicomweb_server.services.errors import InvalidRequest
+from dicomweb_server.web.access import without_credentials
 from dicomweb_server.web.admin import json_answer
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.context import container
@@ -37,7 +38,10 @@ def record(request: Request, kind: str, status: int) -> None:
     if not studies and request.query_params.get("studyUID"):
         studies = [request.query_params["studyUID"]]  # WADO-URI
     if kind == QUERY:
-        text = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        # As sent, but for anything that looks like a credential (PS3.15 A.5.3.10 keeps the
+        # query; a key put in a URL by mistake must not reach every audit reader).
+        query = without_credentials(request.url.query)
+        text = request.url.path + (f"?{query}" if query else "")
         trail.record(audit.query(who, text, outcome, studies))
         return
     if kind == STORE:

@@ -150,6 +150,52 @@ def test_every_transaction_emits_its_message(tmp_path: Path) -> None:
     assert any(_studies(line) == [study] for line in lines)
 
 
+def test_no_credential_reaches_the_audit_trail_or_the_log(tmp_path: Path) -> None:
+    """A key sent in the query string is refused (401) and its value never kept: the Query
+    message has the rest of the query as sent, the credential as `*`; so has the access log
+    even with DICOMWEB_LOG_QUERY_VALUES=true."""
+    import logging
+
+    settings = make_settings(tmp_path, auth="api-key", audit="table", log_query_values=True)
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    keeper = Keep()
+    access_log = logging.getLogger("dicomweb_server.access")
+    level = access_log.level
+    access_log.setLevel(logging.INFO)
+    access_log.addHandler(keeper)
+    try:
+        with private_server(settings) as (client, container):
+            made = container.access.create_key("admin", {"admin", "read"})
+            admin = _bearer(made.secret)
+            secret = made.secret
+            for params in (
+                {"PatientID": "PID-9", "token": secret},
+                {"PatientID": "PID-9", "api_key": secret},
+                {"PatientID": "PID-9", "anything": secret},
+            ):
+                assert client.get("/studies", params=params).status_code == 401
+            events = _events(client, admin, container)
+    finally:
+        access_log.removeHandler(keeper)
+        access_log.setLevel(level)
+    queries = [
+        base64.b64decode(o["ParticipantObjectQuery"]).decode()
+        for e in events
+        for o in e.get("ParticipantObjectIdentification", [])
+        if "ParticipantObjectQuery" in o
+    ]
+    assert any("PatientID=PID-9" in q for q in queries)
+    assert all(secret not in q and secret.split("_")[2] not in q for q in queries)
+    assert all(secret not in str(e) for e in events)
+    assert any("PatientID=PID-9" in line for line in lines)
+    assert all(secret not in line for line in lines)
+
+
 def test_a_broken_sink_is_counted_and_never_fails_a_request(tmp_path: Path) -> None:
     unwritable = tmp_path / "a-directory"
     unwritable.mkdir()
