@@ -257,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _say_where_when_up(settings: Settings, host: str, port: int) -> None:
     """Once the port takes connections (whichever worker answers), one line with the web
     app's and the DICOMweb root's URLs."""
+    import logging
     import socket
     import threading
     import time
@@ -279,10 +280,9 @@ def _say_where_when_up(settings: Settings, host: str, port: int) -> None:
                 time.sleep(0.1)
         else:
             return
-        print(
-            f"dicomweb-server is up: the web app at {origin}/ui/, DICOMweb at {base}",
-            file=sys.stderr,
-            flush=True,
+        # A log line (JSON in the JSON format, like every other line of the process).
+        logging.getLogger("dicomweb_server.serve").info(
+            "dicomweb-server is up: the web app at %s/ui/, DICOMweb at %s", origin, base
         )
 
     threading.Thread(target=wait, name="say-where", daemon=True).start()
