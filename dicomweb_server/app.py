@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Mount, Router
 
 from dicomweb_server.container import Container, build_container, upgrade_database
 from dicomweb_server.dicom.errors import backend_text
@@ -23,7 +24,7 @@ from dicomweb_server.web import metrics
 from dicomweb_server.web.access import RequestLog, name_requests_in_logs
 from dicomweb_server.web.auth import Callers
 from dicomweb_server.web.errors import HANDLERS
-from dicomweb_server.web.routes import url_surface
+from dicomweb_server.web.routes import slash_redirect, url_surface
 from dicomweb_server.web.threads import in_thread
 
 log = logging.getLogger("dicomweb_server")
@@ -73,6 +74,13 @@ def create_app(container: Container) -> Starlette:
         lifespan=lifespan,
     )
     app.state.container = container
+    # Starlette's own slash redirect names the request's Host; ours is relative.
+    routers = [app.router] + [
+        r.app for r in app.router.routes if isinstance(r, Mount) and isinstance(r.app, Router)
+    ]
+    for router in routers:
+        router.redirect_slashes = False
+        router.default = slash_redirect(router)
     return app
 
 

@@ -4,12 +4,13 @@ the contract and the health probes beside it."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import BaseRoute, Match, Mount, Route, WebSocketRoute
-from starlette.types import Receive, Scope, Send
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Match, Mount, Route, Router, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dicomweb_server.services.context import (
     ADMIN,
@@ -330,6 +331,28 @@ class ServiceCapabilities(BaseRoute):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = capabilities_response(Request(scope, receive), self.resources, "OPTIONS")
         await response(scope, receive, send)
+
+
+def slash_redirect(router: Router) -> ASGIApp:
+    """What a path no route takes gets: when the same path with (or without) its trailing
+    slash is a route, a redirect there, its Location relative (the path and query alone:
+    never a URL built from the request's Host and scheme, RFC 9110 10.2.2); else the
+    router's own answer (404)."""
+    fallback = router.default
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path not in ("", "/"):
+            other = path.rstrip("/") if path.endswith("/") else path + "/"
+            moved = {**scope, "path": other}
+            if any(route.matches(moved)[0] is not Match.NONE for route in router.routes):
+                query = scope.get("query_string", b"").decode("latin-1")
+                location = quote(other) + (f"?{query}" if query else "")
+                await RedirectResponse(location, 307)(scope, receive, send)
+                return
+        await fallback(scope, receive, send)
+
+    return app
 
 
 def url_surface(base_path: str) -> list[BaseRoute]:

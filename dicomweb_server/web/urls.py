@@ -133,8 +133,15 @@ class Urls:
 
 
 def next_page(request: Request, offset: int) -> str:
-    """The same search from `offset` on (Link: rel="next", RFC 8288)."""
-    return str(request.url.include_query_params(offset=offset))
+    """The same search from `offset` on (Link: rel="next", RFC 8288), under the DICOMweb root
+    clients reach (DICOMWEB_PUBLIC_BASE_URL, or a Host of DICOMWEB_ALLOWED_HOSTS), as every
+    other absolute URL: never the request's own scheme and Host."""
+    root = container(request).root
+    path = request.url.path
+    if root.base_path and path.startswith(root.base_path):
+        path = path[len(root.base_path) :]
+    query = request.url.include_query_params(offset=offset).query
+    return f"{base_url(request)}{path}?{query}"
 
 
 def urls(request: HTTPConnection) -> Urls:
