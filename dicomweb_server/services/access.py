@@ -20,10 +20,12 @@ from dicomweb_server.services.context import (
     READ,
     SHARE,
     UPDATE,
+    WHOLE_ARCHIVE,
     WORKITEMS,
     WRITE,
     Caller,
     StudyScope,
+    confined,
     granted,
 )
 from dicomweb_server.services.errors import InvalidRequest, NotFound, Unauthenticated, Unavailable
@@ -94,6 +96,13 @@ class AccessService:
             labels = frozenset(label.strip() for label in labels if label.strip())
             if not labels:
                 raise InvalidRequest("a key limited to labels needs at least one label")
+            whole = sorted(scopes & WHOLE_ARCHIVE)
+            if whole:
+                raise InvalidRequest(
+                    f"a key limited to labels cannot have {' or '.join(whole)}: those reach "
+                    "every study (keys, labels and audit of all); make it without the labels, "
+                    "or without those scopes"
+                )
         token = new_token("dwk")
         key_id = token.id
         now = time.time()
@@ -180,7 +189,9 @@ class AccessService:
         key = self._verified(presented)
         self._touch(key.key_id)
         studies = None if key.labels is None else StudyScope(labels=key.labels)
-        return Caller(f"key:{key.key_id}", granted(key.scopes), studies, request_id)
+        # A limited key made before the rule above keeps none of admin's reach.
+        scopes = confined(granted(key.scopes), studies)
+        return Caller(f"key:{key.key_id}", scopes, studies, request_id)
 
     def study_labels(self, caller: Caller, study_uid: str) -> list[str]:
         """The access-control labels of a study (admin)."""

@@ -56,6 +56,17 @@ def granted(scopes: frozenset[str] | set[str]) -> frozenset[str]:
     return frozenset(found)
 
 
+# What only a caller who sees every study may hold: the administration (keys, labels, the
+# audit of every study, every share) and the archive-wide metrics.
+WHOLE_ARCHIVE = frozenset({ADMIN, METRICS})
+
+
+def confined(scopes: frozenset[str], studies: StudyScope | None) -> frozenset[str]:
+    """The scopes a caller limited to some studies keeps: never admin or metrics (a key or
+    token limited to labels that claimed them would reach studies outside its labels)."""
+    return scopes if studies is None else scopes - WHOLE_ARCHIVE
+
+
 @dataclass(frozen=True)
 class StudyScope:
     """The studies a limited caller may see: those carrying one of `labels` (access-control

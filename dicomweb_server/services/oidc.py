@@ -37,6 +37,7 @@ from dicomweb_server.services.context import (
     WRITE,
     Caller,
     StudyScope,
+    confined,
     granted,
 )
 from dicomweb_server.services.errors import Unauthenticated, Unavailable
@@ -163,7 +164,7 @@ class OidcVerifier:
             raise Unavailable(f"the identity provider cannot be reached: {exc}") from exc
         scopes, studies = self._grants(claims)
         subject = str(claims.get("sub") or claims.get("client_id") or "unknown")
-        return Caller(f"oidc:{subject}", granted(scopes), studies, request_id)
+        return Caller(f"oidc:{subject}", confined(granted(scopes), studies), studies, request_id)
 
     def _claims(self, token: str) -> dict[str, Any]:
         if token.count(".") != 2:

@@ -159,6 +159,52 @@ def test_a_key_limited_to_a_label_from_the_cli(secured: tuple[Any, str]) -> None
     assert found.status_code == 200 and found.json() == []
 
 
+def test_a_label_limited_admin_cannot_exist(secured: tuple[Any, str]) -> None:
+    """Admin (and metrics) reach every study: a key limited to labels cannot have them, from
+    the CLI or over HTTP; one made before the rule (a row as it was) has none of admin's
+    reach: no keys, no labels, no audit of other studies (issue 31)."""
+    import time
+
+    from sqlalchemy import create_engine, insert
+
+    from dicomweb_server.index.sql.models import api_keys
+    from dicomweb_server.services.tokens import new_token
+
+    settings, base = secured
+    refused = keys(settings, "create", "--name", "x", "--scopes", "admin,read")
+    assert refused.returncode == 0  # unlimited: fine
+    limited = keys(
+        settings, "create", "--name", "x", "--scopes", "admin,read", "--studies-label", "W"
+    )
+    assert limited.returncode == 2 and "cannot have admin" in limited.stderr
+    admin = new_key(settings, "admin")
+    over_http = httpx.post(
+        f"{base}/keys",
+        json={"name": "y", "scopes": ["admin", "read"], "labels": ["W"]},
+        headers={"Authorization": f"Bearer {admin}"},
+    )
+    assert over_http.status_code == 400 and "cannot have admin" in over_http.json()["error"]
+    # A row made before the rule.
+    token = new_token("dwk")
+    engine = create_engine(settings.resolved_database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(api_keys).values(
+                key_id=token.id,
+                name="old",
+                secret_sha256=token.digest,
+                scopes="admin read",
+                created_at=time.time(),
+                labels='["W"]',
+            )
+        )
+    engine.dispose()
+    old = {"Authorization": f"Bearer {token.text}"}
+    for path in ("/keys", "/audit", "/shares"):
+        assert httpx.get(f"{base}{path}", headers=old).status_code == 403, path
+    assert httpx.get(f"{base}/studies", headers=old).status_code == 200
+
+
 def test_keys_help_names_every_scope_and_list_shows_expiry(secured: tuple[Any, str]) -> None:
     from dicomweb_server.services.access import KEY_SCOPES
 
