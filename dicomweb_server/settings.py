@@ -244,6 +244,13 @@ class Settings(BaseSettings):
         "become access-control labels of the study at ingest; a key or token limited to "
         "labels sees only the studies carrying one of them.",
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="Addresses or networks (comma-separated, e.g. 10.0.0.0/8,127.0.0.1) of the "
+        "proxies in front of the server, whose X-Forwarded-For and X-Forwarded-Proto are "
+        "believed (the client's address for limits and logs); empty: none is, the peer's "
+        "address is the client's.",
+    )
     allow_open_access: bool = Field(
         default=False,
         description="Let `serve` bind an address other than loopback with DICOMWEB_AUTH=none "

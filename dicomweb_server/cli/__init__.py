@@ -239,7 +239,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         port=port,
         workers=workers,
         log_level=settings.log_level.lower(),
-        proxy_headers=True,
+        # X-Forwarded-For and -Proto only from the proxies named: anyone else could claim
+        # any address (and escape the limits on failed credentials).
+        proxy_headers=bool(settings.trusted_proxies.strip()),
+        forwarded_allow_ips=settings.trusted_proxies.strip() or None,
         http=http_protocol(settings.http),
         loop=settings.loop,
         timeout_keep_alive=settings.keep_alive_seconds,
