@@ -353,7 +353,13 @@ def build_container(settings: Settings) -> Container:
     channels = EventChannels(workitem_index, workitem_signal, settings.changes_poll_seconds)
     workitems.committed = channels.wake
     rules = parse_rules(settings.workitem_rules)
-    hub = ChangeHub(changes, signal, settings.changes_poll_seconds, settings.max_streams)
+    hub = ChangeHub(
+        changes,
+        signal,
+        settings.changes_poll_seconds,
+        settings.max_streams,
+        max_per_caller=settings.max_streams_per_caller,
+    )
     webhooks = Webhooks(
         SqlWebhookIndex(db, settings.webhook_secret_key),
         HttpWebhookSender(settings.webhook_allow_private),

@@ -325,6 +325,13 @@ class Settings(BaseSettings):
         description="Live change streams (WebSocket, Server-Sent Events) one process serves at "
         "once; past it, 503.",
     )
+    max_streams_per_caller: int | None = Field(
+        default=None,
+        ge=1,
+        description="Live change streams one caller (a key, a token, a share session; without "
+        "access control an address) may hold in one process; past it, 429. Default: a tenth of "
+        "DICOMWEB_MAX_STREAMS.",
+    )
     webhook_max_attempts: int = Field(
         default=8,
         ge=1,

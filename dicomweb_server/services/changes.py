@@ -22,7 +22,7 @@ from typing import Any
 from dicomweb_server.dicom.errors import InvalidQuery
 from dicomweb_server.dicom.matching import SearchRequest, parse_match, parse_search
 from dicomweb_server.services.context import READ, Caller
-from dicomweb_server.services.errors import Busy
+from dicomweb_server.services.errors import Busy, TooManyRequests
 from dicomweb_server.services.ports.changes import EVERY_ACTION, Change, ChangeLog, ChangeSignal
 from dicomweb_server.services.search import SearchService
 
@@ -174,6 +174,12 @@ class Alarm:
         return True
 
 
+def stream_holder(caller: Caller) -> str:
+    """Whose share of the live streams a stream counts against: the credential's principal,
+    else (no access control) the client's address."""
+    return caller.principal or f"address:{caller.client or '-'}"
+
+
 class ChangeHub:
     """This process's live subscribers, fed by one reader of the log.
 
@@ -192,11 +198,16 @@ class ChangeHub:
         poll_seconds: float = 1.0,
         max_subscribers: int = 1000,
         kept: int = 2000,
+        max_per_caller: int | None = None,
     ) -> None:
         self._feed = feed
         self._signal = signal
         self._poll = poll_seconds
         self._max = max_subscribers
+        # One caller's share of the streams (a tenth by default): one key or share session
+        # cannot take every slot from everyone else.
+        self._max_per_caller = max_per_caller or max(1, max_subscribers // 10)
+        self._per_caller: collections.Counter[str] = collections.Counter()
         self._recent: collections.deque[Change] = collections.deque(maxlen=kept)
         # The recent entries are every entry above this sequence (up to `cursor`).
         self._floor = 0
@@ -263,15 +274,28 @@ class ChangeHub:
         caller.require(READ)
         if len(self._subscribers) >= self._max:
             raise Busy("this server process has as many live streams as it takes")
+        holder = stream_holder(caller)
+        if self._per_caller[holder] >= self._max_per_caller:
+            raise TooManyRequests(
+                f"this caller has {self._max_per_caller} live streams open, as many as one "
+                "caller may; close one first",
+                retry_after=5,
+            )
         await self._start()
         if after is None:
             after = await asyncio.to_thread(self._feed.log.newest)
         subscription = Subscription(self, caller, wanted, max(after, 0))
         self._subscribers.add(subscription.more)
+        self._per_caller[holder] += 1
         return subscription
 
     def _leave(self, subscription: Subscription) -> None:
-        self._subscribers.discard(subscription.more)
+        if subscription.more in self._subscribers:
+            self._subscribers.discard(subscription.more)
+            holder = stream_holder(subscription._caller)
+            self._per_caller[holder] -= 1
+            if self._per_caller[holder] <= 0:
+                del self._per_caller[holder]
 
     def close_signal(self) -> None:
         """Stop listening (at shutdown; the reader's task ends with its event loop)."""

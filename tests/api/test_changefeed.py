@@ -5,9 +5,12 @@ WebSocket (the `websockets` client) over a real socket; the UID service."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -254,3 +257,30 @@ def test_streams_opened_at_once_on_a_fresh_process_each_get_every_entry_once(
 
         got, expected = asyncio.run(run())
         assert got == [expected] * 5
+
+
+def test_one_caller_cannot_take_every_stream_slot(archive: RunningServer, tmp_path: Path) -> None:
+    """DICOMWEB_MAX_STREAMS_PER_CALLER: past its share a caller's next stream is 429; other
+    callers still get theirs (issue 31)."""
+    if archive.backend != "sqlite":
+        pytest.skip("the stream slots do not depend on the backends")
+    settings = make_settings(tmp_path, auth="api-key", max_streams=10, max_streams_per_caller=2)
+    with private_server(settings) as (client, container):
+        one = {"Authorization": f"Bearer {container.access.create_key('a', {'read'}).secret}"}
+        two = {"Authorization": f"Bearer {container.access.create_key('b', {'read'}).secret}"}
+        with contextlib.ExitStack() as held:
+            for _ in range(2):
+                opened = held.enter_context(client.stream("GET", "/changefeed/stream", headers=one))
+                assert opened.status_code == 200
+            refused = client.get("/changefeed/stream", headers=one)
+            assert refused.status_code == 429 and "close one" in refused.json()["error"]
+            with client.stream("GET", "/changefeed/stream", headers=two) as other:
+                assert other.status_code == 200
+        # Closed streams give their slots back.
+        deadline = time.monotonic() + 10
+        while True:
+            with client.stream("GET", "/changefeed/stream", headers=one) as again:
+                if again.status_code == 200:
+                    break
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
