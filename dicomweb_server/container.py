@@ -41,6 +41,7 @@ from dicomweb_server.index.sql.limits import SqlFailureLog
 from dicomweb_server.index.sql.reject import SqlRejectIndex
 from dicomweb_server.index.sql.retention import SqlRetentionIndex
 from dicomweb_server.index.sql.retrieve import SqlRetrieveIndex
+from dicomweb_server.index.sql.revocations import SqlRevocationIndex
 from dicomweb_server.index.sql.search import SqlSearchIndex
 from dicomweb_server.index.sql.shares import SqlShareIndex
 from dicomweb_server.index.sql.stats import SqlStatsIndex
@@ -66,6 +67,7 @@ from dicomweb_server.services.reject import RejectService
 from dicomweb_server.services.render import RenderService
 from dicomweb_server.services.retention import Retention
 from dicomweb_server.services.retrieve import RetrieveService, TextCache
+from dicomweb_server.services.revocations import Revocations
 from dicomweb_server.services.search import SearchService
 from dicomweb_server.services.shares import ShareService
 from dicomweb_server.services.stats import StatsService
@@ -95,6 +97,8 @@ class Container:
     audit: AuditTrail
     # The logs' retention (audit, change log, deliveries, share uses), pruned in the background.
     retention: Retention
+    # Open streams end when their key or share is revoked, in any process.
+    revocations: Revocations
     changes: ChangeFeed
     hub: ChangeHub
     webhooks: Webhooks
@@ -434,6 +438,7 @@ def build_container(settings: Settings) -> Container:
     return Container(
         settings=settings,
         retention=retention,
+        revocations=Revocations(SqlRevocationIndex(db)),
         shares=shares,
         store=store,
         stats=StatsService(SqlStatsIndex(db)),

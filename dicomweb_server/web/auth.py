@@ -10,7 +10,10 @@ DICOMWEB_AUTH=none every request may do everything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import TypeVar
 
 import anyio.to_thread
 import orjson
@@ -20,6 +23,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from dicomweb_server.services.context import Caller
 from dicomweb_server.web.access import request_id
+
+T = TypeVar("T")
 
 
 class Callers:
@@ -120,3 +125,33 @@ async def recheck(connection: HTTPConnection, scope: str) -> bool:
         str(client[0]) if client else None,
     )
     return made.refusal is None and scope in made.scopes
+
+
+async def while_authorized(connection: HTTPConnection, items: AsyncIterator[T]) -> AsyncIterator[T]:
+    """`items` until the caller's key or share is revoked (or expires), in any process: the
+    stream then ends within about a second (services/revocations.py)."""
+    principal = caller(connection).principal
+    if principal is None or not principal.startswith(("key:", "share:")):
+        async for item in items:
+            yield item
+        return
+    revocations = connection.app.state.container.revocations
+    ended = revocations.watch(principal)
+    stop = asyncio.ensure_future(ended.wait())
+    try:
+        while True:
+            following = asyncio.ensure_future(items.__anext__())
+            await asyncio.wait({following, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await following
+                return
+            try:
+                item = following.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        stop.cancel()
+        revocations.forget(principal, ended)

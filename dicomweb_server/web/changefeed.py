@@ -37,7 +37,12 @@ from dicomweb_server.services.context import READ, Caller
 from dicomweb_server.services.errors import ServiceError
 from dicomweb_server.services.ports.changes import Change
 from dicomweb_server.web.access import after_response
-from dicomweb_server.web.auth import authenticate_first_message, caller, recheck
+from dicomweb_server.web.auth import (
+    authenticate_first_message,
+    caller,
+    recheck,
+    while_authorized,
+)
 from dicomweb_server.web.context import container
 from dicomweb_server.web.sockets import accept, pump, refuse
 from dicomweb_server.web.threads import in_thread
@@ -138,7 +143,7 @@ async def _batches(
     """The subscription's batches (empty: a quiet interval), ending when the caller's
     credential no longer gives read."""
     checked = time.monotonic()
-    async for batch in subscription.batches(KEEPALIVE_SECONDS):
+    async for batch in while_authorized(connection, subscription.batches(KEEPALIVE_SECONDS)):
         if time.monotonic() - checked >= RECHECK_SECONDS:
             checked = time.monotonic()
             if not await recheck(connection, READ):

@@ -32,7 +32,12 @@ from dicomweb_server.services.errors import (
     UnsupportedMediaType,
 )
 from dicomweb_server.services.workitems import Answer
-from dicomweb_server.web.auth import authenticate_first_message, caller, recheck
+from dicomweb_server.web.auth import (
+    authenticate_first_message,
+    caller,
+    recheck,
+    while_authorized,
+)
 from dicomweb_server.web.capabilities import produces
 from dicomweb_server.web.context import container, path_uid, read_body
 from dicomweb_server.web.encoding import json_response
@@ -326,15 +331,15 @@ async def event_channel(websocket: WebSocket) -> None:
 
     async def send() -> None:
         checked = time.monotonic()
-        async for batch in reports:
+        async for batch in while_authorized(websocket, reports):
             if time.monotonic() - checked >= RECHECK_SECONDS:
                 checked = time.monotonic()
                 if not await recheck(websocket, READ):
-                    await websocket.close(1008, "the credential no longer gives read")
-                    return
+                    break
             for report in batch.reports:
                 await websocket.send_text(orjson.dumps(report).decode())
             archive.channels.sent(aetitle, batch)
+        await websocket.close(1008, "the credential no longer gives read")
 
     try:
         await pump(websocket, send)
@@ -357,7 +362,7 @@ async def stream_worklist(request: Request) -> Response:
         try:
             yield b": worklist\n\n"  # the headers and a first byte at once
             checked = time.monotonic()
-            async for changed in changes:
+            async for changed in while_authorized(request, changes):
                 if time.monotonic() - checked >= RECHECK_SECONDS:
                     checked = time.monotonic()
                     if not await recheck(request, READ):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -203,6 +204,40 @@ def test_a_label_limited_admin_cannot_exist(secured: tuple[Any, str]) -> None:
     for path in ("/keys", "/audit", "/shares"):
         assert httpx.get(f"{base}{path}", headers=old).status_code == 403, path
     assert httpx.get(f"{base}/studies", headers=old).status_code == 200
+
+
+def test_a_revoked_key_ends_its_open_streams_at_once(secured: tuple[Any, str]) -> None:
+    """Revoked by another process (the CLI), a key's open change stream (served by the
+    server process) ends within about a second, not at the next minute's recheck."""
+    import threading
+
+    settings, base = secured
+    key = new_key(settings, "read")
+    opened, ended = threading.Event(), threading.Event()
+
+    def follow() -> None:
+        with httpx.stream(
+            "GET",
+            f"{base}/changefeed/stream",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=60,
+        ) as answer:
+            assert answer.status_code == 200
+            opened.set()
+            for _ in answer.iter_lines():
+                pass
+        ended.set()
+
+    reader = threading.Thread(target=follow, daemon=True)
+    reader.start()
+    assert opened.wait(10)
+    time.sleep(1.5)
+    assert not ended.is_set()
+    assert keys(settings, "revoke", key.split("_")[1]).returncode == 0
+    revoked_at = time.monotonic()
+    assert ended.wait(10), "the stream of a revoked key went on"
+    assert time.monotonic() - revoked_at < 5
+    reader.join(timeout=5)
 
 
 def test_keys_help_names_every_scope_and_list_shows_expiry(secured: tuple[Any, str]) -> None:
