@@ -25,6 +25,7 @@ from dicomweb_server.services.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    TooManyRequests,
     Unavailable,
     WorkitemRefused,
 )
@@ -92,6 +93,8 @@ class WorkitemService:
         self.max_limit = max_limit
         self._uid_root = uid_root
         self._clock = clock
+        # Subscriptions one caller may hold (each makes an event row per change it covers).
+        self.max_subscriptions_per_caller = 50
         # Woken after each change this process commits (other processes: the signal).
         self.committed: Callable[[], None] = lambda: None
 
@@ -299,8 +302,21 @@ class WorkitemService:
         owner = caller.principal or "anonymous"
         held = self._index.receiver_owner(aetitle)
         if held is not None and held != owner and ADMIN not in caller.scopes:
-            raise Forbidden(f"the AE title {aetitle} is another caller's subscriber")
+            raise Forbidden(
+                f"the AE title {aetitle} is another caller's subscriber (an admin says whose "
+                "an AE title is)"
+            )
         return owner
+
+    def assign_receiver(self, caller: Caller, aetitle: str, owner: str) -> None:
+        """An admin says whose an AE title is (a key `key:<id>`, a token `oidc:<subject>`):
+        from then on only that caller subscribes, unsubscribes and opens its channel under
+        it, whoever claimed it first."""
+        caller.require(ADMIN)
+        aetitle = check_aetitle(aetitle)
+        if not owner or len(owner) > 300 or not owner.isprintable():
+            raise InvalidRequest('the owner is a caller\'s principal, e.g. "key:0123abcd..."')
+        self._index.assign_receiver(aetitle, owner)
 
     def subscribe(
         self,
@@ -310,7 +326,7 @@ class WorkitemService:
         deletion_lock: bool,
         filter_text: str | None,
     ) -> list[str]:
-        self._allow(caller, READ)
+        self._allow(caller, WORKITEMS)
         aetitle = check_aetitle(aetitle)
         keys: list[Key] = []
         if target == ups.FILTERED_SUBSCRIPTION:
@@ -320,6 +336,15 @@ class WorkitemService:
         elif filter_text:
             raise InvalidRequest("filter is for the filtered worklist subscription only")
         owner = self._own(caller, aetitle)
+        if (
+            ADMIN not in caller.scopes
+            and self._index.subscriptions_of(owner) >= self.max_subscriptions_per_caller
+        ):
+            raise TooManyRequests(
+                f"this caller holds {self.max_subscriptions_per_caller} subscriptions, as many "
+                "as one may; unsubscribe one first",
+                retry_after=60,
+            )
         subscribed = self._index.subscribe(
             aetitle, owner, target, deletion_lock, filter_text, keys, self._clock()
         )
@@ -329,14 +354,14 @@ class WorkitemService:
         return subscribed
 
     def unsubscribe(self, caller: Caller, target: str, aetitle: str) -> None:
-        self._allow(caller, READ)
+        self._allow(caller, WORKITEMS)
         aetitle = check_aetitle(aetitle)
         self._own(caller, aetitle)
         if not self._index.unsubscribe(aetitle, target):
             raise NotFound(f"{aetitle} has no subscription to {target}")
 
     def suspend(self, caller: Caller, target: str, aetitle: str) -> None:
-        self._allow(caller, READ)
+        self._allow(caller, WORKITEMS)
         aetitle = check_aetitle(aetitle)
         if target not in (ups.GLOBAL_SUBSCRIPTION, ups.FILTERED_SUBSCRIPTION):
             raise InvalidRequest("only a worklist subscription is suspended")

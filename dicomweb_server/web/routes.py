@@ -240,19 +240,23 @@ DICOMWEB_ROUTES: list[BaseRoute] = [
     # The Filtered Worklist first: only it takes a filter (PS3.18 11.10).
     Resource(
         FILTERED_WORKLIST + "/subscribers/{aetitle}",
-        scope=READ,
+        scope=WORKITEMS,
         POST=ups.subscribe_filtered,
         DELETE=ups.unsubscribe_filtered,
     ),
     Resource(
         WORKITEM + "/subscribers/{aetitle}",
-        scope=READ,
+        scope=WORKITEMS,
         POST=ups.subscribe,
         DELETE=ups.unsubscribe,
     ),
     Resource(
-        WORKITEM + "/subscribers/{aetitle}/suspend", scope=READ, POST=ups.suspend_subscription
+        WORKITEM + "/subscribers/{aetitle}/suspend",
+        scope=WORKITEMS,
+        POST=ups.suspend_subscription,
     ),
+    # Outside PS3.18: whose an AE title is (an admin says; scope admin)
+    Resource("/subscribers/{aetitle}/owner", scope=ADMIN, PUT=ups.assign_receiver),
     WebSocketRoute("/subscribers/{aetitle}", ups.event_channel),
     Resource("/subscribers/{aetitle}", public=True, GET=sockets.upgrade_required),
     # Fresh UIDs for uploaders (scope write)

@@ -376,3 +376,22 @@ async def stream_worklist(request: Request) -> Response:
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+async def assign_receiver(request: Request) -> Response:
+    """`PUT {root}/subscribers/{aetitle}/owner` `{"owner": "key:<id>"}`: the AE title is that
+    caller's (outside PS3.18; scope admin)."""
+    try:
+        body = orjson.loads(await read_body(request, 4096, "the owner"))
+    except orjson.JSONDecodeError:
+        raise InvalidRequest('the body must be {"owner": "key:<id>"}') from None
+    owner = body.get("owner") if isinstance(body, dict) else None
+    if not isinstance(owner, str):
+        raise InvalidRequest('the body must be {"owner": "key:<id>"}')
+    await in_thread(
+        container(request).workitems.assign_receiver,
+        caller(request),
+        request.path_params["aetitle"],
+        owner,
+    )
+    return Response(status_code=204)

@@ -691,14 +691,44 @@ def test_scopes(tmp_path: Path, archive: RunningServer) -> None:
             == 201
         )
         assert client.get("/workitems", headers=as_(reader)).status_code == 200
+        # Subscribing takes scope workitems: a read-only key cannot squat an AE title.
         assert (
-            client.post(f"/workitems/{uid}/subscribers/READER", headers=as_(reader)).status_code
+            client.post(f"/workitems/{uid}/subscribers/AI_TRIAGE", headers=as_(reader)).status_code
+            == 403
+        )
+        other = container.access.create_key("other", {"read", "workitems"}).secret
+        assert (
+            client.post(f"/workitems/{uid}/subscribers/WORKER", headers=as_(worker)).status_code
             == 201
         )
-        # An AE title is its subscriber's: another caller may not take it over.
+        # An AE title is its subscriber's: another caller may not take it over ...
         assert (
-            client.delete(f"/workitems/{uid}/subscribers/READER", headers=as_(worker)).status_code
+            client.delete(f"/workitems/{uid}/subscribers/WORKER", headers=as_(other)).status_code
             == 403
+        )
+        # ... unless an admin says it is that caller's (a squatter loses it).
+        squatted = client.post(f"/workitems/{uid}/subscribers/AI_TRIAGE", headers=as_(other))
+        assert squatted.status_code == 201
+        worker_id = "key:" + worker.split("_")[1]
+        given = client.put(
+            "/subscribers/AI_TRIAGE/owner", json={"owner": worker_id}, headers=as_(admin)
+        )
+        assert given.status_code == 204, given.text
+        assert (
+            client.put(
+                "/subscribers/AI_TRIAGE/owner", json={"owner": worker_id}, headers=as_(worker)
+            ).status_code
+            == 403
+        )
+        assert (
+            client.delete(f"/workitems/{uid}/subscribers/AI_TRIAGE", headers=as_(other)).status_code
+            == 403
+        )
+        assert (
+            client.delete(
+                f"/workitems/{uid}/subscribers/AI_TRIAGE", headers=as_(worker)
+            ).status_code
+            == 200
         )
         state = json.dumps(
             [{STATE: {"vr": "CS", "Value": ["IN PROGRESS"]}, TXN: {"vr": "UI", "Value": [uid]}}]
@@ -730,7 +760,7 @@ def test_a_browser_authenticates_its_event_channel_in_the_first_message(
         pytest.skip("access control does not depend on the database")
     settings = make_settings(tmp_path, auth="api-key")
     with private_server(settings) as (client, container):
-        reader = container.access.create_key("reader", {"read"}).secret
+        reader = container.access.create_key("reader", {"read", "workitems"}).secret
         worker = container.access.create_key("worker", {"read", "workitems"}).secret
         as_reader = {"Authorization": f"Bearer {reader}"}
         made = client.post(f"/workitems/{GLOBAL}/subscribers/BROWSER", headers=as_reader)
@@ -814,6 +844,33 @@ def test_the_worklist_stream_takes_the_credential_in_a_header(
             assert next(answer.iter_lines()) == ": worklist"
         limited = client.get("/workitems/stream", headers={"Authorization": f"Bearer {ward}"})
         assert limited.status_code == 403
+
+
+def test_subscriptions_per_caller_are_bounded(tmp_path: Path, archive: RunningServer) -> None:
+    if archive.database != "sqlite":
+        pytest.skip("access control does not depend on the database")
+    with private_server(make_settings(tmp_path, auth="api-key")) as (client, container):
+        container.workitems.max_subscriptions_per_caller = 3
+        worker = container.access.create_key("w", {"read", "workitems"}).secret
+        admin = container.access.create_key("a", {"admin", "read", "workitems"}).secret
+        answers = [
+            client.post(
+                f"/workitems/{GLOBAL}/subscribers/AE{n}", headers={"X-API-Key": worker}
+            ).status_code
+            for n in range(4)
+        ]
+        assert answers == [201, 201, 201, 429]
+        # An admin is not bounded (it may clean up); a freed place is taken again.
+        assert (
+            client.post(
+                f"/workitems/{GLOBAL}/subscribers/ADMIN1", headers={"X-API-Key": admin}
+            ).status_code
+            == 201
+        )
+        gone = client.delete(f"/workitems/{GLOBAL}/subscribers/AE0", headers={"X-API-Key": worker})
+        assert gone.status_code == 200
+        again = client.post(f"/workitems/{GLOBAL}/subscribers/AE3", headers={"X-API-Key": worker})
+        assert again.status_code == 201
 
 
 # -- removal: the administrative DELETE, the retention, deletion locks -------------------------

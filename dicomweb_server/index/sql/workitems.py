@@ -296,6 +296,31 @@ class SqlWorkitemIndex:
                 select(workitem_receivers.c.owner).where(workitem_receivers.c.aetitle == aetitle)
             ).scalar()
 
+    def assign_receiver(self, aetitle: str, owner: str) -> None:
+        with self._db.writing() as conn:
+            moved = conn.execute(
+                update(workitem_receivers)
+                .where(workitem_receivers.c.aetitle == aetitle)
+                .values(owner=owner)
+            ).rowcount
+            if not moved:
+                conn.execute(insert(workitem_receivers).values(aetitle=aetitle, owner=owner))
+
+    def subscriptions_of(self, owner: str) -> int:
+        with self._db.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(
+                        workitem_subscriptions.join(
+                            workitem_receivers,
+                            workitem_receivers.c.aetitle == workitem_subscriptions.c.aetitle,
+                        )
+                    )
+                    .where(workitem_receivers.c.owner == owner)
+                ).scalar_one()
+            )
+
     def subscribe(
         self,
         aetitle: str,

@@ -93,6 +93,12 @@ class WorkitemIndex(Protocol):
 
     # -- subscriptions (PS3.4 CC.2.3) --
 
+    def assign_receiver(self, aetitle: str, owner: str) -> None:
+        """Make `owner` (a principal) the AE title's, whoever held it."""
+
+    def subscriptions_of(self, owner: str) -> int:
+        """The subscriptions of the AE titles `owner` holds."""
+
     def receiver_owner(self, aetitle: str) -> str | None:
         """Who subscribed as this AE title first (None: nobody yet)."""
 
