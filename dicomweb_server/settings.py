@@ -452,9 +452,10 @@ class Settings(BaseSettings):
     )
     dimse_ae_access: str = Field(
         default="",
-        description="What each calling AE title may do over DIMSE: AETITLE=scope,scope"
-        "[:label|label];... (e.g. CT1=write;WS1=read,download). Needed when DICOMWEB_AUTH "
-        "is not none; AE titles not named are rejected.",
+        description="What each calling AE title may do over DIMSE, and from where: "
+        "AETITLE@address|network=scope,scope[:label|label];... (e.g. "
+        "CT1@10.0.5.21=write;WS1@10.0.8.0/24=read,download; without @: loopback only). Needed "
+        "when DICOMWEB_AUTH is not none; AE titles not named are rejected.",
     )
     dimse_tls_cert: Path | None = Field(
         default=None,

@@ -6,6 +6,7 @@ An entry point beside web/, never importing it."""
 from __future__ import annotations
 
 import io
+import ipaddress
 import logging
 import shutil
 import ssl
@@ -97,16 +98,46 @@ class AeAccess:
 
     scopes: frozenset[str]
     labels: frozenset[str] | None = None
+    # The addresses (networks) the AE title may call from: an AE title is no credential, so
+    # its rights go with where it calls from. Without any: loopback only.
+    addresses: tuple[IPNetwork, ...] = ()
+
+    def allows(self, address: str) -> bool:
+        try:
+            peer = ipaddress.ip_address(address.split("%")[0])
+        except ValueError:
+            return False
+        if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+            peer = peer.ipv4_mapped
+        if not self.addresses:
+            return peer.is_loopback
+        return any(peer in network for network in self.addresses)
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _networks(text: str, entry: str) -> tuple[IPNetwork, ...]:
+    try:
+        return tuple(ipaddress.ip_network(a.strip(), strict=False) for a in text.split("|"))
+    except ValueError:
+        raise ValueError(
+            f"DICOMWEB_DIMSE_AE_ACCESS: {entry!r}: the addresses after @ are IP addresses or "
+            "networks (10.0.0.5|10.1.0.0/24)"
+        ) from None
 
 
 def parse_ae_access(text: str) -> dict[str, AeAccess]:
-    """`AETITLE=scope,scope[:label|label];...` (DICOMWEB_DIMSE_AE_ACCESS); ValueError naming
-    a bad entry or scope."""
+    """`AETITLE[@address|network...]=scope,scope[:label|label];...`
+    (DICOMWEB_DIMSE_AE_ACCESS); ValueError naming a bad entry or scope. An entry without
+    addresses is taken from loopback only."""
     found: dict[str, AeAccess] = {}
     for entry in (e.strip() for e in text.split(";")):
         if not entry:
             continue
-        title, equals, rest = entry.partition("=")
+        named, equals, rest = entry.partition("=")
+        title, at, where = named.partition("@")
+        addresses = _networks(where, entry) if at else ()
         scopes_text, _, labels_text = rest.partition(":")
         scopes = frozenset(x.strip() for x in scopes_text.split(",") if x.strip())
         if not equals or not title.strip() or not scopes:
@@ -115,7 +146,7 @@ def parse_ae_access(text: str) -> dict[str, AeAccess]:
         if unknown:
             raise ValueError(f"DICOMWEB_DIMSE_AE_ACCESS: unknown scope {sorted(unknown)[0]!r}")
         labels = frozenset(x.strip() for x in labels_text.split("|") if x.strip()) or None
-        found[title.strip()] = AeAccess(granted(scopes), labels)
+        found[title.strip()] = AeAccess(granted(scopes), labels, addresses)
     return found
 
 
@@ -257,6 +288,19 @@ class DimseGateway:
         if self.config.access is None:
             return Caller(f"ae:{calling}", EVERY_SCOPE, None, client=client)
         rights = self.config.access.get(calling)
+        if rights is not None and not rights.allows(client):
+            # An allowed AE title from somewhere else: someone else naming it. Refused (no
+            # rights: 0124 to every operation) and audited, once per association.
+            if self._trail is not None and not getattr(
+                event.assoc, "_dicomweb_refusal_audited", False
+            ):
+                event.assoc._dicomweb_refusal_audited = True
+                self._trail.record(
+                    audit.authentication(
+                        f"ae:{calling}", client, "the AE title called from an address it may not"
+                    )
+                )
+            rights = None
         if rights is None:
             return Caller(f"ae:{calling}", frozenset(), StudyScope(), client=client)
         scope = None if rights.labels is None else StudyScope(labels=rights.labels)

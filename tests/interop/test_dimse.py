@@ -456,6 +456,48 @@ def test_access_per_calling_ae_title(
         gateway.stop()
 
 
+def test_an_ae_title_is_taken_only_from_its_addresses(
+    archive: RunningServer, tmp_path: Path
+) -> None:
+    """DICOMWEB_DIMSE_AE_ACCESS entries name where each AE title calls from: a client that
+    names an allowed AE title from elsewhere gets no rights (0124 / nothing found) and is
+    audited; an entry without addresses is taken from loopback only (issue 31)."""
+    if archive.backend != "sqlite":
+        pytest.skip("access control does not depend on the backends")
+    if shutil.which("findscu") is None:
+        pytest.skip("dcmtk is not installed")
+    with private_server(make_settings(tmp_path / "archive", audit="table")) as (client, c):
+        stored = make_instance()
+        assert stow(client, [stored]).status_code == 200
+        access = parse_ae_access("HOME@127.0.0.0/8=read;FAR@10.9.9.9|10.8.0.0/16=read;LOCAL=read")
+        assert access["FAR"].allows("10.8.1.2") and not access["FAR"].allows("127.0.0.1")
+        gateway = DimseGateway(
+            c.store, c.search, c.retrieve, DimseSettings(port=0, access=access), c.audit
+        )
+        gateway.start()
+        try:
+
+            def find(title: str) -> str:
+                keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", "StudyInstanceUID"]
+                command = ["findscu", "-aec", "DICOMWEB", "-aet", title, "-v", "-S", *keys]
+                command += ["127.0.0.1", str(gateway.port)]
+                return subprocess.run(command, capture_output=True, text=True, timeout=60).stderr
+
+            assert str(stored.StudyInstanceUID) in find("HOME")
+            assert str(stored.StudyInstanceUID) in find("LOCAL")
+            assert str(stored.StudyInstanceUID) not in find("FAR")  # named from elsewhere
+        finally:
+            gateway.stop()
+        assert c.audit.flush()
+        with c.engine.connect() as conn:
+            from sqlalchemy import text
+
+            messages = [m for (m,) in conn.execute(text("SELECT message FROM audit_events"))]
+        assert any("ae:FAR" in m and "may not" in m for m in messages)
+    with pytest.raises(ValueError, match="IP addresses or networks"):
+        parse_ae_access("BAD@somewhere=read")
+
+
 def test_dimse_operations_are_audited(archive: RunningServer, tmp_path: Path) -> None:
     if archive.backend != "sqlite":
         pytest.skip("the audit trail does not depend on the backends")
