@@ -101,6 +101,23 @@ class AeAccess:
     # The addresses (networks) the AE title may call from: an AE title is no credential, so
     # its rights go with where it calls from. Without any: loopback only.
     addresses: tuple[IPNetwork, ...] = ()
+    # With DICOM TLS: the name its certificate must carry (subject CN or a DNS name of its
+    # subjectAltName); None: any (or none, over plain TCP).
+    subject: str | None = None
+
+    def allows_certificate(self, certificate: dict[str, Any] | None) -> bool:
+        if self.subject is None:
+            return True
+        if not certificate:
+            return False
+        names = {
+            value
+            for rdn in certificate.get("subject", ())
+            for key, value in rdn
+            if key == "commonName"
+        }
+        names |= {value for kind, value in certificate.get("subjectAltName", ()) if kind == "DNS"}
+        return self.subject in names
 
     def allows(self, address: str) -> bool:
         try:
@@ -136,8 +153,11 @@ def parse_ae_access(text: str) -> dict[str, AeAccess]:
         if not entry:
             continue
         named, equals, rest = entry.partition("=")
+        named, hash_sign, subject = named.partition("#")
         title, at, where = named.partition("@")
         addresses = _networks(where, entry) if at else ()
+        if hash_sign and not subject.strip():
+            raise ValueError(f"DICOMWEB_DIMSE_AE_ACCESS: {entry!r}: a certificate name after #")
         scopes_text, _, labels_text = rest.partition(":")
         scopes = frozenset(x.strip() for x in scopes_text.split(",") if x.strip())
         if not equals or not title.strip() or not scopes:
@@ -146,7 +166,9 @@ def parse_ae_access(text: str) -> dict[str, AeAccess]:
         if unknown:
             raise ValueError(f"DICOMWEB_DIMSE_AE_ACCESS: unknown scope {sorted(unknown)[0]!r}")
         labels = frozenset(x.strip() for x in labels_text.split("|") if x.strip()) or None
-        found[title.strip()] = AeAccess(granted(scopes), labels, addresses)
+        found[title.strip()] = AeAccess(
+            granted(scopes), labels, addresses, subject.strip() if hash_sign else None
+        )
     return found
 
 
@@ -288,7 +310,9 @@ class DimseGateway:
         if self.config.access is None:
             return Caller(f"ae:{calling}", EVERY_SCOPE, None, client=client)
         rights = self.config.access.get(calling)
-        if rights is not None and not rights.allows(client):
+        if rights is not None and not (
+            rights.allows(client) and rights.allows_certificate(_peer_certificate(event))
+        ):
             # An allowed AE title from somewhere else: someone else naming it. Refused (no
             # rights: 0124 to every operation) and audited, once per association.
             if self._trail is not None and not getattr(
@@ -297,7 +321,9 @@ class DimseGateway:
                 event.assoc._dicomweb_refusal_audited = True
                 self._trail.record(
                     audit.authentication(
-                        f"ae:{calling}", client, "the AE title called from an address it may not"
+                        f"ae:{calling}",
+                        client,
+                        "the AE title called from an address (or with a certificate) it may not",
                     )
                 )
             rights = None
@@ -637,6 +663,15 @@ class DimseGateway:
                 break
             offset = page.next_offset
         return results[:MAX_MATCHES]
+
+
+def _peer_certificate(event: Any) -> dict[str, Any] | None:
+    """The certificate the peer showed over DICOM TLS (verified against the CA), or None."""
+    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if isinstance(sock, ssl.SSLSocket):
+        found = sock.getpeercert()
+        return dict(found) if found else None
+    return None
 
 
 def _uid_list(identifier: Dataset, keyword: str) -> list[str]:

@@ -692,6 +692,62 @@ def test_dicom_tls(archive: RunningServer, tmp_path: Path) -> None:
         gateway.stop()
 
 
+def test_with_dicom_tls_an_ae_title_is_taken_only_with_its_certificate(
+    archive: RunningServer, tmp_path: Path, client: httpx.Client
+) -> None:
+    """`AETITLE@addresses#name`: over DICOM TLS with client certificates, the AE title's
+    rights hold only when the peer's verified certificate carries that name (issue 31)."""
+    if archive.backend != "sqlite":
+        pytest.skip("TLS does not depend on the backends")
+    if shutil.which("findscu") is None or shutil.which("openssl") is None:
+        pytest.skip("dcmtk or openssl is not installed")
+
+    def certificate(name: str) -> tuple[Path, Path]:
+        cert, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+        subprocess.run(
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                "-subj", f"/CN={name}", "-keyout", str(key), "-out", str(cert),
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        return cert, key
+
+    server_cert, server_key = certificate("127.0.0.1")
+    ws1_cert, ws1_key = certificate("ws1")
+    stored = make_instance()
+    assert stow(client, [stored]).status_code == 200
+    container = archive.container
+    config = DimseSettings(
+        port=0,
+        tls=tls_context(str(server_cert), str(server_key), str(ws1_cert)),
+        access=parse_ae_access("WS1@127.0.0.1#ws1=read;WS2@127.0.0.1#ws2=read"),
+    )
+    gateway = DimseGateway(container.store, container.search, container.retrieve, config)
+    gateway.start()
+    try:
+
+        def find(title: str) -> str:
+            keys = [
+                "-k",
+                "QueryRetrieveLevel=STUDY",
+                "-k",
+                f"StudyInstanceUID={stored.StudyInstanceUID}",
+            ]
+            command = ["findscu", "-aec", "DICOMWEB", "-aet", title, "-v", "-S", *keys]
+            command += ["+tls", str(ws1_key), str(ws1_cert), "+cf", str(server_cert)]
+            command += ["127.0.0.1", str(gateway.port)]
+            run = subprocess.run(command, capture_output=True, text=True, timeout=60)
+            return run.stdout + run.stderr
+
+        assert "Find Response: 1 (Pending)" in find("WS1")
+        refused = find("WS2")  # with ws1's certificate
+        assert "(Pending)" not in refused and "0x124" in refused
+    finally:
+        gateway.stop()
+
+
 def test_move_to_orthanc_as_a_third_party(
     archive: RunningServer, client: httpx.Client, tmp_path: Path
 ) -> None:
