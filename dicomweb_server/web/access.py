@@ -70,8 +70,11 @@ _SECRET_PARAMETERS = frozenset(
         "apikey", "x-api-key", "password", "secret", "client_secret", "authorization",
     }
 )  # fmt: skip
+# Matched at the start of a value (`match`): a bearer or basic credential, a key, share link
+# or session of this archive, a webhook secret, a JWT.
 _SECRET_VALUE = re.compile(
-    r"(?i)^\s*(bearer\s|basic\s|dw[kslc]_|whsec_|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.)"
+    r"\s*(bearer\s|basic\s|dw[kslc]_|whsec_|eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.)",
+    re.ASCII | re.IGNORECASE,
 )
 
 
