@@ -131,6 +131,22 @@ def test_guessing_keys_is_answered_429(secured: tuple[Any, str]) -> None:
     assert httpx.get(f"{base}/studies").status_code == 401
 
 
+def test_nobody_locks_out_someone_elses_key(secured: tuple[Any, str]) -> None:
+    """A key's id is no secret (/whoami, the audit and the web app show it): wrong secrets
+    under it are refused, then 429, but the real key always passes (issue 31)."""
+    settings, base = secured
+    real = new_key(settings, "read")
+    key_id = real.split("_")[1]
+    for _ in range(5):
+        guess = httpx.get(
+            f"{base}/studies", headers={"Authorization": f"Bearer dwk_{key_id}_{'x' * 43}"}
+        )
+        assert guess.status_code in (401, 429)
+    assert guess.status_code == 429
+    owner = httpx.get(f"{base}/studies", headers={"Authorization": f"Bearer {real}"})
+    assert owner.status_code == 200
+
+
 def test_the_limit_holds_across_processes(secured: tuple[Any, str]) -> None:
     """Failures are counted in the database: two processes on one archive allow the limit
     once, not once each."""

@@ -846,10 +846,13 @@ def test_the_worklist_stream_takes_the_credential_in_a_header(
         assert limited.status_code == 403
 
 
-def test_subscriptions_per_caller_are_bounded(tmp_path: Path, archive: RunningServer) -> None:
-    if archive.database != "sqlite":
-        pytest.skip("access control does not depend on the database")
-    with private_server(make_settings(tmp_path, auth="api-key")) as (client, container):
+def test_subscriptions_per_caller_are_bounded(
+    tmp_path: Path, archive: RunningServer, request: pytest.FixtureRequest
+) -> None:
+    url = None
+    if archive.database == "postgresql":
+        url = pg_schema(request.getfixturevalue("pg_url"), "ups_bounded")
+    with private_server(make_settings(tmp_path, url, auth="api-key")) as (client, container):
         container.workitems.max_subscriptions_per_caller = 3
         worker = container.access.create_key("w", {"read", "workitems"}).secret
         admin = container.access.create_key("a", {"admin", "read", "workitems"}).secret
