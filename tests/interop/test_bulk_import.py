@@ -144,9 +144,12 @@ def test_what_pydicom_reads_with_complaints_is_stored_and_the_rest_says_why_not(
     folder = tmp_path / "old"
     folder.mkdir()
     odd = make_instance()
-    odd.add_new(0x00181050, "DS", "1.0")  # Spatial Resolution
-    odd.add_new(0x00200012, "IS", "7")  # Acquisition Number
-    data = to_bytes(odd).replace(b"1.0 ", b"x.y ").replace(b"7 ", b"7a")
+    odd.add_new(0x00181050, "DS", "1234.56789")  # Spatial Resolution
+    odd.add_new(0x00200012, "IS", "987654321")  # Acquisition Number
+    data = to_bytes(odd)
+    # The values spoilt in place, same lengths (nothing else of the file holds them).
+    assert data.count(b"1234.56789") == 1 and data.count(b"987654321 ") == 1
+    data = data.replace(b"1234.56789", b"12x4.5y789").replace(b"987654321 ", b"98765432a ")
     (folder / "odd.dcm").write_bytes(data)
     (folder / "cut.dcm").write_bytes(to_bytes(make_instance())[:300])
     run = _run(archive, "import", str(folder))
