@@ -12,15 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from dicomweb_server.services.ports.retention import (
-    AUDIT,
-    CHANGES,
-    DELIVERIES,
-    FAILURES,
-    SESSIONS,
-    SHARE_USES,
-    RetentionIndex,
-)
+from dicomweb_server.services.ports.retention import FAILURES, SESSIONS, RetentionIndex
 
 log = logging.getLogger("dicomweb_server.retention")
 
@@ -74,6 +66,3 @@ class Retention:
                 "retention removed %s", ", ".join(f"{n} {kind}" for kind, n in removed.items())
             )
         return removed
-
-    def counts(self) -> dict[str, int]:
-        return {kind: self._index.count(kind) for kind in (AUDIT, CHANGES, DELIVERIES, SHARE_USES)}

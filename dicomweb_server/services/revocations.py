@@ -11,14 +11,11 @@ streams end at the next recheck after they expire.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import defaultdict
 
 from dicomweb_server.services.errors import Unavailable
 from dicomweb_server.services.ports.revocations import RevocationIndex
-
-log = logging.getLogger("dicomweb_server.revocations")
 
 
 class Revocations:
