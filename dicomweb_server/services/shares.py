@@ -219,9 +219,8 @@ class ShareService:
             raise TooManyRequests(
                 "too many failed attempts from this address; try again later", retry_after=wait
             )
-        presented = parse_token("dwl", token)
-        share = self._index.share(presented.id) if presented else None
-        if presented is None or share is None or not presented.matches(share.token_sha256):
+        share = self._share_of_link(token)
+        if share is None:
             self._failures.failed(client)
             reason = "the share link is not one this archive issued"
             self._audit.record(audit.authentication("share link", client, reason))
@@ -266,14 +265,19 @@ class ShareService:
             return "locked after too many wrong codes"
         return f"wrong code ({MAX_CODE_FAILURES - failures} attempt(s) left)"
 
-    def asks_for_code(self, token: str) -> bool:
-        """Whether the share a link names is opened with a one-time code (False for a link
-        this archive did not issue: redeeming it says why)."""
+    def _share_of_link(self, token: str) -> StoredShare | None:
+        """The share a link token names, if this archive issued it (its secret matches)."""
         presented = parse_token("dwl", token)
         share = self._index.share(presented.id) if presented else None
         if presented is None or share is None or not presented.matches(share.token_sha256):
-            return False
-        return share.code_sha256 is not None
+            return None
+        return share
+
+    def asks_for_code(self, token: str) -> bool:
+        """Whether the share a link names is opened with a one-time code (False for a link
+        this archive did not issue: redeeming it says why)."""
+        share = self._share_of_link(token)
+        return share is not None and share.code_sha256 is not None
 
     def caller(self, token: str, request_id: str = "-") -> Caller:
         """The caller a session token stands for: read (and download) of the shared study or
