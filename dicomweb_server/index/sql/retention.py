@@ -27,6 +27,7 @@ from dicomweb_server.services.ports.retention import (
     SESSIONS,
     SHARE_USES,
 )
+from dicomweb_server.services.ports.webhooks import DELIVERED
 
 
 def _kinds() -> dict[str, tuple[Table, Any, Any]]:
@@ -38,7 +39,7 @@ def _kinds() -> dict[str, tuple[Table, Any, Any]]:
         DELIVERIES: (
             deliveries,
             deliveries.c.pk,
-            lambda b: and_(deliveries.c.state == "delivered", deliveries.c.done_at < b),
+            lambda b: and_(deliveries.c.state == DELIVERED, deliveries.c.done_at < b),
         ),
         SHARE_USES: (share_uses, share_uses.c.pk, lambda b: share_uses.c.at < b),
         FAILURES: (auth_failures, auth_failures.c.pk, lambda b: auth_failures.c.at < b),
