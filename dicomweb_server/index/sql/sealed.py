@@ -32,8 +32,8 @@ class Sealer:
             return stored
         if self._aead is None:
             return None
-        raw = base64.b64decode(stored[len(PREFIX) :])
         try:
+            raw = base64.b64decode(stored[len(PREFIX) :], validate=True)
             return self._aead.decrypt(raw[:12], raw[12:], row_id.encode()).decode()
-        except (InvalidTag, ValueError):
+        except (InvalidTag, ValueError):  # binascii.Error is a ValueError
             return None
