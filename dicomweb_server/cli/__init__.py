@@ -580,7 +580,7 @@ def _keys(settings: Settings, args: argparse.Namespace) -> int:
 def open_access_refusal(settings: Settings, host: str) -> str | None:
     """Why `serve` must not bind `host` (anything but loopback with DICOMWEB_AUTH=none,
     unless DICOMWEB_ALLOW_OPEN_ACCESS says access is controlled in front of it)."""
-    if settings.auth != "none" or _loopback(host) or settings.allow_open_access:
+    if not _open_to_the_network(settings, host):
         return None
     return (
         f"refusing to serve {host} with DICOMWEB_AUTH=none: anyone who reaches it could read "
@@ -594,7 +594,7 @@ def dimse_open_access_refusal(settings: Settings, host: str) -> str | None:
     """The same rule for the DIMSE listener (`serve` with DICOMWEB_DIMSE_PORT, `dimse`): with
     DICOMWEB_AUTH=none every calling AE could read and store every study, so only loopback,
     unless DICOMWEB_ALLOW_OPEN_ACCESS says access is controlled in front of it."""
-    if settings.auth != "none" or _loopback(host) or settings.allow_open_access:
+    if not _open_to_the_network(settings, host):
         return None
     return (
         f"refusing to listen for DIMSE on {host} with DICOMWEB_AUTH=none: any AE that reaches "
@@ -603,6 +603,12 @@ def dimse_open_access_refusal(settings: Settings, host: str) -> str | None:
         "DICOMWEB_DIMSE_HOST=127.0.0.1, or set DICOMWEB_ALLOW_OPEN_ACCESS=true behind your own "
         "access control"
     )
+
+
+def _open_to_the_network(settings: Settings, host: str) -> bool:
+    """Whether binding `host` would let anyone who reaches it do everything: no access
+    control, an address other than loopback, and no DICOMWEB_ALLOW_OPEN_ACCESS."""
+    return settings.auth == "none" and not _loopback(host) and not settings.allow_open_access
 
 
 def _loopback(host: str) -> bool:
