@@ -33,20 +33,29 @@ class Callers:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
-            access = scope["app"].state.container.access
-            rid = request_id(scope)
-            client = scope.get("client")
-            address = str(client[0]) if client else None
-            if not access.kinds:
-                made = Caller.anonymous(rid)
+            if not scope["app"].state.container.access.kinds:
+                made = replace(Caller.anonymous(request_id(scope)), client=_address(scope))
             else:
-                # A key's row is read on every request (revocations reach every process); a
-                # token may need the provider's keys fetched: both off the event loop.
-                made = await anyio.to_thread.run_sync(
-                    access.caller, _credential(scope), rid, address
-                )
-            scope.setdefault("state", {})["caller"] = replace(made, client=address)
+                made = await _caller_of(scope, _credential(scope))
+            scope.setdefault("state", {})["caller"] = made
         await self.app(scope, receive, send)
+
+
+def _address(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+async def _caller_of(scope: Scope, credential: str | None) -> Caller:
+    """The caller `credential` stands for on this connection. A key's row is read on every
+    request (revocations reach every process); a token may need the provider's keys
+    fetched: both off the event loop."""
+    access = scope["app"].state.container.access
+    address = _address(scope)
+    made: Caller = await anyio.to_thread.run_sync(
+        access.caller, credential, request_id(scope), address
+    )
+    return replace(made, client=address)
 
 
 def _credential(scope: Scope) -> str | None:
@@ -96,13 +105,8 @@ async def authenticate_first_message(websocket: WebSocket) -> None:
             token=False,
         )
         return
-    client = websocket.scope.get("client")
-    address = str(client[0]) if client else None
-    made = await anyio.to_thread.run_sync(
-        access.caller, token, request_id(websocket.scope), address
-    )
     state["credential"] = token
-    state["caller"] = replace(made, client=address)
+    state["caller"] = await _caller_of(websocket.scope, token)
 
 
 def caller(request: HTTPConnection) -> Caller:
@@ -114,16 +118,9 @@ def caller(request: HTTPConnection) -> Caller:
 async def recheck(connection: HTTPConnection, scope: str) -> bool:
     """Whether the connection's credential still gives `scope` (a long-lived stream asks
     again now and then: a key revoked or a token expired since it began ends it)."""
-    access = connection.app.state.container.access
-    if not access.kinds:
+    if not connection.app.state.container.access.kinds:
         return True
-    client = connection.scope.get("client")
-    made = await anyio.to_thread.run_sync(
-        access.caller,
-        _credential(connection.scope),
-        request_id(connection.scope),
-        str(client[0]) if client else None,
-    )
+    made = await _caller_of(connection.scope, _credential(connection.scope))
     return made.refusal is None and scope in made.scopes
 
 
