@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import TypeVar
@@ -21,10 +22,13 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from dicomweb_server.services.context import Caller
+from dicomweb_server.services.context import READ, Caller
 from dicomweb_server.web.access import request_id
 
 T = TypeVar("T")
+# A stream's credential is checked again this often (a revoked key or share ends its streams
+# sooner: services/revocations.py).
+RECHECK_SECONDS = 60.0
 
 
 class Callers:
@@ -124,17 +128,18 @@ async def recheck(connection: HTTPConnection, scope: str) -> bool:
     return made.refusal is None and scope in made.scopes
 
 
-async def while_authorized(connection: HTTPConnection, items: AsyncIterator[T]) -> AsyncIterator[T]:
-    """`items` until the caller's key or share is revoked (or expires), in any process: the
-    stream then ends within about a second (services/revocations.py)."""
+async def while_authorized(
+    connection: HTTPConnection, items: AsyncIterator[T], scope: str = READ
+) -> AsyncIterator[T]:
+    """`items` while the caller may have them: a key or share revoked (or expired) in any
+    process ends the stream within about a second (services/revocations.py); any credential
+    is checked again every RECHECK_SECONDS, and one that no longer gives `scope` ends it."""
     principal = caller(connection).principal
-    if principal is None or not principal.startswith(("key:", "share:")):
-        async for item in items:
-            yield item
-        return
     revocations = connection.app.state.container.revocations
-    ended = revocations.watch(principal)
+    watched = principal is not None and principal.startswith(("key:", "share:"))
+    ended = revocations.watch(principal) if watched else asyncio.Event()
     stop = asyncio.ensure_future(ended.wait())
+    checked = time.monotonic()
     try:
         while True:
             following = asyncio.ensure_future(items.__anext__())
@@ -148,7 +153,12 @@ async def while_authorized(connection: HTTPConnection, items: AsyncIterator[T]) 
                 item = following.result()
             except StopAsyncIteration:
                 return
+            if time.monotonic() - checked >= RECHECK_SECONDS:
+                checked = time.monotonic()
+                if not await recheck(connection, scope):
+                    return
             yield item
     finally:
         stop.cancel()
-        revocations.forget(principal, ended)
+        if watched and principal is not None:
+            revocations.forget(principal, ended)

@@ -14,7 +14,6 @@ ends its streams).
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -33,14 +32,13 @@ from dicomweb_server.services.changes import (
     entry_fields,
     parse_filter,
 )
-from dicomweb_server.services.context import READ, Caller
+from dicomweb_server.services.context import Caller
 from dicomweb_server.services.errors import ServiceError
 from dicomweb_server.services.ports.changes import Change
 from dicomweb_server.web.access import after_response
 from dicomweb_server.web.auth import (
     authenticate_first_message,
     caller,
-    recheck,
     while_authorized,
 )
 from dicomweb_server.web.context import container
@@ -48,8 +46,6 @@ from dicomweb_server.web.sockets import accept, pump, refuse
 from dicomweb_server.web.threads import in_thread
 from dicomweb_server.web.urls import Urls, urls
 
-# A stream's credential is checked again this often, so a revocation ends it.
-RECHECK_SECONDS = 60.0
 # Server-Sent Events: a comment this often keeps proxies from closing a quiet stream.
 KEEPALIVE_SECONDS = 15.0
 _STREAM_PARAMETERS = frozenset({"after"})
@@ -142,12 +138,7 @@ async def _batches(
 ) -> AsyncIterator[list[Change]]:
     """The subscription's batches (empty: a quiet interval), ending when the caller's
     credential no longer gives read."""
-    checked = time.monotonic()
     async for batch in while_authorized(connection, subscription.batches(KEEPALIVE_SECONDS)):
-        if time.monotonic() - checked >= RECHECK_SECONDS:
-            checked = time.monotonic()
-            if not await recheck(connection, READ):
-                return
         yield batch
 
 

@@ -9,7 +9,6 @@ A refusal answers the status, `Warning: 299` text and DICOM status the standard 
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -25,7 +24,7 @@ from dicomweb_server.dicom.json_model import validate_json
 from dicomweb_server.dicom.matching import parse_boolean, parse_search
 from dicomweb_server.dicom.media_types import DICOM_JSON, DICOM_XML, MULTIPART_RELATED
 from dicomweb_server.dicom.xml_model import native_to_json
-from dicomweb_server.services.context import READ, Caller
+from dicomweb_server.services.context import Caller
 from dicomweb_server.services.errors import (
     InvalidRequest,
     ServiceError,
@@ -35,7 +34,6 @@ from dicomweb_server.services.workitems import Answer
 from dicomweb_server.web.auth import (
     authenticate_first_message,
     caller,
-    recheck,
     while_authorized,
 )
 from dicomweb_server.web.capabilities import produces
@@ -52,7 +50,6 @@ from dicomweb_server.web.xml import xml_response
 MAX_WORKITEM_BYTES = 1024 * 1024
 WARN_AGENT = "dicomweb-server"
 KEEPALIVE_SECONDS = 15.0
-RECHECK_SECONDS = 60.0
 
 
 def warning(text: str) -> str:
@@ -330,12 +327,7 @@ async def event_channel(websocket: WebSocket) -> None:
     reports = archive.channels.reports(aetitle, KEEPALIVE_SECONDS)
 
     async def send() -> None:
-        checked = time.monotonic()
         async for batch in while_authorized(websocket, reports):
-            if time.monotonic() - checked >= RECHECK_SECONDS:
-                checked = time.monotonic()
-                if not await recheck(websocket, READ):
-                    break
             for report in batch.reports:
                 await websocket.send_text(orjson.dumps(report).decode())
             archive.channels.sent(aetitle, batch)
@@ -361,12 +353,7 @@ async def stream_worklist(request: Request) -> Response:
     async def events() -> AsyncIterator[bytes]:
         try:
             yield b": worklist\n\n"  # the headers and a first byte at once
-            checked = time.monotonic()
             async for changed in while_authorized(request, changes):
-                if time.monotonic() - checked >= RECHECK_SECONDS:
-                    checked = time.monotonic()
-                    if not await recheck(request, READ):
-                        return
                 yield b"event: changed\ndata: {}\n\n" if changed else b": keep-alive\n\n"
         finally:
             await changes.aclose()  # type: ignore[attr-defined]
