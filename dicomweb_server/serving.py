@@ -18,9 +18,12 @@ import asyncio
 import datetime
 import functools
 import logging
+import math
+import os
 import resource
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -163,6 +166,22 @@ class NoDelayHttpToolsProtocol(_HeaderDeadline, HttpToolsProtocol):
 def http_protocol(name: str) -> type[asyncio.Protocol]:
     """The protocol class `DICOMWEB_HTTP` names."""
     return NoDelayHttpToolsProtocol if name == "httptools" else NoDelayH11Protocol
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, bounded by the cgroup's quota
+    (a container given 2 CPUs of a 64-core host gets 2 workers, not 64)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max" and int(period) > 0:
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
 
 
 def raise_file_limit() -> int:

@@ -24,7 +24,12 @@ class Settings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", description="Address the server binds to.")
     port: int = Field(default=8080, description="TCP port the server listens on.")
-    workers: int = Field(default=1, ge=1, description="Number of server processes `serve` starts.")
+    workers: int = Field(
+        default=0,
+        ge=0,
+        description="Number of server processes `serve` starts; 0: one per core the process "
+        "may use (its CPU affinity and cgroup quota).",
+    )
     base_path: str = Field(
         default="/dicomweb", description="URL path under which the DICOMweb services are served."
     )

@@ -214,12 +214,17 @@ def start_serve(
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as the environment variables that give them (for subprocesses)."""
-    return {
+    """The settings as the environment variables that give them (for subprocesses). A
+    test server runs one process unless its test asks for more (`--workers`): the default,
+    one per core, would start every test's server several times over."""
+    env = {
         f"DICOMWEB_{name.upper()}": str(value)
         for name, value in settings.model_dump().items()
         if value is not None and value != ""
     }
+    if settings.workers == 0:
+        env["DICOMWEB_WORKERS"] = "1"
+    return env
 
 
 def serve_in_thread(container: Container) -> tuple[uvicorn.Server, threading.Thread, str]:

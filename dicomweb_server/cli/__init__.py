@@ -26,7 +26,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="apply pending migrations and start the server")
     serve.add_argument("--host", help="bind address (default: DICOMWEB_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: DICOMWEB_PORT or 8080)")
-    serve.add_argument("--workers", type=int, help="server processes (default: 1)")
+    serve.add_argument(
+        "--workers", type=int, help="server processes (default: DICOMWEB_WORKERS, or one per core)"
+    )
     db = commands.add_parser("db", help="index database commands")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     db_commands.add_parser("upgrade", help="create or upgrade the index schema")
@@ -210,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     import uvicorn
 
-    from dicomweb_server.serving import http_protocol, raise_file_limit
+    from dicomweb_server.serving import http_protocol, raise_file_limit, usable_cores
 
     if settings.dimse_port is not None:
         # In this process, beside the web server's (or its workers' supervisor): one
@@ -224,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raise_file_limit()
     port = args.port or settings.port
     _say_where_when_up(settings, host, port)
-    workers = args.workers or settings.workers
+    workers = args.workers or settings.workers or usable_cores()
     if workers > 1:
         # prometheus-client's multi-process mode: each worker writes its counters there, and
         # a scrape of any sums them all (web/metrics.py). A folder of this run's own.

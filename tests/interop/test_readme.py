@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.parser
 import email.policy
 import os
@@ -206,3 +207,44 @@ def test_serve_says_where_it_is_and_commands_keep_alembic_quiet(tmp_path: Path) 
     finally:
         process.terminate()
         process.wait(timeout=15)
+
+
+def _children(pid: int) -> list[str]:
+    """The command lines of a process's children."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(OSError):
+                found.append(Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" "))
+    return [c.decode(errors="replace") for c in found]
+
+
+def test_serve_with_no_flags_uses_every_core(tmp_path: Path) -> None:
+    """The README's command gives the fast server: one worker process per usable core."""
+    from dicomweb_server.serving import usable_cores
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
+    program = str(Path(sys.executable).parent / "dicomweb-server")
+    process = subprocess.Popen(
+        [program, "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline and process.poll() is None
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                    break
+            time.sleep(0.1)
+        workers = [c for c in _children(process.pid) if "multiprocessing.spawn" in c]
+        cores = usable_cores()
+        # One core: uvicorn serves in the process itself, without a supervisor.
+        assert len(workers) == (cores if cores > 1 else 0)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
