@@ -34,7 +34,7 @@ from dicomweb_server.index.sql.consumers import SqlConsumerCursors
 from dicomweb_server.index.sql.corrections import SqlCorrectionIndex
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.delete import SqlDeleteIndex
-from dicomweb_server.index.sql.engine import make_engine
+from dicomweb_server.index.sql.engine import make_engine, make_inline_engine
 from dicomweb_server.index.sql.keys import SqlKeyIndex
 from dicomweb_server.index.sql.labels import SqlLabelIndex
 from dicomweb_server.index.sql.limits import SqlFailureLog
@@ -117,6 +117,8 @@ class Container:
     webapp: WebApp
     # The organisation's root of the UIDs the server makes ("": 2.25.<UUID>).
     uid_root: str
+    # Short reads may run on the event loop (the embedded database: services/ports/inline.py).
+    reads_inline: bool = False
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -342,7 +344,7 @@ def build_container(settings: Settings) -> Container:
         settings.db_max_overflow,
         settings.db_pool_timeout,
     )
-    db = Database(engine)
+    db = Database(engine, make_inline_engine(settings.resolved_database_url))
     retrieve_index = SqlRetrieveIndex(db)
     search = SearchService(SqlSearchIndex(db), settings.qido_max_limit)
     changes = ChangeFeed(SqlChangeLog(db), search)
@@ -506,13 +508,14 @@ def build_container(settings: Settings) -> Container:
             viewer_url=settings.viewer_url,
         ),
         uid_root=settings.uid_root,
+        reads_inline=db.reads_inline,
         # The trail first: its last messages still reach the table.
         _closers=[
             trail.close,
             hub.close_signal,
             channels.close_signal,
             webhooks.close,
-            engine.dispose,
+            db.close,
             blobs.close,
         ],
     )

@@ -77,6 +77,8 @@ class Archive(Protocol):
     channels: EventChannels
     # The organisation's root of the UIDs the server makes ("": 2.25.<UUID>).
     uid_root: str
+    # Short reads may run on the event loop (web/threads.py `read`).
+    reads_inline: bool
 
     def gauges(self) -> dict[str, tuple[str, float]]:
         """Values read at scrape time for `/metrics`: name -> (meaning, value)."""

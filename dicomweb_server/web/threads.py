@@ -13,9 +13,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
+
+from dicomweb_server.services.ports.inline import DEADLINE, Overran
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -42,3 +45,22 @@ async def in_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     if cancelled:
         raise asyncio.CancelledError
     return result
+
+
+# How long a read may hold the event loop before it is made again in a worker thread.
+INLINE_SECONDS = 0.002
+
+
+async def read(inline: bool, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """`fn(*args, **kwargs)`, a call that only reads the index: on the event loop when
+    `inline` (the embedded database) and it finishes within INLINE_SECONDS, else in the
+    thread pool (services/ports/inline.py)."""
+    if inline:
+        token = DEADLINE.set(time.perf_counter() + INLINE_SECONDS)
+        try:
+            return fn(*args, **kwargs)
+        except Overran:
+            pass
+        finally:
+            DEADLINE.reset(token)
+    return await in_thread(fn, *args, **kwargs)

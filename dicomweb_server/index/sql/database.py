@@ -11,21 +11,40 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dicomweb_server.index.sql.engine import WRITE
 from dicomweb_server.services.errors import Unavailable
+from dicomweb_server.services.ports.inline import DEADLINE, Overran
 
 
 class Database:
     """Thread-safe: each call takes its own connection from the engine's pool."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, inline: Engine | None = None) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        # The event loop's own connection for short reads (services/ports/inline.py):
+        # SQLite only, where a read is a call into the library, not a round trip.
+        self.inline = inline
+
+    @property
+    def reads_inline(self) -> bool:
+        return self.inline is not None
 
     def connect(self) -> Connection:
-        """A pooled connection; none free within the pool timeout is a 503, not a 500."""
+        """A pooled connection; none free within the pool timeout is a 503, not a 500. On
+        the event loop (a deadline set), the loop's own connection."""
+        if self.inline is not None and DEADLINE.get() is not None:
+            try:
+                return self.inline.connect()
+            except PoolTimeout as exc:
+                raise Overran from exc
         try:
             return self.engine.connect()
         except PoolTimeout as exc:
             raise Unavailable("every database connection is busy; try again shortly") from exc
+
+    def close(self) -> None:
+        if self.inline is not None:
+            self.inline.dispose()
+        self.engine.dispose()
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[Connection]:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 
 from dicomweb_server.dicom.errors import backend_text
 from dicomweb_server.services.errors import InvalidRequest, Unavailable
+from dicomweb_server.services.ports.inline import DEADLINE, Overran
 
 log = logging.getLogger("dicomweb_server.index")
 
@@ -36,6 +37,56 @@ def make_engine(
         _ping_when_idle(engine)
     event.listen(engine, "handle_error", _unavailable)
     return engine
+
+
+# SQLite calls the deadline check every this many virtual machine steps (tens of microseconds).
+_PROGRESS_STEPS = 2000
+
+
+def make_inline_engine(url: str) -> Engine | None:
+    """The event loop's own connection for short reads (services/ports/inline.py), for an
+    SQLite file; None for any other database (a read there is a round trip, kept off the
+    loop). One connection, never waited for: the loop runs one read at a time. It waits for
+    no lock (a reader of a WAL database rarely meets one), and a statement still running at
+    the deadline is interrupted; either raises Overran, and the read is made again in a
+    worker thread, on a pooled connection that waits as usual."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    engine = _configured(
+        create_engine(
+            url,
+            connect_args={"timeout": 0, "check_same_thread": False},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=0,
+        )
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # After _configured's own PRAGMAs (listeners run in order): no wait for a lock.
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=0")
+        cursor.close()
+        dbapi_connection.set_progress_handler(_past_deadline, _PROGRESS_STEPS)
+
+    event.listen(engine, "handle_error", _overran)
+    return engine
+
+
+def _past_deadline() -> int:
+    """SQLite's progress handler: non-zero interrupts the statement."""
+    deadline = DEADLINE.get()
+    return 1 if deadline is not None and time.perf_counter() > deadline else 0
+
+
+def _overran(context: ExceptionContext) -> Exception | None:
+    """On the loop's connection, whatever the database refused (interrupted, locked, or a
+    statement past a limit) is made again in a worker thread, which reports it properly."""
+    if isinstance(context.sqlalchemy_exception, OperationalError):
+        return Overran()
+    return None
 
 
 # A pooled connection unused this long is pinged before use.

@@ -1,0 +1,89 @@
+"""Short reads of the embedded database run on the event loop (services/ports/inline.py): a
+read past its deadline, or one that would wait, is made again in a worker thread and still
+answers; no other database reads on the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from dicomweb_server.index.sql.database import Database
+from dicomweb_server.index.sql.engine import make_engine, make_inline_engine
+from dicomweb_server.services.ports.inline import DEADLINE, Overran
+from dicomweb_server.web.threads import read
+
+# About a second of SQLite's work: a recursive count no index can shorten.
+SLOW = (
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) "
+    "SELECT count(*) FROM n"
+)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
+    return Database(make_engine(url), make_inline_engine(url))
+
+
+def _count(db: Database, sql: str) -> tuple[int, str]:
+    with db.connect() as conn:
+        return int(conn.execute(text(sql)).scalar_one()), threading.current_thread().name
+
+
+def test_a_short_read_stays_on_the_loop(db: Database) -> None:
+    async def main() -> tuple[int, str]:
+        return await read(db.reads_inline, _count, db, "SELECT 41 + 1")
+
+    value, thread = asyncio.run(main())
+    assert value == 42 and thread == threading.main_thread().name
+
+
+def test_a_read_past_its_deadline_is_interrupted_and_made_in_a_thread(db: Database) -> None:
+    token = DEADLINE.set(time.perf_counter() + 0.002)
+    started = time.perf_counter()
+    try:
+        with pytest.raises(Overran):
+            _count(db, SLOW)
+    finally:
+        DEADLINE.reset(token)
+    # Interrupted close to its deadline, not after the whole statement.
+    assert time.perf_counter() - started < 0.2
+
+    async def main() -> tuple[int, str]:
+        return await read(db.reads_inline, _count, db, SLOW)
+
+    value, thread = asyncio.run(main())
+    assert value == 3000000 and thread.startswith("dicomweb-worker")
+
+
+def test_a_locked_database_is_read_in_a_thread(tmp_path: Path) -> None:
+    """A rollback-journal database (another tool's copy) under a writer: the loop does not
+    wait for the lock; the thread does, and reads once the writer is done."""
+    writer = sqlite3.connect(
+        tmp_path / "plain.sqlite3", isolation_level=None, check_same_thread=False
+    )
+    writer.execute("CREATE TABLE t (x)")
+    url = f"sqlite:///{tmp_path / 'plain.sqlite3'}"
+    db = Database(make_engine(url), make_inline_engine(url))
+    writer.execute("BEGIN EXCLUSIVE")
+    threading.Timer(0.3, writer.rollback).start()
+
+    async def main() -> tuple[int, str]:
+        return await read(db.reads_inline, _count, db, "SELECT 7")
+
+    try:
+        value, thread = asyncio.run(main())
+    finally:
+        writer.close()
+    assert value == 7 and thread.startswith("dicomweb-worker")
+
+
+def test_postgresql_reads_never_run_on_the_loop(pg_url: str) -> None:
+    assert make_inline_engine(pg_url) is None
+    assert make_inline_engine("sqlite://") is None
