@@ -30,7 +30,7 @@ from dicomweb_server.web.media import (
 )
 from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
 from dicomweb_server.web.ranges import BUFFER_LIMIT, single_part_response, whole_body
-from dicomweb_server.web.threads import in_thread
+from dicomweb_server.web.threads import in_thread, read
 from dicomweb_server.web.urls import urls
 from dicomweb_server.web.xml import xml_response
 from dicomweb_server.web.zipstream import ZipMember, zip_stream
@@ -64,13 +64,14 @@ async def retrieve_instances(request: Request) -> Response:
     type="application/dicom"`, `application/dicom` for one instance, or `application/zip`;
     each instance in the transfer syntax negotiated for it (PS3.18 8.7.3.4)."""
     scope = scope_uids(request)
-    retrieve = container(request).retrieve
+    archive = container(request)
+    retrieve = archive.retrieve
     # Microsoft's header: the instances as first stored, before any correction.
     original = request.headers.get(REQUEST_ORIGINAL, "").strip().lower() == "true"
     if original:
         found = await in_thread(container(request).corrections.originals, caller(request), *scope)
     else:
-        found = await in_thread(retrieve.objects, caller(request), *scope)
+        found = await read(archive.reads_inline, retrieve.objects, caller(request), *scope)
     one = scope[2] is not None
     accepted = accept_of(request.query_params.getlist("accept"), request.headers.get("accept"))
     choice = negotiate_instances(accepted, single=one)
@@ -89,8 +90,12 @@ async def retrieve_instances(request: Request) -> Response:
         return unchanged
     headers = {**caching.headers(etag, immutable=False), "Vary": f"Accept, {REQUEST_ORIGINAL}"}
     # Transcoded instances are held in memory until sent: their cost is held as long.
-    await hold_memory(request, await in_thread(retrieve.transcode_cost, found, targets))
-    sent = await in_thread(retrieve.instance_parts, found, targets)
+    if all(t == i.transfer_syntax_uid for i, t in zip(found, targets, strict=True)):
+        # Sent as stored: the parts only name what storage streams later, no hop for them.
+        sent = retrieve.instance_parts(found, targets)
+    else:
+        await hold_memory(request, await in_thread(retrieve.transcode_cost, found, targets))
+        sent = await in_thread(retrieve.instance_parts, found, targets)
     if choice.container == ZIP:
         names = [f"{i.study_uid}/{i.series_uid}/{i.sop_instance_uid}.dcm" for i in found]
         return StreamingResponse(
@@ -118,7 +123,8 @@ async def retrieve_instances(request: Request) -> Response:
 @produces(DICOM_JSON, f'{MULTIPART_RELATED}; type="{DICOM_XML}"')
 async def retrieve_metadata(request: Request) -> Response:
     media_type = negotiate_json(request.headers.get("accept"))
-    retrieve, who, here = container(request).retrieve, caller(request), urls(request)
+    archive = container(request)
+    retrieve, who, here = archive.retrieve, caller(request), urls(request)
     scope = scope_uids(request)
 
     def tag_of(blob_keys: list[str]) -> str:
@@ -129,13 +135,13 @@ async def retrieve_metadata(request: Request) -> Response:
 
     if "if-none-match" in request.headers:
         # A revalidation (a viewer reopening a study) costs one small query, no metadata.
-        found = await in_thread(retrieve.instances, who, *scope)
+        found = await read(archive.reads_inline, retrieve.instances, who, *scope)
         unchanged = caching.not_modified(
             request, tag_of([i.blob_key for i in found]), immutable=False
         )
         if unchanged is not None:
             return unchanged
-    metadata = await in_thread(retrieve.metadata, who, *scope)
+    metadata = await read(archive.reads_inline, retrieve.metadata, who, *scope)
     # The study may grow, so caches ask each time.
     headers = caching.headers(tag_of(metadata.blob_keys), immutable=False)
     body = here.with_base(metadata.texts)
@@ -151,8 +157,16 @@ async def retrieve_frames(request: Request) -> Response:
     study, series, instance = scope_uids(request)
     assert series is not None and instance is not None
     numbers = parse_frame_numbers(request.path_params["frames"])
-    retrieve = container(request).retrieve
-    found = await in_thread(retrieve.frames, caller(request), study, series, instance, numbers)
+    archive = container(request)
+    found = await read(
+        archive.reads_inline,
+        archive.retrieve.frames,
+        caller(request),
+        study,
+        series,
+        instance,
+        numbers,
+    )
     here = urls(request)
     return await _byte_parts(
         request, found, len(numbers), lambda n: here.frame(study, series, instance, n)
@@ -163,9 +177,17 @@ async def retrieve_frames(request: Request) -> Response:
 async def retrieve_bulk_data(request: Request) -> Response:
     study, series, instance = scope_uids(request)
     assert series is not None and instance is not None
-    retrieve = container(request).retrieve
+    archive = container(request)
     path = request.path_params["path"]
-    found = await in_thread(retrieve.bulk_data, caller(request), study, series, instance, path)
+    found = await read(
+        archive.reads_inline,
+        archive.retrieve.bulk_data,
+        caller(request),
+        study,
+        series,
+        instance,
+        path,
+    )
     # PS3.18 10.4.3.3.5: each part's Content-Location is the BulkDataURI, Pixel Data sent
     # frame by frame included.
     uri = urls(request).bulk_data(study, series, instance, path)
