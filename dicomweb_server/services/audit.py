@@ -346,6 +346,10 @@ class AuditSink(Protocol):
     def close(self) -> None: ...
 
 
+# How long the writer waits for more messages to write with the first of a batch.
+BATCH_SECONDS = 0.05
+
+
 @dataclass
 class AuditTrail:
     """The messages of this process, queued for the sinks. `record` never blocks."""
@@ -393,6 +397,10 @@ class AuditTrail:
             if first is None:
                 return
             batch = [first]
+            # Messages that come within BATCH_SECONDS of the first share its write (one
+            # transaction, one flush to disk, instead of one per request under load). The
+            # writer sleeps meanwhile: waiting on the queue would wake it for every message.
+            time.sleep(BATCH_SECONDS)
             while len(batch) < 500:
                 try:
                     more = self._queue.get_nowait()
@@ -435,6 +443,8 @@ class AuditTrail:
         caller.require(ADMIN)
         if self.log is None:
             raise NotFound("the audit table is not kept (DICOMWEB_AUDIT does not name table)")
+        # This process's messages recorded before the read are in the table when it is read.
+        self.flush(2 * BATCH_SECONDS + 1.0)
         found = self.log.events(after, since, study, limit)
         self.record(audit_log_used(caller, where))
         return found

@@ -35,13 +35,13 @@ def record(request: Request, kind: str, status: int) -> None:
     outcome = audit.outcome_of(status)
     params = request.path_params
     studies = [params["study"]] if "study" in params else []
-    if not studies and request.query_params.get("studyUID"):
+    if not studies and kind != QUERY and request.query_params.get("studyUID"):
         studies = [request.query_params["studyUID"]]  # WADO-URI
     if kind == QUERY:
         # As sent, but for anything that looks like a credential (PS3.15 A.5.3.10 keeps the
         # query; a key put in a URL by mistake must not reach every audit reader).
-        query = without_credentials(request.url.query)
-        text = request.url.path + (f"?{query}" if query else "")
+        query = without_credentials(request.scope["query_string"].decode("latin-1"))
+        text = request.scope["path"] + (f"?{query}" if query else "")
         trail.record(audit.query(who, text, outcome, studies))
         return
     if kind == STORE:

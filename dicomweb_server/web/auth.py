@@ -16,14 +16,15 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import TypeVar
 
-import anyio.to_thread
 import orjson
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from dicomweb_server.services.access import AccessService
 from dicomweb_server.services.context import READ, Caller
 from dicomweb_server.web.access import request_id
+from dicomweb_server.web.threads import in_thread, read
 
 T = TypeVar("T")
 # A stream's credential is checked again this often (a revoked key or share ends its streams
@@ -52,12 +53,22 @@ def _address(scope: Scope) -> str | None:
 
 async def _caller_of(scope: Scope, credential: str | None) -> Caller:
     """The caller `credential` stands for on this connection. A key's row is read on every
-    request (revocations reach every process); a token may need the provider's keys
-    fetched: both off the event loop."""
-    access = scope["app"].state.container.access
+    request (revocations reach every process), on the event loop when the embedded
+    database allows (a key unchanged since this process last read it costs no query); a
+    token may need the provider's keys fetched: off the event loop."""
+    archive = scope["app"].state.container
+    access: AccessService = archive.access
     address = _address(scope)
-    made: Caller = await anyio.to_thread.run_sync(
-        access.caller, credential, request_id(scope), address
+    # A valid key by reads alone: on the event loop, no hop (web/threads.py `read`).
+    known = (
+        await read(True, access.known_caller, credential, request_id(scope))
+        if archive.reads_inline and credential is not None
+        else None
+    )
+    made = (
+        known
+        if known is not None
+        else await in_thread(access.caller, credential, request_id(scope), address)
     )
     return replace(made, client=address)
 

@@ -11,6 +11,9 @@ from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.models import api_keys
 from dicomweb_server.services.ports.access import StoredKey
 
+# Key rows kept for the event loop's reads at most (a guessed id is never kept).
+_KEPT = 1000
+
 
 def _key(row: Row[Any]) -> StoredKey:
     return StoredKey(
@@ -29,6 +32,9 @@ def _key(row: Row[Any]) -> StoredKey:
 class SqlKeyIndex:
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Rows read on the event loop, with the database version they were read at: still
+        # the row while no commit has happened since (a revocation in any process is one).
+        self._read: dict[str, tuple[int, StoredKey | None]] = {}
 
     def add_key(self, key: StoredKey) -> None:
         with self._db.writing() as conn:
@@ -47,9 +53,19 @@ class SqlKeyIndex:
             )
 
     def key(self, key_id: str) -> StoredKey | None:
+        version = self._db.version()
+        if version is not None:
+            known = self._read.get(key_id)
+            if known is not None and known[0] == version:
+                return known[1]
         with self._db.connect() as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
-        return None if row is None else _key(row)
+        found = None if row is None else _key(row)
+        if version is not None and found is not None:
+            if len(self._read) >= _KEPT:
+                self._read.clear()
+            self._read[key_id] = (version, found)
+        return found
 
     def keys(self) -> list[StoredKey]:
         with self._db.connect() as conn:
