@@ -9,6 +9,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -87,3 +88,18 @@ def test_a_locked_database_is_read_in_a_thread(tmp_path: Path) -> None:
 def test_postgresql_reads_never_run_on_the_loop(pg_url: str) -> None:
     assert make_inline_engine(pg_url) is None
     assert make_inline_engine("sqlite://") is None
+
+
+def test_a_read_seen_before_runs_through_the_driver_with_the_same_rows(db: Database) -> None:
+    from sqlalchemy import column, literal, select
+
+    def build() -> Any:
+        return select(literal(7).label("seven"), column("x").label("name")).select_from(
+            text("(SELECT 'a' AS x UNION ALL SELECT 'b' AS x)")
+        )
+
+    first = db.rows(("t", 7), build)
+    assert ("t", 7) in db._statements  # kept: the next one skips SQLAlchemy
+    again = db.rows(("t", 7), build)
+    assert [tuple(r) for r in first] == [tuple(r) for r in again] == [(7, "a"), (7, "b")]
+    assert [r.name for r in again] == ["a", "b"]

@@ -5,15 +5,21 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections import namedtuple
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.sql import Executable
 
-from dicomweb_server.index.sql.engine import WRITE
+from dicomweb_server.index.sql.engine import WRITE, driver_error
 from dicomweb_server.services.errors import Unavailable
 from dicomweb_server.services.ports.inline import DEADLINE, Overran
+
+# Statements kept for `rows` at most (past it, they are forgotten and kept again).
+_STATEMENTS_KEPT = 512
 
 
 class Database:
@@ -27,6 +33,8 @@ class Database:
         self.inline = inline
 
         self._stamp: sqlite3.Connection | None = None
+        # Reads run before, as SQLite runs them (`rows`).
+        self._statements: dict[Hashable, tuple[str, Any, Any]] = {}
         self._stamp_lock = threading.Lock()
 
     @property
@@ -50,6 +58,37 @@ class Database:
                 return int(self._stamp.execute("PRAGMA data_version").fetchone()[0])
             except sqlite3.Error:
                 return None
+
+    def rows(self, key: Hashable, build: Callable[[], Executable]) -> list[Any]:
+        """The rows of the read `build()` makes, as named tuples. `key` names the statement
+        with every value in it. On SQLite, a statement run before under the same key runs
+        again straight through the driver with the same SQL text and parameters: building
+        the statement, SQLAlchemy's cache key and its execution context cost several times
+        the read itself (about 140 of 180 us for an empty QIDO-RS). Elsewhere, and the first
+        time, through SQLAlchemy."""
+        if self.dialect != "sqlite":
+            with self.connect() as conn:
+                return list(conn.execute(build()).all())
+        known = self._statements.get(key)
+        with self.connect() as conn:
+            driver = conn.connection.driver_connection
+            if known is not None and driver is not None:
+                sql, parameters, made = known
+                try:
+                    found = driver.execute(sql, parameters).fetchall()
+                except sqlite3.Error as exc:
+                    raise driver_error(exc) from exc
+                return [made._make(r) for r in found]
+            result = conn.execute(build())
+            found = list(result.all())
+            context = result.context
+            names = list(result.keys())
+            if all(n.isidentifier() and not n.startswith("_") for n in names):
+                if len(self._statements) >= _STATEMENTS_KEPT:
+                    self._statements.clear()
+                shape: Any = namedtuple("Row", names)  # type: ignore[misc]
+                self._statements[key] = (context.statement, context.parameters[0], shape)
+        return found
 
     def connect(self) -> Connection:
         """A pooled connection; none free within the pool timeout is a 503, not a 500. On

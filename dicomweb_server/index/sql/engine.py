@@ -155,6 +155,20 @@ def _unavailable(context: ExceptionContext) -> Exception | None:
     return None
 
 
+def driver_error(exc: Exception) -> Exception:
+    """What an error of the SQLite driver, met outside SQLAlchemy (Database.rows), means:
+    as `_overran` on the event loop, as `_unavailable` elsewhere."""
+    if DEADLINE.get() is not None:
+        return Overran()
+    text = str(exc).lower()
+    if any(limit in text for limit in _SQLITE_LIMITS):
+        return InvalidRequest(
+            "the request is too complex for the index: ask for fewer values or keys at once"
+        )
+    log.warning("index database unavailable: %s: %s", type(exc).__name__, backend_text(str(exc)))
+    return Unavailable("the index database is unavailable; try again shortly")
+
+
 def _sqlite_engine(url: str, pool_size: int, max_overflow: int, pool_timeout: float) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, Select, String, bindparam, select
+from sqlalchemy import Select, String, bindparam, select
 
 from dicomweb_server.dicom import attributes as a
 from dicomweb_server.dicom.attributes import Aggregates, Level
@@ -48,6 +48,25 @@ class SqlSearchIndex:
             return conn.execute(stmt, params).first() is not None
 
     def search(self, q: SearchQuery) -> list[SearchResult]:
+        # Everything the statement is made of, values included.
+        key = (
+            "search",
+            q.level,
+            q.with_metadata,
+            tuple(q.matches),
+            q.study_uid,
+            q.series_uid,
+            q.limit,
+            q.offset,
+            q.fuzzy,
+            q.timezone_offset,
+            q.scope,
+            q.order,
+        )
+        rows = self._db.rows(key, lambda: self._statement(q))
+        return [_result(q.level, row) for row in rows]
+
+    def _statement(self, q: SearchQuery) -> Select[Any]:
         entity = ENTITIES[q.level]
         stmt = _select(q).where(
             query.where(
@@ -69,10 +88,7 @@ class SqlSearchIndex:
         for tag, descending in q.order:
             column = columns[tag]
             stmt = stmt.order_by((column.desc() if descending else column.asc()).nulls_last())
-        stmt = stmt.order_by(entity.table.c.pk).limit(q.limit).offset(q.offset)
-        with self._db.connect() as conn:
-            rows = conn.execute(stmt).all()
-        return [_result(q.level, row) for row in rows]
+        return stmt.order_by(entity.table.c.pk).limit(q.limit).offset(q.offset)
 
 
 # Whether a study (False) or a series of a study (True) is stored, for a caller who may see
@@ -155,7 +171,7 @@ def _build_select(q: SearchQuery) -> Select[Any]:
     )
 
 
-def _result(level: Level, row: Row[Any]) -> SearchResult:
+def _result(level: Level, row: Any) -> SearchResult:
     attributes = {Level.STUDY: orjson.loads(row.study_attributes)}
     series_uid = instance_uid = metadata = None
     series_instances = None
