@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Router
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dicomweb_server.container import Container, build_container, upgrade_database
 from dicomweb_server.dicom.errors import backend_text
@@ -22,7 +23,7 @@ from dicomweb_server.serving import configure_logging
 from dicomweb_server.settings import Settings
 from dicomweb_server.web import metrics
 from dicomweb_server.web.access import RequestLog, name_requests_in_logs
-from dicomweb_server.web.auth import Callers
+from dicomweb_server.web.auth import make_caller
 from dicomweb_server.web.errors import HANDLERS
 from dicomweb_server.web.routes import slash_redirect, url_surface
 from dicomweb_server.web.threads import in_thread
@@ -41,37 +42,46 @@ EXPOSED_HEADERS = [
 ]
 
 
+class _App(Starlette):
+    """Starlette whose whole middleware stack is one layer (web/access.py RequestLog): the
+    request id and log line, the caller, CORS and the answer to an exception no route
+    handled, instead of Starlette's error and exception middlewares around three of ours."""
+
+    def __init__(self, edge: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._edge = edge
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self._edge(self.router)
+
+
 def create_app(container: Container) -> Starlette:
     settings = container.settings
-    middleware = []
+    cors = None
     if settings.cors_origins:
-        middleware.append(
-            Middleware(
-                CORSMiddleware,
-                allow_origins=settings.cors_origins,
-                allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
-                allow_headers=["*"],
-                expose_headers=EXPOSED_HEADERS,
-            )
+        cors = CORSMiddleware(
+            app=_nothing,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=EXPOSED_HEADERS,
         )
-    # Outermost: the request id and the log line cover everything, CORS answers included.
-    middleware.insert(
-        0,
-        Middleware(RequestLog, log_query_values=settings.log_query_values, observe=metrics.observe),
+    edge = functools.partial(
+        RequestLog,
+        log_query_values=settings.log_query_values,
+        observe=metrics.observe,
+        callers=make_caller,
+        cors=cors,
+        handlers=HANDLERS,
     )
-    # Inside the log (the caller carries the request id), before any route.
-    middleware.insert(1, Middleware(Callers))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         async with background(container):
             yield
 
-    app = Starlette(
-        routes=url_surface(settings.base_path),
-        middleware=middleware,
-        exception_handlers=HANDLERS,
-        lifespan=lifespan,
+    app = _App(
+        edge, routes=url_surface(settings.base_path), exception_handlers=HANDLERS, lifespan=lifespan
     )
     app.state.container = container
     # Starlette's own slash redirect names the request's Host; ours is relative.
@@ -82,6 +92,10 @@ def create_app(container: Container) -> Starlette:
         router.redirect_slashes = False
         router.default = slash_redirect(router)
     return app
+
+
+async def _nothing(_scope: Scope, _receive: Receive, _send: Send) -> None:
+    """CORS's own inner app, never called: RequestLog uses its preflight and headers."""
 
 
 @asynccontextmanager

@@ -18,11 +18,18 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.datastructures import Headers
+from starlette.exceptions import WebSocketException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 log = logging.getLogger("dicomweb_server.access")
 
@@ -107,24 +114,57 @@ def redacted_query(query: str, keep_values: bool) -> str:
 
 # (method, route template, status, seconds, body bytes received, body bytes sent)
 Observer = Callable[[str, str, int, float, int, int], None]
+# Who a connection is from (web/auth.py), made once per request or WebSocket.
+CallerMaker = Callable[[Scope], Awaitable[object]]
 
 
 class RequestLog:
+    """The one layer every request passes before the routes: its id, its log line and
+    metrics, and, in the app (app.py), its caller, CORS and the answer to an exception no
+    route handled. One wrapper of `send` instead of five stacked middlewares (Starlette's
+    error and exception middlewares, CORS, the caller, the log): each layer cost a call
+    and a wrapper per message on every request."""
+
     def __init__(
-        self, app: ASGIApp, log_query_values: bool = False, observe: Observer | None = None
+        self,
+        app: ASGIApp,
+        log_query_values: bool = False,
+        observe: Observer | None = None,
+        callers: CallerMaker | None = None,
+        cors: CORSMiddleware | None = None,
+        handlers: Mapping[Any, ExceptionHandler] | None = None,
     ) -> None:
         self.app = app
         self.log_query_values = log_query_values
         self.observe = observe
+        self.callers = callers
+        self.cors = cors
+        # The handlers Starlette's routes look up (as its ExceptionMiddleware sets them).
+        self.handlers: dict[Any, ExceptionHandler] | None = (
+            None if handlers is None else {WebSocketException: _close_websocket, **handlers}
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            if self.handlers is not None:
+                scope["starlette.exception_handlers"] = (self.handlers, {})
+            if self.callers is not None:
+                scope.setdefault("state", {})["caller"] = await self.callers(scope)
+            await self.app(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         given = ""
+        origin = None
+        preflight = False
         for name, value in scope.get("headers", []):
             if name == b"x-request-id":
                 given = value.decode("latin-1")
+            elif name == b"origin":
+                origin = value
+            elif name == b"access-control-request-method":
+                preflight = True
         rid = given if _TOKEN.fullmatch(given) else uuid.uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"] = rid
@@ -134,12 +174,20 @@ class RequestLog:
         status = 0
         received = sent = 0
         token = _current.set(rid)
+        cors = self.cors if origin is not None else None
+        vary_origin = self.cors is not None and origin is None
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                headers = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                if vary_origin:
+                    headers = _vary_origin(headers)
+                message["headers"] = headers
+                if cors is not None:
+                    await cors.send(message, send, Headers(scope=scope))
+                    return
             elif message["type"] == "http.response.body":
                 sent += len(message.get("body", b""))
             await send(message)
@@ -152,7 +200,21 @@ class RequestLog:
             return message
 
         try:
+            if cors is not None and preflight and scope["method"] == "OPTIONS":
+                # A CORS preflight (Fetch standard 3.2.2) is answered here, before any route.
+                await cors.preflight_response(Headers(scope=scope))(scope, receive, send_with_id)
+                return
+            if self.callers is not None:
+                state["caller"] = await self.callers(scope)
+            if self.handlers is not None:
+                scope["starlette.exception_handlers"] = (self.handlers, {})
             await self.app(scope, counted_receive, send_with_id)
+        except Exception as exc:
+            handler = _handler_of(self.handlers, exc)
+            if status or handler is None:
+                raise  # the answer has begun: the server ends the connection
+            response = await handler(Request(scope, receive), exc)
+            await response(scope, receive, send_with_id)
         finally:
             _current.reset(token)
             for cleanup in cleanups:
@@ -184,3 +246,28 @@ class RequestLog:
                         "caller": who or "anonymous",
                     },
                 )
+
+
+def _vary_origin(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The response's Vary with Origin added (a CORS answer differs by Origin)."""
+    varies = [v.decode("latin-1") for n, v in headers if n.lower() == b"vary"]
+    if not varies:
+        return [*headers, (b"vary", b"Origin")]
+    kept = [(n, v) for n, v in headers if n.lower() != b"vary"]
+    return [*kept, (b"vary", ", ".join([*varies, "Origin"]).encode("latin-1"))]
+
+
+def _handler_of(
+    handlers: Mapping[Any, ExceptionHandler] | None, exc: Exception
+) -> Callable[[Request, Exception], Awaitable[Response]] | None:
+    if handlers is None:
+        return None
+    for kind in type(exc).__mro__:
+        if kind in handlers:
+            return handlers[kind]  # type: ignore[return-value]
+    return None
+
+
+async def _close_websocket(websocket: WebSocket, exc: Exception) -> None:
+    assert isinstance(exc, WebSocketException)
+    await websocket.close(code=exc.code, reason=exc.reason)

@@ -1,6 +1,6 @@
-"""Who the request is from: the middleware that makes each request's `Caller`.
+"""Who the request is from: each request's `Caller`, made by `make_caller`.
 
-It runs inside the request log (which gives the request its id) and before any route; the
+The request log layer (which gives the request its id) asks for it before any route; the
 route table checks the caller against each route's scope, and the handlers hand it to every
 service call. The credential is an OpenID Connect access token or an API key, sent as
 `Authorization: Bearer <token>` (RFC 6750 2.1), or an API key as `X-API-Key: <key>`; with
@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import orjson
 from starlette.requests import HTTPConnection
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from dicomweb_server.services.access import AccessService
@@ -32,18 +32,12 @@ T = TypeVar("T")
 RECHECK_SECONDS = 60.0
 
 
-class Callers:
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            if not scope["app"].state.container.access.kinds:
-                made = replace(Caller.anonymous(request_id(scope)), client=_address(scope))
-            else:
-                made = await _caller_of(scope, _credential(scope))
-            scope.setdefault("state", {})["caller"] = made
-        await self.app(scope, receive, send)
+async def make_caller(scope: Scope) -> Caller:
+    """The `Caller` of a request or WebSocket (the request log layer, web/access.py, asks
+    once per connection, before any route)."""
+    if not scope["app"].state.container.access.kinds:
+        return replace(Caller.anonymous(request_id(scope)), client=_address(scope))
+    return await _caller_of(scope, _credential(scope))
 
 
 def _address(scope: Scope) -> str | None:
