@@ -60,7 +60,11 @@ def timed(fn: Callable[[], int], warmups: int, repetitions: int) -> Result:
 
 
 def concurrently(
-    make: Callable[[httpx.Client, int], int], clients: int, each: int, warmups: int = 2
+    make: Callable[[httpx.Client, int], int],
+    clients: int,
+    each: int,
+    warmups: int = 2,
+    headers: dict[str, str] | None = None,
 ) -> Result:
     """`clients` threads, each with its own connection, making `each` requests one after
     the other (`make(client, n)` sends the n-th and verifies its answer): the latency each
@@ -72,7 +76,7 @@ def concurrently(
     lock = threading.Lock()
 
     def worker(index: int) -> None:
-        with httpx.Client(timeout=600) as client:
+        with httpx.Client(timeout=600, headers=headers) as client:
             for n in range(warmups):
                 make(client, index * 1000 + n)
             for n in range(each):

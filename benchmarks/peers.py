@@ -94,6 +94,8 @@ class Peer:
     process: subprocess.Popen[bytes]
     cleanup: list[object] = field(default_factory=list)
     peak_rss_mb: float = 0.0
+    # Sent with every request (the production profile's API key).
+    headers: dict[str, str] = field(default_factory=dict)
 
     def sample(self) -> None:
         self.peak_rss_mb = max(self.peak_rss_mb, rss_mb(self.process.pid))
@@ -189,35 +191,53 @@ def start_s3_server(workdir: Path) -> tuple[dict[str, str], object]:
     return settings, stop
 
 
+# The production profile the deploy files turn on: API keys, the audit table.
+PRODUCTION = {"DICOMWEB_AUTH": "api-key", "DICOMWEB_AUDIT": "table"}
+
+
 def start_ours(
     name: str,
     workdir: Path,
     database_url: str | None,
-    workers: int,
+    workers: int | None,
     extra_env: dict[str, str] | None = None,
+    log_level: str | None = "warning",
 ) -> Peer:
+    """`dicomweb-server serve`; with `workers` None and `log_level` None, exactly as the
+    README starts it (one worker per core, the access log at info). With DICOMWEB_AUTH in
+    `extra_env`, a key with every reading and writing scope is made and sent by every
+    client of the benchmark (Peer.headers)."""
     port = free_port()
     data = workdir / name
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
-    env.update({"DICOMWEB_DATA_DIR": str(data), "DICOMWEB_LOG_LEVEL": "warning"})
+    env["DICOMWEB_DATA_DIR"] = str(data)
+    if log_level is not None:
+        env["DICOMWEB_LOG_LEVEL"] = log_level
     env.update(extra_env or {})
     if database_url:
         env["DICOMWEB_DATABASE_URL"] = database_url
-    command = [
-        str(Path(sys.executable).parent / "dicomweb-server"),
-        "serve",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
+    program = str(Path(sys.executable).parent / "dicomweb-server")
+    command = [program, "serve", "--port", str(port)]
+    if workers is not None:
+        command += ["--workers", str(workers)]
     log = (workdir / f"{name}.log").open("wb")
     process = subprocess.Popen(command, env=env, cwd=data, stdout=log, stderr=subprocess.STDOUT)
     _wait(f"http://127.0.0.1:{port}/health", process, name)
     root = f"http://127.0.0.1:{port}/dicomweb"
-    return Peer(name, root, f"{root}/wado", process, [log.close])
+    headers = {}
+    if env.get("DICOMWEB_AUTH", "none") != "none":
+        made = subprocess.run(
+            [program, "keys", "create", "--name", "benchmark", "--scopes", "read,write,delete"],
+            env=env,
+            cwd=data,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        headers["X-API-Key"] = made.stdout.strip().splitlines()[-1].strip()
+    return Peer(name, root, f"{root}/wado", process, [log.close], headers=headers)
 
 
 def apt_install(*packages: str) -> None:

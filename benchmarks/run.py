@@ -1,6 +1,6 @@
 """Run the benchmark side by side: our server (PostgreSQL and embedded) and Orthanc.
 
-    python -m benchmarks.run CORPUS [--out DIR] [--peers ours-pg,ours-pg-s3,ours-sqlite,orthanc]
+    python -m benchmarks.run CORPUS [--out DIR] [--peers ours-sqlite,ours-pg,orthanc-1.13,...]
                              [--repetitions N] [--warmups N] [--workers N] [--scale ROWS]
                              [--profile DIR] [--worker-scaling 1,2,4]
 
@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +43,7 @@ from benchmarks.measure import (
     timed,
 )
 from benchmarks.peers import (
+    PRODUCTION,
     Peer,
     create_pg_database,
     ensure_orthanc,
@@ -57,7 +61,10 @@ DICOM = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 OCTET = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
 FRAME_BYTES = ROWS * COLUMNS * 2
 # Viewers reading at once in the concurrent measurements.
-CLIENTS = 8
+CLIENTS = 4
+# The per-request floor: wrk's connections and seconds on a query that matches nothing.
+FLOOR_CONNECTIONS = 4
+FLOOR_SECONDS = 6
 
 
 # -- HTTP helpers --------------------------------------------------------------------------
@@ -133,7 +140,7 @@ def ingest(
     def send(batch: list[Entry]) -> float:
         client = getattr(local, "client", None)
         if client is None:
-            client = local.client = httpx.Client(timeout=600)
+            client = local.client = httpx.Client(timeout=600, headers=peer.headers)
         body, content_type = stow_body([corpus.root / e.path for e in batch])
         start = time.perf_counter()
         r = client.post(
@@ -170,10 +177,39 @@ def ingest(
     }
 
 
+def floor(peer: Peer, url: str, seconds: int = FLOOR_SECONDS) -> Result:
+    """What one request costs at the least: wrk (a C client, so the figures are the
+    server's) on `url` with FLOOR_CONNECTIONS connections; requests per second and the
+    server's CPU milliseconds per request (the profile's key sent, if it has one)."""
+    if shutil.which("wrk") is None:
+        return {"unsupported": "wrk is not installed"}
+    command = ["wrk", "-t1", f"-c{FLOOR_CONNECTIONS}"]
+    for name, value in peer.headers.items():
+        command += ["-H", f"{name}: {value}"]
+    subprocess.run([*command, "-d1s", url], capture_output=True, check=False)  # warm-up
+    before = peer.cpu_seconds()
+    done = subprocess.run(
+        [*command, f"-d{seconds}s", url], capture_output=True, text=True, check=False
+    )
+    cpu = peer.cpu_seconds() - before
+    total = re.search(r"(\d+) requests in", done.stdout)
+    refused = re.search(r"Non-2xx or 3xx responses: (\d+)", done.stdout)
+    if total is None or int(total.group(1)) == 0:
+        return {"failed": f"wrk: {(done.stdout + done.stderr)[-160:]}"}
+    if refused is not None:
+        return {"failed": f"{refused.group(1)} answers were not 2xx"}
+    count = int(total.group(1))
+    return {
+        "requests_per_s": count / seconds,
+        "cpu_ms": cpu * 1000 / count,
+        "n": count,
+    }
+
+
 def load_rest(peer: Peer, corpus: Corpus) -> list[str]:
     """The multi-frame and bundled objects, one per request, untimed; returns those refused."""
     refused = []
-    with httpx.Client(timeout=600) as client:
+    with httpx.Client(timeout=600, headers=peer.headers) as client:
         for entry in corpus.entries:
             if entry.kind == "image":
                 continue
@@ -190,12 +226,17 @@ def load_rest(peer: Peer, corpus: Corpus) -> list[str]:
 
 
 def measure_peer(
-    peer: Peer, corpus: Corpus, warmups: int, reps: int, profile: Path | None = None
+    peer: Peer,
+    corpus: Corpus,
+    warmups: int,
+    reps: int,
+    profile: Path | None = None,
+    floor_seconds: int = FLOOR_SECONDS,
 ) -> dict[str, Result]:
     results: dict[str, Result] = {}
     profiler = Profiler(profile, peer)
     try:
-        _measure(peer, corpus, warmups, reps, results, profiler)
+        _measure(peer, corpus, warmups, reps, results, profiler, floor_seconds)
     finally:
         profiler.end()
     return results
@@ -208,6 +249,7 @@ def _measure(
     reps: int,
     results: dict[str, Result],
     profiler: Profiler,
+    floor_seconds: int = FLOOR_SECONDS,
 ) -> None:
 
     def timed_cpu(fn: Callable[[], int], warmups: int, reps: int) -> Result:
@@ -218,6 +260,8 @@ def _measure(
             result["cpu_ms"] = (peer.cpu_seconds() - before) * 1000 / (warmups + reps)
         return result
 
+    # Before anything is stored: a query that matches nothing, as fast as wrk asks.
+    results["qido_empty_floor"] = floor(peer, f"{peer.dicomweb}/studies?limit=1", floor_seconds)
     images = corpus.images
     studies = corpus.studies()
     half = max(1, len(studies) // 2)
@@ -232,7 +276,7 @@ def _measure(
     results["other_objects_refused"] = {"objects": refused} if refused else {}
 
     profiler.begin("reads")
-    client = httpx.Client(timeout=600)
+    client = httpx.Client(timeout=600, headers=peer.headers)
     base = peer.dicomweb
     study = studies[0]
     series = corpus.series_of(study)[0]
@@ -384,7 +428,7 @@ def _measure(
     # Under load: CLIENTS viewers at once, each with its own connection.
     def loaded(make: Callable[[httpx.Client, int], int]) -> Result:
         before = peer.cpu_seconds()
-        result = concurrently(make, CLIENTS, reps, warmups)
+        result = concurrently(make, CLIENTS, reps, warmups, peer.headers)
         if "n" in result:
             requests = result["n"] + CLIENTS * warmups
             result["cpu_ms"] = (peer.cpu_seconds() - before) * 1000 / requests
@@ -493,12 +537,13 @@ def run(
     peers: list[str],
     warmups: int,
     reps: int,
-    workers: int,
+    workers: int | None,
     pg_admin_url: str,
     scale: int,
     corpus_size: tuple[int, int, int, int] = (10, 3, 20, 500),
     profile: Path | None = None,
     worker_scaling: list[int] | None = None,
+    floor_seconds: int = FLOOR_SECONDS,
 ) -> Result:
     if not (corpus_dir / "manifest.json").is_file():
         print(f"-- making the default corpus in {corpus_dir}", flush=True)
@@ -526,7 +571,9 @@ def run(
             sampler.peers.append(peer)
             try:
                 print(f"-- {name}", flush=True)
-                report["peers"][name] = measure_peer(peer, corpus, warmups, reps, profile)
+                report["peers"][name] = measure_peer(
+                    peer, corpus, warmups, reps, profile, floor_seconds
+                )
             finally:
                 sampler.peers.remove(peer)
                 peer.stop()
@@ -551,12 +598,18 @@ def run(
     return report
 
 
-def _start(name: str, work: Path, workers: int, pg_admin_url: str) -> tuple[Peer | None, Any]:
+def _start(
+    name: str, work: Path, workers: int | None, pg_admin_url: str
+) -> tuple[Peer | None, Any]:
+    # Ours as the README starts it (log at info, one worker per core unless --workers).
     if name == "ours-sqlite":
-        return start_ours(name, work, None, workers), None
-    if name == "ours-pg":
+        return start_ours(name, work, None, workers, log_level=None), None
+    if name == "ours-sqlite-production":
+        return start_ours(name, work, None, workers, PRODUCTION, log_level=None), None
+    if name in ("ours-pg", "ours-pg-production"):
         url, drop = create_pg_database(pg_admin_url)
-        return start_ours(name, work, url, workers), drop
+        extra = PRODUCTION if name.endswith("-production") else None
+        return start_ours(name, work, url, workers, extra, log_level=None), drop
     if name == "ours-pg-s3":
         url, drop = create_pg_database(pg_admin_url)
         s3, stop_s3 = start_s3_server(work)
@@ -565,7 +618,7 @@ def _start(name: str, work: Path, workers: int, pg_admin_url: str) -> tuple[Peer
             drop()  # type: ignore[operator]
             stop_s3()  # type: ignore[operator]
 
-        return start_ours(name, work, url, workers, s3), cleanup
+        return start_ours(name, work, url, workers, s3, log_level=None), cleanup
     if name == "orthanc":
         binary = ensure_orthanc()
         if binary is None:
@@ -596,6 +649,8 @@ def _cell(result: Result | None) -> str:
         if "cpu_ms_per_instance" in result:
             text += f", CPU {result['cpu_ms_per_instance']:.1f} ms/inst"
         return text
+    if "median_ms" not in result and "requests_per_s" in result:
+        return f"{result['requests_per_s']:.0f} req/s, CPU {result.get('cpu_ms', 0):.2f} ms"
     text = f"{result['median_ms']:.1f} ms (p95 {result['p95_ms']:.1f})"
     if "mb_per_s" in result:
         text += f", {result['mb_per_s']:.0f} MB/s"
@@ -614,6 +669,9 @@ def speedup(ours: Result | None, other: Result | None) -> float | None:
         return float(ours["instances_per_s"] / other["instances_per_s"])
     if "median_ms" in ours and "median_ms" in other and ours["median_ms"] > 0:
         return float(other["median_ms"] / ours["median_ms"])
+    # The floor (no latency of its own): how many times less CPU a request costs.
+    if "cpu_ms" in ours and "cpu_ms" in other and ours["cpu_ms"] > 0:
+        return float(other["cpu_ms"] / ours["cpu_ms"])
     return None
 
 
@@ -622,15 +680,18 @@ def markdown(report: Result) -> str:
     metrics: list[str] = []
     for results in report["peers"].values():
         metrics += [m for m in results if m not in metrics and m != "unavailable"]
-    ours = "ours-pg" if "ours-pg" in peers else (peers[0] if peers else "")
+    # The reference is the README's command when measured (the embedded default).
+    ours = next((p for p in ("ours-sqlite", "ours-pg") if p in peers), peers[0] if peers else "")
+    production = f"{ours}-production" if f"{ours}-production" in peers else None
     # One ratio column per Orthanc (1.13 from Debian sid, 1.10 from Debian 12), newest first.
     orthancs = sorted((p for p in peers if p.startswith("orthanc")), reverse=True)
     lines = [
         "| metric | "
         + " | ".join(peers)
         + "".join(f" | {ours} vs {o} (x, higher is better)" for o in orthancs)
+        + (f" | {production} vs {ours} (x)" if production else "")
         + " |",
-        "| --- " * (len(peers) + 1 + len(orthancs)) + "|",
+        "| --- " * (len(peers) + 1 + len(orthancs) + (1 if production else 0)) + "|",
     ]
     for metric in metrics:
         if metric == "other_objects_refused":
@@ -643,6 +704,13 @@ def markdown(report: Result) -> str:
             )
             for o in orthancs
         ]
+        if production:
+            ratios.append(
+                speedup(
+                    report["peers"].get(production, {}).get(metric),
+                    report["peers"].get(ours, {}).get(metric),
+                )
+            )
         lines.append(
             f"| {metric} | "
             + " | ".join(cells)
@@ -656,12 +724,17 @@ def markdown(report: Result) -> str:
             lines.append(f"{p} refused: " + ", ".join(refused))
     lines.append("")
     lines.append(
+        "Ratios are of latency, throughput for ingest, and CPU per request for "
+        "qido_empty_floor (wrk, 4 connections, before anything is stored)."
+    )
+    lines.append("")
+    lines.append(
         "Peak resident memory (MiB, server and its workers): "
         + ", ".join(f"{k} {v:.0f}" for k, v in report["peak_rss_mb"].items())
     )
     ceiling = report.get("ceilings", {})
     lines.append("")
-    lines.append("| ceiling | figure | ours-pg as a share |")
+    lines.append(f"| ceiling | figure | {ours} as a share |")
     lines.append("| --- | --- | --- |")
     ngx = ceiling.get("nginx_series_retrieve")
     ours_retrieve = report["peers"].get(ours, {}).get("wado_series_retrieve", {})
@@ -725,13 +798,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out"))
     parser.add_argument(
         "--peers",
-        default="ours-pg,ours-pg-s3,ours-sqlite,orthanc-1.13,orthanc",
-        help="comma-separated: ours-pg, ours-pg-s3 (PostgreSQL + an S3-protocol server), "
-        "ours-sqlite, orthanc-1.13 (Debian sid, from a chroot), orthanc (Debian 12's 1.10)",
+        default="ours-sqlite,ours-sqlite-production,ours-pg,ours-pg-s3,orthanc-1.13,orthanc",
+        help="comma-separated: ours-sqlite (the README's command), ours-sqlite-production "
+        "(the same with API keys and the audit table, every request with a key), ours-pg, "
+        "ours-pg-production, ours-pg-s3 (PostgreSQL + an S3-protocol server), orthanc-1.13 "
+        "(Debian sid, from a chroot), orthanc (Debian 12's 1.10)",
     )
     parser.add_argument("--warmups", type=int, default=3)
+    parser.add_argument(
+        "--floor-seconds",
+        type=int,
+        default=FLOOR_SECONDS,
+        help="how long wrk asks the query that matches nothing (qido_empty_floor)",
+    )
     parser.add_argument("--repetitions", type=int, default=20)
-    parser.add_argument("--workers", type=int, default=2, help="our server's processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="our server's processes (default: as the README starts it, one per core)",
+    )
     parser.add_argument("--pg-admin-url", default=DEFAULT_PG_ADMIN)
     parser.add_argument(
         "--scale",
@@ -771,6 +857,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.studies, args.series, args.instances, args.frames),
         args.profile,
         [int(n) for n in args.worker_scaling.split(",") if n.strip()],
+        args.floor_seconds,
     )
     print((args.out / "results.md").read_text())
     failed = [

@@ -103,7 +103,7 @@ def fill(conn: Any, studies_from: int, studies_to: int) -> None:
 
 
 def scale_run(
-    work: Path, pg_admin_url: str, total: int, workers: int, warmups: int, reps: int
+    work: Path, pg_admin_url: str, total: int, workers: int | None, warmups: int, reps: int
 ) -> dict[str, Any]:
 
     url, drop = create_pg_database(pg_admin_url)

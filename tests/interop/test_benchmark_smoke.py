@@ -33,7 +33,7 @@ def test_benchmark_runs_on_a_tiny_corpus(tmp_path: Path, pg_url: str) -> None:
     assert (again / "multiframe.dcm").read_bytes() == (data / "multiframe.dcm").read_bytes()
     assert (again / manifest[0].path).read_bytes() == (data / manifest[0].path).read_bytes()
 
-    peers = ["ours-sqlite", "ours-pg", "ours-pg-s3"]
+    peers = ["ours-sqlite", "ours-sqlite-production", "ours-pg", "ours-pg-s3"]
     have_orthanc = (
         shutil.which("Orthanc") is not None
         and Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so").is_file()
@@ -75,11 +75,13 @@ def test_benchmark_runs_on_a_tiny_corpus(tmp_path: Path, pg_url: str) -> None:
             str(tmp_path / "profiles"),
             "--worker-scaling",
             "1,2",
+            "--floor-seconds",
+            "1",
         ]
     )
     assert code == 0
     report = json.loads((out / "results.json").read_text())
-    for name in ("ours-sqlite", "ours-pg", "ours-pg-s3"):
+    for name in ("ours-sqlite", "ours-sqlite-production", "ours-pg", "ours-pg-s3"):
         results = report["peers"][name]
         failed = {m: r for m, r in results.items() if "failed" in r}
         assert failed == {}
@@ -104,6 +106,9 @@ def test_benchmark_runs_on_a_tiny_corpus(tmp_path: Path, pg_url: str) -> None:
             # The server's CPU per request, beside the wall time.
             assert results[metric]["cpu_ms"] >= 0, metric
         assert results["stow_1_per_request"]["cpu_ms_per_instance"] > 0
+        # The per-request floor, measured with wrk before anything is stored.
+        floor = results["qido_empty_floor"]
+        assert floor["requests_per_s"] > 0 and floor["cpu_ms"] > 0, floor
         assert results["concurrent_frames"]["clients"] == run.CLIENTS
         assert report["peak_rss_mb"][name] > 0
     if have_orthanc:
@@ -119,6 +124,8 @@ def test_benchmark_runs_on_a_tiny_corpus(tmp_path: Path, pg_url: str) -> None:
     assert (tmp_path / "made-by-run" / "manifest.json").is_file()
     table = (out / "results.md").read_text()
     assert "| wado_series_metadata |" in table and "QIDO at scale" in table
+    # The production profile (a key on every request) beside the open one.
+    assert "ours-sqlite-production vs ours-sqlite" in table
     # A py-spy profile of each phase of each of our peers; Orthanc is not profiled.
     profiles = {p.name for p in (tmp_path / "profiles").iterdir()}
     for name in ("ours-sqlite", "ours-pg"):
