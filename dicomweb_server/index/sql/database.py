@@ -6,7 +6,7 @@ import contextlib
 import sqlite3
 import threading
 from collections import namedtuple
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import Engine, text
@@ -34,7 +34,7 @@ class Database:
 
         self._stamp: sqlite3.Connection | None = None
         # Reads run before, as SQLite runs them (`rows`).
-        self._statements: dict[Hashable, tuple[str, Any, Any]] = {}
+        self._statements: dict[Hashable, tuple[str, Any, Any, Any]] = {}
         self._stamp_lock = threading.Lock()
 
     @property
@@ -59,36 +59,59 @@ class Database:
             except sqlite3.Error:
                 return None
 
-    def rows(self, key: Hashable, build: Callable[[], Executable]) -> list[Any]:
-        """The rows of the read `build()` makes, as named tuples. `key` names the statement
-        with every value in it. On SQLite, a statement run before under the same key runs
-        again straight through the driver with the same SQL text and parameters: building
-        the statement, SQLAlchemy's cache key and its execution context cost several times
-        the read itself (about 140 of 180 us for an empty QIDO-RS). Elsewhere, and the first
+    def rows(
+        self,
+        key: Hashable,
+        build: Callable[[], Executable],
+        params: Mapping[str, Any] | None = None,
+    ) -> list[Any]:
+        """The rows of the read `build()` makes with `params` (its named parameters), as
+        named tuples. `key` names the statement with every value in it but `params`. On
+        SQLite, a statement run before under the same key runs again straight through the
+        driver with the same SQL text, and its parameters in the same places: building the
+        statement, SQLAlchemy's cache key and its execution context cost several times the
+        read itself (about 140 of 180 us for an empty QIDO-RS). Elsewhere, and the first
         time, through SQLAlchemy."""
+        given = params or {}
         if self.dialect != "sqlite":
             with self.connect() as conn:
-                return list(conn.execute(build()).all())
+                return list(conn.execute(build(), given).all())
         known = self._statements.get(key)
         with self.connect() as conn:
             driver = conn.connection.driver_connection
             if known is not None and driver is not None:
-                sql, parameters, made = known
+                sql, values, slots, made = known
+                if slots:
+                    values = list(values)
+                    for index, name in slots:
+                        values[index] = given[name]
                 try:
-                    found = driver.execute(sql, parameters).fetchall()
+                    found = driver.execute(sql, values).fetchall()
                 except sqlite3.Error as exc:
                     raise driver_error(exc) from exc
                 return [made._make(r) for r in found]
-            result = conn.execute(build())
+            result = conn.execute(build(), given)
             found = list(result.all())
-            context = result.context
-            names = list(result.keys())
-            if all(n.isidentifier() and not n.startswith("_") for n in names):
-                if len(self._statements) >= _STATEMENTS_KEPT:
-                    self._statements.clear()
-                shape: Any = namedtuple("Row", names)  # type: ignore[misc]
-                self._statements[key] = (context.statement, context.parameters[0], shape)
+            self._keep(key, result, given)
         return found
+
+    def _keep(self, key: Hashable, result: Any, given: Mapping[str, Any]) -> None:
+        """The SQL text and parameters SQLAlchemy made for `result`, kept for `rows`."""
+        context = result.context
+        columns = list(result.keys())
+        bound = list(getattr(context.compiled, "positiontup", None) or [])
+        values = tuple(context.parameters[0]) if context.parameters else ()
+        # Only a statement whose parameters are its compiled ones, one by one (no list
+        # expanded into several), with columns that can name a tuple's fields.
+        if len(bound) != len(values) or not all(
+            c.isidentifier() and not c.startswith("_") for c in columns
+        ):
+            return
+        slots = tuple((i, name) for i, name in enumerate(bound) if name in given)
+        if len(self._statements) >= _STATEMENTS_KEPT:
+            self._statements.clear()
+        shape: Any = namedtuple("Row", columns)  # type: ignore[misc]
+        self._statements[key] = (context.statement, values, slots, shape)
 
     def connect(self) -> Connection:
         """A pooled connection; none free within the pool timeout is a 503, not a 500. On

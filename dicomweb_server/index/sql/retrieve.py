@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, Select, String, bindparam, select
+from sqlalchemy import Select, String, bindparam, select
 
 from dicomweb_server.dicom.frames import FrameTable
 from dicomweb_server.index.sql.database import Database
@@ -76,7 +76,7 @@ def _query(
     return stmt, params
 
 
-def _stored(row: Row[Any]) -> StoredInstance:
+def _stored(row: Any) -> StoredInstance:
     return StoredInstance(
         row.study_instance_uid,
         row.series_instance_uid,
@@ -91,6 +91,7 @@ def _stored(row: Row[Any]) -> StoredInstance:
 class SqlRetrieveIndex:
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._layouts: dict[str, PixelLayout] = {}
 
     def instances(
         self,
@@ -100,9 +101,10 @@ class SqlRetrieveIndex:
         *,
         scope: StudyScope | None = None,
     ) -> list[StoredInstance]:
-        stmt, params = _query("instance", study_uid, series_uid, sop_instance_uid, scope)
-        with self._db.connect() as conn:
-            return [_stored(row) for row in conn.execute(stmt, params)]
+        return [
+            _stored(row)
+            for row in self._rows("instance", study_uid, series_uid, sop_instance_uid, scope)
+        ]
 
     def metadata(
         self,
@@ -112,9 +114,8 @@ class SqlRetrieveIndex:
         *,
         scope: StudyScope | None = None,
     ) -> list[tuple[str, str]]:
-        stmt, params = _query("metadata", study_uid, series_uid, sop_instance_uid, scope)
-        with self._db.connect() as conn:
-            return [(str(key), str(text)) for key, text in conn.execute(stmt, params)]
+        found = self._rows("metadata", study_uid, series_uid, sop_instance_uid, scope)
+        return [(str(key), str(text)) for key, text in found]
 
     def metadata_of(self, blob_keys: list[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -135,17 +136,30 @@ class SqlRetrieveIndex:
         *,
         scope: StudyScope | None = None,
     ) -> StoredPixels | None:
-        stmt, params = _query("layout", study_uid, series_uid, sop_instance_uid, scope)
-        with self._db.connect() as conn:
-            row = conn.execute(stmt, params).first()
-        return None if row is None else _stored_pixels(row)
+        found = self._rows("layout", study_uid, series_uid, sop_instance_uid, scope)
+        return _stored_pixels(found[0], self._layouts) if found else None
 
     def layouts(
         self, study_uid: str, series_uid: str | None = None, *, scope: StudyScope | None = None
     ) -> list[StoredPixels]:
-        stmt, params = _query("layout", study_uid, series_uid, None, scope)
-        with self._db.connect() as conn:
-            return [_stored_pixels(row) for row in conn.execute(stmt, params)]
+        return [
+            _stored_pixels(row, self._layouts)
+            for row in self._rows("layout", study_uid, series_uid, None, scope)
+        ]
+
+    def _rows(
+        self,
+        columns: str,
+        study_uid: str,
+        series_uid: str | None,
+        sop_instance_uid: str | None,
+        scope: StudyScope | None,
+    ) -> list[Any]:
+        """The rows of one of the column sets in the scope (a statement per shape and study
+        scope, the UIDs its parameters: Database.rows)."""
+        stmt, params = _query(columns, study_uid, series_uid, sop_instance_uid, scope)
+        shape = ("retrieve", columns, series_uid is not None, sop_instance_uid is not None, scope)
+        return self._db.rows(shape, lambda: stmt, params)
 
 
 _LAYOUT_COLUMNS = (
@@ -164,9 +178,21 @@ _COLUMNS = {
 }
 
 
-def _stored_pixels(row: Row[Any]) -> StoredPixels:
-    # Ranges made for the frames a request asks for only (FrameTable), not for every frame.
-    frames = None if row.frames is None else FrameTable(orjson.loads(row.frames))
-    bulk = {k: (int(v[0]), int(v[1])) for k, v in orjson.loads(row.bulk_data).items()}
-    layout = PixelLayout(frames, row.frames_error, int(row.number_of_frames), bulk)
+# Layouts kept per archive at most (then forgotten and kept again).
+_LAYOUTS_KEPT = 1024
+
+
+def _stored_pixels(row: Any, kept: dict[str, PixelLayout]) -> StoredPixels:
+    """The row's instance and layout; layouts are kept in `kept` by the blob key of the
+    stored copy they describe (a copy never changes, so neither does its layout): a frame
+    request does not parse a 500-frame table again."""
+    layout = kept.get(row.blob_key)
+    if layout is None:
+        # Ranges made for the frames a request asks for only (FrameTable), not every frame.
+        frames = None if row.frames is None else FrameTable(orjson.loads(row.frames))
+        bulk = {k: (int(v[0]), int(v[1])) for k, v in orjson.loads(row.bulk_data).items()}
+        layout = PixelLayout(frames, row.frames_error, int(row.number_of_frames), bulk)
+        if len(kept) >= _LAYOUTS_KEPT:
+            kept.clear()
+        kept[row.blob_key] = layout
     return StoredPixels(_stored(row), layout)
