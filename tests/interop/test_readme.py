@@ -37,7 +37,10 @@ def served(tmp_path: Path) -> Iterator[str]:
     yield from _serve(tmp_path, {})
 
 
-def _serve(tmp_path: Path, extra: dict[str, str]) -> Iterator[str]:
+def _serve(
+    tmp_path: Path, extra: dict[str, str], started: list[subprocess.Popen[bytes]] | None = None
+) -> Iterator[str]:
+    """`serve` in `tmp_path`, ready; its DICOMweb root. The process goes into `started`."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
     env.update(extra)
@@ -45,6 +48,8 @@ def _serve(tmp_path: Path, extra: dict[str, str]) -> Iterator[str]:
     process = subprocess.Popen(
         command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
+    if started is not None:
+        started.append(process)
     base = f"http://127.0.0.1:{port}/dicomweb"
     try:
         deadline = time.monotonic() + 30
@@ -223,28 +228,9 @@ def test_serve_with_no_flags_uses_every_core(tmp_path: Path) -> None:
     """The README's command gives the fast server: one worker process per usable core."""
     from dicomweb_server.serving import usable_cores
 
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DICOMWEB_")}
-    program = str(Path(sys.executable).parent / "dicomweb-server")
-    process = subprocess.Popen(
-        [program, "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert time.monotonic() < deadline and process.poll() is None
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    break
-            time.sleep(0.1)
-        workers = [c for c in _children(process.pid) if "multiprocessing.spawn" in c]
+    started: list[subprocess.Popen[bytes]] = []
+    for _base in _serve(tmp_path, {}, started):
+        workers = [c for c in _children(started[0].pid) if "multiprocessing.spawn" in c]
         cores = usable_cores()
         # One core: uvicorn serves in the process itself, without a supervisor.
         assert len(workers) == (cores if cores > 1 else 0)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
