@@ -229,15 +229,16 @@ def http_protocol(name: str) -> type[asyncio.Protocol]:
     return NoDelayHttpToolsProtocol if name == "httptools" else NoDelayH11Protocol
 
 
-def usable_cores() -> int:
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     """The cores this process may run on: its CPU affinity, bounded by the cgroup's quota
-    (a container given 2 CPUs of a 64-core host gets 2 workers, not 64)."""
+    (`cpu_max`, cgroup v2's "quota period"): a container given 2 CPUs of a 64-core host gets
+    2 workers, not 64."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        quota, period = cpu_max.read_text().split()[:2]
         if quota != "max" and int(period) > 0:
             cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
     except (OSError, ValueError):
