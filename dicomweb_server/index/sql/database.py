@@ -31,11 +31,11 @@ class Database:
         # The event loop's own connection for short reads (services/ports/inline.py):
         # SQLite only, where a read is a call into the library, not a round trip.
         self.inline = inline
-
+        # The connection `version` reads SQLite's data_version on, made at its first use.
         self._stamp: sqlite3.Connection | None = None
+        self._stamp_lock = threading.Lock()
         # Reads run before, as SQLite runs them (`rows`).
         self._statements: dict[Hashable, tuple[str, Any, Any, Any]] = {}
-        self._stamp_lock = threading.Lock()
 
     @property
     def reads_inline(self) -> bool:

@@ -34,7 +34,7 @@ class SqlKeyIndex:
         self._db = db
         # Rows read on the event loop, with the database version they were read at: still
         # the row while no commit has happened since (a revocation in any process is one).
-        self._read: dict[str, tuple[int, StoredKey | None]] = {}
+        self._read: dict[str, tuple[int, StoredKey]] = {}
 
     def add_key(self, key: StoredKey) -> None:
         with self._db.writing() as conn:

@@ -55,25 +55,17 @@ def _plan(columns: str, with_series: bool, with_instance: bool) -> Select[Any]:
 _PLANS: dict[tuple[str, bool, bool], Select[Any]] = {}
 
 
-def _query(
-    columns: str,
-    study_uid: str,
-    series_uid: str | None,
-    sop_instance_uid: str | None,
-    scope: StudyScope | None,
-) -> tuple[Select[Any], dict[str, str]]:
+def _statement(
+    columns: str, with_series: bool, with_instance: bool, scope: StudyScope | None
+) -> Select[Any]:
     """The statement over one of the column sets, limited to what the caller's scope lets
-    it see, and its parameters."""
-    stmt = _plan(columns, series_uid is not None, sop_instance_uid is not None)
+    it see."""
+    stmt = _plan(columns, with_series, with_instance)
     if scope is not None:
-        # A limited caller's clause is added per request (the plan itself is shared).
+        # A limited caller's clause is added to the shared plan (Database.rows keeps the
+        # result per scope).
         stmt = limited(stmt, scope, with_series=True)
-    params = {"study": study_uid}
-    if series_uid is not None:
-        params["series"] = series_uid
-    if sop_instance_uid is not None:
-        params["instance"] = sop_instance_uid
-    return stmt, params
+    return stmt
 
 
 def _stored(row: Any) -> StoredInstance:
@@ -157,9 +149,14 @@ class SqlRetrieveIndex:
     ) -> list[Any]:
         """The rows of one of the column sets in the scope (a statement per shape and study
         scope, the UIDs its parameters: Database.rows)."""
-        stmt, params = _query(columns, study_uid, series_uid, sop_instance_uid, scope)
-        shape = ("retrieve", columns, series_uid is not None, sop_instance_uid is not None, scope)
-        return self._db.rows(shape, lambda: stmt, params)
+        params = {"study": study_uid}
+        if series_uid is not None:
+            params["series"] = series_uid
+        if sop_instance_uid is not None:
+            params["instance"] = sop_instance_uid
+        shape = (columns, series_uid is not None, sop_instance_uid is not None, scope)
+        # Built only when Database.rows has not run this shape before.
+        return self._db.rows(("retrieve", *shape), lambda: _statement(*shape), params)
 
 
 _LAYOUT_COLUMNS = (
