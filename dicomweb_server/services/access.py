@@ -249,13 +249,15 @@ class AccessService:
             raise Unauthenticated("the API key has expired")
         return key
 
-    def _touch_due(self, key_id: str) -> bool:
-        return time.time() - self._touched.get(key_id, 0.0) >= _TOUCH_EVERY
+    def _touch_due(self, key_id: str, now: float | None = None) -> bool:
+        """Whether the key's last use is to be noted (at most every _TOUCH_EVERY seconds)."""
+        at = time.time() if now is None else now
+        return at - self._touched.get(key_id, 0.0) >= _TOUCH_EVERY
 
     def _touch(self, key_id: str) -> None:
         now = time.time()
         with self._lock:
-            if now - self._touched.get(key_id, 0.0) < _TOUCH_EVERY:
+            if not self._touch_due(key_id, now):
                 return
             self._touched[key_id] = now
         self._keys.key_used(key_id, now)

@@ -138,21 +138,31 @@ def _unavailable(context: ExceptionContext) -> Exception | None:
     that cannot be reached (or is locked) is a 503 with Retry-After, not a 500: the request
     can be made again once it is back. Neither tells the client how the server is built."""
     original = context.original_exception
-    text = str(original).lower()
+    if _past_a_limit(original):
+        return _too_complex()
+    if context.is_disconnect or isinstance(context.sqlalchemy_exception, OperationalError):
+        return _unreachable(original)
+    return None
+
+
+def _past_a_limit(original: BaseException) -> bool:
     # PostgreSQL SQLSTATE class 54: program limit exceeded (stack depth, too many columns...).
     sqlstate = str(getattr(original, "sqlstate", "") or "")
-    if sqlstate.startswith("54") or any(limit in text for limit in _SQLITE_LIMITS):
-        return InvalidRequest(
-            "the request is too complex for the index: ask for fewer values or keys at once"
-        )
-    if context.is_disconnect or isinstance(context.sqlalchemy_exception, OperationalError):
-        log.warning(
-            "index database unavailable: %s: %s",
-            type(original).__name__,
-            backend_text(str(original)),
-        )
-        return Unavailable("the index database is unavailable; try again shortly")
-    return None
+    text = str(original).lower()
+    return sqlstate.startswith("54") or any(limit in text for limit in _SQLITE_LIMITS)
+
+
+def _too_complex() -> InvalidRequest:
+    return InvalidRequest(
+        "the request is too complex for the index: ask for fewer values or keys at once"
+    )
+
+
+def _unreachable(original: BaseException) -> Unavailable:
+    log.warning(
+        "index database unavailable: %s: %s", type(original).__name__, backend_text(str(original))
+    )
+    return Unavailable("the index database is unavailable; try again shortly")
 
 
 def driver_error(exc: Exception) -> Exception:
@@ -160,13 +170,7 @@ def driver_error(exc: Exception) -> Exception:
     as `_overran` on the event loop, as `_unavailable` elsewhere."""
     if DEADLINE.get() is not None:
         return Overran()
-    text = str(exc).lower()
-    if any(limit in text for limit in _SQLITE_LIMITS):
-        return InvalidRequest(
-            "the request is too complex for the index: ask for fewer values or keys at once"
-        )
-    log.warning("index database unavailable: %s: %s", type(exc).__name__, backend_text(str(exc)))
-    return Unavailable("the index database is unavailable; try again shortly")
+    return _too_complex() if _past_a_limit(exc) else _unreachable(exc)
 
 
 def _sqlite_engine(url: str, pool_size: int, max_overflow: int, pool_timeout: float) -> Engine:
