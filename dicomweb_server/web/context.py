@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import ParamSpec, Protocol, TypeVar
 
 from starlette.requests import HTTPConnection, Request
 
@@ -25,7 +26,10 @@ from dicomweb_server.services.store import StoreService
 from dicomweb_server.services.webhooks import Webhooks
 from dicomweb_server.services.workitems import EventChannels, WorkitemService
 from dicomweb_server.web.access import after_response
-from dicomweb_server.web.threads import in_thread
+from dicomweb_server.web.threads import in_thread, read
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,15 @@ class Archive(Protocol):
 
 def container(request: HTTPConnection) -> Archive:
     return request.app.state.container  # type: ignore[no-any-return]
+
+
+async def index_read(
+    request: HTTPConnection, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T:
+    """`fn(*args, **kwargs)`, a call that only reads the index: on the event loop when the
+    archive's database allows it and the read is short, else in the thread pool
+    (web/threads.py `read`)."""
+    return await read(container(request).reads_inline, fn, *args, **kwargs)
 
 
 async def hold_memory(request: Request, amount: int) -> None:

@@ -11,10 +11,9 @@ from dicomweb_server.dicom.matching import parse_search
 from dicomweb_server.dicom.media_types import DICOM_JSON, DICOM_XML, MULTIPART_RELATED
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import produces
-from dicomweb_server.web.context import container, path_uid
+from dicomweb_server.web.context import container, index_read, path_uid
 from dicomweb_server.web.encoding import json_response
 from dicomweb_server.web.media import negotiate_json
-from dicomweb_server.web.threads import read
 from dicomweb_server.web.urls import next_page, urls
 from dicomweb_server.web.xml import xml_response
 
@@ -25,10 +24,9 @@ async def _search(request: Request, level: Level) -> Response:
     series_uid = path_uid(request, "series") if "series" in request.path_params else None
     search = parse_search(request.query_params.multi_items())
     here = urls(request)
-    archive = container(request)
-    found = await read(
-        archive.reads_inline,
-        archive.search.search,
+    found = await index_read(
+        request,
+        container(request).search.search,
         caller(request),
         level,
         search,

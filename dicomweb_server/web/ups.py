@@ -37,12 +37,12 @@ from dicomweb_server.web.auth import (
     while_authorized,
 )
 from dicomweb_server.web.capabilities import produces
-from dicomweb_server.web.context import container, path_uid, read_body
+from dicomweb_server.web.context import container, index_read, path_uid, read_body
 from dicomweb_server.web.encoding import json_response
 from dicomweb_server.web.media import negotiate_json, parse_media_type
 from dicomweb_server.web.paths import WORKITEM
 from dicomweb_server.web.sockets import accept, pump, refuse
-from dicomweb_server.web.threads import in_thread, read
+from dicomweb_server.web.threads import in_thread
 from dicomweb_server.web.urls import base_url, next_page
 from dicomweb_server.web.xml import xml_response
 
@@ -161,8 +161,7 @@ def _datasets(found: list[dict[str, Any]]) -> bytes:
 async def retrieve_workitem(request: Request) -> Response:
     media_type = negotiate_json(request.headers.get("accept"))
     uid = path_uid(request, "workitem")
-    archive = container(request)
-    found = await read(archive.reads_inline, archive.workitems.retrieve, caller(request), uid)
+    found = await index_read(request, container(request).workitems.retrieve, caller(request), uid)
     body = _datasets([found])
     if media_type == DICOM_XML:
         return xml_response(body)
@@ -175,8 +174,7 @@ async def retrieve_workitem(request: Request) -> Response:
 async def search_workitems(request: Request) -> Response:
     media_type = negotiate_json(request.headers.get("accept"))
     search = parse_search(request.query_params.multi_items())
-    archive = container(request)
-    found = await read(archive.reads_inline, archive.workitems.search, caller(request), search)
+    found = await index_read(request, container(request).workitems.search, caller(request), search)
     if not found.results:
         # PS3.18 11.9.3.1: no match is 204 No Content.
         response = Response(status_code=204)

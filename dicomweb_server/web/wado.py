@@ -20,7 +20,7 @@ from dicomweb_server.services.retrieve import ByteParts, Part, parse_frame_numbe
 from dicomweb_server.web import caching
 from dicomweb_server.web.auth import caller
 from dicomweb_server.web.capabilities import produces
-from dicomweb_server.web.context import container, hold_memory, scope_uids
+from dicomweb_server.web.context import container, hold_memory, index_read, scope_uids
 from dicomweb_server.web.encoding import json_response
 from dicomweb_server.web.media import (
     accept_of,
@@ -30,7 +30,7 @@ from dicomweb_server.web.media import (
 )
 from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
 from dicomweb_server.web.ranges import BUFFER_LIMIT, single_part_response, whole_body
-from dicomweb_server.web.threads import in_thread, read
+from dicomweb_server.web.threads import in_thread
 from dicomweb_server.web.urls import urls
 from dicomweb_server.web.xml import xml_response
 from dicomweb_server.web.zipstream import ZipMember, zip_stream
@@ -69,9 +69,9 @@ async def retrieve_instances(request: Request) -> Response:
     # Microsoft's header: the instances as first stored, before any correction.
     original = request.headers.get(REQUEST_ORIGINAL, "").strip().lower() == "true"
     if original:
-        found = await in_thread(container(request).corrections.originals, caller(request), *scope)
+        found = await in_thread(archive.corrections.originals, caller(request), *scope)
     else:
-        found = await read(archive.reads_inline, retrieve.objects, caller(request), *scope)
+        found = await index_read(request, retrieve.objects, caller(request), *scope)
     one = scope[2] is not None
     accepted = accept_of(request.query_params.getlist("accept"), request.headers.get("accept"))
     choice = negotiate_instances(accepted, single=one)
@@ -123,8 +123,7 @@ async def retrieve_instances(request: Request) -> Response:
 @produces(DICOM_JSON, f'{MULTIPART_RELATED}; type="{DICOM_XML}"')
 async def retrieve_metadata(request: Request) -> Response:
     media_type = negotiate_json(request.headers.get("accept"))
-    archive = container(request)
-    retrieve, who, here = archive.retrieve, caller(request), urls(request)
+    retrieve, who, here = container(request).retrieve, caller(request), urls(request)
     scope = scope_uids(request)
 
     def tag_of(blob_keys: list[str]) -> str:
@@ -135,13 +134,13 @@ async def retrieve_metadata(request: Request) -> Response:
 
     if "if-none-match" in request.headers:
         # A revalidation (a viewer reopening a study) costs one small query, no metadata.
-        found = await read(archive.reads_inline, retrieve.instances, who, *scope)
+        found = await index_read(request, retrieve.instances, who, *scope)
         unchanged = caching.not_modified(
             request, tag_of([i.blob_key for i in found]), immutable=False
         )
         if unchanged is not None:
             return unchanged
-    metadata = await read(archive.reads_inline, retrieve.metadata, who, *scope)
+    metadata = await index_read(request, retrieve.metadata, who, *scope)
     # The study may grow, so caches ask each time.
     headers = caching.headers(tag_of(metadata.blob_keys), immutable=False)
     body = here.with_base(metadata.texts)
@@ -157,15 +156,9 @@ async def retrieve_frames(request: Request) -> Response:
     study, series, instance = scope_uids(request)
     assert series is not None and instance is not None
     numbers = parse_frame_numbers(request.path_params["frames"])
-    archive = container(request)
-    found = await read(
-        archive.reads_inline,
-        archive.retrieve.frames,
-        caller(request),
-        study,
-        series,
-        instance,
-        numbers,
+    retrieve = container(request).retrieve
+    found = await index_read(
+        request, retrieve.frames, caller(request), study, series, instance, numbers
     )
     here = urls(request)
     return await _byte_parts(
@@ -177,16 +170,10 @@ async def retrieve_frames(request: Request) -> Response:
 async def retrieve_bulk_data(request: Request) -> Response:
     study, series, instance = scope_uids(request)
     assert series is not None and instance is not None
-    archive = container(request)
     path = request.path_params["path"]
-    found = await read(
-        archive.reads_inline,
-        archive.retrieve.bulk_data,
-        caller(request),
-        study,
-        series,
-        instance,
-        path,
+    retrieve = container(request).retrieve
+    found = await index_read(
+        request, retrieve.bulk_data, caller(request), study, series, instance, path
     )
     # PS3.18 10.4.3.3.5: each part's Content-Location is the BulkDataURI, Pixel Data sent
     # frame by frame included.
