@@ -103,3 +103,39 @@ def test_a_read_seen_before_runs_through_the_driver_with_the_same_rows(db: Datab
     again = db.rows(("t", 7), build)
     assert [tuple(r) for r in first] == [tuple(r) for r in again] == [(7, "a"), (7, "b")]
     assert [r.name for r in again] == ["a", "b"]
+
+
+def test_a_read_seen_before_on_the_loop_uses_the_loops_connection_and_its_deadline(
+    db: Database,
+) -> None:
+    """On the loop a statement run before goes straight to the connection the inline pool
+    lent for good: the same rows; the deadline still interrupts it; the pool's other
+    connection still serves statements met the first time."""
+    from sqlalchemy import literal, select
+
+    def quick() -> Any:
+        return select(literal(5).label("five"))
+
+    def slow() -> Any:
+        return text(SLOW.replace("count(*)", "count(*) AS total"))
+
+    db.rows("quick", quick)
+    db.rows("slow", slow, {})  # kept by a thread's read, as after a first overrun
+    assert "slow" in db._statements
+    token = DEADLINE.set(time.perf_counter() + 0.5)
+    try:
+        assert [tuple(r) for r in db.rows("quick", quick)] == [(5,)]
+        assert db._loop_driver is not None
+        assert [tuple(r) for r in db.rows("new", lambda: select(literal(6).label("six")))] == [(6,)]
+    finally:
+        DEADLINE.reset(token)
+    token = DEADLINE.set(time.perf_counter() + 0.002)
+    started = time.perf_counter()
+    try:
+        with pytest.raises(Overran):
+            db.rows("slow", slow, {})
+    finally:
+        DEADLINE.reset(token)
+    assert time.perf_counter() - started < 0.2
+    db.close()
+    assert db._loop_driver is None

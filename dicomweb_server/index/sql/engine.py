@@ -46,10 +46,11 @@ _PROGRESS_STEPS = 2000
 def make_inline_engine(url: str) -> Engine | None:
     """The event loop's own connection for short reads (services/ports/inline.py), for an
     SQLite file; None for any other database (a read there is a round trip, kept off the
-    loop). One connection, never waited for: the loop runs one read at a time. It waits for
-    no lock (a reader of a WAL database rarely meets one), and a statement still running at
-    the deadline is interrupted; either raises Overran, and the read is made again in a
-    worker thread, on a pooled connection that waits as usual."""
+    loop). Two connections, never waited for: the loop runs one read at a time, on the one
+    Database.rows keeps for statements run before or on the other. They wait for no lock (a
+    reader of a WAL database rarely meets one), and a statement still running at the
+    deadline is interrupted; either raises Overran, and the read is made again in a worker
+    thread, on a pooled connection that waits as usual."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
@@ -57,7 +58,7 @@ def make_inline_engine(url: str) -> Engine | None:
         create_engine(
             url,
             connect_args={"timeout": 0, "check_same_thread": False},
-            pool_size=1,
+            pool_size=2,
             max_overflow=0,
             pool_timeout=0,
         )
