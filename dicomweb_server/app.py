@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Mount, Router
+from starlette.routing import BaseRoute, Mount, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dicomweb_server.container import Container, build_container, upgrade_database
@@ -25,7 +25,7 @@ from dicomweb_server.web import metrics
 from dicomweb_server.web.access import RequestLog, name_requests_in_logs
 from dicomweb_server.web.auth import make_caller
 from dicomweb_server.web.errors import HANDLERS
-from dicomweb_server.web.routes import slash_redirect, url_surface
+from dicomweb_server.web.routes import IndexedRouter, slash_redirect, url_surface
 from dicomweb_server.web.threads import in_thread
 
 log = logging.getLogger("dicomweb_server")
@@ -47,8 +47,11 @@ class _App(Starlette):
     request id and log line, the caller, CORS and the answer to an exception no route
     handled, instead of Starlette's error and exception middlewares around three of ours."""
 
-    def __init__(self, edge: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self, edge: Callable[[ASGIApp], ASGIApp], routes: list[BaseRoute], **kwargs: Any
+    ) -> None:
+        super().__init__(routes=routes, **kwargs)
+        self.router = IndexedRouter(routes, lifespan=kwargs.get("lifespan"))
         self._edge = edge
 
     def build_middleware_stack(self) -> ASGIApp:

@@ -359,9 +359,82 @@ def slash_redirect(router: Router) -> ASGIApp:
     return app
 
 
+class IndexedRouter(Router):
+    """Starlette's router, trying only the routes that can take the path's first segment:
+    those whose template starts with that segment, and those that start with a parameter
+    or have no template, in their order in the table. Any other route cannot match, so the
+    outcome is Starlette's with less matching: the root's table tries its 20 routes before
+    the DICOMweb mount (a QIDO-RS tried 16 in all), and a frame's path tried 40 of the
+    mount's 67. A path no route takes goes Starlette's whole way (redirect, default)."""
+
+    _index: dict[str, tuple[BaseRoute, ...]]
+    _anywhere: tuple[BaseRoute, ...]
+    _indexed = -1
+
+    def _candidates(self, path: str) -> tuple[BaseRoute, ...]:
+        if self._indexed != len(self.routes):
+            self._build_index()
+        first = path[1:].split("/", 1)[0]
+        return self._index.get(first, self._anywhere)
+
+    def _build_index(self) -> None:
+        leads = [_first_segment(route) for route in self.routes]
+        index: dict[str, list[BaseRoute]] = {lead: [] for lead in leads if lead is not None}
+        for route, lead in zip(self.routes, leads, strict=True):
+            for segment, routes in index.items():
+                if lead is None or lead == segment:
+                    routes.append(route)
+        self._index = {segment: tuple(routes) for segment, routes in index.items()}
+        self._anywhere = tuple(
+            r for r, lead in zip(self.routes, leads, strict=True) if lead is None
+        )
+        self._indexed = len(self.routes)
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await super().app(scope, receive, send)
+            return
+        if "router" not in scope:
+            scope["router"] = self
+        partial: tuple[BaseRoute, Scope] | None = None
+        for route in self._candidates(_route_path(scope)):
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                scope["route"] = route
+                scope.update(child)
+                await route.handle(scope, receive, send)
+                return
+            if match is Match.PARTIAL and partial is None:
+                partial = (route, child)
+        if partial is not None:
+            # A route of the path but not of the method: its 405 (Starlette's order).
+            scope["route"] = partial[0]
+            scope.update(partial[1])
+            await partial[0].handle(scope, receive, send)
+            return
+        await super().app(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path below the router's mount (as Starlette's routes match it)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def _first_segment(route: BaseRoute) -> str | None:
+    """The literal first segment of a route's path template; None where any path might
+    match it (a parameter there, or no template)."""
+    path = getattr(route, "path", None)
+    if not isinstance(path, str) or not path.startswith("/"):
+        return None
+    first = path[1:].split("/", 1)[0]
+    return None if "{" in first else first
+
+
 def url_surface(base_path: str) -> list[BaseRoute]:
     """Every route of the server, the DICOMweb ones under `base_path`."""
     if base_path:
         root = ServiceCapabilities((base_path, base_path + "/"))
-        return [root, *ROOT_ROUTES, Mount(base_path, routes=DICOMWEB_ROUTES)]
+        return [root, *ROOT_ROUTES, Mount(base_path, app=IndexedRouter(DICOMWEB_ROUTES))]
     return [ServiceCapabilities(("", "/")), *ROOT_ROUTES, *DICOMWEB_ROUTES]
