@@ -60,11 +60,18 @@ class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message, and the request's fields when
     the record has them (the access log: request id, route, status, duration, caller)."""
 
+    _second = -1.0
+    _stamp = ""
+
     def format(self, record: logging.LogRecord) -> str:
+        # ISO 8601 in UTC to the millisecond; the part to the second is made once a second.
+        second, fraction = divmod(record.created, 1)
+        if second != self._second:
+            made = datetime.datetime.fromtimestamp(second, datetime.UTC)
+            self._stamp, self._second = made.strftime("%Y-%m-%dT%H:%M:%S"), second
+        millis = min(int(fraction * 1000), 999)
         line: dict[str, Any] = {
-            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
-                timespec="milliseconds"
-            ),
+            "time": f"{self._stamp}.{millis:03d}+00:00",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

@@ -110,10 +110,10 @@ class Caller:
         return cls(None, frozenset(), StudyScope(), request_id, reason, token, unchecked=unchecked)
 
     @classmethod
-    def anonymous(cls, request_id: str = "-") -> Caller:
+    def anonymous(cls, request_id: str = "-", client: str | None = None) -> Caller:
         """A caller with no identity, allowed everything (the server has no access control
         yet)."""
-        return cls(None, EVERY_SCOPE, None, request_id)
+        return cls(None, EVERY_SCOPE, None, request_id, client=client)
 
     def require(self, scope: str) -> None:
         """Unauthenticated when the caller has no credential that works, Forbidden unless it

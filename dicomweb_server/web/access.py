@@ -14,10 +14,11 @@ asks for them while debugging; the client's address is not logged.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
@@ -103,7 +104,9 @@ def without_credentials(query: str) -> str:
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def redacted_query(query: str, keep_values: bool) -> str:
+    """The query as the access log shows it (clients repeat theirs: kept by query)."""
     if not query:
         return query
     if keep_values:
@@ -165,7 +168,7 @@ class RequestLog:
                 origin = value
             elif name == b"access-control-request-method":
                 preflight = True
-        rid = given if _TOKEN.fullmatch(given) else uuid.uuid4().hex
+        rid = given if given and _TOKEN.fullmatch(given) else os.urandom(16).hex()
         state = scope.setdefault("state", {})
         state["request_id"] = rid
         cleanups: list[Callable[[], None]] = []

@@ -36,7 +36,7 @@ async def make_caller(scope: Scope) -> Caller:
     """The `Caller` of a request or WebSocket (the request log layer, web/access.py, asks
     once per connection, before any route)."""
     if not scope["app"].state.container.access.kinds:
-        return replace(Caller.anonymous(request_id(scope)), client=_address(scope))
+        return Caller.anonymous(request_id(scope), _address(scope))
     return await _caller_of(scope, _credential(scope))
 
 

@@ -13,6 +13,7 @@ the path asked for; methods and statuses are HTTP's.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -50,13 +51,28 @@ FAILED = Counter(
 )
 
 
+# The labelled series of each (method, route, status) seen, kept: looking them up by label
+# values costs more than the counting (the labels are bounded, so this is too).
+_SERIES: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
+
+
 def observe(method: str, route: str, status: int, seconds: float, received: int, sent: int) -> None:
-    REQUESTS.labels(method, route, str(status)).inc()
-    LATENCY.labels(method, route).observe(seconds)
+    series = _SERIES.get((method, route, status))
+    if series is None:
+        series = (
+            REQUESTS.labels(method, route, str(status)),
+            LATENCY.labels(method, route),
+            BYTES_IN.labels(route),
+            BYTES_OUT.labels(route),
+        )
+        _SERIES[(method, route, status)] = series
+    requests, latency, bytes_in, bytes_out = series
+    requests.inc()
+    latency.observe(seconds)
     if received:
-        BYTES_IN.labels(route).inc(received)
+        bytes_in.inc(received)
     if sent:
-        BYTES_OUT.labels(route).inc(sent)
+        bytes_out.inc(sent)
 
 
 def count_ingest(result: StoreResult) -> None:
