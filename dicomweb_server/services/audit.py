@@ -17,9 +17,9 @@ than holding the request.
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import logging
-import queue
 import threading
 import time
 from collections.abc import Sequence
@@ -363,9 +363,15 @@ class AuditTrail:
     log: AuditLog | None = None
 
     def __post_init__(self) -> None:
-        self._queue: queue.Queue[AuditMessage | None] = queue.Queue(self.capacity)
+        # Messages waiting for the writer, oldest first. A deque under the trail's lock
+        # rather than a queue.Queue: a request appends without waking anyone unless the
+        # writer is idle (a Queue's put notifies its condition every time).
+        self._waiting: collections.deque[AuditMessage] = collections.deque()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
+        self._arrived = threading.Condition(self._lock)
+        self._writer_idle = False
+        self._closing = False
         self._pending = 0
         self._thread: threading.Thread | None = None
         if self.sinks:
@@ -379,37 +385,36 @@ class AuditTrail:
     def record(self, message: AuditMessage) -> None:
         if not self.sinks:
             return
+        if message.source != self.source:
+            message = replace(message, source=self.source)
         with self._lock:
-            self._pending += 1
-        try:
-            self._queue.put_nowait(replace(message, source=self.source))
-        except queue.Full:
-            with self._lock:
-                self._pending -= 1
+            full = len(self._waiting) >= self.capacity
+            if full:
                 self.dropped += 1
                 dropped = self.dropped
-            if dropped == 1 or dropped % 1000 == 0:
-                log.error("audit queue full: %d audit message(s) dropped so far", dropped)
+            else:
+                self._waiting.append(message)
+                self._pending += 1
+                if self._writer_idle:
+                    self._writer_idle = False
+                    self._arrived.notify()
+        if full and (dropped == 1 or dropped % 1000 == 0):
+            log.error("audit queue full: %d audit message(s) dropped so far", dropped)
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
+            with self._lock:
+                while not self._waiting and not self._closing:
+                    self._writer_idle = True
+                    self._arrived.wait()
+                if not self._waiting:
+                    return  # closing, and everything written
             # Messages that come within BATCH_SECONDS of the first share its write (one
             # transaction, one flush to disk, instead of one per request under load). The
-            # writer sleeps meanwhile: waiting on the queue would wake it for every message.
+            # writer sleeps meanwhile: waiting for each message would wake it for every one.
             time.sleep(BATCH_SECONDS)
-            while len(batch) < 500:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._write(batch)
-                    return
-                batch.append(more)
+            with self._lock:
+                batch = [self._waiting.popleft() for _ in range(min(500, len(self._waiting)))]
             self._write(batch)
 
     def _write(self, batch: list[AuditMessage]) -> None:
@@ -463,7 +468,9 @@ class AuditTrail:
     def close(self) -> None:
         if self._thread is not None:
             self.flush()
-            self._queue.put(None)
+            with self._lock:
+                self._closing = True
+                self._arrived.notify()
             self._thread.join(timeout=10)
             self._thread = None
         for sink in self.sinks:

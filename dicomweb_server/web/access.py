@@ -90,6 +90,7 @@ def _secret(name: str, value: str) -> bool:
     return name.lower() in _SECRET_PARAMETERS or bool(_SECRET_VALUE.match(value))
 
 
+@functools.lru_cache(maxsize=1024)
 def without_credentials(query: str) -> str:
     """The query string with every credential-looking value replaced by `*` (the audit
     trail keeps the rest of a query as sent: PS3.15 A.5.3.10)."""
