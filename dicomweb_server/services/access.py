@@ -177,7 +177,9 @@ class AccessService:
             self._audit.record(audit.authentication(claimed, client, str(exc), request_id))
             return Caller.refused(str(exc), request_id, token=True)
 
-    def known_caller(self, credential: str | None, request_id: str = "-") -> Caller | None:
+    def known_caller(
+        self, credential: str | None, request_id: str = "-", client: str | None = None
+    ) -> Caller | None:
         """The caller of a valid API key, found by reads alone (the key's row, read on every
         request, so a revocation in any process counts at once); None when the request needs
         more than reads: another kind of credential, a failure to count, a last use to note.
@@ -191,13 +193,13 @@ class AccessService:
             key = self._verified(presented)
         except Unauthenticated:
             return None
-        return self._key_caller(key, request_id)
+        return self._key_caller(key, request_id, client)
 
-    def _key_caller(self, key: StoredKey, request_id: str) -> Caller:
+    def _key_caller(self, key: StoredKey, request_id: str, client: str | None = None) -> Caller:
         studies = None if key.labels is None else StudyScope(labels=key.labels)
         # A limited key made before the rule above keeps none of admin's reach.
         scopes = confined(granted(key.scopes), studies)
-        return Caller(f"key:{key.key_id}", scopes, studies, request_id)
+        return Caller(f"key:{key.key_id}", scopes, studies, request_id, client=client)
 
     def _verified_caller(
         self, credential: str, presented: Presented | None, request_id: str

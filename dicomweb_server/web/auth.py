@@ -55,15 +55,13 @@ async def _caller_of(scope: Scope, credential: str | None) -> Caller:
     address = _address(scope)
     # A valid key by reads alone: on the event loop, no hop (web/threads.py `read`).
     known = (
-        await read(True, access.known_caller, credential, request_id(scope))
+        await read(True, access.known_caller, credential, request_id(scope), address)
         if archive.reads_inline and credential is not None
         else None
     )
-    made = (
-        known
-        if known is not None
-        else await in_thread(access.caller, credential, request_id(scope), address)
-    )
+    if known is not None:
+        return known
+    made = await in_thread(access.caller, credential, request_id(scope), address)
     return replace(made, client=address)
 
 

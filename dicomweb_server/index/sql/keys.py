@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import Row, bindparam, insert, select, update
 
 from dicomweb_server.index.sql.database import Database
 from dicomweb_server.index.sql.models import api_keys
@@ -27,6 +27,10 @@ def _key(row: Row[Any]) -> StoredKey:
         row.last_used_at,
         None if row.labels is None else frozenset(orjson.loads(row.labels)),
     )
+
+
+def _by_id() -> Any:
+    return select(api_keys).where(api_keys.c.key_id == bindparam("key_id"))
 
 
 class SqlKeyIndex:
@@ -58,9 +62,10 @@ class SqlKeyIndex:
             known = self._read.get(key_id)
             if known is not None and known[0] == version:
                 return known[1]
-        with self._db.connect() as conn:
-            row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
-        found = None if row is None else _key(row)
+        # Through Database.rows: once a commit anywhere changed the version, the next
+        # request reads the row again (the audit writer commits several times a second).
+        rows = self._db.rows("api key by id", _by_id, {"key_id": key_id})
+        found = _key(rows[0]) if rows else None
         if version is not None and found is not None:
             if len(self._read) >= _KEPT:
                 self._read.clear()
