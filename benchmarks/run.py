@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -580,6 +581,7 @@ def run(
                 report["peak_rss_mb"][name] = peer.peak_rss_mb
                 if callable(cleanup):
                     cleanup()
+                settle()
         report["ceilings"] = ceilings(corpus, work, warmups, reps)
         if scale:
             from benchmarks.scale import scale_run
@@ -596,6 +598,15 @@ def run(
     (out / "results.json").write_text(json.dumps(report, indent=1))
     (out / "results.md").write_text(markdown(report))
     return report
+
+
+def settle(seconds: float = 2.0) -> None:
+    """Between peers: what the last one wrote flushed to disk, then a pause, so the next is
+    not measured while the kernel writes back half a gigabyte of the last one's objects (a
+    likely cause of a peer measuring 10-50% slower on most rows when it ran right after
+    Orthanc than when it ran first)."""
+    os.sync()
+    time.sleep(seconds)
 
 
 def _start(
