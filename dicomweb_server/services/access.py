@@ -39,6 +39,8 @@ from dicomweb_server.services.tokens import Presented, new_token, parse_token
 # The scopes a key may carry (the route table names one per route; PS3.18 knows none).
 KEY_SCOPES = frozenset({READ, WRITE, UPDATE, DELETE, WORKITEMS, SHARE, ADMIN, METRICS})
 _TOUCH_EVERY = 60.0
+# Credentials whose check is kept for the next request, at most.
+_CHECKED_KEPT = 1000
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,10 @@ class AccessService:
         self._failures = FailureLimit(failures_per_minute, failure_log)
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
+        # Keys checked on the loop: the credential as presented -> the key row it matched
+        # and what the check made of it. Used again only while the key index hands back
+        # that very row (it rereads after any commit), so a revocation still counts at once.
+        self._checked: dict[str, tuple[StoredKey, frozenset[str], StudyScope | None]] = {}
 
     def create_key(
         self,
@@ -186,6 +192,16 @@ class AccessService:
         Then `caller` is asked."""
         if "api-key" not in self.kinds or not credential or not credential.startswith("dwk_"):
             return None
+        checked = self._checked.get(credential)
+        if checked is not None:
+            # The same row as when this credential was checked: no digest to make again.
+            kept, scopes, studies = checked
+            if (
+                self._keys.key(kept.key_id) is kept
+                and (kept.expires_at is None or kept.expires_at > time.time())
+                and not self._touch_due(kept.key_id)
+            ):
+                return Caller(f"key:{kept.key_id}", scopes, studies, request_id, client=client)
         presented = parse_token("dwk", credential)
         if presented is None or self._touch_due(presented.id):
             return None
@@ -193,7 +209,11 @@ class AccessService:
             key = self._verified(presented)
         except Unauthenticated:
             return None
-        return self._key_caller(key, request_id, client)
+        made = self._key_caller(key, request_id, client)
+        if len(self._checked) >= _CHECKED_KEPT:
+            self._checked.clear()
+        self._checked[credential] = (key, made.scopes, made.studies)
+        return made
 
     def _key_caller(self, key: StoredKey, request_id: str, client: str | None = None) -> Caller:
         studies = None if key.labels is None else StudyScope(labels=key.labels)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import collections
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -214,12 +215,26 @@ def audit_log_used(caller: Caller, where: str) -> AuditMessage:
     )
 
 
+@functools.cache
 def _code(code: Code) -> dict[str, str]:
+    """The coded value's JSON form, made once per code (shared by every message: read only)."""
     return {"csd-code": code.code, "codeSystemName": code.scheme, "originalText": code.meaning}
 
 
+# The last second _timestamp wrote, and its text to the second (one tuple: read and replaced
+# whole, so threads need no lock).
+_second: tuple[int, str] = (-1, "")
+
+
 def _timestamp(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 in UTC to the millisecond, e.g. 2026-12-07T23:33:25.123Z."""
+    global _second
+    whole = int(at)
+    second, text = _second
+    if whole != second:
+        text = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (whole, text)
+    return f"{text}.{min(int((at - whole) * 1000), 999):03d}Z"
 
 
 def as_dict(m: AuditMessage) -> dict[str, object]:

@@ -100,6 +100,7 @@ class Resource(Route):
             return response
 
         super().__init__(path, dispatch, methods=list(handlers))
+        self._dispatch = dispatch
         self.allow = ", ".join(sorted({*(self.methods or ()), "OPTIONS"}))
         self.representations = {m: media_types_of(h) for m, h in handlers.items()}
 
@@ -113,7 +114,12 @@ class Resource(Route):
             return
         if self.methods and scope["method"] not in self.methods:
             raise HTTPException(status_code=405, headers={"Allow": self.allow})
-        await super().handle(scope, receive, send)
+        # The handler called directly, not through Starlette's request_response: an
+        # exception goes up to the edge layer (web/access.py RequestLog), which answers it
+        # with the same handlers, so the wrapper Starlette puts around every send of every
+        # response was work done twice.
+        response = await self._dispatch(Request(scope, receive, send))
+        await response(scope, receive, send)
 
 
 DICOMWEB_ROUTES: list[BaseRoute] = [

@@ -139,3 +139,48 @@ def test_a_read_seen_before_on_the_loop_uses_the_loops_connection_and_its_deadli
     assert time.perf_counter() - started < 0.2
     db.close()
     assert db._loop_driver is None
+
+
+def test_a_key_checked_on_the_loop_is_kept_until_its_row_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """services/access.py known_caller: past its first check on the loop, a key costs no
+    digest while its row is the one checked; a revocation (any connection's commit) is seen
+    on the very next request."""
+    from dicomweb_server.container import build_container, upgrade_database
+    from dicomweb_server.services import access, tokens
+    from dicomweb_server.services.context import READ
+    from tests.conftest import make_settings
+
+    settings = make_settings(tmp_path, auth="api-key", audit="none")
+    upgrade_database(settings)
+    container = build_container(settings)
+    digests: list[str] = []
+    made = tokens.digest
+
+    def counted(secret: str) -> str:
+        digests.append(secret)
+        return made(secret)
+
+    monkeypatch.setattr(tokens, "digest", counted)
+    monkeypatch.setattr(access, "_TOUCH_EVERY", 3600.0)
+    try:
+        service = container.access
+        made_key = service.create_key("loop", {READ})
+        key_id, secret = made_key.key.key_id, made_key.secret
+        service._touched[key_id] = time.time()  # its last use just noted
+        digests.clear()  # the one made with the key
+        token = DEADLINE.set(time.perf_counter() + 1.0)
+        try:
+            callers = [service.known_caller(secret, f"r{i}", "10.0.0.1") for i in range(3)]
+            assert all(c is not None and c.principal == f"key:{key_id}" for c in callers)
+            assert [c.request_id for c in callers if c] == ["r0", "r1", "r2"]
+            assert all(c is not None and c.client == "10.0.0.1" for c in callers)
+            assert len(digests) == 1  # checked once, then kept
+            assert service.known_caller(secret[:-1] + "x", "r3") is None
+            assert service.revoke_key(key_id)
+            assert service.known_caller(secret, "r4") is None
+        finally:
+            DEADLINE.reset(token)
+    finally:
+        container.close()
