@@ -815,14 +815,16 @@ def main(argv: list[str] | None = None) -> int:
         "ours-pg-production, ours-pg-s3 (PostgreSQL + an S3-protocol server), orthanc-1.13 "
         "(Debian sid, from a chroot), orthanc (Debian 12's 1.10)",
     )
-    parser.add_argument("--warmups", type=int, default=3)
+    # Rows of about 1 ms need a hundred requests or more: with 20, the median and the CPU
+    # count (10 ms clock ticks) moved the ratios by 20-40% between runs of the same code.
+    parser.add_argument("--warmups", type=int, default=10)
     parser.add_argument(
         "--floor-seconds",
         type=int,
         default=FLOOR_SECONDS,
         help="how long wrk asks the query that matches nothing (qido_empty_floor)",
     )
-    parser.add_argument("--repetitions", type=int, default=20)
+    parser.add_argument("--repetitions", type=int, default=100)
     parser.add_argument(
         "--workers",
         type=int,
