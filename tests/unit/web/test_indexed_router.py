@@ -83,7 +83,7 @@ def test_every_path_and_method_goes_where_starlettes_router_sends_it(
         assert websocket == _picked(theirs, "GET", path, "websocket"), path
 
 
-def test_a_dicomweb_path_tries_only_the_routes_of_its_first_segment(
+def test_a_dicomweb_path_tries_only_the_routes_of_its_shape(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for kind in (Route, WebSocketRoute, Resource, ServiceCapabilities):
@@ -100,5 +100,11 @@ def test_a_dicomweb_path_tries_only_the_routes_of_its_first_segment(
     assert _picked(router, "GET", "/dicomweb/studies/1.2/series/3.4/metadata")[1] == (
         "/studies/{study}/series/{series}/metadata"
     )
-    # Of the 67 DICOMweb routes, those under /studies (of the root's, none starts with it).
-    assert 0 < len(tried) < 40 and all(path.startswith("/studies") for path in tried)
+    # Of the 67 DICOMweb routes, those under /studies with five segments (of the root's,
+    # none starts with studies).
+    assert 0 < len(tried) < 8
+    assert all(path.startswith("/studies/") and path.count("/") == 5 for path in tried)
+    tried.clear()
+    frame = "/dicomweb/studies/1/series/2/instances/3/frames/1,2"
+    assert _picked(router, "GET", frame)[1].endswith("/frames/{frames}")
+    assert len(tried) <= 2  # and the reject route, of the same shape, before it
