@@ -10,6 +10,8 @@ from pathlib import Path
 
 # Below this much free space the store is reported full (not ready): a STOW would fail.
 MIN_FREE_BYTES = 16 * 2**20
+# preadv's flag for a read that must not wait for the disk (Linux 4.14+), when Python has it.
+_NOWAIT: int | None = getattr(os, "RWF_NOWAIT", None)
 
 
 class FilesystemBlobStore:
@@ -73,6 +75,32 @@ class FilesystemBlobStore:
         with self._path(key).open("rb") as fp:
             fp.seek(offset)
             return fp.read(length)
+
+    def read_cached(self, key: str, offset: int, length: int) -> bytes | None:
+        """The bytes if the page cache holds them all (Linux's RWF_NOWAIT: a read that would
+        wait for the disk fails at once instead), else None. Anything unusual (a missing or
+        short file, a system without the flag) is None too: the usual read reports it."""
+        if _NOWAIT is None:
+            return None
+        buffer = bytearray(length)
+        view = memoryview(buffer)
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY)
+        except (OSError, ValueError):
+            return None
+        try:
+            done = 0
+            while done < length:
+                read = os.preadv(fd, [view[done:]], offset + done, _NOWAIT)
+                if read <= 0:
+                    return None
+                done += read
+        except OSError:  # BlockingIOError (not cached), or the flag not supported here
+            return None
+        finally:
+            view.release()
+            os.close(fd)
+        return bytes(buffer)
 
     def iter_range(
         self, key: str, offset: int = 0, length: int | None = None, chunk_size: int = 1 << 20

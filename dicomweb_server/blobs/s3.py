@@ -98,6 +98,10 @@ class S3BlobStore:
     def sync(self, keys: Sequence[str]) -> None:
         """Nothing to do: an object whose upload has returned is durable in the bucket."""
 
+    def read_cached(self, key: str, offset: int, length: int) -> bytes | None:
+        """Never: every read of a bucket is a round trip (made off the event loop)."""
+        return None
+
     def read_range(self, key: str, offset: int, length: int) -> bytes:
         if length <= 0:
             return b""

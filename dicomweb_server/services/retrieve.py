@@ -72,10 +72,13 @@ class Part:
     length: int
     chunks: Callable[[], Iterable[bytes]]
     read_slice: Callable[[int, int], Iterable[bytes]] | None = None
+    # The bytes if storage can hand them over without waiting (RetrieveService.cached),
+    # else None; None here: always read with `chunks`.
+    cached: Callable[[], bytes | None] | None = None
 
     @classmethod
     def held(cls, data: bytes) -> Part:
-        return cls(len(data), lambda: (data,))
+        return cls(len(data), lambda: (data,), cached=lambda: data)
 
 
 class TextCache:
@@ -272,11 +275,37 @@ class RetrieveService:
         out: list[Part] = []
         for inst in instances:
             data = transcoded.get(inst.sop_instance_uid)
-            out.append(Part(inst.size, self._streamer(inst)) if data is None else Part.held(data))
+            out.append(
+                Part(
+                    inst.size,
+                    self._streamer(inst),
+                    cached=self._cached(inst.blob_key, [(0, inst.size)]),
+                )
+                if data is None
+                else Part.held(data)
+            )
         return out
 
     def _streamer(self, inst: StoredInstance) -> Callable[[], Iterable[bytes]]:
         return lambda: self.stream(inst)
+
+    def _cached(self, key: str, ranges: Ranges) -> Callable[[], bytes | None]:
+        return lambda: self.cached(key, ranges)
+
+    def cached(self, key: str, ranges: Ranges) -> bytes | None:
+        """The bytes of `ranges` of the object `key` if storage can hand them over without
+        waiting (a file in the page cache), else None: the event loop then reads them itself
+        instead of paying a thread hop."""
+        read = getattr(self._blobs, "read_cached", None)
+        if read is None:
+            return None
+        pieces = []
+        for offset, length in ranges:
+            data = read(key, offset, length)
+            if not isinstance(data, bytes):
+                return None
+            pieces.append(data)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     def plan_bytes(
         self, found: ByteParts, choices: list[BytesChoice], single: bool, accepted: str | None
@@ -333,6 +362,7 @@ class RetrieveService:
                 sum(length for _, length in ranges),
                 lambda: self.stream_ranges(key, ranges),
                 lambda start, length: self.stream_ranges(key, slice_ranges(ranges, start, length)),
+                self._cached(key, ranges),
             )
 
         return [part(r) for r in found.parts]

@@ -169,13 +169,15 @@ class OutgoingPart:
     content_location: str | None = None
     # (start, length) -> those bytes of the part, where it can be read piecewise.
     read_slice: Callable[[int, int], Iterable[bytes]] | None = None
+    # The bytes if they can be had without waiting (the page cache), else None.
+    cached: Callable[[], bytes | None] | None = None
 
     @classmethod
     def of(
         cls, content_type: str, data: bytes, content_location: str | None = None
     ) -> OutgoingPart:
         """A part whose bytes are already in memory."""
-        return cls(content_type, len(data), lambda: (data,), content_location)
+        return cls(content_type, len(data), lambda: (data,), content_location, None, lambda: data)
 
 
 class MultipartBody:
@@ -210,6 +212,18 @@ class MultipartBody:
     def read(self) -> bytes:
         """The whole body at once (for bodies known to be small)."""
         return b"".join(self)
+
+    def read_cached(self) -> bytes | None:
+        """The whole body if every part's bytes can be had without waiting (see
+        OutgoingPart.cached), else None."""
+        pieces: list[bytes] = []
+        for head, part in zip(self._heads, self._parts, strict=True):
+            data = part.cached() if part.cached is not None else None
+            if data is None:
+                return None
+            pieces += (head, data, b"\r\n")
+        pieces.append(self._tail)
+        return b"".join(pieces)
 
     def coalesced(self, size: int) -> Iterator[bytes]:
         """The body in pieces of at least `size` bytes (but the last): each piece sent costs

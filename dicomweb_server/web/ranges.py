@@ -16,12 +16,22 @@ _RANGE = re.compile(r"bytes=([0-9]{0,18})-([0-9]{0,18})", re.ASCII)
 # Bodies up to this size are read in one thread hop and sent whole; larger ones stream in
 # pieces, so memory per response stays bounded either way.
 BUFFER_LIMIT = 16 * 2**20
+# Bodies up to this size are read on the event loop when storage has them in memory (a
+# frame, an instance): a copy of that size costs less than the thread hop it saves.
+CACHED_LIMIT = 2**20
 
 
 async def whole_body(
-    content_type: str, length: int, chunks: Callable[[], Iterable[bytes]], headers: dict[str, str]
+    content_type: str,
+    length: int,
+    chunks: Callable[[], Iterable[bytes]],
+    headers: dict[str, str],
+    cached: Callable[[], bytes | None] | None = None,
 ) -> Response:
-    """A body of known length: read at once when small, streamed otherwise."""
+    """A body of known length: read at once when small (on the event loop when `cached`
+    has it without waiting), streamed otherwise."""
+    if length <= CACHED_LIMIT and cached is not None and (body := cached()) is not None:
+        return Response(body, media_type=content_type, headers=headers)
     if length <= BUFFER_LIMIT:
         body = await in_thread(lambda: b"".join(chunks()))
         return Response(body, media_type=content_type, headers=headers)
@@ -48,7 +58,7 @@ async def single_part_response(
     match = _RANGE.fullmatch(header.strip()) if header else None
     size = part.length
     if match is None or (not match.group(1) and not match.group(2)):
-        return await whole_body(part.content_type, size, part.chunks, out)
+        return await whole_body(part.content_type, size, part.chunks, out, part.cached)
     first, last = match.group(1), match.group(2)
     if first:
         start, end = int(first), min(int(last) if last else size - 1, size - 1)

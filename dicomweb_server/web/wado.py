@@ -29,7 +29,12 @@ from dicomweb_server.web.media import (
     negotiate_json,
 )
 from dicomweb_server.web.multipart import MultipartBody, OutgoingPart
-from dicomweb_server.web.ranges import BUFFER_LIMIT, single_part_response, whole_body
+from dicomweb_server.web.ranges import (
+    BUFFER_LIMIT,
+    CACHED_LIMIT,
+    single_part_response,
+    whole_body,
+)
 from dicomweb_server.web.threads import in_thread
 from dicomweb_server.web.urls import urls
 from dicomweb_server.web.xml import xml_response
@@ -45,6 +50,9 @@ async def _multipart(
     body: MultipartBody, related_type: str, headers: dict[str, str] | None = None
 ) -> Response:
     media_type = f'multipart/related; type="{related_type}"; boundary={body.boundary}'
+    if body.content_length <= CACHED_LIMIT and (cached := body.read_cached()) is not None:
+        # In memory already (the page cache): read on the event loop, no thread hop.
+        return Response(cached, media_type=media_type, headers=headers)
     if body.content_length <= BUFFER_LIMIT:
         return Response(await in_thread(body.read), media_type=media_type, headers=headers)
     return StreamingResponse(
@@ -55,7 +63,9 @@ async def _multipart(
 
 
 def _outgoing(content_type: str, part: Part, location: str | None = None) -> OutgoingPart:
-    return OutgoingPart(content_type, part.length, part.chunks, location, part.read_slice)
+    return OutgoingPart(
+        content_type, part.length, part.chunks, location, part.read_slice, part.cached
+    )
 
 
 @produces(f'{MULTIPART_RELATED}; type="{DICOM}"', DICOM, ZIP)
@@ -106,7 +116,7 @@ async def retrieve_instances(request: Request) -> Response:
     if choice.container == DICOM:
         (part,), (target,) = sent, targets
         return await whole_body(
-            f"{DICOM}; transfer-syntax={target}", part.length, part.chunks, headers
+            f"{DICOM}; transfer-syntax={target}", part.length, part.chunks, headers, part.cached
         )
     here = urls(request)
     parts = [

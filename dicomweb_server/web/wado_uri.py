@@ -147,7 +147,13 @@ async def _object(
     inst = stored.instance
     media_type = f"{DICOM}; transfer-syntax={target}"
     if target == inst.transfer_syntax_uid and not anonymize:
-        return await whole_body(media_type, inst.size, lambda: retrieve.stream(inst), headers)
+        return await whole_body(
+            media_type,
+            inst.size,
+            lambda: retrieve.stream(inst),
+            headers,
+            lambda: retrieve.cached(inst.blob_key, [(0, inst.size)]),
+        )
     cost = await in_thread(retrieve.object_cost, stored, target, anonymize)
     await hold_memory(request, cost)
     body = await in_thread(retrieve.object_bytes, inst, target, anonymize)

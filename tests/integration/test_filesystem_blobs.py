@@ -33,3 +33,36 @@ def test_keys_never_leave_the_store(tmp_path: Path, key: str) -> None:
     store = FilesystemBlobStore(tmp_path / "objects")
     with pytest.raises(ValueError):
         store.read_range(key, 0, 1)
+
+
+def test_bytes_in_the_page_cache_are_read_without_waiting(tmp_path: Path) -> None:
+    """read_cached (what the event loop reads itself): the bytes while the page cache holds
+    them, None once the kernel has dropped them (a read would wait for the disk) and for
+    anything unusual, which the usual read then reports."""
+    import os
+
+    store = FilesystemBlobStore(tmp_path / "objects")
+    source = tmp_path / "part"
+    data = os.urandom(3 * 2**20)
+    source.write_bytes(data)
+    key = "1.2/3.4/5.6.dcm"
+    store.put_file(key, source)
+    store.sync([key])
+    if getattr(os, "RWF_NOWAIT", None) is None:
+        assert store.read_cached(key, 0, 10) is None
+        return
+    assert store.read_range(key, 0, len(data)) == data  # now cached
+    assert store.read_cached(key, 0, len(data)) == data
+    assert store.read_cached(key, 1000, 70000) == data[1000:71000]
+    assert store.read_cached(key, 0, 0) == b""
+    assert store.read_cached(key, len(data) - 10, 20) is None  # past the end: short
+    assert store.read_cached("1.2/3.4/none.dcm", 0, 10) is None
+    assert store.read_cached("../x", 0, 10) is None
+    # Dropped from the page cache (the data is on disk: synced above).
+    fd = os.open(tmp_path / "objects" / key, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    assert store.read_cached(key, 2 * 2**20, 4096) is None
+    assert store.read_range(key, 2 * 2**20, 4096) == data[2 * 2**20 : 2 * 2**20 + 4096]

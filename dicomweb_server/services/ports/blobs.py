@@ -20,6 +20,11 @@ class BlobStore(Protocol):
 
     def read_range(self, key: str, offset: int, length: int) -> bytes: ...
 
+    def read_cached(self, key: str, offset: int, length: int) -> bytes | None:
+        """The bytes when the store can hand them over without waiting (in memory already:
+        the page cache), else None, and the caller reads them with `iter_range` off the
+        event loop. Optional: a store without it is always read off the loop."""
+
     def iter_range(
         self, key: str, offset: int = 0, length: int | None = None, chunk_size: int = 1 << 20
     ) -> Iterator[bytes]:
