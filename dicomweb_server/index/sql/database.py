@@ -84,10 +84,14 @@ class Database:
         known = self._statements.get(key)
         # On the loop: the loop's own driver connection, without a pool checkout and
         # SQLAlchemy's Connection around it (about a third of the read).
-        on_loop = known is not None and self.inline is not None and DEADLINE.get() is not None
-        if on_loop and self._loop_lock.acquire(blocking=False):
+        if (
+            known is not None
+            and self.inline is not None
+            and DEADLINE.get() is not None
+            and self._loop_lock.acquire(blocking=False)
+        ):
             try:
-                return self._run(self._loop_connection(), known, given)  # type: ignore[arg-type]
+                return self._run(self._loop_connection(), known, given)
             finally:
                 self._loop_lock.release()
         with self.connect() as conn:
